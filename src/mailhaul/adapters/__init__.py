@@ -1,0 +1,1 @@
+"""Adapters: protocol clients, sinks, storage. Library errors become domain errors here."""

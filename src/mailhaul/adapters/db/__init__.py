@@ -1,0 +1,1 @@
+"""Storage on SQLite (embedded default) or PostgreSQL, through SQLAlchemy Core."""

@@ -1,0 +1,247 @@
+"""Stored accounts: CRUD, encrypted passwords, leases and service state."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, delete, insert, or_, select, update
+
+from mailhaul.adapters.db.tables import accounts
+from mailhaul.domain.account import Account, AccountSpec
+from mailhaul.domain.errors import NotFound
+from mailhaul.domain.options import Protocol, RetrievalOptions, Security
+
+
+def _spec_values(spec: AccountSpec) -> dict[str, Any]:
+    return {
+        "owner": spec.owner,
+        "protocol": str(spec.protocol),
+        "host": spec.host,
+        "port": spec.port,
+        "security": str(spec.security),
+        "verify_cert": spec.verify_cert,
+        "ca_file": spec.ca_file,
+        "username": spec.username,
+        "folders": json.dumps(list(spec.options.folders)),
+        "keep": spec.options.keep,
+        "fetchall": spec.options.fetchall,
+        "flush": spec.options.flush,
+        "max_size": spec.options.max_size,
+        "deliver_to": spec.deliver_to,
+        "interval": spec.interval,
+        "active": spec.active,
+    }
+
+
+def _account(row: Row[Any]) -> Account:
+    spec = AccountSpec(
+        owner=row.owner,
+        protocol=Protocol(row.protocol),
+        host=row.host,
+        port=row.port,
+        security=Security(row.security),
+        username=row.username,
+        verify_cert=row.verify_cert,
+        ca_file=row.ca_file,
+        options=RetrievalOptions(
+            keep=row.keep,
+            fetchall=row.fetchall,
+            flush=row.flush,
+            max_size=row.max_size,
+            folders=tuple(json.loads(row.folders)),
+        ),
+        deliver_to=row.deliver_to,
+        interval=row.interval,
+        active=row.active,
+    )
+    return Account(
+        id=row.id,
+        spec=spec,
+        state=row.state,
+        last_run_at=row.last_run_at,
+        last_result=row.last_result,
+        next_poll_at=row.next_poll_at,
+        consecutive_failures=row.consecutive_failures,
+        last_error=row.last_error,
+    )
+
+
+class AccountStore:
+    """Account rows; every method runs inside the caller's transaction."""
+
+    def add(self, conn: Connection, spec: AccountSpec, now: float) -> int:
+        """Insert an account (password set separately, once the id is known)."""
+        result = conn.execute(
+            insert(accounts).values(
+                **_spec_values(spec),
+                password_enc="",
+                created_at=now,
+                updated_at=now,
+                state="new",
+                next_poll_at=now,
+                consecutive_failures=0,
+            )
+        )
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def update_spec(self, conn: Connection, account_id: int, spec: AccountSpec, now: float) -> None:
+        """Replace an account's settings; a paused/failed account gets a fresh start."""
+        self._must_update(
+            conn,
+            account_id,
+            **_spec_values(spec),
+            updated_at=now,
+            consecutive_failures=0,
+            next_poll_at=now,
+        )
+
+    def set_password(self, conn: Connection, account_id: int, token: str) -> None:
+        """Store an encrypted password."""
+        self._must_update(conn, account_id, password_enc=token)
+
+    def password_token(self, conn: Connection, account_id: int) -> str:
+        """The encrypted password of an account."""
+        token = conn.scalar(select(accounts.c.password_enc).where(accounts.c.id == account_id))
+        if token is None:
+            raise NotFound(f"account {account_id} does not exist")
+        return str(token)
+
+    def all_password_tokens(self, conn: Connection) -> list[tuple[int, str]]:
+        """Every account's id and encrypted password (for key rotation)."""
+        rows = conn.execute(select(accounts.c.id, accounts.c.password_enc))
+        return [(row.id, row.password_enc) for row in rows]
+
+    def get(self, conn: Connection, account_id: int) -> Account:
+        """One account, or NotFound."""
+        row = conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
+        if row is None:
+            raise NotFound(f"account {account_id} does not exist")
+        return _account(row)
+
+    def list_all(self, conn: Connection, ids: Sequence[int] | None = None) -> list[Account]:
+        """All accounts (or those with ``ids``), by id."""
+        query = select(accounts).order_by(accounts.c.id)
+        if ids is not None:
+            query = query.where(accounts.c.id.in_(list(ids)))
+        return [_account(row) for row in conn.execute(query)]
+
+    def delete(self, conn: Connection, account_id: int) -> None:
+        """Delete an account with its records and runs."""
+        result = conn.execute(delete(accounts).where(accounts.c.id == account_id))
+        if result.rowcount == 0:
+            raise NotFound(f"account {account_id} does not exist")
+
+    def set_active(self, conn: Connection, account_id: int, active: bool, now: float) -> None:
+        """Enable (due now, failures forgiven) or disable an account."""
+        values: dict[str, Any] = {"active": active, "updated_at": now}
+        if active:
+            values |= {"next_poll_at": now, "consecutive_failures": 0}
+        self._must_update(conn, account_id, **values)
+
+    def due(self, conn: Connection, now: float, limit: int) -> list[int]:
+        """Ids of active accounts whose next poll is due and that nobody holds, oldest first."""
+        query = (
+            select(accounts.c.id)
+            .where(
+                accounts.c.active.is_(True),
+                or_(accounts.c.next_poll_at.is_(None), accounts.c.next_poll_at <= now),
+                or_(accounts.c.lease_owner.is_(None), accounts.c.lease_expires < now),
+            )
+            .order_by(accounts.c.next_poll_at)
+            .limit(limit)
+        )
+        return [int(row.id) for row in conn.execute(query)]
+
+    def next_due_at(self, conn: Connection) -> float | None:
+        """The earliest next-poll time of any active account."""
+        query = select(accounts.c.next_poll_at).where(accounts.c.active.is_(True))
+        query = query.order_by(accounts.c.next_poll_at).limit(1)
+        value = conn.scalar(query)
+        return None if value is None else float(value)
+
+    # leases --------------------------------------------------------------------------------
+    def lease_holder(self, conn: Connection, account_id: int) -> tuple[str | None, float | None]:
+        """Who holds the account's lease, and until when."""
+        row = conn.execute(
+            select(accounts.c.lease_owner, accounts.c.lease_expires).where(
+                accounts.c.id == account_id
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"account {account_id} does not exist")
+        return row.lease_owner, row.lease_expires
+
+    def claim(
+        self,
+        conn: Connection,
+        account_id: int,
+        owner: str,
+        now: float,
+        ttl: float,
+        steal_from: str | None = None,
+    ) -> bool:
+        """Take the lease if it is free, expired, or held by ``steal_from`` (a dead process)."""
+        free = or_(accounts.c.lease_owner.is_(None), accounts.c.lease_expires < now)
+        if steal_from is not None:
+            free = or_(free, accounts.c.lease_owner == steal_from)
+        result = conn.execute(
+            update(accounts)
+            .where(and_(accounts.c.id == account_id, free))
+            .values(lease_owner=owner, lease_expires=now + ttl)
+        )
+        return result.rowcount == 1
+
+    def renew(self, conn: Connection, account_id: int, owner: str, now: float, ttl: float) -> bool:
+        """Extend a lease we hold; False if it was lost."""
+        result = conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id, accounts.c.lease_owner == owner)
+            .values(lease_expires=now + ttl)
+        )
+        return result.rowcount == 1
+
+    def finish(
+        self,
+        conn: Connection,
+        account_id: int,
+        owner: str,
+        *,
+        state: str,
+        result: str,
+        error: str | None,
+        finished_at: float,
+        next_poll_at: float,
+        consecutive_failures: int,
+    ) -> None:
+        """Record a run's outcome on the account and release the lease."""
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id, accounts.c.lease_owner == owner)
+            .values(
+                state=state,
+                last_result=result,
+                last_error=error,
+                last_run_at=finished_at,
+                next_poll_at=next_poll_at,
+                consecutive_failures=consecutive_failures,
+                lease_owner=None,
+                lease_expires=None,
+            )
+        )
+
+    def release(self, conn: Connection, account_id: int, owner: str) -> None:
+        """Drop a lease we hold."""
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id, accounts.c.lease_owner == owner)
+            .values(lease_owner=None, lease_expires=None)
+        )
+
+    def _must_update(self, conn: Connection, account_id: int, **values: Any) -> None:
+        result = conn.execute(update(accounts).where(accounts.c.id == account_id).values(**values))
+        if result.rowcount == 0:
+            raise NotFound(f"account {account_id} does not exist")

@@ -1,0 +1,249 @@
+"""What was retrieved, per account, folder and UIDVALIDITY: pending, delivered, refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, and_, delete, insert, select, update
+
+from mailhaul.adapters.db.tables import folders, messages
+from mailhaul.domain.messages import KnownMessages, RecordState
+
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class PendingRecord:
+    """A delivery that was started but not confirmed (reconciled on the next run)."""
+
+    folder: str
+    uidvalidity: int
+    uid: str
+    receipt: str | None
+    destination: str
+
+
+@dataclass(frozen=True)
+class DeliveredRecord:
+    """A confirmed delivery, for the record."""
+
+    uid: str
+    fingerprint: str
+    size: int
+
+
+def _chunks(items: Sequence[str]) -> Iterable[list[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield list(items[start : start + _CHUNK])
+
+
+class MessageRecords:
+    """The per-account memory that keeps mail from being delivered twice."""
+
+    def known(
+        self, conn: Connection, account_id: int, folder: str, uidvalidity: int
+    ) -> KnownMessages:
+        """Delivered and refused UIDs of one folder under one UIDVALIDITY."""
+        rows = conn.execute(
+            select(messages.c.uid, messages.c.state).where(
+                messages.c.account_id == account_id,
+                messages.c.folder == folder,
+                messages.c.uidvalidity == uidvalidity,
+            )
+        )
+        delivered: set[str] = set()
+        refused: set[str] = set()
+        for uid, state in rows:
+            if state == RecordState.DELIVERED:
+                delivered.add(uid)
+            elif state == RecordState.REFUSED:
+                refused.add(uid)
+        return KnownMessages(delivered=frozenset(delivered), refused=frozenset(refused))
+
+    def add_pending(
+        self, conn: Connection, account_id: int, records: Sequence[PendingRecord], now: float
+    ) -> None:
+        """Note deliveries about to start (with the sink's receipt, when it has one)."""
+        if records:
+            conn.execute(
+                insert(messages),
+                [
+                    {
+                        "account_id": account_id,
+                        "folder": r.folder,
+                        "uidvalidity": r.uidvalidity,
+                        "uid": r.uid,
+                        "state": RecordState.PENDING.value,
+                        "receipt": r.receipt,
+                        "destination": r.destination,
+                        "recorded_at": now,
+                    }
+                    for r in records
+                ],
+            )
+
+    def mark_delivered(
+        self,
+        conn: Connection,
+        account_id: int,
+        folder: str,
+        uidvalidity: int,
+        records: Sequence[DeliveredRecord],
+        now: float,
+    ) -> None:
+        """Turn pending records into delivered ones."""
+        if not records:
+            return
+        key = and_(
+            messages.c.account_id == account_id,
+            messages.c.folder == folder,
+            messages.c.uidvalidity == uidvalidity,
+        )
+        for record in records:
+            conn.execute(
+                update(messages)
+                .where(key, messages.c.uid == record.uid)
+                .values(
+                    state=RecordState.DELIVERED.value,
+                    fingerprint=record.fingerprint,
+                    size=record.size,
+                    recorded_at=now,
+                )
+            )
+
+    def add_delivered(
+        self,
+        conn: Connection,
+        account_id: int,
+        folder: str,
+        uidvalidity: int,
+        destination: str,
+        records: Sequence[DeliveredRecord],
+        now: float,
+    ) -> None:
+        """Record deliveries directly (matched after a UIDVALIDITY change)."""
+        if records:
+            conn.execute(
+                insert(messages),
+                [
+                    {
+                        "account_id": account_id,
+                        "folder": folder,
+                        "uidvalidity": uidvalidity,
+                        "uid": r.uid,
+                        "state": RecordState.DELIVERED.value,
+                        "destination": destination,
+                        "fingerprint": r.fingerprint,
+                        "size": r.size,
+                        "recorded_at": now,
+                    }
+                    for r in records
+                ],
+            )
+
+    def pending(self, conn: Connection, account_id: int) -> list[PendingRecord]:
+        """Deliveries a crashed run left unconfirmed."""
+        rows = conn.execute(
+            select(messages).where(
+                messages.c.account_id == account_id, messages.c.state == RecordState.PENDING
+            )
+        )
+        return [
+            PendingRecord(r.folder, r.uidvalidity, r.uid, r.receipt, r.destination) for r in rows
+        ]
+
+    def confirm_pending(
+        self, conn: Connection, account_id: int, record: PendingRecord, now: float
+    ) -> None:
+        """A pending delivery turned out to have happened."""
+        conn.execute(
+            update(messages)
+            .where(
+                messages.c.account_id == account_id,
+                messages.c.folder == record.folder,
+                messages.c.uidvalidity == record.uidvalidity,
+                messages.c.uid == record.uid,
+                messages.c.state == RecordState.PENDING,
+            )
+            .values(state=RecordState.DELIVERED.value, recorded_at=now)
+        )
+
+    def drop_pending(
+        self, conn: Connection, account_id: int, folder: str, uidvalidity: int, uids: Sequence[str]
+    ) -> None:
+        """Forget pending records of deliveries that did not happen."""
+        for chunk in _chunks(uids):
+            conn.execute(
+                delete(messages).where(
+                    messages.c.account_id == account_id,
+                    messages.c.folder == folder,
+                    messages.c.uidvalidity == uidvalidity,
+                    messages.c.uid.in_(chunk),
+                    messages.c.state == RecordState.PENDING,
+                )
+            )
+
+    def prune(
+        self, conn: Connection, account_id: int, folder: str, uidvalidity: int, gone: Sequence[str]
+    ) -> None:
+        """Forget records of messages no longer on the server, and of old UIDVALIDITYs."""
+        conn.execute(
+            delete(messages).where(
+                messages.c.account_id == account_id,
+                messages.c.folder == folder,
+                messages.c.uidvalidity != uidvalidity,
+                messages.c.state != RecordState.PENDING,
+            )
+        )
+        for chunk in _chunks(gone):
+            conn.execute(
+                delete(messages).where(
+                    messages.c.account_id == account_id,
+                    messages.c.folder == folder,
+                    messages.c.uidvalidity == uidvalidity,
+                    messages.c.uid.in_(chunk),
+                    messages.c.state != RecordState.PENDING,
+                )
+            )
+
+    def fingerprints(self, conn: Connection, account_id: int, folder: str) -> set[str]:
+        """Fingerprints of everything delivered from a folder, under any UIDVALIDITY."""
+        rows = conn.execute(
+            select(messages.c.fingerprint).where(
+                messages.c.account_id == account_id,
+                messages.c.folder == folder,
+                messages.c.state == RecordState.DELIVERED,
+                messages.c.fingerprint.is_not(None),
+            )
+        )
+        return {row.fingerprint for row in rows}
+
+    # folder UIDVALIDITY ------------------------------------------------------------------
+    def folder_uidvalidity(self, conn: Connection, account_id: int, folder: str) -> int | None:
+        """The UIDVALIDITY last seen for a folder, or None the first time."""
+        value = conn.scalar(
+            select(folders.c.uidvalidity).where(
+                folders.c.account_id == account_id, folders.c.folder == folder
+            )
+        )
+        return None if value is None else int(value)
+
+    def set_folder_uidvalidity(
+        self, conn: Connection, account_id: int, folder: str, uidvalidity: int
+    ) -> None:
+        """Remember a folder's UIDVALIDITY."""
+        changed = conn.execute(
+            update(folders)
+            .where(folders.c.account_id == account_id, folders.c.folder == folder)
+            .values(uidvalidity=uidvalidity)
+        )
+        if changed.rowcount == 0:
+            conn.execute(
+                insert(folders).values(
+                    account_id=account_id, folder=folder, uidvalidity=uidvalidity
+                )
+            )
+
+
+__all__ = ["DeliveredRecord", "MessageRecords", "PendingRecord"]

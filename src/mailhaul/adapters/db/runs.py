@@ -1,0 +1,111 @@
+"""Run history: one row per poll of an account, with its log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, insert, select, update
+
+from mailhaul.adapters.db.tables import runs
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One poll of one account."""
+
+    id: int
+    account_id: int
+    trigger: str
+    started_at: float
+    finished_at: float | None
+    result: str
+    fetched: int
+    bytes: int
+    deleted: int
+    skipped: int
+    error: str | None
+    log: str
+
+
+class RunStore:
+    """Run rows; every method runs inside the caller's transaction."""
+
+    def start(self, conn: Connection, account_id: int, trigger: str, now: float) -> int:
+        """Open a run (result ``running``)."""
+        result = conn.execute(
+            insert(runs).values(
+                account_id=account_id, trigger=trigger, started_at=now, result="running", log=""
+            )
+        )
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def interrupt_stale(self, conn: Connection, account_id: int, now: float) -> int:
+        """Close runs a dead process left ``running``; returns how many."""
+        result = conn.execute(
+            update(runs)
+            .where(runs.c.account_id == account_id, runs.c.result == "running")
+            .values(
+                result="interrupted",
+                finished_at=now,
+                error="the process running this poll stopped before it finished",
+            )
+        )
+        return int(result.rowcount)
+
+    def finish(
+        self,
+        conn: Connection,
+        run_id: int,
+        *,
+        result: str,
+        finished_at: float,
+        fetched: int,
+        size: int,
+        deleted: int,
+        skipped: int,
+        error: str | None,
+        log: str,
+    ) -> None:
+        """Close a run with its counts and log."""
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == run_id)
+            .values(
+                result=result,
+                finished_at=finished_at,
+                fetched=fetched,
+                bytes=size,
+                deleted=deleted,
+                skipped=skipped,
+                error=error,
+                log=log,
+            )
+        )
+
+    def history(self, conn: Connection, account_id: int, limit: int = 50) -> list[RunRecord]:
+        """The account's runs, newest first."""
+        rows = conn.execute(
+            select(runs)
+            .where(runs.c.account_id == account_id)
+            .order_by(runs.c.id.desc())
+            .limit(limit)
+        )
+        return [
+            RunRecord(
+                id=r.id,
+                account_id=r.account_id,
+                trigger=r.trigger,
+                started_at=r.started_at,
+                finished_at=r.finished_at,
+                result=r.result,
+                fetched=r.fetched,
+                bytes=r.bytes,
+                deleted=r.deleted,
+                skipped=r.skipped,
+                error=r.error,
+                log=r.log,
+            )
+            for r in rows
+        ]

@@ -1,0 +1,115 @@
+"""The database schema."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("owner", String(320), nullable=False),
+    Column("protocol", String(8), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("security", String(10), nullable=False),
+    Column("verify_cert", Boolean, nullable=False, default=True),
+    Column("ca_file", Text),
+    Column("username", String(320), nullable=False),
+    Column("password_enc", Text, nullable=False, default=""),
+    Column("folders", Text, nullable=False),  # JSON list
+    Column("keep", Boolean, nullable=False),
+    Column("fetchall", Boolean, nullable=False),
+    Column("flush", Boolean, nullable=False),
+    Column("max_size", BigInteger, nullable=False),
+    Column("deliver_to", String(320), nullable=False, default=""),
+    Column("interval", Integer, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    # service state
+    Column("state", String(32), nullable=False, default="new"),
+    Column("next_poll_at", Float),
+    Column("last_run_at", Float),
+    Column("last_result", String(32)),
+    Column("last_error", Text),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("lease_owner", String(200)),
+    Column("lease_expires", Float),
+)
+Index("ix_accounts_due", accounts.c.active, accounts.c.next_poll_at)
+
+# What was retrieved: one row per source message mailhaul delivered, refused or is
+# delivering (pending). Keyed per folder and UIDVALIDITY (0 on POP3).
+messages = Table(
+    "messages",
+    metadata,
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("folder", String(1000), primary_key=True),
+    Column("uidvalidity", BigInteger, primary_key=True),
+    Column("uid", String(100), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("receipt", String(255)),
+    Column("destination", String(320), nullable=False),
+    Column("fingerprint", String(80)),
+    Column("size", BigInteger, nullable=False, default=0),
+    Column("recorded_at", Float, nullable=False),
+    Column("note", Text),
+)
+Index("ix_messages_fingerprint", messages.c.account_id, messages.c.folder, messages.c.fingerprint)
+Index("ix_messages_state", messages.c.account_id, messages.c.state)
+
+folders = Table(
+    "folders",
+    metadata,
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("folder", String(1000), primary_key=True),
+    Column("uidvalidity", BigInteger, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("trigger", String(16), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("result", String(16), nullable=False),  # running | ok | error | interrupted
+    Column("fetched", Integer, nullable=False, default=0),
+    Column("bytes", BigInteger, nullable=False, default=0),
+    Column("deleted", Integer, nullable=False, default=0),
+    Column("skipped", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("log", Text, nullable=False, default=""),
+)
+Index("ix_runs_account", runs.c.account_id, runs.c.id)

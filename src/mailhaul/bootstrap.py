@@ -1,0 +1,101 @@
+"""Wiring: the one module that builds adapters and hands them to services."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+
+from mailhaul.adapters.db.accounts import AccountStore
+from mailhaul.adapters.db.database import Database
+from mailhaul.adapters.db.records import MessageRecords
+from mailhaul.adapters.db.runs import RunStore
+from mailhaul.adapters.secrets import SecretBox
+from mailhaul.adapters.sinks.maildir import MaildirSink
+from mailhaul.domain.options import Credentials, Protocol, SourceEndpoint
+from mailhaul.domain.ports import LogFn, MailSource
+from mailhaul.services.accounts import AccountService
+from mailhaul.services.polling import Poller
+from mailhaul.settings import DEFAULT_TOML, Settings
+
+
+def open_source(endpoint: SourceEndpoint, credentials: Credentials, log: LogFn) -> MailSource:
+    """A source adapter for the endpoint's protocol."""
+    if endpoint.protocol is Protocol.POP3:
+        from mailhaul.adapters.sources.pop3 import Pop3Source
+
+        return Pop3Source(endpoint, credentials, log)
+    from mailhaul.adapters.sources.imap import ImapSource
+
+    return ImapSource(endpoint, credentials, log)
+
+
+def init_home(settings: Settings) -> list[str]:
+    """Create the home, key file, settings file and database if missing; what was made."""
+    made: list[str] = []
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not settings.config_file.exists():
+        settings.config_file.write_text(DEFAULT_TOML)
+        made.append(str(settings.config_file))
+    if not settings.key_file.exists():
+        SecretBox.create(settings.key_file)
+        made.append(str(settings.key_file))
+    db = Database(settings.database_url)
+    db.create_schema()
+    db.dispose()
+    if db.is_sqlite:
+        db_file = settings.database_url.split(":///", 1)[-1]
+        if db_file and db_file != ":memory:":
+            os.chmod(db_file, 0o600)  # it holds (encrypted) passwords and account data
+    return made
+
+
+@dataclass
+class App:
+    """Everything a command needs, built lazily from settings."""
+
+    settings: Settings
+
+    @cached_property
+    def db(self) -> Database:
+        """The database."""
+        return Database(self.settings.database_url)
+
+    @cached_property
+    def secret_box(self) -> SecretBox:
+        """The password encryption keys."""
+        return SecretBox(self.settings.key_file)
+
+    @cached_property
+    def account_store(self) -> AccountStore:
+        """Account rows."""
+        return AccountStore()
+
+    @cached_property
+    def run_store(self) -> RunStore:
+        """Run rows."""
+        return RunStore()
+
+    @cached_property
+    def accounts(self) -> AccountService:
+        """Account use cases."""
+        return AccountService(self.db, self.account_store, self.run_store, self.secret_box)
+
+    @cached_property
+    def sink(self) -> MaildirSink:
+        """The local delivery sink."""
+        return MaildirSink(self.settings.maildir_path, self.settings.home)
+
+    @cached_property
+    def poller(self) -> Poller:
+        """Polls accounts."""
+        return Poller(
+            self.db,
+            self.account_store,
+            MessageRecords(),
+            self.run_store,
+            self.secret_box,
+            self.sink,
+            open_source,
+            self.settings.timeout,
+        )

@@ -1,0 +1,184 @@
+"""The `mailhaul` command line."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from mailhaul import __version__
+from mailhaul.bootstrap import init_home
+from mailhaul.cli import accounts
+from mailhaul.cli.context import (
+    EXIT_FAILED,
+    CliState,
+    errors_to_exit,
+    fail,
+    state,
+)
+from mailhaul.cli.fetching import fetch_accounts
+from mailhaul.cli.output import console, print_json, run_dict, runs_table
+
+app = typer.Typer(
+    help="mailhaul: fetch mail from POP3/IMAP accounts into local mailboxes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(accounts.app, name="account")
+key_app = typer.Typer(help="Manage the key that encrypts stored passwords.", no_args_is_help=True)
+app.add_typer(key_app, name="key")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+IdArg = Annotated[int, typer.Argument(help="The account's id.", show_default=False)]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mailhaul {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None,
+        typer.Option(help="Data directory [env MAILHAUL_HOME; default ~/.local/share/mailhaul]."),
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="Database URL [env MAILHAUL_DATABASE_URL].")
+    ] = None,
+    maildir_path: Annotated[
+        str | None,
+        typer.Option(help="Maildir template, e.g. '{home}/mail/{domain}/{local}'."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """mailhaul: fetch mail from POP3/IMAP accounts into local mailboxes."""
+    ctx.obj = CliState(
+        home=home,
+        overrides={"database.url": database_url, "delivery.maildir_path": maildir_path},
+        verbose=verbose,
+    )
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command()
+def init(ctx: typer.Context) -> None:
+    """Create the data directory, key file, settings file and database (idempotent)."""
+    with errors_to_exit():
+        settings = state(ctx).settings()
+        made = init_home(settings)
+    for path in made:
+        console.print(f"created {path}")
+    console.print(f"mailhaul home: {settings.home}")
+    console.print(f"database:      {settings.database_url}")
+    console.print(f"maildirs:      {settings.maildir_path}")
+
+
+@app.command()
+def fetch(
+    ctx: typer.Context,
+    account_ids: Annotated[list[int] | None, typer.Argument(help="Account ids.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every active account.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Poll accounts now; exits 0 only if every one ran without error."""
+    if bool(account_ids) == all_:
+        fail("name account ids, or --all")
+    with errors_to_exit():
+        code = fetch_accounts(state(ctx).app(), account_ids or [], all_, json_out)
+    raise typer.Exit(code)
+
+
+@app.command()
+def log(ctx: typer.Context, account_id: IdArg) -> None:
+    """Print the last run's log."""
+    with errors_to_exit():
+        runs = state(ctx).app().accounts.runs_of(account_id, limit=1)
+    if not runs:
+        console.print(f"account {account_id} has not run yet")
+        return
+    sys.stdout.write(runs[0].log)
+
+
+@app.command()
+def runs(
+    ctx: typer.Context,
+    account_id: IdArg,
+    limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show the run history: time, result, messages, bytes, duration."""
+    with errors_to_exit():
+        history = state(ctx).app().accounts.runs_of(account_id, limit=limit)
+    if json_out:
+        print_json([run_dict(run) for run in history])
+    else:
+        console.print(runs_table(history))
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    workers: Annotated[int | None, typer.Option(help="Accounts polled at once.")] = None,
+) -> None:
+    """Poll every active account on its interval until stopped (SIGTERM/Ctrl-C)."""
+    from mailhaul.services.scheduler import Scheduler
+
+    cli = state(ctx)
+    logging.getLogger().setLevel(logging.INFO)
+    with errors_to_exit():
+        settings = cli.settings()
+        init_home(settings)
+        app_ = cli.app()
+        stop = threading.Event()
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            logging.getLogger("mailhaul").info("signal %d: stopping", signum)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        logging.getLogger("mailhaul").info(
+            "serving: home %s, database %s, maildirs %s",
+            settings.home,
+            settings.database_url,
+            settings.maildir_path,
+        )
+        scheduler = Scheduler(
+            app_.db, app_.account_store, app_.poller, workers or settings.workers, stop
+        )
+        scheduler.run()
+
+
+@key_app.command("rotate")
+def key_rotate(ctx: typer.Context) -> None:
+    """Re-encrypt every stored password with a new key and retire the old ones."""
+    with errors_to_exit():
+        new_id, count, dropped = state(ctx).app().accounts.rotate_key()
+    console.print(
+        f"new key {new_id}: {count} password(s) re-encrypted; retired {', '.join(dropped) or '-'}"
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["EXIT_FAILED", "main", "print_json"]

@@ -1,0 +1,88 @@
+"""Shared CLI state: settings from flags, exit codes, error reporting."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+from mailhaul.bootstrap import App
+from mailhaul.domain.errors import AccountBusy, ConfigError, MailhaulError, NotFound
+from mailhaul.settings import Settings, load_settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # a run (or part of the work) failed
+EXIT_USAGE = 2  # bad command line, settings or input
+EXIT_NOT_FOUND = 3
+EXIT_BUSY = 4
+
+
+@dataclass
+class CliState:
+    """What the top-level options said."""
+
+    home: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    verbose: bool = False
+    _app: App | None = None
+
+    def settings(self) -> Settings:
+        """Resolved settings (flags > environment > mailhaul.toml > defaults)."""
+        return load_settings(self.home, self.overrides)
+
+    def app(self) -> App:
+        """The wired application (requires an initialised home)."""
+        if self._app is None:
+            settings = self.settings()
+            if not settings.key_file.exists():
+                raise ConfigError(
+                    f"{settings.home} is not set up yet: run `mailhaul init` first "
+                    "(or set MAILHAUL_HOME / --home to the right place)"
+                )
+            self._app = App(settings)
+        return self._app
+
+
+def state(ctx: typer.Context) -> CliState:
+    """The CLI state of this invocation."""
+    obj = ctx.find_root().obj
+    assert isinstance(obj, CliState)
+    return obj
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print an error to stderr and exit with ``code``."""
+    sys.stderr.write(f"mailhaul: error: {message}\n")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def errors_to_exit() -> Iterator[None]:
+    """Turn mailhaul errors into a plain message and a script-friendly exit code."""
+    try:
+        yield
+    except NotFound as exc:
+        fail(str(exc), EXIT_NOT_FOUND)
+    except AccountBusy as exc:
+        fail(str(exc), EXIT_BUSY)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except MailhaulError as exc:
+        fail(str(exc), EXIT_FAILED)
+
+
+def read_password_stdin() -> str:
+    """The password from standard input: its first line, without the line break."""
+    if sys.stdin is None:
+        fail("--password-stdin needs the password on standard input")
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass("Password: ")
+    data = sys.stdin.readline()
+    return data.removesuffix("\n").removesuffix("\r")

@@ -1,0 +1,153 @@
+"""How the CLI shows things: JSON for scripts, tables and plain lines for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mailhaul.adapters.db.runs import RunRecord
+from mailhaul.domain.account import Account
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def when(timestamp: float | None) -> str:
+    """A local time for people, or '-'."""
+    if timestamp is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def human_bytes(size: int) -> str:
+    """Bytes as B/KiB/MiB/GiB."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def account_dict(account: Account) -> dict[str, Any]:
+    """An account as JSON-ready data; there is no password in it, by construction."""
+    spec = account.spec
+    return {
+        "id": account.id,
+        "owner": spec.owner,
+        "protocol": str(spec.protocol),
+        "host": spec.host,
+        "port": spec.port,
+        "security": str(spec.security),
+        "verify_cert": spec.verify_cert,
+        "ca_file": spec.ca_file,
+        "username": spec.username,
+        "folders": list(spec.options.folders),
+        "keep": spec.options.keep,
+        "fetchall": spec.options.fetchall,
+        "flush": spec.options.flush,
+        "max_size": spec.options.max_size,
+        "deliver_to": spec.destination,
+        "interval": spec.interval,
+        "active": spec.active,
+        "state": account.state,
+        "last_run_at": account.last_run_at,
+        "last_result": account.last_result,
+        "last_error": account.last_error,
+        "next_poll_at": account.next_poll_at,
+        "consecutive_failures": account.consecutive_failures,
+    }
+
+
+def run_dict(run: RunRecord) -> dict[str, Any]:
+    """A run as JSON-ready data (without its log)."""
+    duration = None if run.finished_at is None else round(run.finished_at - run.started_at, 3)
+    return {
+        "id": run.id,
+        "account_id": run.account_id,
+        "trigger": run.trigger,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "duration": duration,
+        "result": run.result,
+        "fetched": run.fetched,
+        "bytes": run.bytes,
+        "deleted": run.deleted,
+        "skipped": run.skipped,
+        "error": run.error,
+    }
+
+
+def print_json(data: Any) -> None:
+    """Write JSON to stdout."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def accounts_table(accounts: list[Account]) -> Table:
+    """A table of accounts."""
+    table = Table(box=None, pad_edge=False)
+    for column in ("ID", "OWNER", "SOURCE", "USER", "OPTIONS", "DELIVER TO", "ACTIVE", "STATE"):
+        table.add_column(column)
+    for account in accounts:
+        spec = account.spec
+        opts = [
+            name
+            for name, on in (
+                ("keep", spec.options.keep),
+                ("fetchall", spec.options.fetchall),
+                ("flush", spec.options.flush),
+            )
+            if on
+        ]
+        table.add_row(
+            str(account.id),
+            spec.owner,
+            f"{spec.protocol}/{spec.security} {spec.host}:{spec.port}",
+            spec.username,
+            ",".join(opts) or "-",
+            spec.destination,
+            "yes" if spec.active else "no",
+            account.state,
+        )
+    return table
+
+
+def account_details(account: Account) -> Table:
+    """One account as a two-column table."""
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in account_dict(account).items():
+        if key.endswith("_at"):
+            value = when(value)
+        elif isinstance(value, list):
+            value = ", ".join(value)
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
+        table.add_row(key, "-" if value is None else str(value))
+    return table
+
+
+def runs_table(runs: list[RunRecord]) -> Table:
+    """A table of runs."""
+    table = Table(box=None, pad_edge=False)
+    for column in ("RUN", "STARTED", "TRIGGER", "RESULT", "FETCHED", "BYTES", "DELETED", "TIME"):
+        table.add_column(column)
+    for run in runs:
+        data = run_dict(run)
+        table.add_row(
+            str(run.id),
+            when(run.started_at),
+            run.trigger,
+            run.result if not run.error else f"{run.result}: {run.error}",
+            str(run.fetched),
+            human_bytes(run.bytes),
+            str(run.deleted),
+            "-" if data["duration"] is None else f"{data['duration']:.1f}s",
+        )
+    return table

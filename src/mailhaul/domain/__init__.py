@@ -1,0 +1,1 @@
+"""The pure core: account options, the retrieval plan, schedule maths. No I/O here."""

@@ -1,0 +1,57 @@
+"""A retrieval account as the services see it (the password stays encrypted here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mailhaul.domain.options import Protocol, RetrievalOptions, Security, SourceEndpoint
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    """What a user sets for an account: source, options and destination."""
+
+    owner: str
+    protocol: Protocol
+    host: str
+    port: int
+    security: Security
+    username: str
+    verify_cert: bool = True
+    ca_file: str | None = None
+    options: RetrievalOptions = field(default_factory=RetrievalOptions)
+    deliver_to: str = ""
+    interval: int = 300
+    active: bool = True
+
+    @property
+    def destination(self) -> str:
+        """The local address mail is delivered to (the owner unless set)."""
+        return self.deliver_to or self.owner
+
+
+@dataclass(frozen=True)
+class Account:
+    """A stored account with its id and service state."""
+
+    id: int
+    spec: AccountSpec
+    state: str = "new"
+    last_run_at: float | None = None
+    last_result: str | None = None
+    next_poll_at: float | None = None
+    consecutive_failures: int = 0
+    last_error: str | None = None
+
+    def endpoint(self, timeout: float) -> SourceEndpoint:
+        """The connection parameters of this account's source."""
+        spec = self.spec
+        return SourceEndpoint(
+            protocol=spec.protocol,
+            host=spec.host,
+            port=spec.port,
+            security=spec.security,
+            verify_cert=spec.verify_cert,
+            ca_file=spec.ca_file,
+            timeout=timeout,
+        )

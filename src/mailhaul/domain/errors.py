@@ -1,0 +1,69 @@
+"""Domain errors, raised by adapters (which translate library errors) and services.
+
+MailhaulError
+├── ConfigError              bad settings, options or command-line input; fix and retry
+├── SourceError              the remote POP3/IMAP side failed
+│   ├── TransientSourceError network drop, timeout, server busy: retry next run
+│   ├── ProtocolViolation    the server sent something that breaks the protocol
+│   ├── AuthenticationFailed the server rejected the credentials
+│   ├── TlsFailure           certificate rejected, STARTTLS not offered, handshake failed
+│   └── UnsupportedByServer  the server lacks a capability the options need (e.g. UIDL)
+├── DeliveryError            the local side failed
+│   ├── TemporaryDeliveryError  disk full, backend down: message stays, run stops
+│   └── PermanentDeliveryError  the backend refused this message for good
+└── AccountBusy              another run holds this account's lease
+"""
+
+from __future__ import annotations
+
+
+class MailhaulError(Exception):
+    """Base of every error mailhaul raises on purpose."""
+
+
+class ConfigError(MailhaulError):
+    """Raised when settings, account options or command-line input are invalid."""
+
+
+class NotFound(MailhaulError):
+    """Raised when an account (or other record) does not exist."""
+
+
+class SourceError(MailhaulError):
+    """Raised when talking to the remote POP3/IMAP server fails."""
+
+
+class TransientSourceError(SourceError):
+    """Raised on network drops, timeouts and temporary server errors; the next run retries."""
+
+
+class ProtocolViolation(SourceError):
+    """Raised when the server's reply breaks the protocol (hostile or broken server)."""
+
+
+class AuthenticationFailed(SourceError):
+    """Raised when the server rejects the username or password."""
+
+
+class TlsFailure(SourceError):
+    """Raised when TLS cannot be established safely (bad certificate, no STARTTLS offered)."""
+
+
+class UnsupportedByServer(SourceError):
+    """Raised when the server lacks a capability the account's options require."""
+
+
+class DeliveryError(MailhaulError):
+    """Raised when a message cannot be delivered locally."""
+
+
+class TemporaryDeliveryError(DeliveryError):
+    """Raised when delivery failed for now (disk full, backend down); the message stays."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Raised when the local backend refused this message for good."""
+
+
+class AccountBusy(MailhaulError):
+    """Raised when another run already holds the account's lease."""

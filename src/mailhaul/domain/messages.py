@@ -1,0 +1,53 @@
+"""What a source lists about its messages, and what mailhaul remembers about them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+POP3_FOLDER = "INBOX"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """One message as listed by the source.
+
+    ``uid`` is the POP3 UIDL string or the IMAP UID (as text); ``number`` is how the
+    protocol addresses the message in this session (POP3 message number, IMAP UID).
+    ``seen`` is the IMAP \\Seen flag at listing time (always False on POP3).
+    """
+
+    uid: str
+    number: int
+    size: int
+    seen: bool = False
+
+
+@dataclass(frozen=True)
+class FolderListing:
+    """The messages of one folder; ``uidvalidity`` is None on POP3.
+
+    ``stable_uids`` is False when the server cannot name messages across sessions (a
+    POP3 server without UIDL): then each ``uid`` is unique only within this session.
+    """
+
+    folder: str
+    uidvalidity: int | None
+    messages: tuple[MessageRef, ...]
+    stable_uids: bool = True
+
+
+class RecordState(StrEnum):
+    """What mailhaul knows about one source message."""
+
+    PENDING = "pending"  # about to be delivered; reconciled on the next run
+    DELIVERED = "delivered"
+    REFUSED = "refused"  # the backend refused it for good; skipped until retried
+
+
+@dataclass(frozen=True)
+class KnownMessages:
+    """The per-folder memory the plan needs: which UIDs were delivered or refused."""
+
+    delivered: frozenset[str] = frozenset()
+    refused: frozenset[str] = frozenset()

@@ -1,0 +1,76 @@
+"""Account options: what to connect to and how to retrieve, as plain values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from mailhaul.domain.errors import ConfigError
+
+DEFAULT_MAX_SIZE = 100 * 1024 * 1024
+DEFAULT_TIMEOUT = 60.0
+
+
+class Protocol(StrEnum):
+    """The retrieval protocol of a source account."""
+
+    POP3 = "pop3"
+    IMAP = "imap"
+
+
+class Security(StrEnum):
+    """How the connection is protected: implicit TLS, STARTTLS upgrade, or none."""
+
+    SSL = "ssl"
+    STARTTLS = "starttls"
+    NONE = "none"
+
+
+def default_port(protocol: Protocol, security: Security) -> int:
+    """The well-known port for a protocol and security mode (110/995, 143/993)."""
+    if protocol is Protocol.POP3:
+        return 995 if security is Security.SSL else 110
+    return 993 if security is Security.SSL else 143
+
+
+@dataclass(frozen=True)
+class SourceEndpoint:
+    """Where and how to connect to a source server."""
+
+    protocol: Protocol
+    host: str
+    port: int
+    security: Security = Security.SSL
+    verify_cert: bool = True
+    ca_file: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+
+    def describe(self) -> str:
+        """A short human description, e.g. ``pop3s://mail.example.net:995``."""
+        scheme = f"{self.protocol}s" if self.security is Security.SSL else str(self.protocol)
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A username and password; the password never appears in repr()."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RetrievalOptions:
+    """fetchmail-style retrieval options for one account."""
+
+    keep: bool = False
+    fetchall: bool = False
+    flush: bool = False
+    max_size: int = DEFAULT_MAX_SIZE
+    folders: tuple[str, ...] = ("INBOX",)
+
+    def __post_init__(self) -> None:
+        if self.max_size <= 0:
+            raise ConfigError("max size must be a positive number of bytes")
+        if not self.folders:
+            raise ConfigError("at least one folder is needed")

@@ -1,0 +1,102 @@
+"""The interfaces the services need from the outside world (implemented by adapters)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol
+
+from mailhaul.domain.messages import FolderListing, MessageRef
+
+LogFn = Callable[[str], None]
+"""Where adapters write human-readable run-log lines (never passwords)."""
+
+
+class MailSource(Protocol):
+    """A connected-on-demand POP3 or IMAP mailbox.
+
+    Adapters translate every library/socket error into a ``SourceError`` subclass.
+    Lifecycle: ``connect()`` → (``select()`` → ``fetch()``/``mark_seen()``/``delete()``)* →
+    ``close()`` (polite QUIT/LOGOUT: commits POP3 deletions) or ``abort()`` (drop the socket).
+    """
+
+    def connect(self) -> None:
+        """Connect, negotiate TLS as configured, and log in."""
+        ...
+
+    def capabilities(self) -> frozenset[str]:
+        """The server's capabilities after login (upper-case)."""
+        ...
+
+    def select(self, folder: str) -> FolderListing:
+        """Open ``folder`` (POP3: only ``INBOX``) and list its messages with sizes."""
+        ...
+
+    def fetch(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, Iterator[bytes]]]:
+        """Stream the messages in ``refs`` (in order), each as an iterator of byte chunks.
+
+        Chunks are the message exactly as stored (POP3 dot-unstuffed), line endings as
+        sent on the wire (CRLF). Each chunk iterator must be consumed, or abandoned, before
+        the next message is taken: the source drains an abandoned message itself. The
+        source may pipeline the requests internally.
+        """
+        ...
+
+    def fetch_headers(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, bytes]]:
+        """The header section of each message (through the blank line), as stored.
+
+        IMAP: ``BODY.PEEK[HEADER]``; POP3: ``TOP n 0``. Used to reconcile after a
+        UIDVALIDITY change.
+        """
+        ...
+
+    def mark_seen(self, refs: Iterable[MessageRef]) -> None:
+        """Set \\Seen on the messages (IMAP); a no-op on POP3."""
+        ...
+
+    def delete(self, refs: Iterable[MessageRef]) -> None:
+        """Delete the messages (POP3: DELE, final at close(); IMAP: \\Deleted + expunge)."""
+        ...
+
+    def close(self) -> None:
+        """Log out politely (QUIT/LOGOUT); never raises."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the connection without logging out; never raises."""
+        ...
+
+
+class Delivery(Protocol):
+    """One message being written to a sink."""
+
+    def write(self, chunk: bytes) -> None:
+        """Append bytes of the message (CRLF or LF line endings)."""
+        ...
+
+    def commit(self) -> str | None:
+        """Complete the message (durable once the sink's ``flush()`` returns); its receipt."""
+        ...
+
+    def abort(self) -> None:
+        """Throw away what was written; never raises."""
+        ...
+
+
+class MailSink(Protocol):
+    """A local destination: Maildir, LMTP, SMTP or an MDA."""
+
+    def planned_receipt(self, destination: str, hint: str) -> str | None:
+        """A receipt to record before delivery, so a crash can be reconciled; None if none."""
+        ...
+
+    def begin(self, destination: str, receipt: str | None) -> Delivery:
+        """Start delivering one message to ``destination`` (an e-mail address)."""
+        ...
+
+    def flush(self) -> None:
+        """Make every committed delivery durable (e.g. fsync the Maildir directories)."""
+        ...
+
+    def was_delivered(self, destination: str, receipt: str) -> bool | None:
+        """Whether a message with this receipt is in the destination; None if unknowable."""
+        ...

@@ -1,0 +1,93 @@
+"""Checks on an account's settings, each failure naming the field."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from mailhaul.domain.account import AccountSpec
+from mailhaul.domain.addresses import normalise_address
+from mailhaul.domain.errors import ConfigError
+from mailhaul.domain.options import Protocol
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MIN_INTERVAL = 10
+
+
+class FieldError(ConfigError):
+    """Raised when one field of an account is invalid; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def normalise_host(host: str) -> str:
+    """A host name (IDNA, lower case) or an IP address; anything else is refused."""
+    host = host.strip()
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise FieldError("host", f"{host!r} is not a valid host name") from None
+    labels = ascii_host.split(".")
+    if not ascii_host or len(ascii_host) > 253 or not all(_HOST_LABEL.match(x) for x in labels):
+        raise FieldError("host", f"{host!r} is not a valid host name")
+    return ascii_host
+
+
+def check_text(field: str, value: str, max_length: int = 320) -> None:
+    """Refuse empty values, control characters (CR, LF, NUL…) and over-long text."""
+    if not value:
+        raise FieldError(field, "must not be empty")
+    if len(value) > max_length:
+        raise FieldError(field, f"is longer than {max_length} characters")
+    if _CONTROL.search(value):
+        raise FieldError(field, "must not contain control characters (line breaks, NUL…)")
+
+
+def check_password(password: str) -> None:
+    """A password must be non-empty and free of CR, LF and NUL (no protocol carries them)."""
+    if not password:
+        raise FieldError("password", "must not be empty")
+    if any(ch in password for ch in "\r\n\x00"):
+        raise FieldError("password", "must not contain line breaks or NUL")
+    if len(password) > 1024:
+        raise FieldError("password", "is longer than 1024 characters")
+
+
+def validated_spec(spec: AccountSpec) -> AccountSpec:
+    """The spec with host and addresses normalised, or a FieldError naming what is wrong."""
+    from dataclasses import replace
+
+    try:
+        owner = normalise_address(spec.owner)
+    except ConfigError as exc:
+        raise FieldError("owner", str(exc)) from None
+    deliver_to = ""
+    if spec.deliver_to:
+        try:
+            deliver_to = normalise_address(spec.deliver_to)
+        except ConfigError as exc:
+            raise FieldError("deliver_to", str(exc)) from None
+    host = normalise_host(spec.host)
+    if not 1 <= spec.port <= 65535:
+        raise FieldError("port", f"{spec.port} is not a TCP port (1-65535)")
+    check_text("username", spec.username)
+    folders = spec.options.folders
+    for folder in folders:
+        check_text("folder", folder, 1000)
+    if len(set(folders)) != len(folders):
+        raise FieldError("folder", "the same folder is named twice")
+    if spec.protocol is Protocol.POP3 and folders != ("INBOX",):
+        raise FieldError("folder", "POP3 has only the INBOX; folders need IMAP")
+    if spec.interval < MIN_INTERVAL:
+        raise FieldError("interval", f"must be at least {MIN_INTERVAL} seconds")
+    if spec.ca_file is not None:
+        check_text("ca_file", spec.ca_file, 4096)
+    return replace(spec, owner=owner, deliver_to=deliver_to, host=host)

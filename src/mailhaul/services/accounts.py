@@ -1,0 +1,102 @@
+"""Account management: add, edit, list, delete, enable/disable, rotate the key."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from mailhaul.adapters.db.accounts import AccountStore
+from mailhaul.adapters.db.database import Database
+from mailhaul.adapters.db.runs import RunRecord, RunStore
+from mailhaul.adapters.secrets import SecretBox
+from mailhaul.domain.account import Account, AccountSpec
+from mailhaul.domain.validation import FieldError, check_password, validated_spec
+
+
+def _check_ca_file(spec: AccountSpec) -> None:
+    if spec.ca_file is not None and not Path(spec.ca_file).is_file():
+        raise FieldError("ca_file", f"{spec.ca_file} is not a readable file")
+
+
+class AccountService:
+    """Use cases on accounts; passwords go in encrypted and never come out here."""
+
+    def __init__(
+        self, db: Database, accounts: AccountStore, runs: RunStore, secret_box: SecretBox
+    ) -> None:
+        self.db = db
+        self.accounts = accounts
+        self.runs = runs
+        self.secret_box = secret_box
+
+    def add(self, spec: AccountSpec, password: str) -> Account:
+        """Create an account; returns it as stored."""
+        spec = validated_spec(spec)
+        check_password(password)
+        _check_ca_file(spec)
+        with self.db.begin() as conn:
+            account_id = self.accounts.add(conn, spec, time.time())
+            token = self.secret_box.encrypt(password, account_id)
+            self.accounts.set_password(conn, account_id, token)
+            return self.accounts.get(conn, account_id)
+
+    def edit(self, account_id: int, spec: AccountSpec, password: str | None = None) -> Account:
+        """Replace an account's settings (and its password, when given)."""
+        spec = validated_spec(spec)
+        if password is not None:
+            check_password(password)
+        _check_ca_file(spec)
+        with self.db.begin() as conn:
+            self.accounts.update_spec(conn, account_id, spec, time.time())
+            if password is not None:
+                self.accounts.set_password(
+                    conn, account_id, self.secret_box.encrypt(password, account_id)
+                )
+            return self.accounts.get(conn, account_id)
+
+    def get(self, account_id: int) -> Account:
+        """One account."""
+        with self.db.begin() as conn:
+            return self.accounts.get(conn, account_id)
+
+    def list_all(self) -> list[Account]:
+        """Every account."""
+        with self.db.begin() as conn:
+            return self.accounts.list_all(conn)
+
+    def delete(self, account_id: int) -> None:
+        """Delete an account and its history (delivered mail is untouched)."""
+        with self.db.begin() as conn:
+            self.accounts.delete(conn, account_id)
+
+    def set_active(self, account_id: int, active: bool) -> Account:
+        """Enable or disable polling of an account."""
+        with self.db.begin() as conn:
+            self.accounts.set_active(conn, account_id, active, time.time())
+            return self.accounts.get(conn, account_id)
+
+    def runs_of(self, account_id: int, limit: int = 50) -> list[RunRecord]:
+        """An account's run history, newest first."""
+        with self.db.begin() as conn:
+            self.accounts.get(conn, account_id)
+            return self.runs.history(conn, account_id, limit)
+
+    def rotate_key(self) -> tuple[str, int, list[str]]:
+        """Add a new key, re-encrypt every password with it, then drop the old keys.
+
+        The new key is written before the database changes and old keys are dropped only
+        after the commit, so a crash at any point leaves every password decryptable.
+        Returns (new key id, passwords re-encrypted, dropped key ids).
+        """
+        new_id = self.secret_box.add_key()
+        with self.db.begin() as conn:
+            tokens = self.accounts.all_password_tokens(conn)
+            for account_id, token in tokens:
+                if not token:
+                    continue
+                plain = self.secret_box.decrypt(token, account_id)
+                self.accounts.set_password(
+                    conn, account_id, self.secret_box.encrypt(plain, account_id)
+                )
+        dropped = self.secret_box.drop_keys_except_current()
+        return new_id, len(tokens), dropped

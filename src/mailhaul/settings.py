@@ -1,0 +1,151 @@
+"""Settings: command-line flags > ``MAILHAUL_*`` environment > ``mailhaul.toml`` > defaults."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mailhaul.domain.errors import ConfigError
+
+CONFIG_NAME = "mailhaul.toml"
+DEFAULT_MAILDIR = "{home}/mail/{domain}/{local}"
+
+# (section, key) -> (type, default); a default of None means "derived from home".
+_SCHEMA: dict[tuple[str, str], tuple[type, Any]] = {
+    ("database", "url"): (str, None),
+    ("delivery", "maildir_path"): (str, DEFAULT_MAILDIR),
+    ("poll", "interval"): (int, 300),
+    ("poll", "timeout"): (float, 60.0),
+    ("poll", "workers"): (int, 4),
+    ("poll", "max_size"): (int, 100 * 1024 * 1024),
+}
+
+DEFAULT_TOML = """\
+# mailhaul settings. Environment variables MAILHAUL_<SECTION>_<KEY> override these,
+# command-line flags override both.
+
+[database]
+# url = "sqlite:///{home}/mailhaul.db"   # or postgresql://user@host/db
+
+[delivery]
+# Maildir per destination address; {home}, {address}, {domain}, {local} are filled in.
+maildir_path = "{home}/mail/{domain}/{local}"
+
+[poll]
+interval = 300        # default seconds between polls of an account
+timeout = 60          # network timeout, seconds
+workers = 4           # accounts polled at once by `mailhaul serve`
+max_size = 104857600  # default per-message size limit, bytes
+"""
+
+
+def default_home() -> Path:
+    """``$MAILHAUL_HOME``, else ``~/.local/share/mailhaul``."""
+    env = os.environ.get("MAILHAUL_HOME")
+    return Path(env) if env else Path.home() / ".local" / "share" / "mailhaul"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings for one process."""
+
+    home: Path
+    database_url: str
+    maildir_path: str
+    interval: int
+    timeout: float
+    workers: int
+    max_size: int
+
+    @property
+    def key_file(self) -> Path:
+        """The encryption key file (mode 0600), outside the database."""
+        return self.home / "keys"
+
+    @property
+    def config_file(self) -> Path:
+        """The ``mailhaul.toml`` of this home."""
+        return self.home / CONFIG_NAME
+
+
+def _coerce(name: str, kind: type, value: Any) -> Any:
+    if kind is int and isinstance(value, str):
+        value = value.strip()
+        if not value.lstrip("-").isdigit():
+            raise ConfigError(f"setting {name} must be a whole number, not {value!r}")
+        return int(value)
+    if kind is float and isinstance(value, str | int) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"setting {name} must be a number, not {value!r}") from None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ConfigError(f"setting {name} must be a {kind.__name__}, not {value!r}")
+    return value
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def load_settings(
+    home: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve settings; ``overrides`` are flags keyed ``section.key`` (highest priority)."""
+    env = os.environ if environ is None else environ
+    home = (home or (Path(env["MAILHAUL_HOME"]) if env.get("MAILHAUL_HOME") else None)) or (
+        default_home()
+    )
+    home = home.expanduser().absolute()
+    toml = _read_toml(home / CONFIG_NAME)
+    unknown = [
+        f"{section}.{key}"
+        for section, table in toml.items()
+        for key in (table if isinstance(table, dict) else {"": None})
+        if (section, key) not in _SCHEMA
+    ]
+    if unknown:
+        raise ConfigError(f"{home / CONFIG_NAME}: unknown setting(s) {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for (section, key), (kind, default) in _SCHEMA.items():
+        name = f"{section}.{key}"
+        env_name = f"MAILHAUL_{section}_{key}".upper()
+        if overrides and overrides.get(name) is not None:
+            raw = overrides[name]
+        elif env.get(env_name):
+            raw = env[env_name]
+        elif key in toml.get(section, {}):
+            raw = toml[section][key]
+        else:
+            raw = default
+        values[name] = None if raw is None else _coerce(name, kind, raw)
+    url = values["database.url"] or f"sqlite:///{home / 'mailhaul.db'}"
+    url = url.replace("{home}", str(home))
+    for name in ("poll.interval", "poll.workers", "poll.max_size"):
+        if values[name] <= 0:
+            raise ConfigError(f"setting {name} must be positive")
+    if values["poll.timeout"] <= 0:
+        raise ConfigError("setting poll.timeout must be positive")
+    return Settings(
+        home=home,
+        database_url=url,
+        maildir_path=values["delivery.maildir_path"],
+        interval=values["poll.interval"],
+        timeout=values["poll.timeout"],
+        workers=values["poll.workers"],
+        max_size=values["poll.max_size"],
+    )

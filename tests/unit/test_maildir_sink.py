@@ -1,0 +1,84 @@
+"""Maildir delivery: byte-exact but for CRLF → LF, fsync'd, reconcilable by receipt."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mailhaul.adapters.sinks.maildir import MaildirSink
+from mailhaul.domain.errors import ConfigError, TemporaryDeliveryError
+
+
+def _deliver(sink: MaildirSink, chunks: list[bytes], dest: str = "a@example.org") -> Path:
+    receipt = sink.planned_receipt(dest, "1")
+    delivery = sink.begin(dest, receipt)
+    for chunk in chunks:
+        delivery.write(chunk)
+    assert delivery.commit() == receipt
+    sink.flush()
+    return sink.maildir_for(dest) / "new" / receipt
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=300), st.lists(st.integers(0, 300), max_size=8))
+def test_crlf_becomes_lf_whatever_the_chunking(tmp_path_factory, data, cuts):
+    sink = MaildirSink("{home}/{local}", tmp_path_factory.mktemp("md"))
+    points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+    chunks = [data[a:b] for a, b in itertools.pairwise(points)]
+    path = _deliver(sink, chunks)
+    assert path.read_bytes() == data.replace(b"\r\n", b"\n")
+
+
+def test_maildir_is_created_private_and_path_follows_template(tmp_path: Path):
+    sink = MaildirSink("{home}/mail/{domain}/{local}", tmp_path)
+    path = _deliver(sink, [b"Subject: x\r\n\r\nhi\r\n"], "Ivan@Example.ORG")
+    assert path.parent.parent == tmp_path / "mail" / "example.org" / "Ivan"
+    for sub in ("cur", "new", "tmp"):
+        assert (path.parent.parent / sub).stat().st_mode & 0o777 == 0o700
+    assert path.read_bytes() == b"Subject: x\n\nhi\n"
+    assert not os.listdir(path.parent.parent / "tmp")
+
+
+def test_receipt_is_found_in_new_and_in_cur_with_flags(tmp_path: Path):
+    sink = MaildirSink("{home}/{local}", tmp_path)
+    path = _deliver(sink, [b"x"])
+    assert sink.was_delivered("a@example.org", path.name)
+    path.rename(path.parent.parent / "cur" / f"{path.name}:2,S")
+    assert sink.was_delivered("a@example.org", path.name)
+    assert not sink.was_delivered("a@example.org", "1.M1P1Q1.nohost")
+
+
+def test_aborted_delivery_leaves_nothing(tmp_path: Path):
+    sink = MaildirSink("{home}/{local}", tmp_path)
+    delivery = sink.begin("a@example.org", None)
+    delivery.write(b"partial")
+    delivery.abort()
+    maildir = sink.maildir_for("a@example.org")
+    assert not os.listdir(maildir / "tmp") and not os.listdir(maildir / "new")
+
+
+def test_bad_template_and_unwritable_maildir_are_clear_errors(tmp_path: Path):
+    with pytest.raises(ConfigError, match="template"):
+        MaildirSink("{home}/{user}", tmp_path).maildir_for("a@example.org")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(TemporaryDeliveryError, match="cannot create Maildir"):
+        MaildirSink(str(blocker) + "/{local}", tmp_path).begin("a@example.org", None)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_disk_full_is_a_temporary_delivery_error(tmp_path: Path):
+    sink = MaildirSink("{home}/{local}", tmp_path)
+    maildir = sink.maildir_for("a@example.org")
+    delivery = sink.begin("a@example.org", "full")
+    # Point the tmp file at /dev/full, which answers every write with ENOSPC.
+    os.close(delivery._fd)  # type: ignore[arg-type]
+    delivery._fd = os.open("/dev/full", os.O_WRONLY)
+    with pytest.raises(TemporaryDeliveryError, match="disk full"):
+        delivery.write(b"x" * 10000)
+    assert not (maildir / "new" / "full").exists()

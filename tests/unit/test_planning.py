@@ -1,0 +1,110 @@
+"""The retrieval plan: property tests over any listing, memory and options."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailhaul.domain.messages import KnownMessages, MessageRef
+from mailhaul.domain.options import RetrievalOptions
+from mailhaul.domain.planning import batches, plan_fetch
+
+uids = st.sampled_from([str(n) for n in range(1, 30)])
+refs = st.builds(
+    MessageRef,
+    uid=uids,
+    number=st.integers(1, 1000),
+    size=st.integers(0, 5000),
+    seen=st.booleans(),
+)
+options = st.builds(
+    RetrievalOptions,
+    keep=st.booleans(),
+    fetchall=st.booleans(),
+    flush=st.booleans(),
+    max_size=st.integers(1, 5000),
+)
+known = st.builds(
+    KnownMessages,
+    delivered=st.frozensets(uids),
+    refused=st.frozensets(uids),
+)
+
+
+@given(st.lists(refs, max_size=40), known, options)
+def test_nothing_is_deleted_that_was_not_delivered_or_old_and_flushed(listing, memory, opts):
+    plan = plan_fetch(listing, memory, opts)
+    for ref in plan.delete_now:
+        delivered = ref.uid in memory.delivered
+        old_flushed = ref.seen and not opts.fetchall and opts.flush
+        assert delivered or old_flushed
+        assert ref.uid not in memory.refused or delivered
+
+
+@given(st.lists(refs, max_size=40), known, options)
+def test_nothing_delivered_or_refused_is_fetched_and_nothing_twice(listing, memory, opts):
+    plan = plan_fetch(listing, memory, opts)
+    fetched = [ref.uid for ref in plan.fetch]
+    assert len(fetched) == len(set(fetched))
+    assert not set(fetched) & (memory.delivered | memory.refused)
+    assert all(ref.size <= opts.max_size for ref in plan.fetch)
+
+
+@given(st.lists(refs, max_size=40), known, options)
+def test_every_listed_uid_gets_exactly_one_fate(listing, memory, opts):
+    plan = plan_fetch(listing, memory, opts)
+    fates = [
+        ref.uid
+        for group in (plan.fetch, plan.delete_now, plan.too_large, plan.old, plan.refused)
+        for ref in group
+    ]
+    assert sorted(fates) == sorted({ref.uid for ref in listing})
+
+
+@given(st.lists(refs, max_size=40), known, options)
+def test_two_polls_in_a_row_never_fetch_the_same_message_twice(listing, memory, opts):
+    first = plan_fetch(listing, memory, opts)
+    after = KnownMessages(
+        delivered=memory.delivered | {ref.uid for ref in first.fetch}, refused=memory.refused
+    )
+    second = plan_fetch(listing, after, opts)
+    assert not {r.uid for r in first.fetch} & {r.uid for r in second.fetch}
+
+
+def test_keep_with_fetchall_never_redelivers():
+    listing = [MessageRef("1", 1, 10, seen=True), MessageRef("2", 2, 10, seen=False)]
+    opts = RetrievalOptions(keep=True, fetchall=True)
+    first = plan_fetch(listing, KnownMessages(), opts)
+    assert [r.uid for r in first.fetch] == ["1", "2"]
+    second = plan_fetch(listing, KnownMessages(delivered=frozenset({"1", "2"})), opts)
+    assert second.fetch == () and second.delete_now == ()
+
+
+def test_seen_messages_are_old_without_fetchall_and_flushed_with_flush():
+    listing = [MessageRef("1", 1, 10, seen=True)]
+    assert plan_fetch(listing, KnownMessages(), RetrievalOptions()).old == tuple(listing)
+    flushed = plan_fetch(listing, KnownMessages(), RetrievalOptions(keep=True, flush=True))
+    assert flushed.delete_now == tuple(listing)
+
+
+def test_delivered_but_still_listed_is_deleted_unless_kept():
+    listing = [MessageRef("7", 1, 10)]
+    memory = KnownMessages(delivered=frozenset({"7"}))
+    assert plan_fetch(listing, memory, RetrievalOptions()).delete_now == tuple(listing)
+    assert plan_fetch(listing, memory, RetrievalOptions(keep=True)).old == tuple(listing)
+
+
+def test_oversized_message_is_left_and_reported():
+    listing = [MessageRef("1", 1, 101), MessageRef("2", 2, 100)]
+    plan = plan_fetch(listing, KnownMessages(), RetrievalOptions(max_size=100))
+    assert [r.uid for r in plan.too_large] == ["1"]
+    assert [r.uid for r in plan.fetch] == ["2"]
+
+
+@given(st.lists(refs, max_size=60), st.integers(1, 10), st.integers(1, 20000))
+def test_batches_keep_order_and_limits(listing, count, size):
+    parts = batches(listing, count, size)
+    assert [r for part in parts for r in part] == listing
+    for part in parts:
+        assert 1 <= len(part) <= count
+        assert len(part) == 1 or sum(r.size for r in part) <= size
