@@ -226,9 +226,7 @@ class Poller:
         endpoint = account.endpoint(self.timeout)
         self._settle_pending(account, log)
         log(f"connecting to {endpoint.describe()} as {account.spec.username}")
-        if endpoint.security is Security.NONE:
-            log("warning: security is 'none': the password is sent in clear")
-        elif not endpoint.verify_cert:
+        if endpoint.security is not Security.NONE and not endpoint.verify_cert:
             log("warning: certificate verification is switched off for this account")
         source = self.source_factory(endpoint, Credentials(account.spec.username, password), log)
         try:

@@ -1,0 +1,5 @@
+"""`python -m mailhaul`."""
+
+from mailhaul.cli import main
+
+main()
