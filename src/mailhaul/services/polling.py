@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
@@ -34,7 +34,7 @@ from mailhaul.domain.errors import (
 )
 from mailhaul.domain.fingerprint import MAX_HEADER, fingerprint, header_end
 from mailhaul.domain.messages import KnownMessages, MessageRef
-from mailhaul.domain.options import Credentials, Security, SourceEndpoint
+from mailhaul.domain.options import Credentials, Protocol, Security, SourceEndpoint
 from mailhaul.domain.planning import batches, plan_fetch
 from mailhaul.domain.ports import LogFn, MailSink, MailSource
 from mailhaul.domain.scheduling import next_poll_at
@@ -315,6 +315,16 @@ class _FolderPoll:
             known = p.records.known(conn, account.id, self.folder, uidvalidity)
         if not listing.stable_uids:
             known = KnownMessages()
+        elif self._uidls_renumbered(listing.messages, known):
+            new = [ref for ref in listing.messages if ref.uid not in known.refused]
+            matched = self._recognise(new, uidvalidity)
+            self.log(
+                f"{self.folder}: none of the {len(known.delivered)} kept message(s) delivered "
+                f"earlier is listed under its old UIDL (the server may have renumbered them); "
+                f"{matched} of {len(new)} recognised as already delivered by their fingerprint"
+            )
+            with p.db.begin() as conn:
+                known = p.records.known(conn, account.id, self.folder, uidvalidity)
         plan = plan_fetch(listing.messages, known, options)
         self.log(
             f"{self.folder}: {len(listing.messages)} message(s) on the server, "
@@ -344,28 +354,46 @@ class _FolderPoll:
             with p.db.begin() as conn:
                 p.records.prune(conn, account.id, self.folder, uidvalidity, gone)
 
+    def _uidls_renumbered(self, listed: tuple[MessageRef, ...], known: KnownMessages) -> bool:
+        """POP3 with keep: everything listed is new although kept mail should still be there."""
+        if self.account.spec.protocol is not Protocol.POP3 or not self.options.keep:
+            return False
+        if not known.delivered or not listed:
+            return False
+        return not any(ref.uid in known.delivered for ref in listed)
+
     def _reconcile_uidvalidity(self, listed: tuple[MessageRef, ...], old: int, new: int) -> None:
         """After a UIDVALIDITY change, recognise delivered messages by fingerprint."""
+        matched = self._recognise(listed, new)
+        with self.p.db.begin() as conn:
+            self.p.records.prune(conn, self.account.id, self.folder, new, [])
+            self.p.records.set_folder_uidvalidity(conn, self.account.id, self.folder, new)
+        self.log(
+            f"{self.folder}: UIDVALIDITY changed from {old} to {new} (the server rebuilt the "
+            f"folder); {matched} of {len(listed)} message(s) recognised as already "
+            f"delivered by their fingerprint, the others are treated as new"
+        )
+
+    def _recognise(self, candidates: Sequence[MessageRef], uidvalidity: int) -> int:
+        """Record as delivered the candidates whose fingerprint matches a past delivery."""
         p, account = self.p, self.account
         with p.db.begin() as conn:
             known_prints = p.records.fingerprints(conn, account.id, self.folder)
+            known = p.records.known(conn, account.id, self.folder, uidvalidity)
+        # Idempotent: a run that died half-way through this already recorded some.
+        recorded = known.delivered | known.refused
+        candidates = [ref for ref in candidates if ref.uid not in recorded]
         matched: list[DeliveredRecord] = []
-        if known_prints and listed:
-            for ref, header in self.source.fetch_headers(listed):
+        if known_prints and candidates:
+            for ref, header in self.source.fetch_headers(candidates):
                 print_ = fingerprint(header, ref.size)
                 if print_ in known_prints:
                     matched.append(DeliveredRecord(ref.uid, print_, ref.size))
         with p.db.begin() as conn:
             p.records.add_delivered(
-                conn, account.id, self.folder, new, self.destination, matched, time.time()
+                conn, account.id, self.folder, uidvalidity, self.destination, matched, time.time()
             )
-            p.records.prune(conn, account.id, self.folder, new, [])
-            p.records.set_folder_uidvalidity(conn, account.id, self.folder, new)
-        self.log(
-            f"{self.folder}: UIDVALIDITY changed from {old} to {new} (the server rebuilt the "
-            f"folder); {len(matched)} of {len(listed)} message(s) recognised as already "
-            f"delivered by their fingerprint, the others are treated as new"
-        )
+        return len(matched)
 
     def _received_header(self) -> bytes:
         spec = self.account.spec
