@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Install what the test suite needs on a Debian 12 machine, idempotently:
+#   - Debian packages: Dovecot (IMAP, POP3, LMTP), openssl, fetchmail, getmail6, python3-venv,
+#     installed behind a policy-rc.d that forbids starting services, so no system Dovecot or
+#     fetchmail daemon starts;
+#   - no system Dovecot left listening on the standard ports 110/143/993/995;
+#   - the unprivileged system user "mailhaul-test" that owns the Maildirs the test Dovecot serves;
+#   - the project venv .venv with `pip install -e '.[test,postgres]'`.
+# Quick when everything is already there. Environment: PYTHON (interpreter for a new venv).
+set -euo pipefail
+
+readonly PACKAGES=(
+    dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd
+    openssl fetchmail getmail6 python3-venv
+)
+readonly TEST_USER=mailhaul-test
+readonly POLICY=/usr/sbin/policy-rc.d
+readonly POLICY_BACKUP=/usr/sbin/policy-rc.d.mailhaul-backup
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly REPO_ROOT
+
+say() { printf 'install-test-deps: %s\n' "$*"; }
+die() { printf 'install-test-deps: error: %s\n' "$*" >&2; exit 1; }
+
+if [[ "$(id -u)" -eq 0 ]]; then
+    SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+else
+    SUDO=()
+fi
+as_root() {
+    if [[ "$(id -u)" -ne 0 && ${#SUDO[@]} -eq 0 ]]; then
+        die "need root (or sudo) for: $*"
+    fi
+    "${SUDO[@]}" "$@"
+}
+
+# --- Debian packages --------------------------------------------------------------------------
+
+missing_packages() {
+    local pkg status
+    for pkg in "${PACKAGES[@]}"; do
+        status="$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)"
+        [[ "$status" == installed ]] || printf '%s\n' "$pkg"
+    done
+}
+
+apt_lists_have_candidates() {
+    # True when the apt lists know an installable version of every given package.
+    local pkg candidate
+    for pkg in "$@"; do
+        candidate="$(apt-cache policy "$pkg" 2>/dev/null | awk '/Candidate:/ {print $2}')"
+        [[ -n "$candidate" && "$candidate" != "(none)" ]] || return 1
+    done
+}
+
+restore_policy() {
+    if [[ -e "$POLICY_BACKUP" ]]; then
+        as_root mv -f "$POLICY_BACKUP" "$POLICY"
+    else
+        as_root rm -f "$POLICY"
+    fi
+}
+
+install_packages() {
+    local -a missing=("$@")
+    if [[ -e "$POLICY" ]]; then
+        as_root mv -f "$POLICY" "$POLICY_BACKUP"
+    fi
+    trap 'restore_policy' EXIT
+    printf '#!/bin/sh\n# mailhaul install-test-deps: start no services during apt-get install\nexit 101\n' \
+        | as_root tee "$POLICY" >/dev/null
+    as_root chmod 0755 "$POLICY"
+
+    if ! apt_lists_have_candidates "${missing[@]}"; then
+        say "apt-get update"
+        as_root apt-get update -qq
+    fi
+    say "apt-get install ${missing[*]}"
+    local -a apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+        --no-install-recommends -o Dpkg::Options::=--force-confdef
+        -o Dpkg::Options::=--force-confold)
+    if ! as_root "${apt[@]}" "${missing[@]}" >/dev/null; then
+        # Stale lists (a package version gone from the mirror): refresh once and retry.
+        say "install failed; apt-get update and retry"
+        as_root apt-get update -qq
+        as_root "${apt[@]}" "${missing[@]}" >/dev/null
+    fi
+    restore_policy
+    trap - EXIT
+}
+
+# A backup left behind by a killed earlier run is the machine's original policy: put it back.
+if [[ -e "$POLICY_BACKUP" ]]; then
+    say "restoring $POLICY left by an interrupted run"
+    restore_policy
+fi
+
+mapfile -t MISSING < <(missing_packages)
+if [[ ${#MISSING[@]} -gt 0 ]]; then
+    install_packages "${MISSING[@]}"
+else
+    say "Debian packages present"
+fi
+
+# --- no system Dovecot on the standard ports ---------------------------------------------------
+
+stop_system_dovecot() {
+    local pidfile=/run/dovecot/master.pid pid
+    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+        for unit in dovecot.service dovecot.socket fetchmail.service; do
+            if systemctl is-enabled --quiet "$unit" 2>/dev/null \
+                || systemctl is-active --quiet "$unit" 2>/dev/null; then
+                say "disabling and stopping $unit"
+                as_root systemctl disable --now "$unit" >/dev/null 2>&1 || true
+            fi
+        done
+    fi
+    if [[ -r "$pidfile" ]]; then
+        pid="$(cat "$pidfile")"
+        if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+            say "stopping the system dovecot (pid $pid)"
+            as_root kill -TERM "$pid" || true
+            for _ in $(seq 50); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+            done
+            if kill -0 "$pid" 2>/dev/null; then as_root kill -KILL "$pid" || true; fi
+        fi
+    fi
+}
+
+standard_port_listeners() {
+    # Lines of `ss` output for dovecot processes listening on 110/143/993/995 (any address).
+    command -v ss >/dev/null 2>&1 || return 0
+    as_root ss -Hltnp 2>/dev/null \
+        | awk '$4 ~ /:(110|143|993|995)$/' | grep -i dovecot || true
+}
+
+stop_system_dovecot
+listeners="$(standard_port_listeners)"
+if [[ -n "$listeners" ]]; then
+    # Not the pid-file master: kill the dovecot processes that hold the standard ports.
+    pids="$(grep -o 'pid=[0-9]*' <<<"$listeners" | cut -d= -f2 | sort -u)"
+    say "killing dovecot processes on standard ports: $(tr '\n' ' ' <<<"$pids")"
+    # shellcheck disable=SC2086
+    as_root kill -TERM $pids 2>/dev/null || true
+    for _ in $(seq 50); do
+        [[ -z "$(standard_port_listeners)" ]] && break
+        sleep 0.1
+    done
+    # shellcheck disable=SC2086
+    [[ -z "$(standard_port_listeners)" ]] || as_root kill -KILL $pids 2>/dev/null || true
+    sleep 0.2
+    listeners="$(standard_port_listeners)"
+    [[ -z "$listeners" ]] || die "a dovecot still listens on a standard port: $listeners"
+fi
+
+# --- the unprivileged mail user --------------------------------------------------------------
+
+if ! getent passwd "$TEST_USER" >/dev/null; then
+    say "creating system user $TEST_USER"
+    as_root useradd --system --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin --comment "mailhaul test Maildirs" "$TEST_USER"
+fi
+
+# --- the project venv --------------------------------------------------------------------------
+
+VENV="$REPO_ROOT/.venv"
+if [[ ! -x "$VENV/bin/python" ]]; then
+    python="${PYTHON:-python3}"
+    "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || die "$python is older than 3.11; set PYTHON to a Python 3.11+ interpreter"
+    say "creating $VENV with $("$python" --version 2>&1)"
+    "$python" -m venv "$VENV"
+fi
+
+# Reinstall only when pyproject.toml changed since the last successful install, or the
+# package or a test tool went missing from the venv.
+venv_complete() {
+    local tool
+    for tool in pytest ruff mypy; do
+        [[ -x "$VENV/bin/$tool" ]] || return 1
+    done
+    "$VENV/bin/python" -c 'import mailhaul' >/dev/null 2>&1
+}
+STAMP="$VENV/.mailhaul-install-stamp"
+want="$(sha256sum "$REPO_ROOT/pyproject.toml" | cut -d' ' -f1) $REPO_ROOT"
+have="$(cat "$STAMP" 2>/dev/null || true)"
+if [[ "$want" != "$have" ]] || ! venv_complete; then
+    say "pip install -e '.[test,postgres]' into $VENV"
+    pip_log="$(mktemp)"
+    if ! "$VENV/bin/python" -m pip install --disable-pip-version-check \
+        -e "${REPO_ROOT}[test,postgres]" >"$pip_log" 2>&1; then
+        cat "$pip_log" >&2
+        rm -f "$pip_log"
+        die "pip install failed"
+    fi
+    rm -f "$pip_log"
+    printf '%s\n' "$want" >"$STAMP"
+else
+    say "venv up to date"
+fi
+say "done"

@@ -1,0 +1,390 @@
+"""The IMAP ``MailSource``: connect, secure, log in, list, stream, flag and expunge.
+
+Built on ``Wire`` (socket + TLS + buffer), ``ImapConnection`` (tags, bounded response
+reading, untagged bookkeeping), ``imap_parser`` (pure parsing) and ``imap_fetch``
+(pipelined streaming). Security: ``ssl`` is implicit TLS; ``starttls`` refuses to go on
+in plain text when STARTTLS is not offered or fails; ``none`` logs that the password
+travels in clear. The password never appears in a log line, an exception or ``repr``.
+
+While a ``fetch()`` or ``fetch_headers()`` iterator is running, ``mark_seen()`` and
+``delete()`` may be called between messages (e.g. right after each delivery): their
+commands join the fetch's pipeline and are confirmed as it goes on (a refusal is then
+logged, the message stays on the server), and ``delete()`` sends its EXPUNGE only after
+the STORE succeeded. Any other call (or a flag change over 16 KiB of commands) first
+drains the unfinished fetch: its remaining messages are skipped with a log line, and a
+half-read message's chunk iterator raises instead of ending, so it is never half-stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+
+from mailhaul.adapters.sources.imap_commands import can_quote, compress_uids, quote
+from mailhaul.adapters.sources.imap_conn import MAX_LISTING_LINE, ImapConnection
+from mailhaul.adapters.sources.imap_fetch import fetch_bodies, fetch_headers
+from mailhaul.adapters.sources.imap_parser import (
+    MAX_UID,
+    Continuation,
+    Fetch,
+    Response,
+    Status,
+    Untagged,
+)
+from mailhaul.adapters.sources.imap_utf7 import Utf7Error, decode_mailbox, encode_mailbox
+from mailhaul.adapters.sources.wire import Wire
+from mailhaul.domain.errors import (
+    AuthenticationFailed,
+    ConfigError,
+    MailhaulError,
+    ProtocolViolation,
+    TlsFailure,
+    TransientSourceError,
+    UnsupportedByServer,
+)
+from mailhaul.domain.messages import FolderListing, MessageRef
+from mailhaul.domain.options import Credentials, Security, SourceEndpoint
+from mailhaul.domain.ports import LogFn
+
+MAX_DEFERRED_BYTES = 16 * 1024
+"""Most command bytes pipelined into a running fetch (more waits for the fetch to end)."""
+TRANSIENT_CODES = frozenset({"UNAVAILABLE", "INUSE", "SERVERBUG", "LIMIT", "OVERQUOTA"})
+"""Response codes (RFC 5530) that mean "try again later" rather than "you are wrong"."""
+
+
+class ImapSource:
+    """An IMAP4rev1 mailbox implementing ``MailSource`` (plus ``list_folders``)."""
+
+    def __init__(self, endpoint: SourceEndpoint, credentials: Credentials, log: LogFn) -> None:
+        self._endpoint = endpoint
+        self._credentials = credentials
+        self._log = log
+        self._wire = Wire(endpoint)
+        self._conn = ImapConnection(self._wire, log, self._redact)
+        self._caps: frozenset[str] = frozenset()
+        self._selected: str | None = None
+        secret = credentials.password
+        user = credentials.username.encode("utf-8")
+        sasl = base64.b64encode(b"\0" + user + b"\0" + secret.encode("utf-8")).decode()
+        forms = {secret, repr(secret.encode("utf-8"))[2:-1], sasl} if secret else set()
+        self._secret_forms = sorted(forms, key=len, reverse=True)
+
+    def __repr__(self) -> str:
+        return f"ImapSource({self._endpoint.describe()}, user={self._credentials.username!r})"
+
+    def _redact(self, text: str) -> str:
+        """``text`` without the password, also as quoted in error excerpts or in SASL."""
+        for form in self._secret_forms:
+            text = text.replace(form, "***")
+        return text
+
+    # connecting -------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Connect, negotiate TLS as configured, and log in."""
+        try:
+            self._wire.open()
+            preauth = self._greeting()
+            security = self._endpoint.security
+            if security is Security.STARTTLS:
+                if preauth:
+                    raise TlsFailure(
+                        f"{self._endpoint.host} pre-authenticated the plain-text session,"
+                        " so STARTTLS is impossible; refusing to go on without TLS"
+                    )
+                self._starttls()
+            elif security is Security.NONE:
+                self._log(
+                    f"imap: the connection to {self._endpoint.host} is not encrypted:"
+                    " the password is sent in clear"
+                )
+            if preauth:
+                self._log("imap: the server pre-authenticated the session")
+            else:
+                self._login()
+            self._caps = self._server_caps()
+        except MailhaulError as exc:
+            if isinstance(exc, TransientSourceError | ProtocolViolation | TlsFailure):
+                self._conn.fail(exc)
+            self._wire.abort()
+            raise
+
+    def capabilities(self) -> frozenset[str]:
+        """The server's capabilities after login (upper-case)."""
+        return self._caps
+
+    def _greeting(self) -> bool:
+        response = self._conn.read_response()
+        if not isinstance(response, Status) or response.tag is not None:
+            raise ProtocolViolation("the server's first line is not an IMAP greeting")
+        if response.kind not in ("OK", "PREAUTH"):
+            raise ProtocolViolation(f"unexpected IMAP greeting: {response.kind}")
+        return response.kind == "PREAUTH"
+
+    def _server_caps(self) -> frozenset[str]:
+        """The capabilities announced in this state, asking for them if needed."""
+        if self._conn.server_caps is None:
+            self._check(self._conn.command(b"CAPABILITY"), "CAPABILITY")
+        if self._conn.server_caps is None:
+            raise ProtocolViolation("server answered CAPABILITY without listing capabilities")
+        return self._conn.server_caps
+
+    def _starttls(self) -> None:
+        host = self._endpoint.host
+        if "STARTTLS" not in self._server_caps():
+            raise TlsFailure(f"{host} does not offer STARTTLS; refusing to log in without TLS")
+        status = self._conn.command(b"STARTTLS")
+        if status.kind != "OK":
+            raise TlsFailure(f"{host} refused STARTTLS: {self._redact(status.text)}")
+        with self._conn.guard():
+            self._wire.start_tls()
+        self._conn.server_caps = None  # capabilities from before TLS are not to be trusted
+
+    def _login(self) -> None:
+        caps = self._server_caps()
+        user = self._credentials.username.encode("utf-8")
+        secret = self._credentials.password.encode("utf-8")
+        self._conn.server_caps = None
+        if "LOGINDISABLED" not in caps:
+            status = self._send_with_literals(b"LOGIN", [user, secret], "LITERAL+" in caps)
+        elif "AUTH=PLAIN" in caps:
+            status = self._authenticate_plain(user, secret, "SASL-IR" in caps)
+        else:
+            raise UnsupportedByServer(
+                f"{self._endpoint.host} disables LOGIN and offers no AUTH=PLAIN"
+            )
+        if status.kind == "OK":
+            if status.code == "CAPABILITY":
+                self._conn.note(status)
+            self._log(f"imap: logged in to {self._endpoint.describe()} as {user.decode()}")
+            return
+        code = f"[{status.code}] " if status.code else ""
+        message = (
+            f"{self._endpoint.host} rejected the login of {self._credentials.username!r}:"
+            f" {code}{self._redact(status.text)}"
+        )
+        if status.code in TRANSIENT_CODES:
+            raise TransientSourceError(message)
+        raise AuthenticationFailed(message)
+
+    def _send_with_literals(self, name: bytes, args: list[bytes], literal_plus: bool) -> Status:
+        """A command whose arguments are quoted, or literals when they must be."""
+        conn = self._conn
+        tag = conn.new_command(name.decode("ascii"))
+        pending = tag.encode("ascii") + b" " + name
+        for value in args:
+            if can_quote(value):
+                pending += b" " + quote(value)
+            elif literal_plus:
+                pending += b" {%d+}\r\n" % len(value) + value
+            else:
+                conn.send_raw(pending + b" {%d}\r\n" % len(value))
+                reply = conn.wait_continuation(tag)
+                if isinstance(reply, Status):
+                    return reply
+                pending = value
+        conn.send_raw(pending + b"\r\n")
+        return conn.wait(tag)
+
+    def _authenticate_plain(self, user: bytes, secret: bytes, initial: bool) -> Status:
+        token = base64.b64encode(b"\0" + user + b"\0" + secret)
+        conn = self._conn
+        if initial:
+            return conn.command(b"AUTHENTICATE PLAIN " + token)
+        tag = conn.new_command("AUTHENTICATE")
+        conn.send_raw(tag.encode("ascii") + b" AUTHENTICATE PLAIN\r\n")
+        reply = conn.wait_continuation(tag)
+        if isinstance(reply, Status):
+            return reply
+        conn.send_raw(token + b"\r\n")
+        reply = conn.wait_continuation(tag)
+        if isinstance(reply, Continuation):  # the server wants more: cancel the exchange
+            conn.send_raw(b"*\r\n")
+            return conn.wait(tag)
+        return reply
+
+    # folders ----------------------------------------------------------------------------
+    def list_folders(self) -> list[str]:
+        """All folder names (``LIST "" "*"``), decoded from modified UTF-7."""
+        self._conn.settle()
+        names: list[str] = []
+
+        def on_data(response: Response) -> None:
+            if not isinstance(response, Untagged) or response.name != "LIST":
+                return
+            if len(response.values) >= 3:
+                names.append(_folder_name(response.values[2]))
+
+        self._check(self._conn.command(b'LIST "" "*"', on_data), "LIST")
+        return names
+
+    def select(self, folder: str) -> FolderListing:
+        """Open ``folder`` and list its messages (UID, size, \\Seen)."""
+        try:
+            encoded = encode_mailbox(folder).encode("ascii")
+        except Utf7Error as exc:
+            raise ConfigError(f"invalid folder name {folder!r}: {exc}") from exc
+        conn = self._conn
+        conn.settle()
+        self._selected = None
+        conn.exists, conn.uid_by_seq = None, []
+        uidvalidity: list[int] = []
+
+        def on_select(response: Response) -> None:
+            if isinstance(response, Status) and response.code == "UIDVALIDITY":
+                value = response.code_args[0] if response.code_args else None
+                if not isinstance(value, int) or not 0 < value <= MAX_UID:
+                    raise ProtocolViolation(f"invalid UIDVALIDITY {value!r} for {folder!r}")
+                uidvalidity.append(value)
+
+        status = conn.command(b"SELECT " + quote(encoded), on_select)
+        if status.kind == "NO" and status.code not in TRANSIENT_CODES:
+            raise ConfigError(
+                f"folder {folder!r} does not exist on the server: {self._redact(status.text)}"
+            )
+        self._check(status, f"SELECT {folder!r}")
+        if not uidvalidity:
+            raise self._violation(f"server sent no UIDVALIDITY for folder {folder!r}")
+        if status.code == "READ-ONLY":
+            self._log(f"imap: folder {folder!r} is read-only: flags cannot be changed")
+        messages = self._list_messages() if conn.exists != 0 else []
+        self._selected = folder
+        return FolderListing(folder, uidvalidity[-1], tuple(messages))
+
+    def _list_messages(self) -> list[MessageRef]:
+        found: dict[int, MessageRef] = {}
+        bound = [max(self._conn.exists or 0, 1000)]
+
+        def on_fetch(response: Response) -> None:
+            if not isinstance(response, Fetch):
+                return
+            uid, size = response.uid(), response.size()
+            if uid is None:
+                return  # an unsolicited flag update without UID
+            if size is None:
+                known = found.get(uid)
+                if known is not None and response.flags() is not None:
+                    found[uid] = MessageRef(known.uid, uid, known.size, response.seen())
+                return
+            found[uid] = MessageRef(str(uid), uid, size, response.seen())
+            bound[0] = max(bound[0], self._conn.exists or 0)
+            if len(found) > 2 * bound[0]:
+                raise ProtocolViolation("server listed far more messages than the folder holds")
+
+        status = self._conn.command(
+            b"UID FETCH 1:* (UID FLAGS RFC822.SIZE)", on_fetch, line_limit=MAX_LISTING_LINE
+        )
+        if status.kind == "NO":
+            raise TransientSourceError(
+                f"server could not list the folder: {self._redact(status.text)}"
+            )
+        self._check(status, "UID FETCH")
+        return [found[uid] for uid in sorted(found)]
+
+    # messages ---------------------------------------------------------------------------
+    def fetch(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, Iterator[bytes]]]:
+        """Stream the messages (pipelined), in the order the server answers; see imap_fetch."""
+        self._require_selected()
+        return fetch_bodies(self._conn, refs, self._log)
+
+    def fetch_headers(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, bytes]]:
+        """The header section of each message, in the order the server answers."""
+        self._require_selected()
+        return fetch_headers(self._conn, refs, self._log)
+
+    def mark_seen(self, refs: Iterable[MessageRef]) -> None:
+        """Set \\Seen on the messages (during a fetch: sent now, confirmed by the fetch)."""
+        uids = [ref.number for ref in refs]
+        if uids:
+            self._run(_store_commands(uids, b"\\Seen"), "marking messages \\Seen")
+
+    def delete(self, refs: Iterable[MessageRef]) -> None:
+        """Flag the messages \\Deleted and expunge them (only them, given UIDPLUS).
+
+        During a fetch the commands are pipelined behind it and confirmed as the fetch
+        goes on; a refusal then is logged (the messages stay on the server).
+        """
+        uids = [ref.number for ref in refs]
+        if not uids:
+            return
+        if "UIDPLUS" in self._caps:
+            expunge = [b"UID EXPUNGE " + uid_set.encode() for uid_set in compress_uids(uids)]
+        else:
+            self._log(
+                f"imap: server lacks UIDPLUS: EXPUNGE also removes any other message"
+                f" marked \\Deleted in {self._selected!r}"
+            )
+            expunge = [b"EXPUNGE"]
+        self._run(_store_commands(uids, b"\\Deleted"), "deleting messages", expunge)
+
+    def _run(self, commands: list[bytes], what: str, then: list[bytes] | None = None) -> None:
+        """Pipeline ``commands``, then ``then`` once they succeeded; wait for both.
+
+        During a fetch they are sent into its pipeline instead (see ``delete``).
+        """
+        self._require_selected()
+        conn = self._conn
+        size = sum(map(len, commands + (then or [])))
+        if conn.fetch_active and size <= MAX_DEFERRED_BYTES:
+            conn.send_deferred(commands, what, then)
+            return
+        conn.settle()
+        for batch in (commands, then or []):
+            tags = conn.send_commands(batch) if batch else []
+            statuses = conn.wait_all(tags)
+            for tag in tags:
+                self._check(statuses[tag], what)
+
+    # ending -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Log out politely; never raises.
+
+        Flag changes still in flight are confirmed first (draining an unfinished fetch
+        if need be); otherwise an unfinished fetch or a broken session just closes the
+        socket: IMAP has nothing to commit at logout.
+        """
+        with contextlib.suppress(Exception):
+            conn = self._conn
+            unfinished = conn.active_stream is not None or "UID FETCH" in conn.pending.values()
+            if conn.failure is None and self._wire.is_open and (conn.deferred or not unfinished):
+                conn.settle()
+                conn.logging_out = True
+                conn.command(b"LOGOUT")
+        self._wire.abort()
+
+    def abort(self) -> None:
+        """Drop the connection without logging out."""
+        self._wire.abort()
+
+    # helpers ----------------------------------------------------------------------------
+    def _require_selected(self) -> None:
+        if self._selected is None:
+            raise RuntimeError("select() a folder before using its messages")
+
+    def _check(self, status: Status, what: str) -> None:
+        if status.kind == "OK":
+            return
+        text = self._redact(status.text)
+        if status.kind == "NO":
+            raise TransientSourceError(f"server refused {what}: {text}")
+        raise self._violation(f"server rejected {what} as malformed: {text}")
+
+    def _violation(self, message: str) -> ProtocolViolation:
+        exc = ProtocolViolation(message)
+        self._conn.fail(exc)
+        return exc
+
+
+def _store_commands(uids: list[int], flag: bytes) -> list[bytes]:
+    return [
+        b"UID STORE " + uid_set.encode() + b" +FLAGS.SILENT (" + flag + b")"
+        for uid_set in compress_uids(uids)
+    ]
+
+
+def _folder_name(value: object) -> str:
+    raw = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    try:
+        return decode_mailbox(raw)
+    except Utf7Error:
+        return raw

@@ -1,0 +1,380 @@
+"""The IMAP command/response layer: tags, bounded response reading, mailbox bookkeeping.
+
+``ImapConnection`` sends tagged commands over a ``Wire`` and reads responses with a
+line limit and a byte budget for the literals of one response, so that a hostile server
+cannot make us allocate without limit. Message bodies are never read into memory: either
+handed to the caller to stream (``BodyStart``) or skipped. Untagged ``EXISTS``,
+``EXPUNGE``, ``FETCH``, ``CAPABILITY`` and ``BYE`` keep its state (message count, which
+UID each sequence number holds) current, whatever command they arrive with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from mailhaul.adapters.sources.imap_parser import (
+    BODY_ITEMS,
+    Continuation,
+    Fetch,
+    Response,
+    ResponseAssembler,
+    Status,
+    Streamed,
+    Untagged,
+    show,
+)
+from mailhaul.adapters.sources.wire import Wire
+from mailhaul.domain.errors import ProtocolViolation, SourceError, TransientSourceError
+from mailhaul.domain.ports import LogFn
+
+MAX_LINE = 64 * 1024
+MAX_LISTING_LINE = 1024 * 1024
+MAX_LITERAL = 1024 * 1024
+CHUNK_SIZE = 256 * 1024
+MAX_SEQ_GROWTH = 1_000_000
+"""Largest jump of EXISTS we track sequence numbers for (more stops that bookkeeping)."""
+
+
+@dataclass(frozen=True)
+class BodyStart:
+    """A FETCH response stopped before a message-body literal the caller must stream."""
+
+    assembler: ResponseAssembler
+    item: str
+    size: int
+
+
+@dataclass
+class _Deferred:
+    """Commands sent into a running fetch, and what to send once they all succeeded."""
+
+    what: str
+    tags: set[str]
+    then: list[bytes]
+    failed: bool = False
+
+
+class Interruptible(Protocol):
+    """A body stream that another command can cut short (it drains the literal)."""
+
+    def interrupt(self) -> None:
+        """Drain the rest of the response; later reads of the stream fail."""
+        ...
+
+
+class ImapConnection:
+    """One IMAP session's command/response plumbing (no policy: see ``ImapSource``)."""
+
+    def __init__(self, wire: Wire, log: LogFn, redact: Callable[[str], str]) -> None:
+        self.wire = wire
+        self._log = log
+        self.redact = redact
+        self._counter = 0
+        self.pending: dict[str, str] = {}
+        """Tags sent and not yet completed, with their command names."""
+        self.failure: SourceError | None = None
+        self.server_caps: frozenset[str] | None = None
+        self.exists: int | None = None
+        self.uid_by_seq: list[int | None] | None = None
+        self.generation = 0
+        """Bumped whenever ``settle()`` cuts short an operation still reading responses."""
+        self.active_stream: Interruptible | None = None
+        self.fetch_active = False
+        """A fetch generator is running: flag changes are pipelined into it, not waited for."""
+        self.deferred: dict[str, _Deferred] = {}
+        """Tags of commands sent during a fetch, checked when their completion arrives."""
+        self.logging_out = False
+
+    # failure handling -------------------------------------------------------------------
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Any source error inside leaves the session unusable: remember it, drop the socket."""
+        self.check_usable()
+        try:
+            yield
+        except SourceError as exc:
+            text = str(exc)
+            clean = self.redact(text)
+            if clean == text:
+                self.fail(exc)
+                raise
+            redacted = type(exc)(clean)  # server bytes quoted in the error held the password
+            self.fail(redacted)
+            raise redacted from None
+
+    def fail(self, exc: SourceError) -> None:
+        """Mark the session broken and close the socket."""
+        if self.failure is None:
+            self.failure = exc
+        self.wire.abort()
+
+    def check_usable(self) -> None:
+        """Raise if an earlier error broke the session."""
+        if self.failure is not None:
+            raise TransientSourceError(f"the IMAP session failed earlier: {self.failure}")
+        if not self.wire.is_open:
+            raise TransientSourceError("the IMAP connection is closed")
+
+    # sending ----------------------------------------------------------------------------
+    def new_command(self, name: str) -> str:
+        """A fresh tag for a command about to be sent, registered as in flight."""
+        self._counter += 1
+        tag = f"M{self._counter}"
+        self.pending[tag] = name
+        return tag
+
+    def send_commands(self, commands: list[bytes]) -> list[str]:
+        """Send several commands (without tags or CRLF) in one write; returns their tags."""
+        lines: list[bytes] = []
+        tags: list[str] = []
+        for command in commands:
+            words = command.decode("ascii", "replace").split(" ", 2)
+            tag = self.new_command(" ".join(words[:2]) if words[0] == "UID" else words[0])
+            tags.append(tag)
+            lines.append(tag.encode("ascii") + b" " + command + b"\r\n")
+        with self.guard():
+            self.wire.send(b"".join(lines))
+        return tags
+
+    def send_raw(self, data: bytes) -> None:
+        """Send bytes that continue a command (literal data, SASL responses)."""
+        with self.guard():
+            self.wire.send(data)
+
+    def command(
+        self,
+        command: bytes,
+        on_data: Callable[[Response], None] | None = None,
+        line_limit: int = MAX_LINE,
+    ) -> Status:
+        """Send one command and read up to its tagged completion."""
+        (tag,) = self.send_commands([command])
+        return self.wait(tag, on_data, line_limit)
+
+    # receiving --------------------------------------------------------------------------
+    def wait(
+        self,
+        tag: str,
+        on_data: Callable[[Response], None] | None = None,
+        line_limit: int = MAX_LINE,
+    ) -> Status:
+        """Read responses until ``tag`` completes; untagged data goes to ``on_data``."""
+        return self.wait_all([tag], on_data, line_limit)[tag]
+
+    def wait_all(
+        self,
+        tags: list[str],
+        on_data: Callable[[Response], None] | None = None,
+        line_limit: int = MAX_LINE,
+    ) -> dict[str, Status]:
+        """Read responses until every one of ``tags`` has completed, in whatever order."""
+        done: dict[str, Status] = {}
+        while len(done) < len(tags):
+            response = self._next(line_limit, on_data, allow_continuation=False)
+            if isinstance(response, Status) and response.tag in tags:
+                done[response.tag] = response
+        return done
+
+    def wait_continuation(self, tag: str) -> Status | Continuation:
+        """Read responses until a ``+`` continuation request or ``tag``'s completion."""
+        while True:
+            response = self._next(MAX_LINE, None, allow_continuation=True)
+            if isinstance(response, Continuation) or response.tag == tag:
+                return response
+
+    def _next(
+        self,
+        line_limit: int,
+        on_data: Callable[[Response], None] | None,
+        allow_continuation: bool,
+    ) -> Status | Continuation:
+        """The next tagged completion (or continuation), passing untagged data on."""
+        while True:
+            response = self.read_response(line_limit=line_limit)
+            assert not isinstance(response, BodyStart)
+            if isinstance(response, Status) and response.tag is not None:
+                return response
+            if isinstance(response, Continuation):
+                if allow_continuation:
+                    return response
+                raise self._violation("server sent an unexpected continuation request")
+            if on_data is not None:
+                with self.guard():
+                    on_data(response)
+
+    def read_response(
+        self,
+        *,
+        stream_bodies: bool = False,
+        line_limit: int = MAX_LINE,
+        literal_budget: int = MAX_LITERAL,
+    ) -> Response | BodyStart:
+        """Read one response; with ``stream_bodies`` stop at a message-body literal."""
+        with self.guard():
+            assembler = ResponseAssembler(self.wire.readline(line_limit))
+            return self.continue_response(assembler, stream_bodies, line_limit, literal_budget)
+
+    def continue_response(
+        self,
+        assembler: ResponseAssembler,
+        stream_bodies: bool = False,
+        line_limit: int = MAX_LINE,
+        literal_budget: int = MAX_LITERAL,
+    ) -> Response | BodyStart:
+        """Read the rest of a response whose first line(s) ``assembler`` already has."""
+        with self.guard():
+            while (size := assembler.literal_needed) is not None:
+                item = assembler.pending_item()
+                if item in BODY_ITEMS:
+                    if stream_bodies:
+                        return BodyStart(assembler, item, size)
+                    self.skip(size)
+                    assembler.feed_literal(Streamed(size))
+                else:
+                    if size > literal_budget:
+                        raise ProtocolViolation(
+                            f"server announced a literal of {size} bytes"
+                            f" for {item or 'a response item'}, over the limit of"
+                            f" {literal_budget} bytes"
+                        )
+                    literal_budget -= size
+                    assembler.feed_literal(self.read_exact(size))
+                line = self.wire.readline(line_limit)
+                literal_budget -= len(line)
+                assembler.feed_line(line)
+            return self._accept(assembler.result())
+
+    def read_exact(self, size: int) -> bytes:
+        """Exactly ``size`` bytes (a bounded, non-body literal)."""
+        data = bytearray()
+        while len(data) < size:
+            data += self.wire.read_some(size - len(data))
+        return bytes(data)
+
+    def skip(self, size: int) -> None:
+        """Read and discard ``size`` bytes (a message literal nobody wants)."""
+        remaining = size
+        while remaining > 0:
+            remaining -= len(self.wire.read_some(min(remaining, CHUNK_SIZE)))
+
+    def settle(self) -> None:
+        """Finish every command still in flight (an abandoned fetch), discarding its data."""
+        if self.active_stream is not None:
+            self.active_stream.interrupt()
+            self.active_stream = None
+        if self.pending or self.fetch_active:
+            self.generation += 1
+        while self.pending:
+            self.read_response()
+        self.fetch_active = False
+
+    def send_deferred(
+        self, commands: list[bytes], what: str, then: list[bytes] | None = None
+    ) -> None:
+        """Send commands whose completions the running fetch will read (see ``deferred``).
+
+        ``then`` is sent once all of ``commands`` succeeded, never earlier: RFC 3501 §5.5
+        forbids pipelining a command whose outcome depends on another (an EXPUNGE after
+        the STORE of \\Deleted; Dovecot really expunges nothing when they overlap).
+        """
+        group = _Deferred(what, set(), then or [])
+        for tag in self.send_commands(commands):
+            group.tags.add(tag)
+            self.deferred[tag] = group
+
+    def finish_deferred(self) -> None:
+        """Read responses until every deferred command (and follow-up) has completed."""
+        while self.deferred:
+            self.read_response()
+
+    # bookkeeping ------------------------------------------------------------------------
+    def _violation(self, message: str) -> ProtocolViolation:
+        exc = ProtocolViolation(message)
+        self.fail(exc)
+        return exc
+
+    def _accept(self, response: Response) -> Response:
+        if isinstance(response, Status) and response.tag is not None:
+            if self.pending.pop(response.tag, None) is None:
+                raise ProtocolViolation(
+                    f"server answered with unknown tag {response.tag!r}: "
+                    f"{show(self.redact(response.text).encode())}"
+                )
+            group = self.deferred.pop(response.tag, None)
+            if group is not None:
+                self._deferred_done(group, response)
+            return response
+        self.note(response)
+        return response
+
+    def _deferred_done(self, group: _Deferred, status: Status) -> None:
+        group.tags.discard(status.tag or "")
+        if status.kind != "OK":
+            group.failed = True
+            text = self.redact(status.text)
+            if status.kind == "BAD":
+                raise ProtocolViolation(f"server rejected {group.what} as malformed: {text}")
+            self._log(f"imap: server refused {group.what}: {text}")
+        if not group.tags and group.then and not group.failed:
+            self.send_deferred(group.then, group.what)
+
+    def note(self, response: Response) -> None:
+        """Update the session state from untagged data."""
+        if isinstance(response, Fetch):
+            self._note_fetch(response)
+        elif isinstance(response, Untagged):
+            if response.name == "EXISTS" and response.number is not None:
+                self._note_exists(response.number)
+            elif response.name == "EXPUNGE" and response.number is not None:
+                self._note_expunge(response.number)
+            elif response.name == "CAPABILITY":
+                self.server_caps = caps_from(response.values)
+        elif isinstance(response, Status):
+            if response.code == "CAPABILITY":
+                self.server_caps = caps_from(response.code_args)
+            if response.kind == "BYE" and not self.logging_out:
+                raise TransientSourceError(
+                    f"server ended the session: {self.redact(response.text)}"
+                )
+            if response.kind in ("NO", "BAD"):
+                self._log(f"imap: server warning: {self.redact(response.text)}")
+
+    def _note_exists(self, count: int) -> None:
+        self.exists = count
+        seqs = self.uid_by_seq
+        if seqs is not None and count > len(seqs):
+            if count - len(seqs) > MAX_SEQ_GROWTH:
+                self.uid_by_seq = None
+            else:
+                seqs.extend([None] * (count - len(seqs)))
+
+    def _note_expunge(self, seq: int) -> None:
+        if self.exists:
+            self.exists -= 1
+        seqs = self.uid_by_seq
+        if seqs is not None:
+            if 0 < seq <= len(seqs):
+                del seqs[seq - 1]
+            else:
+                self.uid_by_seq = None  # we lost track: stop guessing by number
+
+    def _note_fetch(self, fetch: Fetch) -> None:
+        seqs = self.uid_by_seq
+        uid = fetch.uid()
+        if seqs is not None and uid is not None and 0 < fetch.seq <= len(seqs):
+            seqs[fetch.seq - 1] = uid
+
+    def uid_at(self, seq: int) -> int | None:
+        """The UID the session believes message number ``seq`` has, if known."""
+        seqs = self.uid_by_seq
+        if seqs is not None and 0 < seq <= len(seqs):
+            return seqs[seq - 1]
+        return None
+
+
+def caps_from(values: tuple[object, ...] | list[object]) -> frozenset[str]:
+    """Capability atoms as an upper-case set."""
+    return frozenset(str(value).upper() for value in values if isinstance(value, str | int))

@@ -1,0 +1,78 @@
+"""A mailhaul home for integration tests, with accounts pointed at the test Dovecot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailhaul.bootstrap import App, init_home
+from mailhaul.domain.account import Account, AccountSpec
+from mailhaul.domain.options import Protocol, RetrievalOptions, Security
+from mailhaul.services.polling import RunSummary
+from mailhaul.settings import load_settings
+from support.dovecot import Mailbox
+
+OWNER = "owner@local.test"
+RECEIVED_LINES = 3
+
+
+def port_for(mailbox: Mailbox, protocol: Protocol, security: Security) -> int:
+    """The test Dovecot's port for a protocol and security mode."""
+    ports = mailbox.ports
+    if protocol is Protocol.POP3:
+        return ports.pop3s if security is Security.SSL else ports.pop3
+    return ports.imaps if security is Security.SSL else ports.imap
+
+
+@dataclass
+class Home:
+    """A mailhaul home in a temp dir."""
+
+    app: App
+
+    @classmethod
+    def create(cls, path: Path) -> Home:
+        settings = load_settings(path, {"poll.timeout": 10}, environ={})
+        init_home(settings)
+        return cls(App(settings))
+
+    def add(
+        self,
+        mailbox: Mailbox,
+        protocol: Protocol,
+        security: Security = Security.SSL,
+        *,
+        ca: bool = True,
+        verify: bool = True,
+        password: str | None = None,
+        **options: object,
+    ) -> Account:
+        folders = tuple(options.pop("folders", ("INBOX",)))  # type: ignore[call-overload]
+        spec = AccountSpec(
+            owner=OWNER,
+            protocol=protocol,
+            host="localhost",
+            port=port_for(mailbox, protocol, security),
+            security=security,
+            username=mailbox.user,
+            verify_cert=verify,
+            ca_file=str(mailbox.server.ca_path) if ca else None,
+            options=RetrievalOptions(folders=folders, **options),  # type: ignore[arg-type]
+        )
+        return self.app.accounts.add(spec, password or mailbox.password)
+
+    def poll(self, account: Account) -> RunSummary:
+        return self.app.poller.poll(account.id)
+
+    def log(self, account: Account) -> str:
+        return self.app.accounts.runs_of(account.id, 1)[0].log
+
+    def delivered(self, address: str = OWNER) -> list[bytes]:
+        """Delivered messages, without mailhaul's Received header, sorted."""
+        maildir = self.app.sink.maildir_for(address)
+        result = []
+        for path in [*(maildir / "new").glob("*"), *(maildir / "cur").glob("*")]:
+            data = path.read_bytes()
+            assert data.startswith(b"Received: from localhost by mailhaul with ")
+            result.append(data.split(b"\n", RECEIVED_LINES)[RECEIVED_LINES])
+        return sorted(result)
