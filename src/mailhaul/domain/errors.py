@@ -65,5 +65,9 @@ class PermanentDeliveryError(DeliveryError):
     """Raised when the local backend refused this message for good."""
 
 
+class StorageError(MailhaulError):
+    """Raised when the database cannot be read or written (full, locked, unreachable)."""
+
+
 class AccountBusy(MailhaulError):
     """Raised when another run already holds the account's lease."""

@@ -294,6 +294,12 @@ class _FolderPoll:
         self.progress = progress
         self.destination = account.spec.destination
         self.options = account.spec.options
+        self.renew_at = 0.0
+
+    def _renew_lease(self) -> None:
+        """Extend the lease (per batch, and during a long message); AccountBusy if lost."""
+        self.p.leases.renew(self.account.id, self.owner)
+        self.renew_at = time.monotonic() + self.p.leases.ttl / 3
 
     def run(self) -> None:
         p, account, options = self.p, self.account, self.options
@@ -346,7 +352,7 @@ class _FolderPoll:
             if self.stop.is_set():
                 self.log("stopping on request: the rest is fetched next run")
                 break
-            p.leases.renew(account.id, self.owner)
+            self._renew_lease()
             self._fetch_batch(batch, uidvalidity)
         if listing.stable_uids:
             listed = {ref.uid for ref in listing.messages}
@@ -432,6 +438,8 @@ class _FolderPoll:
                     total = 0
                     for chunk in chunks:
                         total += len(chunk)
+                        if time.monotonic() > self.renew_at:
+                            self._renew_lease()
                         if total > limit:
                             raise ProtocolViolation(
                                 f"message {ref.uid}: the server sent more than the size limit "

@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
-from mailhaul.domain.errors import AccountBusy, MailhaulError
+from mailhaul.domain.errors import AccountBusy, MailhaulError, StorageError
 from mailhaul.services.polling import Poller, RunSummary
 
 logger = logging.getLogger(__name__)
@@ -63,8 +63,12 @@ class Scheduler:
                         del inflight[account_id]
                 free = self.workers - len(inflight)
                 if free > 0:
-                    with self.db.begin() as conn:
-                        due = self.accounts.due(conn, time.time(), free + len(inflight))
+                    try:
+                        with self.db.begin() as conn:
+                            due = self.accounts.due(conn, time.time(), free + len(inflight))
+                    except StorageError as exc:  # e.g. PostgreSQL restarting: try again soon
+                        logger.error("cannot read due accounts: %s", exc)
+                        due = []
                     for account_id in due:
                         if account_id not in inflight and len(inflight) < self.workers:
                             inflight[account_id] = pool.submit(self._poll, account_id)

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from mailhaul.adapters.db.tables import metadata
-from mailhaul.domain.errors import ConfigError
+from mailhaul.domain.errors import ConfigError, StorageError
 
 
 class Database:
@@ -45,7 +45,7 @@ class Database:
         except OperationalError as exc:
             if "unable to open database" in str(exc.orig):
                 raise ConfigError(f"cannot open database {self.url}: {exc.orig}") from exc
-            raise
+            raise StorageError(f"database error: {exc.orig}") from exc
 
     def dispose(self) -> None:
         """Close pooled connections."""

@@ -1,0 +1,46 @@
+"""The serve loop: due accounts get polled, a stop request ends it cleanly."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from mailhaul.services.scheduler import Scheduler
+from support.harness import Harness
+
+
+def test_due_accounts_are_polled_and_stop_ends_the_loop(imap: Harness):
+    imap.server.add(b"Subject: one\r\n\r\nx\r\n")
+    first = imap.add()
+    second = imap.add(keep=True)
+    app = imap.app
+    scheduler = Scheduler(app.db, app.account_store, imap.poller, workers=2)
+    thread = threading.Thread(target=scheduler.run, kwargs={"grace": 5})
+    thread.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        runs = [app.accounts.runs_of(a.id) for a in (first, second)]
+        if all(r and r[0].result != "running" for r in runs):
+            break
+        time.sleep(0.05)
+    scheduler.stop.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    for account in (first, second):
+        state = app.accounts.get(account.id)
+        assert state.last_result == "ok"
+        assert state.next_poll_at is not None
+        assert state.next_poll_at > time.time() + 200  # one interval (300 s) later
+
+
+def test_inactive_accounts_are_not_polled(imap: Harness):
+    account = imap.add()
+    app = imap.app
+    app.accounts.set_active(account.id, False)
+    scheduler = Scheduler(app.db, app.account_store, imap.poller, workers=1)
+    thread = threading.Thread(target=scheduler.run)
+    thread.start()
+    time.sleep(1.5)
+    scheduler.stop.set()
+    thread.join(timeout=10)
+    assert app.accounts.runs_of(account.id) == []
