@@ -140,3 +140,31 @@ def test_serve_polls_and_stops_cleanly_on_sigterm(cli: Cli, mailbox: Mailbox):
     status = json.loads(cli("account", "show", str(account_id), "--json").stdout)
     assert status["last_result"] == "ok"
     assert mailbox.list_messages() == []
+
+
+def test_key_rotation_keeps_accounts_working(cli: Cli, mailbox: Mailbox):
+    account_id = add_account(cli, mailbox, "--keep")
+    old_key = (cli.home / "keys").read_text().split()[0]
+    rotated = cli("key", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "1 password(s) re-encrypted" in rotated.stdout
+    keys = (cli.home / "keys").read_text().splitlines()
+    assert len(keys) == 1
+    assert not keys[0].startswith(old_key)
+    mailbox.deliver(b"Subject: after rotation\n\nstill works\n")
+    assert cli("fetch", str(account_id)).returncode == 0
+
+
+def test_edit_disable_enable_delete(cli: Cli, mailbox: Mailbox):
+    account_id = add_account(cli, mailbox)
+    edited = cli("account", "edit", str(account_id), "--keep", "--interval", "600", "--json")
+    assert edited.returncode == 0, edited.stderr
+    data = json.loads(edited.stdout)
+    assert (data["keep"], data["interval"]) == (True, 600)
+    assert "password" not in edited.stdout.lower()
+    assert cli("account", "disable", str(account_id)).returncode == 0
+    assert json.loads(cli("account", "show", str(account_id), "--json").stdout)["active"] is False
+    assert json.loads(cli("fetch", "--all", "--json").stdout) == []  # inactive: not polled
+    assert cli("account", "enable", str(account_id)).returncode == 0
+    assert cli("account", "delete", str(account_id), "--yes").returncode == 0
+    assert json.loads(cli("account", "list", "--json").stdout) == []
