@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,24 @@ CONFIG_NAME = "mailhaul.toml"
 DEFAULT_MAILDIR = "{home}/mail/{domain}/{local}"
 
 # (section, key) -> (type, default); a default of None means "derived from home".
+_DELIVERY_KEYS: dict[str, tuple[type, Any]] = {
+    "method": (str, "maildir"),
+    "maildir_path": (str, DEFAULT_MAILDIR),
+    "lmtp": (str, ""),
+    "smtp": (str, ""),
+    "smtp_starttls": (bool, False),
+    "smtp_ca_file": (str, ""),
+    "smtp_username": (str, ""),
+    "smtp_password_file": (str, ""),
+    "mda": (str, ""),
+    "timeout": (float, 120.0),
+    "sender": (str, ""),
+}
+DELIVERY_METHODS = ("maildir", "lmtp", "smtp", "mda")
+
 _SCHEMA: dict[tuple[str, str], tuple[type, Any]] = {
     ("database", "url"): (str, None),
-    ("delivery", "maildir_path"): (str, DEFAULT_MAILDIR),
+    **{("delivery", key): spec for key, spec in _DELIVERY_KEYS.items()},
     ("poll", "interval"): (int, 300),
     ("poll", "timeout"): (float, 60.0),
     ("poll", "workers"): (int, 4),
@@ -32,8 +47,22 @@ DEFAULT_TOML = """\
 # url = "sqlite:///{home}/mailhaul.db"   # or postgresql://user@host/db
 
 [delivery]
+method = "maildir"    # maildir | lmtp | smtp | mda
 # Maildir per destination address; {home}, {address}, {domain}, {local} are filled in.
 maildir_path = "{home}/mail/{domain}/{local}"
+# lmtp = "127.0.0.1:24"            # host:port, or the path of a unix socket
+# smtp = "127.0.0.1:25"            # host:port of the MTA or relay
+# smtp_starttls = false
+# smtp_username = ""               # AUTH for a relay; the password is read from:
+# smtp_password_file = ""
+# mda = "/usr/lib/dovecot/dovecot-lda -d {address} -f {sender}"   # run without a shell
+# timeout = 120                    # seconds for one LMTP/SMTP/MDA delivery
+# sender = ""                      # fixed envelope sender; default Return-Path, else From, else <>
+
+# Per-domain overrides take the same keys, e.g.:
+# [delivery.domains."example.org"]
+# method = "lmtp"
+# lmtp = "/var/run/dovecot/lmtp"
 
 [poll]
 interval = 300        # default seconds between polls of an account
@@ -50,16 +79,51 @@ def default_home() -> Path:
 
 
 @dataclass(frozen=True)
+class DeliverySettings:
+    """How mail for one domain (or the default) is delivered locally."""
+
+    method: str = "maildir"
+    maildir_path: str = DEFAULT_MAILDIR
+    lmtp: str = ""
+    smtp: str = ""
+    smtp_starttls: bool = False
+    smtp_ca_file: str = ""
+    smtp_username: str = ""
+    smtp_password_file: str = ""
+    mda: str = ""
+    timeout: float = 120.0
+    sender: str = ""
+
+    def check(self, where: str) -> None:
+        """Refuse a method without the setting it needs."""
+        if self.method not in DELIVERY_METHODS:
+            raise ConfigError(f"{where}.method must be one of {', '.join(DELIVERY_METHODS)}")
+        needed = {"lmtp": self.lmtp, "smtp": self.smtp, "mda": self.mda}
+        if self.method in needed and not needed[self.method]:
+            raise ConfigError(
+                f"{where}.method is {self.method!r} but {where}.{self.method} is empty"
+            )
+        if self.timeout <= 0:
+            raise ConfigError(f"{where}.timeout must be positive")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Resolved settings for one process."""
 
     home: Path
     database_url: str
-    maildir_path: str
+    delivery: DeliverySettings
     interval: int
     timeout: float
     workers: int
     max_size: int
+    delivery_domains: dict[str, DeliverySettings] = field(default_factory=dict)
+
+    @property
+    def maildir_path(self) -> str:
+        """The default Maildir template."""
+        return self.delivery.maildir_path
 
     @property
     def key_file(self) -> Path:
@@ -78,6 +142,17 @@ def _coerce(name: str, kind: type, value: Any) -> Any:
         if not value.lstrip("-").isdigit():
             raise ConfigError(f"setting {name} must be a whole number, not {value!r}")
         return int(value)
+    if kind is bool and isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"setting {name} must be true or false, not {value!r}")
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"setting {name} must be true or false, not {value!r}")
+        return value
     if kind is float and isinstance(value, str | int) and not isinstance(value, bool):
         try:
             return float(value)
@@ -116,7 +191,7 @@ def load_settings(
         f"{section}.{key}"
         for section, table in toml.items()
         for key in (table if isinstance(table, dict) else {"": None})
-        if (section, key) not in _SCHEMA
+        if (section, key) not in _SCHEMA and (section, key) != ("delivery", "domains")
     ]
     if unknown:
         raise ConfigError(f"{home / CONFIG_NAME}: unknown setting(s) {', '.join(unknown)}")
@@ -140,12 +215,40 @@ def load_settings(
             raise ConfigError(f"setting {name} must be positive")
     if values["poll.timeout"] <= 0:
         raise ConfigError("setting poll.timeout must be positive")
+    delivery = DeliverySettings(**{key: values[f"delivery.{key}"] for key in _DELIVERY_KEYS})
+    delivery.check("delivery")
     return Settings(
         home=home,
         database_url=url,
-        maildir_path=values["delivery.maildir_path"],
+        delivery=delivery,
+        delivery_domains=_domain_overrides(home, toml, delivery),
         interval=values["poll.interval"],
         timeout=values["poll.timeout"],
         workers=values["poll.workers"],
         max_size=values["poll.max_size"],
     )
+
+
+def _domain_overrides(
+    home: Path, toml: dict[str, Any], default: DeliverySettings
+) -> dict[str, DeliverySettings]:
+    """``[delivery.domains."example.org"]`` tables, each on top of the default delivery."""
+    tables = toml.get("delivery", {}).get("domains", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{home / CONFIG_NAME}: delivery.domains must be a table of domains")
+    result: dict[str, DeliverySettings] = {}
+    for domain, table in tables.items():
+        where = f'delivery.domains."{domain}"'
+        if not isinstance(table, dict):
+            raise ConfigError(f"{home / CONFIG_NAME}: {where} must be a table")
+        unknown = sorted(set(table) - set(_DELIVERY_KEYS))
+        if unknown:
+            raise ConfigError(f"{home / CONFIG_NAME}: unknown setting(s) {where}.{unknown[0]}")
+        changes = {
+            key: _coerce(f"{where}.{key}", _DELIVERY_KEYS[key][0], value)
+            for key, value in table.items()
+        }
+        settings = replace(default, **changes)
+        settings.check(where)
+        result[domain.lower()] = settings
+    return result

@@ -71,3 +71,29 @@ def test_bad_settings_give_a_clear_error(tmp_path: Path):
         load_settings(tmp_path, environ={})
     with pytest.raises(ConfigError, match="whole number"):
         load_settings(tmp_path / "x", environ={"MAILHAUL_POLL_WORKERS": "many"})
+
+
+def test_delivery_method_with_per_domain_overrides(tmp_path: Path):
+    (tmp_path / "mailhaul.toml").write_text(
+        '[delivery]\nmethod = "lmtp"\nlmtp = "127.0.0.1:24"\n'
+        '[delivery.domains."Example.ORG"]\nmethod = "mda"\nmda = "deliver -d {address}"\n'
+        '[delivery.domains."maildir.test"]\nmethod = "maildir"\n'
+    )
+    settings = load_settings(tmp_path, environ={"MAILHAUL_DELIVERY_TIMEOUT": "30"})
+    assert (settings.delivery.method, settings.delivery.lmtp) == ("lmtp", "127.0.0.1:24")
+    override = settings.delivery_domains["example.org"]
+    assert (override.method, override.mda, override.timeout) == ("mda", "deliver -d {address}", 30)
+    assert override.lmtp == "127.0.0.1:24"  # inherited from [delivery]
+    assert settings.delivery_domains["maildir.test"].method == "maildir"
+
+
+def test_delivery_method_without_its_address_is_refused(tmp_path: Path):
+    (tmp_path / "mailhaul.toml").write_text('[delivery]\nmethod = "smtp"\n')
+    with pytest.raises(ConfigError, match=r"delivery\.smtp is empty"):
+        load_settings(tmp_path, environ={})
+    (tmp_path / "mailhaul.toml").write_text('[delivery]\nmethod = "pigeon"\n')
+    with pytest.raises(ConfigError, match="must be one of"):
+        load_settings(tmp_path, environ={})
+    (tmp_path / "mailhaul.toml").write_text('[delivery.domains."x.test"]\nlmpt = "a:1"\n')
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_settings(tmp_path, environ={})

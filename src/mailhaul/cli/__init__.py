@@ -133,6 +133,37 @@ def runs(
 
 
 @app.command()
+def refused(ctx: typer.Context, account_id: IdArg, json_out: JsonOpt = False) -> None:
+    """List messages the local backend refused for good (they stay on the server)."""
+    with errors_to_exit():
+        records = state(ctx).app().accounts.refused_of(account_id)
+    if json_out:
+        print_json(
+            [
+                {"folder": r.folder, "uid": r.uid, "reason": r.note, "refused_at": r.recorded_at}
+                for r in records
+            ]
+        )
+    elif not records:
+        console.print(f"account {account_id}: no refused messages")
+    else:
+        for r in records:
+            console.print(f"{r.folder} {r.uid}: {r.note}", soft_wrap=True)
+
+
+@app.command()
+def retry(
+    ctx: typer.Context,
+    account_id: IdArg,
+    uid: Annotated[str | None, typer.Argument(help="One message's UID (default: all).")] = None,
+) -> None:
+    """Try refused messages again on the next run (and make the account due now)."""
+    with errors_to_exit():
+        cleared = state(ctx).app().accounts.retry(account_id, uid)
+    console.print(f"account {account_id}: {cleared} refused message(s) will be tried again")
+
+
+@app.command()
 def serve(
     ctx: typer.Context,
     workers: Annotated[int | None, typer.Option(help="Accounts polled at once.")] = None,

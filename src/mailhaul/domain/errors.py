@@ -10,7 +10,8 @@ MailhaulError
 │   └── UnsupportedByServer  the server lacks a capability the options need (e.g. UIDL)
 ├── DeliveryError            the local side failed
 │   ├── TemporaryDeliveryError  disk full, backend down: message stays, run stops
-│   └── PermanentDeliveryError  the backend refused this message for good
+│   ├── PermanentDeliveryError  the backend refused this message for good
+│   └── DestinationMissing      the backend says the destination mailbox does not exist
 └── AccountBusy              another run holds this account's lease
 """
 
@@ -67,6 +68,10 @@ class PermanentDeliveryError(DeliveryError):
 
 class StorageError(MailhaulError):
     """Raised when the database cannot be read or written (full, locked, unreachable)."""
+
+
+class DestinationMissing(DeliveryError):
+    """Raised when the backend says the destination mailbox does not exist."""
 
 
 class AccountBusy(MailhaulError):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
+from mailhaul.adapters.db.records import MessageRecords, RefusedRecord
 from mailhaul.adapters.db.runs import RunRecord, RunStore
 from mailhaul.adapters.secrets import SecretBox
 from mailhaul.domain.account import Account, AccountSpec
@@ -22,12 +23,18 @@ class AccountService:
     """Use cases on accounts; passwords go in encrypted and never come out here."""
 
     def __init__(
-        self, db: Database, accounts: AccountStore, runs: RunStore, secret_box: SecretBox
+        self,
+        db: Database,
+        accounts: AccountStore,
+        runs: RunStore,
+        secret_box: SecretBox,
+        records: MessageRecords | None = None,
     ) -> None:
         self.db = db
         self.accounts = accounts
         self.runs = runs
         self.secret_box = secret_box
+        self.records = records or MessageRecords()
 
     def add(self, spec: AccountSpec, password: str) -> Account:
         """Create an account; returns it as stored."""
@@ -80,6 +87,21 @@ class AccountService:
         with self.db.begin() as conn:
             self.accounts.get(conn, account_id)
             return self.runs.history(conn, account_id, limit)
+
+    def refused_of(self, account_id: int) -> list[RefusedRecord]:
+        """Messages the local backend refused for good (they stay on the server)."""
+        with self.db.begin() as conn:
+            self.accounts.get(conn, account_id)
+            return self.records.refused(conn, account_id)
+
+    def retry(self, account_id: int, uid: str | None = None) -> int:
+        """Forget refusals (all, or one UID) and make the account due now; how many."""
+        with self.db.begin() as conn:
+            account = self.accounts.get(conn, account_id)
+            cleared = self.records.clear_refused(conn, account_id, uid)
+            if account.spec.active:
+                self.accounts.set_active(conn, account_id, True, time.time())
+            return cleared
 
     def rotate_key(self) -> tuple[str, int, list[str]]:
         """Add a new key, re-encrypt every password with it, then drop the old keys.

@@ -33,6 +33,16 @@ class DeliveredRecord:
     size: int
 
 
+@dataclass(frozen=True)
+class RefusedRecord:
+    """A message the local backend refused for good; it stays on the server."""
+
+    folder: str
+    uid: str
+    note: str
+    recorded_at: float
+
+
 def _chunks(items: Sequence[str]) -> Iterable[list[str]]:
     for start in range(0, len(items), _CHUNK):
         yield list(items[start : start + _CHUNK])
@@ -111,6 +121,46 @@ class MessageRecords:
                     recorded_at=now,
                 )
             )
+
+    def mark_refused(
+        self,
+        conn: Connection,
+        account_id: int,
+        folder: str,
+        uidvalidity: int,
+        refusals: Sequence[tuple[str, str]],
+        now: float,
+    ) -> None:
+        """Turn pending records into refused ones, with the backend's words."""
+        for uid, note in refusals:
+            conn.execute(
+                update(messages)
+                .where(
+                    messages.c.account_id == account_id,
+                    messages.c.folder == folder,
+                    messages.c.uidvalidity == uidvalidity,
+                    messages.c.uid == uid,
+                )
+                .values(state=RecordState.REFUSED.value, note=note, recorded_at=now)
+            )
+
+    def refused(self, conn: Connection, account_id: int) -> list[RefusedRecord]:
+        """Messages the backend refused for good, oldest first."""
+        rows = conn.execute(
+            select(messages)
+            .where(messages.c.account_id == account_id, messages.c.state == RecordState.REFUSED)
+            .order_by(messages.c.recorded_at)
+        )
+        return [RefusedRecord(r.folder, r.uid, r.note or "", r.recorded_at) for r in rows]
+
+    def clear_refused(self, conn: Connection, account_id: int, uid: str | None = None) -> int:
+        """Forget refusals (all, or one UID) so the next run tries again; how many."""
+        query = delete(messages).where(
+            messages.c.account_id == account_id, messages.c.state == RecordState.REFUSED
+        )
+        if uid is not None:
+            query = query.where(messages.c.uid == uid)
+        return int(conn.execute(query).rowcount)
 
     def add_delivered(
         self,

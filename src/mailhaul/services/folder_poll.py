@@ -1,0 +1,302 @@
+"""One folder of one poll: plan, delete old mail, fetch in batches, record, prune.
+
+Order for every batch of messages:
+1. record each as *pending* with the sink's receipt (one commit);
+2. stream each from the source into the sink (Maildir: tmp/, fsync, new/);
+3. flush the sink (fsync the directories), then mark them *delivered* (one commit);
+4. only then delete them on the source (or flag \\Seen with ``keep``).
+A message the backend refuses for good is recorded as *refused*: it stays on the
+server and is skipped until retried.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from email.utils import formatdate
+from typing import TYPE_CHECKING
+
+from mailhaul import __version__
+from mailhaul.adapters.db.records import DeliveredRecord, PendingRecord
+from mailhaul.domain.account import Account
+from mailhaul.domain.errors import (
+    PermanentDeliveryError,
+    ProtocolViolation,
+    UnsupportedByServer,
+)
+from mailhaul.domain.fingerprint import MAX_HEADER, fingerprint, header_end
+from mailhaul.domain.messages import KnownMessages, MessageRef
+from mailhaul.domain.options import Protocol, Security, SourceEndpoint
+from mailhaul.domain.planning import batches, plan_fetch
+from mailhaul.domain.ports import MailSource
+from mailhaul.services.runlog import RunLog
+
+if TYPE_CHECKING:
+    from mailhaul.services.polling import Poller
+
+ProgressFn = Callable[[int, int, int, int], None]
+"""Called with (account id, messages done, messages planned, bytes done)."""
+
+BATCH_COUNT = 64
+BATCH_BYTES = 8 * 1024 * 1024
+OVERSIZE_SLACK = 1024 * 1024
+
+
+@dataclass
+class RunCounts:
+    """What a run has done so far."""
+
+    fetched: int = 0
+    bytes: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    planned: int = 0
+
+
+def _protocol_name(endpoint: SourceEndpoint) -> str:
+    name = str(endpoint.protocol).upper()
+    return name + "S" if endpoint.security is not Security.NONE else name
+
+
+class FolderPoll:
+    """One folder of one run: plan, delete old, fetch in batches, record, prune."""
+
+    def __init__(
+        self,
+        poller: Poller,
+        account: Account,
+        source: MailSource,
+        folder: str,
+        log: RunLog,
+        counts: RunCounts,
+        owner: str,
+        stop: threading.Event,
+        progress: ProgressFn | None,
+    ) -> None:
+        self.p = poller
+        self.account = account
+        self.source = source
+        self.folder = folder
+        self.log = log
+        self.counts = counts
+        self.owner = owner
+        self.stop = stop
+        self.progress = progress
+        self.destination = account.spec.destination
+        self.options = account.spec.options
+        self.renew_at = 0.0
+
+    def _renew_lease(self) -> None:
+        """Extend the lease (per batch, and during a long message); AccountBusy if lost."""
+        self.p.leases.renew(self.account.id, self.owner)
+        self.renew_at = time.monotonic() + self.p.leases.ttl / 3
+
+    def run(self) -> None:
+        p, account, options = self.p, self.account, self.options
+        listing = self.source.select(self.folder)
+        if not listing.stable_uids and options.keep:
+            raise UnsupportedByServer(
+                "the server does not support UIDL, so mailhaul cannot tell new mail from old: "
+                "'keep' needs UIDL (switch keep off to fetch and delete everything)"
+            )
+        uidvalidity = listing.uidvalidity or 0
+        with p.db.begin() as conn:
+            stored = p.records.folder_uidvalidity(conn, account.id, self.folder)
+        if stored is None:
+            with p.db.begin() as conn:
+                p.records.set_folder_uidvalidity(conn, account.id, self.folder, uidvalidity)
+        elif stored != uidvalidity:
+            self._reconcile_uidvalidity(listing.messages, stored, uidvalidity)
+        with p.db.begin() as conn:
+            known = p.records.known(conn, account.id, self.folder, uidvalidity)
+        if not listing.stable_uids:
+            known = KnownMessages()
+        elif self._uidls_renumbered(listing.messages, known):
+            new = [ref for ref in listing.messages if ref.uid not in known.refused]
+            matched = self._recognise(new, uidvalidity)
+            self.log(
+                f"{self.folder}: none of the {len(known.delivered)} kept message(s) delivered "
+                f"earlier is listed under its old UIDL (the server may have renumbered them); "
+                f"{matched} of {len(new)} recognised as already delivered by their fingerprint"
+            )
+            with p.db.begin() as conn:
+                known = p.records.known(conn, account.id, self.folder, uidvalidity)
+        plan = plan_fetch(listing.messages, known, options)
+        self.log(
+            f"{self.folder}: {len(listing.messages)} message(s) on the server, "
+            f"{len(plan.fetch)} new, {len(plan.old)} old, {len(plan.delete_now)} to delete, "
+            f"{len(plan.too_large)} over the size limit, {len(plan.refused)} refused earlier"
+        )
+        for ref in plan.too_large:
+            self.log(
+                f"message {ref.uid} ({ref.size} bytes) is over the size limit "
+                f"({options.max_size} bytes): left on the server"
+            )
+        self.counts.skipped += len(plan.too_large) + len(plan.refused)
+        if plan.delete_now:
+            self.source.delete(plan.delete_now)
+            self.counts.deleted += len(plan.delete_now)
+            self.log(f"{self.folder}: deleted {len(plan.delete_now)} old message(s)")
+        self.counts.planned += len(plan.fetch)
+        for batch in batches(plan.fetch, BATCH_COUNT, BATCH_BYTES):
+            if self.stop.is_set():
+                self.log("stopping on request: the rest is fetched next run")
+                break
+            self._renew_lease()
+            self._fetch_batch(batch, uidvalidity)
+        if listing.stable_uids:
+            listed = {ref.uid for ref in listing.messages}
+            gone = sorted((known.delivered | known.refused) - listed)
+            with p.db.begin() as conn:
+                p.records.prune(conn, account.id, self.folder, uidvalidity, gone)
+
+    def _uidls_renumbered(self, listed: tuple[MessageRef, ...], known: KnownMessages) -> bool:
+        """POP3 with keep: everything listed is new although kept mail should still be there."""
+        if self.account.spec.protocol is not Protocol.POP3 or not self.options.keep:
+            return False
+        if not known.delivered or not listed:
+            return False
+        return not any(ref.uid in known.delivered for ref in listed)
+
+    def _reconcile_uidvalidity(self, listed: tuple[MessageRef, ...], old: int, new: int) -> None:
+        """After a UIDVALIDITY change, recognise delivered messages by fingerprint."""
+        matched = self._recognise(listed, new)
+        with self.p.db.begin() as conn:
+            self.p.records.prune(conn, self.account.id, self.folder, new, [])
+            self.p.records.set_folder_uidvalidity(conn, self.account.id, self.folder, new)
+        self.log(
+            f"{self.folder}: UIDVALIDITY changed from {old} to {new} (the server rebuilt the "
+            f"folder); {matched} of {len(listed)} message(s) recognised as already "
+            f"delivered by their fingerprint, the others are treated as new"
+        )
+
+    def _recognise(self, candidates: Sequence[MessageRef], uidvalidity: int) -> int:
+        """Record as delivered the candidates whose fingerprint matches a past delivery."""
+        p, account = self.p, self.account
+        with p.db.begin() as conn:
+            known_prints = p.records.fingerprints(conn, account.id, self.folder)
+            known = p.records.known(conn, account.id, self.folder, uidvalidity)
+        # Idempotent: a run that died half-way through this already recorded some.
+        recorded = known.delivered | known.refused
+        candidates = [ref for ref in candidates if ref.uid not in recorded]
+        matched: list[DeliveredRecord] = []
+        if known_prints and candidates:
+            for ref, header in self.source.fetch_headers(candidates):
+                print_ = fingerprint(header, ref.size)
+                if print_ in known_prints:
+                    matched.append(DeliveredRecord(ref.uid, print_, ref.size))
+        with p.db.begin() as conn:
+            p.records.add_delivered(
+                conn, account.id, self.folder, uidvalidity, self.destination, matched, time.time()
+            )
+        return len(matched)
+
+    def _received_header(self) -> bytes:
+        spec = self.account.spec
+        endpoint = self.account.endpoint(self.p.timeout)
+        return (
+            f"Received: from {spec.host} by mailhaul with {_protocol_name(endpoint)}\r\n"
+            f"\t(mailhaul {__version__}, account {self.account.id})\r\n"
+            f"\tfor <{self.destination}>; {formatdate(localtime=False)}\r\n"
+        ).encode()
+
+    def _fetch_batch(self, batch: list[MessageRef], uidvalidity: int) -> None:
+        p, account, sink = self.p, self.account, self.p.sink
+        pending = [
+            PendingRecord(
+                self.folder,
+                uidvalidity,
+                ref.uid,
+                sink.planned_receipt(self.destination, ref.uid),
+                self.destination,
+            )
+            for ref in batch
+        ]
+        receipts = {record.uid: record.receipt for record in pending}
+        with p.db.begin() as conn:
+            p.records.add_pending(conn, account.id, pending, time.time())
+        delivered: list[MessageRef] = []
+        records: list[DeliveredRecord] = []
+        refusals: list[tuple[str, str]] = []
+        try:
+            for ref, chunks in self.source.fetch(batch):
+                try:
+                    size, head = self._deliver(ref, chunks, receipts.get(ref.uid))
+                except PermanentDeliveryError as exc:
+                    # Kept on the server, remembered as refused: no retry storm.
+                    note = self.log.scrub(str(exc))[:1000]
+                    refusals.append((ref.uid, note))
+                    self.counts.skipped += 1
+                    self.log(
+                        f"message {ref.uid}: refused for good by the local backend ({note}); "
+                        f"left on the server, skipped until `mailhaul retry {account.id}`"
+                    )
+                    continue
+                delivered.append(ref)
+                records.append(DeliveredRecord(ref.uid, fingerprint(head, ref.size), ref.size))
+                self.counts.fetched += 1
+                self.counts.bytes += size
+                if self.progress:
+                    self.progress(
+                        account.id, self.counts.fetched, self.counts.planned, self.counts.bytes
+                    )
+        finally:
+            self._record(batch, delivered, records, refusals, uidvalidity)
+        if delivered:
+            if self.options.keep:
+                self.source.mark_seen(delivered)
+            else:
+                self.source.delete(delivered)
+                self.counts.deleted += len(delivered)
+
+    def _deliver(
+        self, ref: MessageRef, chunks: Iterator[bytes], receipt: str | None
+    ) -> tuple[int, bytes]:
+        """Stream one message into the sink; returns its size and header section."""
+        delivery = self.p.sink.begin(self.destination, receipt)
+        limit = self.options.max_size + OVERSIZE_SLACK
+        try:
+            delivery.write(self._received_header())
+            head = bytearray()
+            head_done = False
+            total = 0
+            for chunk in chunks:
+                total += len(chunk)
+                if time.monotonic() > self.renew_at:
+                    self._renew_lease()
+                if total > limit:
+                    raise ProtocolViolation(
+                        f"message {ref.uid}: the server sent more than the size limit "
+                        f"while it listed {ref.size} bytes"
+                    )
+                if not head_done:
+                    head += chunk[: MAX_HEADER - len(head)]
+                    head_done = len(head) >= MAX_HEADER or header_end(head) is not None
+                delivery.write(chunk)
+            delivery.commit()
+        except BaseException:
+            delivery.abort()
+            raise
+        return total, bytes(head)
+
+    def _record(
+        self,
+        batch: list[MessageRef],
+        delivered: list[MessageRef],
+        records: list[DeliveredRecord],
+        refusals: list[tuple[str, str]],
+        uidvalidity: int,
+    ) -> None:
+        """Make deliveries durable, then record them; forget pending ones that never came."""
+        p, account = self.p, self.account
+        if delivered:
+            p.sink.flush()
+        settled = {ref.uid for ref in delivered} | {uid for uid, _ in refusals}
+        missing = [ref.uid for ref in batch if ref.uid not in settled]
+        now = time.time()
+        with p.db.begin() as conn:
+            p.records.mark_delivered(conn, account.id, self.folder, uidvalidity, records, now)
+            p.records.mark_refused(conn, account.id, self.folder, uidvalidity, refusals, now)
+            p.records.drop_pending(conn, account.id, self.folder, uidvalidity, missing)
