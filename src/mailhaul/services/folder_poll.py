@@ -220,10 +220,11 @@ class FolderPoll:
         delivered: list[MessageRef] = []
         records: list[DeliveredRecord] = []
         refusals: list[tuple[str, str]] = []
+        received = self._received_header()
         try:
             for ref, chunks in self.source.fetch(batch):
                 try:
-                    size, head = self._deliver(ref, chunks, receipts.get(ref.uid))
+                    size, head = self._deliver(ref, chunks, receipts.get(ref.uid), received)
                 except PermanentDeliveryError as exc:
                     # Kept on the server, remembered as refused: no retry storm.
                     note = self.log.scrub(str(exc))[:1000]
@@ -252,13 +253,13 @@ class FolderPoll:
                 self.counts.deleted += len(delivered)
 
     def _deliver(
-        self, ref: MessageRef, chunks: Iterator[bytes], receipt: str | None
+        self, ref: MessageRef, chunks: Iterator[bytes], receipt: str | None, received: bytes
     ) -> tuple[int, bytes]:
         """Stream one message into the sink; returns its size and header section."""
         delivery = self.p.sink.begin(self.destination, receipt)
         limit = self.options.max_size + OVERSIZE_SLACK
         try:
-            delivery.write(self._received_header())
+            delivery.write(received)
             head = bytearray()
             head_done = False
             total = 0

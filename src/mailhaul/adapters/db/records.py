@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from mailhaul.adapters.db.tables import folders, messages
 from mailhaul.domain.messages import KnownMessages, RecordState
@@ -102,25 +103,28 @@ class MessageRecords:
         records: Sequence[DeliveredRecord],
         now: float,
     ) -> None:
-        """Turn pending records into delivered ones."""
+        """Turn pending records into delivered ones (one executemany)."""
         if not records:
             return
-        key = and_(
-            messages.c.account_id == account_id,
-            messages.c.folder == folder,
-            messages.c.uidvalidity == uidvalidity,
-        )
-        for record in records:
-            conn.execute(
-                update(messages)
-                .where(key, messages.c.uid == record.uid)
-                .values(
-                    state=RecordState.DELIVERED.value,
-                    fingerprint=record.fingerprint,
-                    size=record.size,
-                    recorded_at=now,
-                )
+        statement = (
+            update(messages)
+            .where(
+                messages.c.account_id == account_id,
+                messages.c.folder == folder,
+                messages.c.uidvalidity == uidvalidity,
+                messages.c.uid == bindparam("b_uid"),
             )
+            .values(
+                state=RecordState.DELIVERED.value,
+                fingerprint=bindparam("b_fingerprint"),
+                size=bindparam("b_size"),
+                recorded_at=now,
+            )
+        )
+        conn.execute(
+            statement,
+            [{"b_uid": r.uid, "b_fingerprint": r.fingerprint, "b_size": r.size} for r in records],
+        )
 
     def mark_refused(
         self,
@@ -293,6 +297,79 @@ class MessageRecords:
                 insert(folders).values(
                     account_id=account_id, folder=folder, uidvalidity=uidvalidity
                 )
+            )
+
+    # import / export (issue 6) -----------------------------------------------------------
+    def recorded_uids(
+        self, conn: Connection, account_id: int, folder: str, uidvalidity: int
+    ) -> set[str]:
+        """Every UID recorded for a folder under one UIDVALIDITY, in any state."""
+        rows = conn.execute(
+            select(messages.c.uid).where(
+                messages.c.account_id == account_id,
+                messages.c.folder == folder,
+                messages.c.uidvalidity == uidvalidity,
+            )
+        )
+        return {row.uid for row in rows}
+
+    def settled_rows(self, conn: Connection, account_id: int) -> list[dict[str, Any]]:
+        """An account's delivered and refused records (not pending ones), for export."""
+        rows = conn.execute(
+            select(messages)
+            .where(
+                messages.c.account_id == account_id,
+                messages.c.state != RecordState.PENDING,
+            )
+            .order_by(messages.c.folder, messages.c.uidvalidity, messages.c.uid)
+        )
+        return [
+            {
+                "folder": r.folder,
+                "uidvalidity": int(r.uidvalidity),
+                "uid": r.uid,
+                "state": r.state,
+                "destination": r.destination,
+                "fingerprint": r.fingerprint,
+                "size": int(r.size),
+                "recorded_at": r.recorded_at,
+                "note": r.note,
+            }
+            for r in rows
+        ]
+
+    def folder_uidvalidities(self, conn: Connection, account_id: int) -> dict[str, int]:
+        """Every folder's remembered UIDVALIDITY, for export."""
+        rows = conn.execute(
+            select(folders.c.folder, folders.c.uidvalidity)
+            .where(folders.c.account_id == account_id)
+            .order_by(folders.c.folder)
+        )
+        return {row.folder: int(row.uidvalidity) for row in rows}
+
+    def add_settled(
+        self, conn: Connection, account_id: int, rows: Sequence[dict[str, Any]], now: float
+    ) -> None:
+        """Insert delivered/refused records as given (imported state); the caller skips UIDs
+        that are already recorded."""
+        if rows:
+            conn.execute(
+                insert(messages),
+                [
+                    {
+                        "account_id": account_id,
+                        "folder": r["folder"],
+                        "uidvalidity": r["uidvalidity"],
+                        "uid": r["uid"],
+                        "state": RecordState(r.get("state", "delivered")).value,
+                        "destination": r["destination"],
+                        "fingerprint": r.get("fingerprint"),
+                        "size": r.get("size") or 0,
+                        "recorded_at": r.get("recorded_at") or now,
+                        "note": r.get("note"),
+                    }
+                    for r in rows
+                ],
             )
 
 

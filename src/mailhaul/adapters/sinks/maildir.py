@@ -1,9 +1,12 @@
 """Maildir delivery: tmp/ → fsync → new/, one Maildir per destination address.
 
 Messages are written byte for byte as the server sent them, except that CRLF line ends
-become LF, as Maildir requires. The unique file name is chosen before delivery and
-recorded as the receipt, so a run that crashed between delivering and recording can
-later find out whether the file made it (``was_delivered``).
+become LF, as Maildir requires. ``commit()`` finishes a file in tmp/; ``flush()`` then
+fsyncs every file of the batch (in parallel, so the file system can group the journal
+commits), renames them into new/ and fsyncs the new/ directories. A file is never in
+new/ before it is durable. The unique file name is chosen before delivery and recorded
+as the receipt, so a run that crashed between delivering and recording can later find
+out whether the file made it (``was_delivered``).
 """
 
 from __future__ import annotations
@@ -15,24 +18,54 @@ import os
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from mailhaul.domain.addresses import split_address
 from mailhaul.domain.errors import ConfigError, TemporaryDeliveryError
 
 _counter = itertools.count()
+FSYNC_THREADS = 16
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _fsync_pool() -> ThreadPoolExecutor:
+    global _pool  # one pool for the process, made on first use
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="fsync")
+        return _pool
 
 
 def _safe_hostname() -> str:
     return socket.gethostname().replace("/", r"\057").replace(":", r"\072") or "localhost"
 
 
-def _delivery_error(action: str, path: Path, exc: OSError) -> TemporaryDeliveryError:
+def _delivery_error(action: str, path: Path | str, exc: OSError) -> TemporaryDeliveryError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         reason = "disk full (or quota exceeded)"
     else:
         reason = exc.strerror or str(exc)
     return TemporaryDeliveryError(f"cannot {action} {path}: {reason}")
+
+
+def _fsync_path(fd: int, path: str) -> None:
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise _delivery_error("sync", path, exc) from exc
+
+
+@dataclass
+class _Finished:
+    """A message complete in tmp/, waiting for the batch's flush."""
+
+    fd: int
+    maildir: Path
+    tmp_path: str
+    new_path: str
 
 
 class MaildirDelivery:
@@ -42,7 +75,9 @@ class MaildirDelivery:
         self._sink = sink
         self._maildir = maildir
         self._name = name
-        self._tmp = maildir / "tmp" / name
+        base = str(maildir)
+        self._tmp = os.path.join(base, "tmp", name)
+        self._new = os.path.join(base, "new", name)
         try:
             self._fd: int | None = os.open(
                 self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
@@ -73,20 +108,13 @@ class MaildirDelivery:
             raise _delivery_error("write", self._tmp, exc) from exc
 
     def commit(self) -> str:
-        """fsync the file and move it into new/; durable once the sink is flushed."""
+        """Finish the file in tmp/; the sink's flush() makes it durable and moves it to new/."""
         if self._pending_cr:
             self._pending_cr = False
             self._write_raw(b"\r")
         assert self._fd is not None
-        try:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None
-            os.rename(self._tmp, self._maildir / "new" / self._name)
-        except OSError as exc:
-            self.abort()
-            raise _delivery_error("deliver", self._tmp, exc) from exc
-        self._sink.mark_dirty(self._maildir)
+        fd, self._fd = self._fd, None
+        self._sink.finished(_Finished(fd, self._maildir, self._tmp, self._new))
         return self._name
 
     def abort(self) -> None:
@@ -95,8 +123,8 @@ class MaildirDelivery:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
-        with contextlib.suppress(OSError):
-            self._tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
 
 
 class MaildirSink:
@@ -106,12 +134,16 @@ class MaildirSink:
         self.path_template = path_template
         self.home = home
         self._ready: set[Path] = set()
-        self._local = threading.local()  # per thread: Maildirs whose new/ needs an fsync
+        self._paths: dict[str, Path] = {}
+        self._local = threading.local()  # per thread: messages waiting for flush()
         self._lock = threading.Lock()
         self._hostname = _safe_hostname()
 
     def maildir_for(self, destination: str) -> Path:
         """The Maildir path of a destination address."""
+        cached = self._paths.get(destination)
+        if cached is not None:
+            return cached
         local, domain = split_address(destination)
         try:
             path = self.path_template.format(
@@ -121,6 +153,8 @@ class MaildirSink:
             raise ConfigError(
                 f"delivery.maildir_path {self.path_template!r} is not a valid template: {exc}"
             ) from exc
+        with self._lock:
+            self._paths[destination] = Path(path)
         return Path(path)
 
     def _ensure(self, maildir: Path) -> None:
@@ -147,40 +181,73 @@ class MaildirSink:
         name = receipt or self.planned_receipt(destination, "")
         return MaildirDelivery(self, maildir, name)
 
-    def _dirty(self) -> set[Path]:
-        dirty: set[Path] | None = getattr(self._local, "dirty", None)
-        if dirty is None:
-            dirty = self._local.dirty = set()
-        return dirty
+    def _waiting(self) -> list[_Finished]:
+        waiting: list[_Finished] | None = getattr(self._local, "waiting", None)
+        if waiting is None:
+            waiting = self._local.waiting = []
+        return waiting
 
-    def mark_dirty(self, maildir: Path) -> None:
-        """Note a Maildir whose new/ directory needs an fsync (per thread)."""
-        self._dirty().add(maildir)
+    def finished(self, message: _Finished) -> None:
+        """Note a message complete in tmp/ (per thread), for the next flush()."""
+        self._waiting().append(message)
 
     def flush(self) -> None:
-        """fsync the new/ directories this thread delivered to since its last flush."""
-        dirty = self._dirty()
-        while dirty:
-            maildir = dirty.pop()
-            path = maildir / "new"
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        """fsync this thread's finished messages, move them into new/, fsync new/.
+
+        If any of them cannot be made durable, none is moved: all are removed from tmp/
+        and a TemporaryDeliveryError says why (the messages stay on the server).
+        """
+        waiting = self._waiting()
+        if not waiting:
+            return
+        batch = list(waiting)
+        waiting.clear()
+        try:
+            results = _fsync_pool().map(lambda m: _fsync_path(m.fd, m.tmp_path), batch)
+            list(results)
+        except TemporaryDeliveryError:
+            self._discard(batch)
+            raise
+        for message in batch:
+            with contextlib.suppress(OSError):
+                os.close(message.fd)
+        moved: set[Path] = set()
+        try:
+            for message in batch:
+                os.rename(message.tmp_path, message.new_path)
+                moved.add(message.maildir)
+            for maildir in moved:
+                fd = os.open(maildir / "new", os.O_RDONLY | os.O_DIRECTORY)
                 try:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            except OSError as exc:
-                dirty.add(maildir)
-                raise _delivery_error("sync", path, exc) from exc
+        except OSError as exc:
+            raise _delivery_error("move into new/ of", batch[0].maildir, exc) from exc
+
+    def _discard(self, batch: list[_Finished]) -> None:
+        for message in batch:
+            with contextlib.suppress(OSError):
+                os.close(message.fd)
+            with contextlib.suppress(OSError):
+                os.unlink(message.tmp_path)
 
     def was_delivered(self, destination: str, receipt: str) -> bool:
-        """Whether the file is in new/ or cur/ (with any flags suffix)."""
+        """Whether the file is in new/ or cur/ (with any flags suffix).
+
+        A leftover in tmp/ (a crash before the batch was made durable) is not delivered;
+        it is removed here, since the caller will fetch the message again.
+        """
         maildir = self.maildir_for(destination)
         if (maildir / "new" / receipt).exists():
             return True
         prefix = receipt + ":"
         try:
             with os.scandir(maildir / "cur") as entries:
-                return any(e.name == receipt or e.name.startswith(prefix) for e in entries)
+                if any(e.name == receipt or e.name.startswith(prefix) for e in entries):
+                    return True
         except FileNotFoundError:
-            return False
+            pass
+        with contextlib.suppress(OSError):
+            (maildir / "tmp" / receipt).unlink(missing_ok=True)
+        return False
