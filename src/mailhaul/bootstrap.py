@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
@@ -12,11 +14,12 @@ from mailhaul.adapters.db.records import MessageRecords
 from mailhaul.adapters.db.runs import RunStore
 from mailhaul.adapters.secrets import SecretBox
 from mailhaul.adapters.sinks.maildir import MaildirSink
+from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.options import Credentials, Protocol, SourceEndpoint
-from mailhaul.domain.ports import LogFn, MailSource
+from mailhaul.domain.ports import LogFn, MailSink, MailSource
 from mailhaul.services.accounts import AccountService
 from mailhaul.services.polling import Poller
-from mailhaul.settings import DEFAULT_TOML, Settings
+from mailhaul.settings import DEFAULT_TOML, DeliverySettings, Settings
 
 
 def open_source(endpoint: SourceEndpoint, credentials: Credentials, log: LogFn) -> MailSource:
@@ -28,6 +31,63 @@ def open_source(endpoint: SourceEndpoint, credentials: Credentials, log: LogFn) 
     from mailhaul.adapters.sources.imap import ImapSource
 
     return ImapSource(endpoint, credentials, log)
+
+
+def build_sink(settings: Settings) -> MailSink:
+    """The delivery sink of the settings: one method, or routed per destination domain."""
+    default = _sink_for(settings.delivery, settings)
+    if not settings.delivery_domains:
+        return default
+    from mailhaul.adapters.sinks.routing import RoutingSink
+
+    by_domain = {
+        domain: _sink_for(delivery, settings)
+        for domain, delivery in settings.delivery_domains.items()
+    }
+    return RoutingSink(default, by_domain)
+
+
+def _sink_for(delivery: DeliverySettings, settings: Settings) -> MailSink:
+    # "" means: take the sender from the message; "<>" means: the null sender.
+    sender = None if not delivery.sender else ("" if delivery.sender == "<>" else delivery.sender)
+    if delivery.method == "lmtp":
+        from mailhaul.adapters.sinks.lmtp import LmtpSink
+
+        return LmtpSink(delivery.lmtp, delivery.timeout, sender)
+    if delivery.method == "smtp":
+        from mailhaul.adapters.sinks.smtp import SmtpSink
+
+        return SmtpSink(
+            delivery.smtp,
+            delivery.timeout,
+            starttls=delivery.smtp_starttls,
+            ca_file=delivery.smtp_ca_file or None,
+            username=delivery.smtp_username or None,
+            password=_read_secret(delivery.smtp_password_file),
+            sender=sender,
+        )
+    if delivery.method == "mda":
+        from mailhaul.adapters.sinks.mda import MdaSink
+
+        return MdaSink(delivery.mda, delivery.timeout, sender)
+    return MaildirSink(delivery.maildir_path, settings.home)
+
+
+def _read_secret(path: str) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read delivery.smtp_password_file {path}: {exc}") from exc
+
+
+def close_sink(sink: MailSink) -> None:
+    """Close the sink's idle connections (LMTP/SMTP); never raises."""
+    close = getattr(sink, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            close()
 
 
 def init_home(settings: Settings) -> list[str]:
@@ -82,9 +142,9 @@ class App:
         return AccountService(self.db, self.account_store, self.run_store, self.secret_box)
 
     @cached_property
-    def sink(self) -> MaildirSink:
-        """The local delivery sink."""
-        return MaildirSink(self.settings.maildir_path, self.settings.home)
+    def sink(self) -> MailSink:
+        """The local delivery sink (settings ``delivery.*``)."""
+        return build_sink(self.settings)
 
     @cached_property
     def poller(self) -> Poller:

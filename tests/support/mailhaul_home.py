@@ -31,7 +31,10 @@ class Home:
     app: App
 
     @classmethod
-    def create(cls, path: Path) -> Home:
+    def create(cls, path: Path, toml: str = "") -> Home:
+        if toml:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "mailhaul.toml").write_text(toml)
         settings = load_settings(path, {"poll.timeout": 10}, environ={})
         init_home(settings)
         return cls(App(settings))
@@ -43,6 +46,7 @@ class Home:
         security: Security = Security.SSL,
         *,
         ca: bool = True,
+        deliver_to: str = "",
         verify: bool = True,
         password: str | None = None,
         **options: object,
@@ -58,6 +62,7 @@ class Home:
             verify_cert=verify,
             ca_file=str(mailbox.server.ca_path) if ca else None,
             options=RetrievalOptions(folders=folders, **options),  # type: ignore[arg-type]
+            deliver_to=deliver_to,
         )
         return self.app.accounts.add(spec, password or mailbox.password)
 
@@ -69,7 +74,8 @@ class Home:
 
     def delivered(self, address: str = OWNER) -> list[bytes]:
         """Delivered messages, without mailhaul's Received header, sorted."""
-        maildir = self.app.sink.maildir_for(address)
+        sink = self.app.sink
+        maildir = (sink.route(address) if hasattr(sink, "route") else sink).maildir_for(address)
         result = []
         for path in [*(maildir / "new").glob("*"), *(maildir / "cur").glob("*")]:
             data = path.read_bytes()

@@ -13,8 +13,8 @@ from typing import Annotated
 import typer
 
 from mailhaul import __version__
-from mailhaul.bootstrap import init_home
-from mailhaul.cli import accounts
+from mailhaul.bootstrap import close_sink, init_home
+from mailhaul.cli import accounts, importing
 from mailhaul.cli.context import (
     EXIT_FAILED,
     CliState,
@@ -32,6 +32,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(accounts.app, name="account")
+app.add_typer(importing.app, name="import")
+app.command("export")(importing.export)
 key_app = typer.Typer(help="Manage the key that encrypts stored passwords.", no_args_is_help=True)
 app.add_typer(key_app, name="key")
 
@@ -194,7 +196,10 @@ def serve(
         scheduler = Scheduler(
             app_.db, app_.account_store, app_.poller, workers or settings.workers, stop
         )
-        scheduler.run()
+        try:
+            scheduler.run()
+        finally:
+            close_sink(app_.sink)
 
 
 @key_app.command("rotate")

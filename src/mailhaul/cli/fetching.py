@@ -6,7 +6,7 @@ import sys
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 
-from mailhaul.bootstrap import App
+from mailhaul.bootstrap import App, close_sink
 from mailhaul.cli.context import EXIT_FAILED, EXIT_OK
 from mailhaul.cli.output import console, err_console, human_bytes, print_json
 from mailhaul.domain.errors import AccountBusy, MailhaulError, NotFound
@@ -83,6 +83,7 @@ def fetch_accounts(app: App, account_ids: list[int], all_: bool, json_out: bool)
                 )
             else:
                 console.print(_summary_line(summary, str(account_id)), soft_wrap=True)
+    close_sink(app.sink)
     if json_out:
         print_json(results)
     return EXIT_FAILED if failed else EXIT_OK

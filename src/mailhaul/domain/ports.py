@@ -67,14 +67,26 @@ class MailSource(Protocol):
 
 
 class Delivery(Protocol):
-    """One message being written to a sink."""
+    """One message being written to a sink.
+
+    Any method but ``abort()`` may raise a ``DeliveryError``; after one, the caller calls
+    ``abort()``. Sinks that hand the message to another program (LMTP, SMTP, an MDA) may
+    hold the header section (up to 64 KiB) to find the envelope sender, and open their
+    transaction on the ``write()`` that completes it: a refusal of the destination
+    (``DestinationMissing``) can then come from that ``write()`` or, for a message whose
+    header section never ends, from ``commit()``.
+    """
 
     def write(self, chunk: bytes) -> None:
         """Append bytes of the message (CRLF or LF line endings)."""
         ...
 
     def commit(self) -> str | None:
-        """Complete the message (durable once the sink's ``flush()`` returns); its receipt."""
+        """Complete the message (durable once the sink's ``flush()`` returns); its receipt.
+
+        A hand-off (LMTP, SMTP, MDA) is durable when ``commit()`` returns, and has no receipt
+        (None).
+        """
         ...
 
     def abort(self) -> None:
@@ -83,7 +95,14 @@ class Delivery(Protocol):
 
 
 class MailSink(Protocol):
-    """A local destination: Maildir, LMTP, SMTP or an MDA."""
+    """A local destination: Maildir, LMTP, SMTP or an MDA.
+
+    ``begin()`` may raise a ``DeliveryError`` (backend unreachable: temporary; destination
+    refused: ``DestinationMissing``). Hand-off sinks (LMTP, SMTP, MDA) return None from
+    ``planned_receipt()`` and ``was_delivered()``: a run that dies between the backend's
+    acceptance and the poller's record fetches that message again (the one duplicate window
+    those methods leave). Network sinks also offer ``close()`` (QUIT their idle connections).
+    """
 
     def planned_receipt(self, destination: str, hint: str) -> str | None:
         """A receipt to record before delivery, so a crash can be reconciled; None if none."""

@@ -200,6 +200,8 @@ class Poller:
         log(f"connecting to {endpoint.describe()} as {account.spec.username}")
         if endpoint.security is not Security.NONE and not endpoint.verify_cert:
             log("warning: certificate verification is switched off for this account")
+        if hasattr(self.sink, "account_label"):  # fills {account} in an MDA command line
+            self.sink.account_label = str(account.id)
         source = self.source_factory(endpoint, Credentials(account.spec.username, password), log)
         try:
             source.connect()

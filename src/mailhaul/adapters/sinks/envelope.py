@@ -1,0 +1,93 @@
+"""The envelope sender of a message, read from its header section.
+
+SMTP's ``MAIL FROM`` (and an MDA's ``-f``) must come before the message data, but a sink
+sees the headers only with the first writes. ``HeaderBuffer`` holds the first bytes of a
+message until its header section is complete (the first blank line, at most 64 KiB), then
+``sender_from_header`` finds the sender: the ``Return-Path``, else the first ``From:``
+address, else the null sender (``""``, sent as ``<>``). Anything that is not a plain
+``local@domain`` (spaces, quotes, brackets, control or non-ASCII characters) gives the null
+sender, so header text can never inject anything into a command.
+"""
+
+from __future__ import annotations
+
+import re
+from email.utils import getaddresses
+
+MAX_HEADER = 64 * 1024
+
+_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"|\[[0-9A-Fa-f:.]+\])"
+)
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
+def is_plain_address(value: str) -> bool:
+    """Whether ``value`` is a ``local@domain`` that is safe inside ``<…>`` and as an argument."""
+    if value.startswith("-"):  # never mistaken for an option of an MDA
+        return False
+    return len(value) <= 320 and _ADDRESS.fullmatch(value) is not None
+
+
+def _fields(header: bytes) -> list[tuple[str, str]]:
+    """(lower-case name, unfolded value) of each header field."""
+    fields: list[tuple[str, str]] = []
+    for raw in re.split(rb"\r?\n", header):
+        line = raw.decode("utf-8", errors="replace")
+        if line[:1] in (" ", "\t") and fields:
+            name, value = fields[-1]
+            fields[-1] = (name, value + " " + line.strip())
+        elif ":" in line:
+            name, _, value = line.partition(":")
+            fields.append((name.strip().lower(), value.strip()))
+    return fields
+
+
+def sender_from_header(header: bytes) -> str:
+    """The envelope sender for a message with this header section ("" for ``<>``)."""
+    fields = _fields(header)
+    for name, value in fields:
+        if name == "return-path":
+            inner = value.strip()
+            if inner.startswith("<") and ">" in inner:
+                inner = inner[1 : inner.index(">")]
+            inner = inner.strip()
+            return inner if is_plain_address(inner) else ""
+    for name, value in fields:
+        if name == "from":
+            for _display, address in getaddresses([value]):
+                if is_plain_address(address):
+                    return address
+            return ""
+    return ""
+
+
+class HeaderBuffer:
+    """Collects a message's first bytes until its header section is complete."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self.complete = False
+
+    def add(self, chunk: bytes) -> None:
+        """Add a chunk; ``complete`` once a blank line has arrived or 64 KiB are held."""
+        start = max(0, len(self._data) - 3)  # a blank line may straddle the chunk end
+        self._data += chunk
+        if _BLANK_LINE.search(self._data, start) or len(self._data) >= MAX_HEADER:
+            self.complete = True
+
+    def header(self) -> bytes:
+        """The header section held (through the blank line; all of it if none came)."""
+        found = _BLANK_LINE.search(self._data)
+        return bytes(self._data[: found.end()] if found else self._data[:MAX_HEADER])
+
+    def take(self) -> bytes:
+        """Everything held (header and whatever followed in the same chunk); empties it."""
+        data = bytes(self._data)
+        self._data = bytearray()
+        return data
+
+    def sender(self) -> str:
+        return sender_from_header(self.header())

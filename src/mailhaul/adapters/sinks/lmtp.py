@@ -1,0 +1,20 @@
+"""Delivery over LMTP (RFC 2033) to Dovecot, Cyrus and the like.
+
+``LmtpSink("/run/dovecot/lmtp", timeout=60)`` or ``LmtpSink("127.0.0.1:24", 60)``. The
+envelope sender is ``sender`` when given ("" for ``<>``), else the message's ``Return-Path``,
+else its ``From:`` address, else ``<>``. See ``network`` for where each error can come from
+and for the duplicate window.
+"""
+
+from __future__ import annotations
+
+from mailhaul.adapters.sinks.network import NetworkSink
+
+
+class LmtpSink(NetworkSink):
+    """A ``MailSink`` handing each message to an LMTP server (Unix socket or TCP)."""
+
+    default_port = 24
+
+    def __init__(self, address: str, timeout: float, sender: str | None = None) -> None:
+        super().__init__(address, timeout, sender, lmtp=True)

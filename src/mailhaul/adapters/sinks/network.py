@@ -1,0 +1,278 @@
+"""What the LMTP and SMTP sinks share: one reused connection per thread, one transaction per
+message, the message streamed into ``DATA`` as the poller writes it.
+
+Where each error can come from:
+
+- ``begin()``: the connection (refused, timeout, greeting, EHLO/LHLO, STARTTLS, AUTH) →
+  ``TemporaryDeliveryError``. With a fixed ``sender`` the transaction opens here too, so the
+  ``MAIL``/``RCPT``/``DATA`` refusals below also come from ``begin()``.
+- the ``write()`` that completes the header section (sender taken from the headers; or
+  ``commit()`` when the message ends before its header section does): ``MAIL``/``RCPT``/``DATA``
+  refusals — 4xx → ``TemporaryDeliveryError``; 5xx at ``RCPT`` with an enhanced code 5.1.x (or
+  550/551/553 without one) → ``DestinationMissing``; other 5xx → ``PermanentDeliveryError``.
+- any ``write()``: the connection lost or timed out → ``TemporaryDeliveryError``.
+- ``commit()``: the reply after the data: 4xx → ``TemporaryDeliveryError``, 5xx →
+  ``PermanentDeliveryError`` with the server's text; a lost connection → temporary.
+
+``abort()`` never delivers: during ``DATA`` it drops the connection without sending the
+terminator (the server throws the partial message away); before it, it sends ``RSET``.
+
+A 2xx after ``DATA`` means the server has the message on stable storage, so ``flush()`` has
+nothing to do. A network hand-off cannot be checked afterwards: ``planned_receipt()`` and
+``was_delivered()`` return None, and a run that dies between the server's 2xx and the
+poller's record fetches that message again next run — the one duplicate window left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+from mailhaul.adapters.sinks.envelope import HeaderBuffer, is_plain_address
+from mailhaul.adapters.sinks.smtp_client import Reply, SmtpClient, parse_address, tls_context
+from mailhaul.domain.errors import (
+    ConfigError,
+    DeliveryError,
+    DestinationMissing,
+    PermanentDeliveryError,
+    TemporaryDeliveryError,
+)
+
+MAX_IDLE = 60.0  # an idle connection older than this is not reused (servers time out)
+
+
+def _refusal(client: SmtpClient, step: str, reply: Reply) -> DeliveryError:
+    what = f"{client.name} server {client.address} refused {step}: {reply}"
+    if reply.code == 421:  # the server is closing the connection
+        client.close()
+    # 500/502/503/504: the conversation went wrong, not the message; 530: AUTH needed (setup)
+    if reply.code < 500 or reply.code in (500, 502, 503, 504, 530):
+        return TemporaryDeliveryError(what)
+    return PermanentDeliveryError(what)
+
+
+def _rcpt_refusal(client: SmtpClient, destination: str, reply: Reply) -> DeliveryError:
+    enhanced = reply.enhanced
+    missing = enhanced.startswith("5.1.") if enhanced else reply.code in (550, 551, 553)
+    if reply.code >= 500 and missing:
+        return DestinationMissing(
+            f"{client.name} server {client.address}: no mailbox {destination}: {reply}"
+        )
+    return _refusal(client, f"the recipient {destination}", reply)
+
+
+class NetworkDelivery:
+    """One message on its way into ``DATA``."""
+
+    def __init__(
+        self, sink: NetworkSink, client: SmtpClient, destination: str, sender: str | None
+    ) -> None:
+        self._sink = sink
+        self._client: SmtpClient | None = client
+        self._destination = destination
+        self._header: HeaderBuffer | None = None
+        if sender is None:
+            self._header = HeaderBuffer()
+        else:
+            self._open(sender)
+
+    def _require(self) -> SmtpClient:
+        if self._client is None:
+            raise TemporaryDeliveryError("this delivery has already ended")
+        return self._client
+
+    def _open(self, sender: str) -> None:
+        """MAIL, RCPT, DATA; on a refusal end the transaction and give the connection back."""
+        client = self._require()
+        try:
+            reply = client.mail(sender)
+            if reply.code != 250:
+                raise _refusal(client, f"the sender <{sender}>", reply)
+            reply = client.rcpt(self._destination)
+            if not 200 <= reply.code < 300:
+                raise _rcpt_refusal(client, self._destination, reply)
+            reply = client.data()
+            if reply.code != 354:
+                raise _refusal(client, "DATA", reply)
+        except DeliveryError:
+            self.abort()
+            raise
+
+    def write(self, chunk: bytes) -> None:
+        """Stream a chunk (held until the header section is complete without a fixed sender)."""
+        client = self._require()
+        if self._header is not None:
+            self._header.add(chunk)
+            if not self._header.complete:
+                return
+            self._start_from_header()
+            return
+        try:
+            client.write(chunk)
+        except DeliveryError:
+            self.abort()
+            raise
+
+    def _start_from_header(self) -> None:
+        assert self._header is not None
+        header, self._header = self._header, None
+        self._open(header.sender())
+        try:
+            self._require().write(header.take())
+        except DeliveryError:
+            self.abort()
+            raise
+
+    def commit(self) -> None:
+        """Send the terminator and read the verdict; None: a hand-off has no receipt."""
+        if self._header is not None:
+            self._start_from_header()
+        client = self._require()
+        try:
+            replies = client.end_data()
+        except DeliveryError:
+            self.abort()
+            raise
+        self._client = None
+        self._sink.release(client)
+        for reply in replies:
+            if not 200 <= reply.code < 300:
+                raise _refusal(client, f"the message for {self._destination}", reply)
+        return None
+
+    def abort(self) -> None:
+        """Cancel without delivering; never raises."""
+        client, self._client = self._client, None
+        self._header = None
+        if client is None:
+            return
+        if client.in_data or not client.connected:
+            client.close()  # no terminator: the server discards what it got
+            self._sink.release(client)
+            return
+        if client.in_transaction:
+            try:
+                if client.rset().code != 250:
+                    client.close()
+            except DeliveryError:
+                client.close()
+        self._sink.release(client)
+
+
+class NetworkSink:
+    """Delivers over SMTP or LMTP; one connection per thread, reused while it answers RSET."""
+
+    default_port = 25
+
+    def __init__(
+        self,
+        address: str,
+        timeout: float,
+        sender: str | None = None,
+        *,
+        lmtp: bool,
+        starttls: bool = False,
+        ca_file: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        if sender is not None and sender != "" and not is_plain_address(sender):
+            raise ConfigError(f"envelope sender {sender!r} is not a plain local@domain address")
+        if (username is None) != (password is None):
+            raise ConfigError("the relay username and password go together")
+        if username is not None and not starttls:
+            raise ConfigError("relay credentials need STARTTLS (never sent in clear)")
+        self.address = parse_address(address, self.default_port)
+        if starttls:
+            tls_context(ca_file)  # a bad CA file is a settings error, found now
+        self.timeout = timeout
+        self.sender = sender
+        self._lmtp = lmtp
+        self._starttls = starttls
+        self._ca_file = ca_file
+        self._username = username
+        self._password = password
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._idle: set[SmtpClient] = set()  # every thread's idle connection, for close()
+
+    def _new_client(self) -> SmtpClient:
+        return SmtpClient(
+            self.address,
+            self.timeout,
+            lmtp=self._lmtp,
+            starttls=self._starttls,
+            ca_file=self._ca_file,
+            username=self._username,
+            password=self._password,
+        )
+
+    def _acquire(self) -> SmtpClient:
+        """This thread's idle connection if it still answers RSET, else a new one."""
+        client: SmtpClient | None = getattr(self._local, "client", None)
+        idle_since: float = getattr(self._local, "idle_since", 0.0)
+        self._local.client = None
+        if client is not None:
+            with self._lock:
+                ours = client in self._idle  # not when close() has taken it meanwhile
+                self._idle.discard(client)
+            if ours and client.connected and time.monotonic() - idle_since < MAX_IDLE:
+                try:
+                    if client.rset().code == 250:
+                        return client
+                except DeliveryError:
+                    pass
+            if ours:
+                client.quit()
+        client = self._new_client()
+        client.connect()
+        return client
+
+    def release(self, client: SmtpClient) -> None:
+        """Keep a connection that ended its transaction for this thread's next message."""
+        if not client.connected:
+            return
+        old: SmtpClient | None = getattr(self._local, "client", None)
+        if old is not None and old is not client:
+            with self._lock:
+                self._idle.discard(old)
+            old.quit()
+        self._local.client = client
+        self._local.idle_since = time.monotonic()
+        with self._lock:
+            self._idle.add(client)
+
+    # --- MailSink ------------------------------------------------------------------------------
+
+    def planned_receipt(self, destination: str, hint: str) -> str | None:
+        """None: a network hand-off leaves nothing to look up later."""
+        return None
+
+    def begin(self, destination: str, receipt: str | None) -> NetworkDelivery:
+        """Connect (or reuse this thread's connection) and start a transaction."""
+        if not is_plain_address(destination):
+            raise DestinationMissing(f"{destination!r} is not an address that can be sent to")
+        client = self._acquire()
+        try:
+            return NetworkDelivery(self, client, destination, self.sender)
+        except DeliveryError:
+            raise  # the delivery has ended its transaction and given the connection back
+        except BaseException:
+            client.close()
+            raise
+
+    def flush(self) -> None:
+        """Nothing to do: a 2xx after DATA means the server has stored the message."""
+
+    def was_delivered(self, destination: str, receipt: str) -> bool | None:
+        """None: a hand-off cannot be checked afterwards (the message is fetched again)."""
+        return None
+
+    def close(self) -> None:
+        """QUIT every idle connection (of every thread); the sink stays usable."""
+        with self._lock:
+            idle, self._idle = self._idle, set()
+        for client in idle:
+            with contextlib.suppress(Exception):
+                client.quit()

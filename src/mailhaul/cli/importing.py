@@ -1,0 +1,333 @@
+"""`mailhaul import …` (fetchmailrc, rules, getmailrc, ispconfig, json) and `mailhaul export`.
+
+Exit codes: 0 every row imported (or unchanged); 1 some rows were skipped (each named with
+file:line and why); 2 a file could not be read or parsed at all (nothing was imported).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mailhaul.bootstrap import App
+from mailhaul.cli.context import EXIT_USAGE, errors_to_exit, fail, state
+from mailhaul.cli.output import print_json
+from mailhaul.importers.common import ParseResult
+from mailhaul.importers.fetchmailrc import parse_fetchmailrc
+from mailhaul.importers.getmailrc import parse_getmailrc
+from mailhaul.importers.ispconfig import parse_ispconfig
+from mailhaul.importers.rules import parse_rules
+from mailhaul.services.export import export_data, has_passwords, parse_export, state_reader
+from mailhaul.services.import_state import FetchidsState, OldmailState
+from mailhaul.services.importing import ImportDefaults, ImportService, ImportSummary, StateFor
+
+app = typer.Typer(
+    help="Import accounts from fetchmail, getmail, panel rules, ISPConfig or a mailhaul export.",
+    no_args_is_help=True,
+)
+
+FileArg = Annotated[
+    Path, typer.Argument(help="The file to import.", show_default=False, dir_okay=False)
+]
+OwnerOpt = Annotated[
+    str | None,
+    typer.Option(help="Owner of accounts whose file names none (default: --deliver-to)."),
+]
+DeliverToOpt = Annotated[
+    str | None, typer.Option(help="Local address for accounts whose file names none.")
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Print what would be created; change nothing.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+
+
+def read_text(path: Path) -> str:
+    """A file's text (UTF-8, else Latin-1); exit 2 when it cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}", EXIT_USAGE)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def read_passphrase(confirm: bool) -> str:
+    """The passphrase: the first line of stdin (or asked twice on a terminal)."""
+    if sys.stdin is None:
+        fail("give the passphrase on standard input")
+    if sys.stdin.isatty():
+        import getpass
+
+        phrase = getpass.getpass("Passphrase: ")
+        if confirm and getpass.getpass("Again: ") != phrase:
+            fail("the passphrases differ")
+    else:
+        phrase = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not phrase:
+        fail("the passphrase is empty: give it on standard input")
+    return phrase
+
+
+def _defaults(
+    app_: App, owner: str | None, deliver_to: str | None, local_domain: str | None
+) -> ImportDefaults:
+    settings = app_.settings
+    return ImportDefaults(
+        owner=owner,
+        deliver_to=deliver_to,
+        local_domain=local_domain,
+        interval=settings.interval,
+        max_size=settings.max_size,
+        maildir_template=settings.maildir_path,
+        home=str(settings.home),
+    )
+
+
+def _run(
+    ctx: typer.Context,
+    kind: str,
+    parse: Callable[[], ParseResult],
+    *,
+    owner: str | None = None,
+    deliver_to: str | None = None,
+    local_domain: str | None = None,
+    dry_run: bool,
+    json_out: bool,
+    state_for: StateFor | None = None,
+    unused: Callable[[], list[str]] | None = None,
+) -> None:
+    with errors_to_exit():
+        app_ = state(ctx).app()
+        parsed = parse()
+        defaults = _defaults(app_, owner, deliver_to, local_domain)
+        service = ImportService(app_.accounts)
+        summary = service.apply(kind, parsed, defaults, dry_run=dry_run, state_for=state_for)
+        if unused is not None:
+            summary.notes.extend(unused())
+    show_summary(summary, json_out)
+    raise typer.Exit(1 if summary.count("skipped") else 0)
+
+
+def show_summary(summary: ImportSummary, json_out: bool) -> None:
+    """The summary for people (one line per account, notes indented) or as JSON."""
+    if json_out:
+        print_json(summary.to_dict())
+        return
+    verbs = {
+        "created": "would create" if summary.dry_run else "created",
+        "updated": "would update" if summary.dry_run else "updated",
+        "unchanged": "unchanged",
+        "skipped": "skipped",
+    }
+    lines: list[str] = []
+    for o in summary.outcomes:
+        ident = f"#{o.account_id} " if o.account_id is not None else ""
+        if o.action == "skipped":
+            lines.append(f"skipped       {o.source}: {o.reason}")
+        else:
+            lines.append(f"{verbs[o.action]:<13} {ident}{o.description}  ({o.source})")
+        lines.extend(f"    note: {note}" for note in o.notes)
+    lines.extend(f"note: {note}" for note in summary.notes)
+    seen = sum(o.seen for o in summary.outcomes)
+    counts = ", ".join(f"{summary.count(a)} {verbs[a]}" for a in verbs)
+    tail = " (dry run: nothing was written)" if summary.dry_run else ""
+    lines.append(f"{summary.kind}: {counts}; {seen} message(s) already delivered{tail}")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+@app.command("fetchmailrc")
+def fetchmailrc(
+    ctx: typer.Context,
+    file: FileArg,
+    fetchids: Annotated[
+        Path | None, typer.Option(help="fetchmail's .fetchids: its POP3 mail is not re-delivered.")
+    ] = None,
+    local_domain: Annotated[
+        str | None, typer.Option(help="Domain for local names without @ (`is petrov here`).")
+    ] = None,
+    owner: OwnerOpt = None,
+    deliver_to: DeliverToOpt = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import a fetchmail run-control file (~/.fetchmailrc)."""
+    text = read_text(file)
+    ids = FetchidsState(read_text(fetchids), str(fetchids)) if fetchids else None
+    _run(
+        ctx,
+        "fetchmailrc",
+        lambda: parse_fetchmailrc(text, str(file)),
+        owner=owner,
+        deliver_to=deliver_to,
+        local_domain=local_domain,
+        dry_run=dry_run,
+        json_out=json_out,
+        state_for=ids,
+        unused=ids.unused if ids else None,
+    )
+
+
+@app.command("rules")
+def rules(
+    ctx: typer.Context,
+    file: FileArg,
+    owner: OwnerOpt = None,
+    deliver_to: DeliverToOpt = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import panel rules: `server:proto user password local@domain [keep] [ssl] [fetchall]
+    [flush]`, one account per line."""
+    text = read_text(file)
+    _run(
+        ctx,
+        "rules",
+        lambda: parse_rules(text, str(file)),
+        owner=owner,
+        deliver_to=deliver_to,
+        dry_run=dry_run,
+        json_out=json_out,
+    )
+
+
+def _oldmail(directory: Path | None) -> OldmailState | None:
+    if directory is None:
+        return None
+    if not directory.is_dir():
+        fail(f"{directory} is not a directory (give getmail's directory of oldmail-* files)")
+    return OldmailState(directory)
+
+
+OldmailOpt = Annotated[
+    Path | None,
+    typer.Option(help="getmail's directory of oldmail-* files: its mail is not re-delivered."),
+]
+
+
+@app.command("getmailrc")
+def getmailrc(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="getmail rc files.", show_default=False)],
+    oldmail: OldmailOpt = None,
+    owner: OwnerOpt = None,
+    deliver_to: DeliverToOpt = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import getmail6 rc files (one retriever each)."""
+    texts = [(read_text(path), str(path)) for path in files]
+    seen = _oldmail(oldmail)
+
+    def parse() -> ParseResult:
+        merged = ParseResult()
+        for text, name in texts:
+            one = parse_getmailrc(text, name)
+            merged.accounts += one.accounts
+            merged.problems += one.problems
+        return merged
+
+    _run(
+        ctx,
+        "getmailrc",
+        parse,
+        owner=owner,
+        deliver_to=deliver_to,
+        dry_run=dry_run,
+        json_out=json_out,
+        state_for=seen,
+        unused=seen.unused if seen else None,
+    )
+
+
+@app.command("ispconfig")
+def ispconfig(
+    ctx: typer.Context,
+    file: FileArg,
+    oldmail: OldmailOpt = None,
+    owner: OwnerOpt = None,
+    deliver_to: DeliverToOpt = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import rows of ISPConfig's mail_get table (CSV with a header, or a mysqldump)."""
+    text = read_text(file)
+    seen = _oldmail(oldmail)
+    _run(
+        ctx,
+        "ispconfig",
+        lambda: parse_ispconfig(text, str(file)),
+        owner=owner,
+        deliver_to=deliver_to,
+        dry_run=dry_run,
+        json_out=json_out,
+        state_for=seen,
+        unused=seen.unused if seen else None,
+    )
+
+
+@app.command("json")
+def import_json(
+    ctx: typer.Context,
+    file: FileArg,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import a `mailhaul export --json` file; its passphrase on stdin if it holds passwords."""
+    try:
+        data: Any = json.loads(read_text(file))
+    except json.JSONDecodeError as exc:
+        fail(f"{file}:{exc.lineno}: not JSON: {exc.msg}")
+    passphrase = read_passphrase(confirm=False) if has_passwords(data) else None
+    with errors_to_exit():
+        parsed, states = parse_export(data, str(file), passphrase)
+    _run(
+        ctx,
+        "json",
+        lambda: parsed,
+        dry_run=dry_run,
+        json_out=json_out,
+        state_for=state_reader(states),
+    )
+
+
+def export(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON (the only format).")] = True,
+    with_passwords: Annotated[
+        bool,
+        typer.Option(
+            "--with-passwords",
+            help="Include passwords, encrypted to a passphrase read from stdin.",
+        ),
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here (mode 0600), not stdout.")
+    ] = None,
+) -> None:
+    """Export every account with its options and retrieval state, as JSON."""
+    del json_out
+    passphrase = read_passphrase(confirm=True) if with_passwords else None
+    with errors_to_exit():
+        app_ = state(ctx).app()
+        data = export_data(app_.accounts, passphrase=passphrase)
+    text = json.dumps(data, indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+    sys.stderr.write(f"exported {len(data['accounts'])} account(s) to {output}\n")

@@ -1,0 +1,117 @@
+"""What every importer produces: accounts as read from a foreign file, and problems.
+
+The parsers are pure: they take the text of a file (and its name, for messages) and return
+`ParseResult`. A file that cannot be read at all raises `ImportFileError`; a malformed row
+becomes an `ImportProblem` and the rest of the file is still imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mailhaul.domain.errors import ConfigError
+from mailhaul.domain.options import Protocol, Security
+
+
+@dataclass(frozen=True)
+class ImportProblem:
+    """A row that could not be imported, with where it is and why."""
+
+    file: str
+    line: int
+    message: str
+
+    @property
+    def source(self) -> str:
+        """``file:line``."""
+        return f"{self.file}:{self.line}"
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}"
+
+
+class ImportFileError(ConfigError):
+    """Raised when a whole file cannot be parsed (bad syntax): nothing of it is imported."""
+
+    def __init__(self, file: str, line: int, message: str) -> None:
+        super().__init__(f"{file}:{line}: {message}" if line else f"{file}: {message}")
+        self.file = file
+        self.line = line
+        self.message = message
+
+
+@dataclass
+class ImportedAccount:
+    """One account as a foreign file describes it, before defaults and validation.
+
+    ``owner``/``deliver_to`` are None when the file does not say (the importer's
+    ``--owner``/``--deliver-to`` fill them in). ``notes`` tell what was mapped to a
+    different meaning or could not be honoured; ``skip`` says why the account cannot be
+    imported at all (e.g. a fetchmail multidrop mailbox).
+    """
+
+    file: str
+    line: int
+    protocol: Protocol
+    host: str
+    username: str
+    password: str | None = field(default=None, repr=False)
+    port: int | None = None
+    security: Security = Security.SSL
+    verify_cert: bool = True
+    ca_file: str | None = None
+    keep: bool = False
+    fetchall: bool = False
+    flush: bool = False
+    max_size: int | None = None
+    folders: tuple[str, ...] = ("INBOX",)
+    owner: str | None = None
+    deliver_to: str | None = None
+    local_name: str | None = None  # a local user name without @ (fetchmail's `is`)
+    maildir: str | None = None  # a destination Maildir path (getmail)
+    interval: int | None = None
+    active: bool = True
+    notes: list[str] = field(default_factory=list)
+    skip: str | None = None
+
+    @property
+    def source(self) -> str:
+        """``file:line`` where the account is described."""
+        return f"{self.file}:{self.line}"
+
+    def note(self, line: int, message: str) -> None:
+        """Add a note about one line of the file."""
+        self.notes.append(f"{self.file}:{line}: {message}")
+
+
+@dataclass
+class ParseResult:
+    """Accounts read from a file, and the rows that could not be read."""
+
+    accounts: list[ImportedAccount] = field(default_factory=list)
+    problems: list[ImportProblem] = field(default_factory=list)
+    global_notes: list[str] = field(default_factory=list)
+
+
+YES = frozenset({"y", "yes", "true", "on", "1"})
+NO = frozenset({"n", "no", "false", "off", "0", ""})
+
+
+def parse_flag(value: str) -> bool:
+    """A y/n, yes/no, true/false, on/off or 1/0 value; ValueError otherwise."""
+    folded = value.strip().lower()
+    if folded in YES:
+        return True
+    if folded in NO:
+        return False
+    raise ValueError(f"{value!r} is not a yes/no value")
+
+
+STARTTLS_NOTE = (
+    "no `ssl`: fetchmail tries STARTTLS when offered; mailhaul requires it "
+    "(set security none if the server has no STARTTLS)"
+)
+KEEP_FETCHALL_NOTE = (
+    "keep + fetchall: fetchmail re-delivers every kept message on each poll; "
+    "mailhaul fetches old messages too, but delivers each only once"
+)

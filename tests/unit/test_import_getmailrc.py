@@ -1,0 +1,71 @@
+"""The getmail rc importer: retriever types, options, destinations, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailhaul.domain.options import Protocol, Security
+from mailhaul.importers.common import ImportFileError
+from mailhaul.importers.getmailrc import address_from_maildir, parse_getmailrc
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "import"
+
+
+def parse(name: str):
+    return parse_getmailrc((FIXTURES / name).read_text(), name)
+
+
+def test_pop3_ssl_with_maildir_and_options():
+    [account] = parse("getmailrc-pop3ssl").accounts
+    assert (account.protocol, account.security, account.port) == (
+        Protocol.POP3,
+        Security.SSL,
+        995,
+    )
+    assert account.password == "p@ss w0rd;#not-a-comment"  # no inline comments in getmail
+    assert account.ca_file == "/etc/ssl/certs/ca-certificates.crt"
+    assert (account.keep, account.max_size, account.line) == (True, 5000000, 2)
+    assert account.maildir == "/var/vmail/mydomain.test/i.petrov/Maildir/"
+
+
+def test_imap_mailboxes_mda_destination_and_unsupported_option():
+    [account] = parse("getmailrc-imap").accounts
+    assert account.folders == ("INBOX", "INBOX/Work", "Sent Items")
+    assert (account.keep, account.fetchall) == (False, True)
+    assert account.deliver_to == "anna@mydomain.test"
+    assert any(n.startswith("getmailrc-imap:8: `move_on_delete`") for n in account.notes)
+
+
+def test_plain_retriever_is_in_clear_and_mbox_needs_deliver_to():
+    [account] = parse("getmailrc-plain").accounts
+    assert (account.security, account.port, account.keep) == (Security.NONE, 110, True)
+    assert account.deliver_to is None and account.maildir is None
+    assert any("give --deliver-to" in n for n in account.notes)
+
+
+def test_multidrop_is_a_problem():
+    result = parse("getmailrc-multidrop")
+    assert not result.accounts
+    assert "multidrop" in result.problems[0].message
+
+
+def test_unparseable_file_names_line():
+    with pytest.raises(ImportFileError) as caught:
+        parse("getmailrc-broken")
+    assert caught.value.line == 4
+
+
+def test_bad_values_are_problems():
+    text = "[retriever]\ntype = SimpleIMAPRetriever\nserver = h\nusername = u\npassword = p\n"
+    assert parse_getmailrc(text + "mailboxes = ALL\n", "f").problems
+    assert parse_getmailrc(text + "mailboxes = (INBOX\n", "f").problems
+    assert parse_getmailrc(text.replace("password = p\n", ""), "f").problems
+
+
+def test_maildir_paths_that_name_an_address():
+    template = "{home}/mail/{domain}/{local}"
+    assert address_from_maildir("/srv/mh/mail/d.test/joe/", template, "/srv/mh") == "joe@d.test"
+    assert address_from_maildir("/var/vmail/d.test/ann/Maildir/", template, "/x") == "ann@d.test"
+    assert address_from_maildir("/home/legacy/Maildir/", template, "/x") is None

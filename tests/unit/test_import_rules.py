@@ -1,0 +1,35 @@
+"""The panel rules importer (Ideco's fetchmail rules)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mailhaul.domain.options import Protocol, Security
+from mailhaul.importers.rules import parse_rules, split_fields
+
+RULES = Path(__file__).parent.parent / "fixtures" / "import" / "rules.txt"
+
+
+def test_rules_file_accounts_and_malformed_lines_with_line_numbers():
+    result = parse_rules(RULES.read_text(), "rules.txt")
+    first, second, third = result.accounts
+    assert (first.host, first.protocol, first.username) == (
+        "pop.provider.example",
+        Protocol.POP3,
+        "i.petrov",
+    )
+    assert (first.password, first.deliver_to) == ("Tr0ub4dor&3", "i.petrov@mydomain.test")
+    assert (first.keep, first.security, first.line) == (True, Security.SSL, 2)
+    assert second.password == "pass with spaces"
+    assert (second.keep, second.fetchall, second.protocol) == (True, True, Protocol.IMAP)
+    assert (third.port, third.password, third.security) == (110, 'q"uote#hash', Security.STARTTLS)
+    problems = {p.line: p.message for p in result.problems}
+    assert set(problems) == {7, 8, 9}
+    assert "3 field(s)" in problems[7]
+    assert "server:proto" in problems[8]
+    assert "sometimes" in problems[9]
+
+
+def test_split_fields_comments_and_quotes():
+    assert split_fields('a "b c" d#e # comment') == ["a", "b c", "d#e"]
+    assert split_fields("   # only a comment") == []
