@@ -50,8 +50,13 @@ accounts = Table(
     Column("consecutive_failures", Integer, nullable=False, default=0),
     Column("lease_owner", String(200)),
     Column("lease_expires", Float),
+    # "fetch now": set by a user, cleared when a poll starts; puts the account first
+    Column("fetch_requested_at", Float),
+    # set after too many login failures in a row; cleared by editing or enabling
+    Column("paused_reason", Text),
 )
 Index("ix_accounts_due", accounts.c.active, accounts.c.next_poll_at)
+Index("ix_accounts_host", accounts.c.host)
 
 # What was retrieved: one row per source message mailhaul delivered, refused or is
 # delivering (pending). Keyed per folder and UIDVALIDITY (0 on POP3).
@@ -113,3 +118,16 @@ runs = Table(
     Column("log", Text, nullable=False, default=""),
 )
 Index("ix_runs_account", runs.c.account_id, runs.c.id)
+Index("ix_runs_started", runs.c.started_at)
+
+# Processes running the scheduler (`serve`, `worker`), with a heartbeat.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(200), primary_key=True),  # host:pid:random, as lease owners
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("running", Integer, nullable=False, default=0),
+)
