@@ -5,15 +5,24 @@
 #     fetchmail daemon starts;
 #   - no system Dovecot left listening on the standard ports 110/143/993/995;
 #   - the unprivileged system user "mailhaul-test" that owns the Maildirs the test Dovecot serves;
+#   - a PostgreSQL server on 127.0.0.1:5432 where the role postgres (and root) can log in to the
+#     database "test" without a password: Debian's `postgresql` is installed (behind the same
+#     policy-rc.d) only when nothing listens there, its cluster started when stopped, the role
+#     and database created when missing, and trust for them on 127.0.0.1 added to pg_hba.conf
+#     only when a password-less login fails. Skipped with MAILHAUL_TEST_DATABASES=sqlite;
 #   - the project venv .venv with `pip install -e '.[test,postgres]'`.
-# Quick when everything is already there. Environment: PYTHON (interpreter for a new venv).
+# Quick when everything is already there. Environment: PYTHON (interpreter for a new venv),
+# MAILHAUL_TEST_DATABASES (as for the tests: default sqlite,postgresql).
 set -euo pipefail
 
-readonly PACKAGES=(
+PACKAGES=(
     dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd
     openssl fetchmail getmail6 python3-venv
 )
 readonly TEST_USER=mailhaul-test
+readonly PG_PORT=5432
+readonly PG_DATABASE=test
+readonly PG_ROLES=(postgres root)
 readonly POLICY=/usr/sbin/policy-rc.d
 readonly POLICY_BACKUP=/usr/sbin/policy-rc.d.mailhaul-backup
 
@@ -98,6 +107,34 @@ if [[ -e "$POLICY_BACKUP" ]]; then
     restore_policy
 fi
 
+# --- PostgreSQL: is one needed, and is one there? ---------------------------------------------
+
+want_postgres() {
+    [[ ",${MAILHAUL_TEST_DATABASES:-sqlite,postgresql}," == *,postgresql,* ]]
+}
+pg_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$PG_PORT") 2>/dev/null; }
+pg_usable() {
+    # A password-less TCP login of every role to the test database.
+    local role
+    command -v psql >/dev/null 2>&1 || return 1
+    for role in "${PG_ROLES[@]}"; do
+        PGCONNECT_TIMEOUT=5 psql -w -X -q -At -h 127.0.0.1 -p "$PG_PORT" -U "$role" \
+            -d "$PG_DATABASE" -c 'select 1' >/dev/null 2>&1 || return 1
+    done
+}
+
+PG_READY=0
+if want_postgres; then
+    if pg_usable; then
+        PG_READY=1
+    elif ! pg_port_open; then
+        # Nothing listening: the local cluster is installed below if missing, then started.
+        PACKAGES+=(postgresql)
+    elif ! command -v psql >/dev/null 2>&1; then
+        PACKAGES+=(postgresql-client)  # a server is there (a CI service?); we need psql
+    fi
+fi
+
 mapfile -t MISSING < <(missing_packages)
 if [[ ${#MISSING[@]} -gt 0 ]]; then
     install_packages "${MISSING[@]}"
@@ -156,6 +193,79 @@ if [[ -n "$listeners" ]]; then
     sleep 0.2
     listeners="$(standard_port_listeners)"
     [[ -z "$listeners" ]] || die "a dovecot still listens on a standard port: $listeners"
+fi
+
+# --- PostgreSQL server, role and database ------------------------------------------------------
+
+as_postgres_psql() {
+    # psql as the postgres superuser over the cluster's Unix socket (Debian's peer auth).
+    (cd / && as_root runuser -u postgres -- psql -w -X -q -At -p "$PG_PORT" "$@")
+}
+
+local_cluster() {
+    # "version name" of the local cluster configured for $PG_PORT, if any.
+    command -v pg_lsclusters >/dev/null 2>&1 || return 0
+    pg_lsclusters -h 2>/dev/null | awk -v port="$PG_PORT" '$3 == port {print $1, $2; exit}'
+}
+
+ensure_postgres() {
+    local cluster version name role hba
+    cluster="$(local_cluster)"
+    if ! pg_port_open; then
+        [[ -n "$cluster" ]] || die "no PostgreSQL cluster for port $PG_PORT (pg_lsclusters)"
+        read -r version name <<<"$cluster"
+        say "starting PostgreSQL cluster $version/$name"
+        as_root pg_ctlcluster --skip-systemctl-redirect "$version" "$name" start
+        for _ in $(seq 100); do
+            pg_port_open && break
+            sleep 0.1
+        done
+        pg_port_open || die "PostgreSQL $version/$name did not start listening on $PG_PORT"
+    fi
+    pg_usable && return 0
+    [[ -n "$cluster" ]] || die "PostgreSQL on 127.0.0.1:$PG_PORT refuses a password-less login of \
+${PG_ROLES[*]} to database $PG_DATABASE, and it is not a local cluster this script can set up"
+    read -r version name <<<"$cluster"
+    for role in "${PG_ROLES[@]}"; do
+        if [[ "$(as_postgres_psql -c "select 1 from pg_roles where rolname = '$role'")" != 1 ]]
+        then
+            say "creating PostgreSQL role $role"
+            as_postgres_psql -c "create role \"$role\" login superuser"
+        fi
+    done
+    if [[ "$(as_postgres_psql -c "select 1 from pg_database where datname = '$PG_DATABASE'")" \
+        != 1 ]]; then
+        say "creating PostgreSQL database $PG_DATABASE"
+        as_postgres_psql -c "create database \"$PG_DATABASE\" owner postgres"
+    fi
+    pg_usable && return 0
+    # Still refused: Debian's default asks for a password on 127.0.0.1. Let the test roles in
+    # without one, from 127.0.0.1 only (first match wins in pg_hba.conf, so insert on top).
+    hba="$(as_postgres_psql -c 'show hba_file')"
+    if ! as_root grep -q 'mailhaul install-test-deps' "$hba"; then
+        say "trusting ${PG_ROLES[*]} on 127.0.0.1 in $hba"
+        local top
+        top="$(mktemp)"
+        {
+            printf '# mailhaul install-test-deps: password-less test logins\n'
+            printf 'host all %s 127.0.0.1/32 trust\n' "$(IFS=,; echo "${PG_ROLES[*]}")"
+            as_root cat "$hba"
+        } >"$top"
+        as_root cp "$top" "$hba"  # cp keeps the file's owner and mode
+        rm -f "$top"
+        as_postgres_psql -c 'select pg_reload_conf()' >/dev/null
+        sleep 0.2
+    fi
+    pg_usable || die "PostgreSQL on 127.0.0.1:$PG_PORT still refuses ${PG_ROLES[*]}"
+}
+
+if want_postgres; then
+    if [[ "$PG_READY" -eq 1 ]]; then
+        say "PostgreSQL ready on 127.0.0.1:$PG_PORT"
+    else
+        ensure_postgres
+        say "PostgreSQL ready on 127.0.0.1:$PG_PORT"
+    fi
 fi
 
 # --- the unprivileged mail user --------------------------------------------------------------

@@ -1,16 +1,281 @@
-"""Fixtures for tests against a real Dovecot (IMAP, POP3, LMTP) on loopback high ports.
+"""Fixtures for tests against a real Dovecot (IMAP, POP3, LMTP) on loopback high ports, and
+for running tests on each database mailhaul supports.
 
 `dovecot`: one `DovecotServer` for the whole session. `mailbox`: a fresh user on it per test.
 A missing Dovecot fails these tests (it does not skip them): run scripts/install-test-deps.sh.
+
+Databases: `mailhaul_database` (autouse) runs a test once per selected database when the test
+uses a database fixture (`harness`, `imap`, `pop3`, `database_url`) or sits in one of
+DATABASE_MODULES (their homes come from `Home.create`). Select with `--databases=sqlite` or
+MAILHAUL_TEST_DATABASES (default `sqlite,postgresql`); `@pytest.mark.databases("postgresql")`
+narrows one test. PostgreSQL tests get a database of their own with the current schema and no
+rows (see PostgresServer) on the server of MAILHAUL_TEST_POSTGRES_URL (default
+postgresql://postgres@127.0.0.1:5432/test, the maintenance connection); an unreachable server
+fails them (it does not skip them): run scripts/install-test-deps.sh, or select sqlite only.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
+from mailhaul.adapters.db.database import Database
+from mailhaul.adapters.db.tables import metadata
+from support import mailhaul_home
 from support.dovecot import DOVECOT_BINARY, INSTALL_HINT, DovecotError, DovecotServer, Mailbox
+
+# Fixtures that give a test a database; a test using one runs once per selected database.
+DATABASE_FIXTURES = frozenset({"harness", "imap", "pop3", "database_url", "empty_database_url"})
+# Modules whose tests make homes with `Home.create` (its default database is set per test).
+DATABASE_MODULES = frozenset({"test_retrieval_semantics"})
+# Tests there of the source alone (TLS, login), whose storage is trivial: SQLite only. Running
+# the wrong-password one twice more would also trip Dovecot's auth penalty for 127.0.0.1,
+# which delays the next logins of the session past their timeout.
+SOURCE_ONLY_TESTS = frozenset(
+    {
+        "test_wrong_password_is_a_login_failure_without_the_password",
+        "test_certificate_rejected_without_the_ca_and_accepted_with_it",
+    }
+)
+DATABASES = ("sqlite", "postgresql")
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+POSTGRES_HINT = (
+    "run scripts/install-test-deps.sh (it installs and starts PostgreSQL), set "
+    "MAILHAUL_TEST_POSTGRES_URL, or run on SQLite only: MAILHAUL_TEST_DATABASES=sqlite"
+)
+_TEST_DB = re.compile(r"mh_(\d+)_[0-9a-f]{12}")
+
+
+def selected_databases(option: str | None) -> list[str]:
+    """The databases to run on: --databases, else MAILHAUL_TEST_DATABASES, else all."""
+    raw = option or os.environ.get("MAILHAUL_TEST_DATABASES") or ",".join(DATABASES)
+    kinds = [kind.strip().lower() for kind in raw.split(",") if kind.strip()]
+    unknown = sorted(set(kinds) - set(DATABASES))
+    if unknown or not kinds:
+        raise ValueError(f"unknown test database(s) {unknown or raw!r}: use {','.join(DATABASES)}")
+    return list(dict.fromkeys(kinds))
+
+
+class PostgresUnavailable(Exception):
+    """The PostgreSQL test server cannot be used."""
+
+
+class PostgresServer:
+    """Hands out databases with the current schema, one test at a time each.
+
+    A "fresh database" per test without paying CREATE DATABASE (hundreds of ms of fsync on a
+    busy disk) each time: a released database has its connections ended, every row deleted
+    and its id sequences restarted, then serves the next test. Empty databases (for migration
+    tests) are created and dropped for real.
+    """
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = make_url(admin_url).set(drivername="postgresql+psycopg")
+        self.engine = create_engine(
+            self.admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool
+        )
+        self.free: list[str] = []
+        self.made: list[str] = []
+
+    @classmethod
+    def start(cls) -> PostgresServer:
+        server = cls(os.environ.get("MAILHAUL_TEST_POSTGRES_URL") or POSTGRES_URL)
+        try:
+            server._drop_stale()
+            server.release(server.acquire())  # fails here, once, if the server is unusable
+        except OperationalError as exc:
+            server.close()
+            where = server.admin_url.render_as_string(hide_password=True)
+            raise PostgresUnavailable(
+                f"PostgreSQL at {where}: {exc.orig}; {POSTGRES_HINT}"
+            ) from exc
+        except BaseException:
+            server.close()
+            raise
+        return server
+
+    def url_of(self, name: str) -> str:
+        return self.admin_url.set(database=name).render_as_string(hide_password=False)
+
+    def acquire(self) -> str:
+        """A database with the current schema and no rows, for one test."""
+        if self.free:
+            return self.free.pop()
+        name = self.create_database()
+        self.made.append(name)
+        db = Database(self.url_of(name))
+        try:
+            db.upgrade()
+        finally:
+            db.dispose()
+        return name
+
+    def release(self, name: str) -> None:
+        """End the test's connections and empty the database for the next test."""
+        with self.engine.connect() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            )
+        engine = create_engine(self.url_of(name), poolclass=NullPool)
+        try:
+            with engine.begin() as conn:
+                for table in reversed(metadata.sorted_tables):
+                    conn.execute(table.delete())
+                conn.execute(
+                    text(
+                        "SELECT setval(s.oid, 1, false) FROM pg_class s "
+                        "WHERE s.relkind = 'S' AND s.relnamespace = 'public'::regnamespace"
+                    )
+                )
+        finally:
+            engine.dispose()
+        self.free.append(name)
+
+    def create_database(self) -> str:
+        """A new, empty database's name."""
+        name = f"mh_{os.getpid()}_{secrets.token_hex(6)}"
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def close(self) -> None:
+        try:
+            for name in self.made:
+                self.drop_database(name)
+        finally:
+            self.engine.dispose()
+
+    def _drop_stale(self) -> None:
+        # Databases of test runs that were killed (their process is gone) on this host.
+        with self.engine.connect() as conn:
+            names = conn.scalars(text("SELECT datname FROM pg_database")).all()
+        for name in names:
+            match = _TEST_DB.fullmatch(name)
+            if match and not _alive(int(match.group(1))):
+                self.drop_database(name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "databases(*kinds): run a database test on these databases only"
+    )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--databases",
+        default=None,
+        help=f"comma-separated databases to run database tests on, of {', '.join(DATABASES)} "
+        "[env MAILHAUL_TEST_DATABASES; default: all]",
+    )
+
+
+def _uses_database(metafunc: pytest.Metafunc) -> bool:
+    if DATABASE_FIXTURES & set(metafunc.fixturenames):
+        return True
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    return module in DATABASE_MODULES and metafunc.function.__name__ not in SOURCE_ONLY_TESTS
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "mailhaul_database" in metafunc.fixturenames and _uses_database(metafunc):
+        try:
+            kinds = selected_databases(metafunc.config.getoption("databases"))
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        only = metafunc.definition.get_closest_marker("databases")
+        if only is not None:
+            kinds = [kind for kind in kinds if kind in only.args]
+        metafunc.parametrize("mailhaul_database", kinds, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The PostgreSQL test server; its databases are dropped at the end of the session."""
+    try:
+        server = PostgresServer.start()
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(autouse=True)
+def mailhaul_database(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str | None]:
+    """The database URL of this test's homes: None for a home's own SQLite file, or a
+    PostgreSQL database of its own. Parametrized for database tests only."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "sqlite":
+        yield None
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.acquire()
+    url = server.url_of(name)
+    monkeypatch.setattr(mailhaul_home, "DEFAULT_DATABASE_URL", url)
+    try:
+        yield url
+    finally:
+        server.release(name)
+
+
+@pytest.fixture
+def database_url(mailhaul_database: str | None, tmp_path: Path) -> str:
+    """A database with the current schema: SQLite in tmp_path, or a fresh PostgreSQL one."""
+    if mailhaul_database is not None:
+        return mailhaul_database
+    url = f"sqlite:///{tmp_path / 'mailhaul.db'}"
+    db = Database(url)
+    try:
+        db.upgrade()
+    finally:
+        db.dispose()
+    return url
+
+
+@pytest.fixture
+def empty_database_url(
+    request: pytest.FixtureRequest, mailhaul_database: str | None, tmp_path: Path
+) -> Iterator[str]:
+    """A database without any table: SQLite in tmp_path, or a fresh PostgreSQL one."""
+    if mailhaul_database is None:
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.create_database()
+    try:
+        yield server.url_of(name)
+    finally:
+        server.drop_database(name)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,9 @@ from mailhaul.adapters.sinks.maildir import MaildirSink
 from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.options import Credentials, Protocol, SourceEndpoint
 from mailhaul.domain.ports import LogFn, MailSink, MailSource
+from mailhaul.domain.scheduling import SchedulePolicy
 from mailhaul.services.accounts import AccountService
+from mailhaul.services.leases import Leases
 from mailhaul.services.polling import Poller
 from mailhaul.settings import DEFAULT_TOML, DeliverySettings, Settings
 
@@ -158,4 +160,9 @@ class App:
             self.sink,
             open_source,
             self.settings.timeout,
+            leases=Leases(self.db, self.account_store, ttl=float(self.settings.lease_ttl)),
+            policy=SchedulePolicy(
+                max_backoff=float(self.settings.max_backoff),
+                auth_failures_to_pause=self.settings.auth_failures_to_pause,
+            ),
         )

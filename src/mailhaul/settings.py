@@ -37,6 +37,15 @@ _SCHEMA: dict[tuple[str, str], tuple[type, Any]] = {
     ("poll", "timeout"): (float, 60.0),
     ("poll", "workers"): (int, 4),
     ("poll", "max_size"): (int, 100 * 1024 * 1024),
+    ("poll", "per_host_limit"): (int, 4),
+    ("poll", "max_backoff"): (int, 6 * 3600),
+    ("poll", "auth_failures_to_pause"): (int, 5),
+    ("poll", "lease_ttl"): (int, 300),
+    ("runs", "keep_days"): (int, 30),
+    ("log", "format"): (str, "text"),
+    ("log", "level"): (str, "info"),
+    ("log", "syslog"): (bool, False),
+    ("web", "listen"): (str, "127.0.0.1:8025"),
 }
 
 DEFAULT_TOML = """\
@@ -69,6 +78,21 @@ interval = 300        # default seconds between polls of an account
 timeout = 60          # network timeout, seconds
 workers = 4           # accounts polled at once by `mailhaul serve`
 max_size = 104857600  # default per-message size limit, bytes
+per_host_limit = 4    # polls of accounts on one source host at once (per process)
+max_backoff = 21600   # longest wait after repeated failures, seconds
+auth_failures_to_pause = 5  # login failures in a row before an account is paused
+lease_ttl = 300       # seconds a dead process's lease blocks an account
+
+[runs]
+keep_days = 30        # run history (and run logs) older than this is deleted; 0 keeps all
+
+[log]
+format = "text"       # text | json (one JSON object a line: ts, level, logger, message, ...)
+level = "info"        # debug | info | warning | error
+syslog = false        # also log to /dev/log, facility mail (lands in /var/log/maillog)
+
+[web]
+listen = "127.0.0.1:8025"   # /healthz and /metrics of `mailhaul serve`; "" switches it off
 """
 
 
@@ -118,7 +142,16 @@ class Settings:
     timeout: float
     workers: int
     max_size: int
+    per_host_limit: int = 4
+    max_backoff: int = 6 * 3600
+    auth_failures_to_pause: int = 5
+    lease_ttl: int = 300
     delivery_domains: dict[str, DeliverySettings] = field(default_factory=dict)
+    runs_keep_days: int = 30
+    log_format: str = "text"
+    log_level: str = "info"
+    log_syslog: bool = False
+    web_listen: str = "127.0.0.1:8025"
 
     @property
     def maildir_path(self) -> str:
@@ -210,7 +243,15 @@ def load_settings(
         values[name] = None if raw is None else _coerce(name, kind, raw)
     url = values["database.url"] or f"sqlite:///{home / 'mailhaul.db'}"
     url = url.replace("{home}", str(home))
-    for name in ("poll.interval", "poll.workers", "poll.max_size"):
+    for name in (
+        "poll.interval",
+        "poll.workers",
+        "poll.max_size",
+        "poll.per_host_limit",
+        "poll.max_backoff",
+        "poll.auth_failures_to_pause",
+        "poll.lease_ttl",
+    ):
         if values[name] <= 0:
             raise ConfigError(f"setting {name} must be positive")
     if values["poll.timeout"] <= 0:
@@ -226,6 +267,15 @@ def load_settings(
         timeout=values["poll.timeout"],
         workers=values["poll.workers"],
         max_size=values["poll.max_size"],
+        per_host_limit=values["poll.per_host_limit"],
+        max_backoff=values["poll.max_backoff"],
+        auth_failures_to_pause=values["poll.auth_failures_to_pause"],
+        lease_ttl=values["poll.lease_ttl"],
+        runs_keep_days=values["runs.keep_days"],
+        log_format=values["log.format"],
+        log_level=values["log.level"],
+        log_syslog=values["log.syslog"],
+        web_listen=values["web.listen"],
     )
 
 

@@ -22,7 +22,11 @@ class Cli:
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.env = {**os.environ, "MAILHAUL_HOME": str(home)}
+        self.env = {
+            **os.environ,
+            "MAILHAUL_HOME": str(home),
+            "MAILHAUL_WEB_LISTEN": "127.0.0.1:0",  # serve's metrics on a free port
+        }
 
     def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -168,3 +172,28 @@ def test_edit_disable_enable_delete(cli: Cli, mailbox: Mailbox):
     assert cli("account", "enable", str(account_id)).returncode == 0
     assert cli("account", "delete", str(account_id), "--yes").returncode == 0
     assert json.loads(cli("account", "list", "--json").stdout) == []
+
+
+def test_fetch_while_serve_runs_goes_through_the_service(cli: Cli, mailbox: Mailbox):
+    account_id = add_account(cli, mailbox, "--interval", "3600")
+    proc = subprocess.Popen(
+        [*MAILHAUL, "serve"], env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30  # wait for its first (empty) poll
+        while time.monotonic() < deadline:
+            runs = json.loads(cli("runs", str(account_id), "--json").stdout or "[]")
+            if runs and runs[0]["result"] == "ok":
+                break
+            time.sleep(0.2)
+        mailbox.deliver(b"Subject: now\n\nplease\n")
+        fetched = cli("fetch", str(account_id), "--json")
+        assert fetched.returncode == 0, fetched.stderr
+        [result] = json.loads(fetched.stdout)
+        assert result["fetched"] == 1
+        history = json.loads(cli("runs", str(account_id), "--json").stdout)
+        assert history[0]["trigger"] == "schedule"  # run by the service, not beside it
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0

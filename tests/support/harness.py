@@ -1,4 +1,5 @@
-"""A mailhaul home (real SQLite and Maildir) wired to an in-memory FakeServer."""
+"""A mailhaul home (real database, SQLite or PostgreSQL, and Maildir) wired to an in-memory
+FakeServer."""
 
 from __future__ import annotations
 
@@ -49,8 +50,10 @@ class Harness:
         return sorted(result)
 
 
-def make_harness(tmp_path: Path, pop3: bool) -> Harness:
-    settings = load_settings(tmp_path / "home", environ={})
+def make_harness(tmp_path: Path, pop3: bool, database_url: str | None = None) -> Harness:
+    """A harness in ``tmp_path/home``; ``database_url`` None: the home's own SQLite file."""
+    overrides = {"database.url": database_url} if database_url else None
+    settings = load_settings(tmp_path / "home", overrides, environ={})
     init_home(settings)
     app = App(settings)
     server = FakeServer(pop3=pop3)

@@ -13,6 +13,9 @@ from mailhaul.settings import load_settings
 from support.dovecot import Mailbox
 
 OWNER = "owner@local.test"
+# The database of homes made without an explicit one (None: the home's own SQLite file).
+# tests/conftest.py sets it for the tests it runs on PostgreSQL.
+DEFAULT_DATABASE_URL: str | None = None
 RECEIVED_LINES = 3
 
 
@@ -31,11 +34,15 @@ class Home:
     app: App
 
     @classmethod
-    def create(cls, path: Path, toml: str = "") -> Home:
+    def create(cls, path: Path, toml: str = "", database_url: str | None = None) -> Home:
         if toml:
             path.mkdir(parents=True, exist_ok=True)
             (path / "mailhaul.toml").write_text(toml)
-        settings = load_settings(path, {"poll.timeout": 10}, environ={})
+        overrides: dict[str, object] = {"poll.timeout": 10}
+        url = database_url or DEFAULT_DATABASE_URL
+        if url:
+            overrides["database.url"] = url
+        settings = load_settings(path, overrides, environ={})
         init_home(settings)
         return cls(App(settings))
 

@@ -1,4 +1,5 @@
-"""Fixtures for service tests: a real SQLite home and Maildir, an in-memory source."""
+"""Fixtures for service tests: a real home (SQLite, and PostgreSQL: see tests/conftest.py)
+and Maildir, an in-memory source."""
 
 from __future__ import annotations
 
@@ -11,21 +12,23 @@ from support.harness import Harness, make_harness
 
 
 @pytest.fixture(params=["pop3", "imap"])
-def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    h = make_harness(tmp_path, request.param == "pop3")
+def harness(
+    request: pytest.FixtureRequest, tmp_path: Path, mailhaul_database: str | None
+) -> Iterator[Harness]:
+    h = make_harness(tmp_path, request.param == "pop3", mailhaul_database)
     yield h
     h.app.db.dispose()
 
 
 @pytest.fixture
-def imap(tmp_path: Path) -> Iterator[Harness]:
-    h = make_harness(tmp_path, pop3=False)
+def imap(tmp_path: Path, mailhaul_database: str | None) -> Iterator[Harness]:
+    h = make_harness(tmp_path, pop3=False, database_url=mailhaul_database)
     yield h
     h.app.db.dispose()
 
 
 @pytest.fixture
-def pop3(tmp_path: Path) -> Iterator[Harness]:
-    h = make_harness(tmp_path, pop3=True)
+def pop3(tmp_path: Path, mailhaul_database: str | None) -> Iterator[Harness]:
+    h = make_harness(tmp_path, pop3=True, database_url=mailhaul_database)
     yield h
     h.app.db.dispose()

@@ -253,3 +253,26 @@ def test_failures_back_off_and_success_resets(harness: Harness):
     harness.poller.poll(account.id)
     state = harness.app.accounts.get(account.id)
     assert state.state == "ok" and state.consecutive_failures == 0
+
+
+def test_stop_request_finishes_the_message_in_hand_and_records_it(harness: Harness):
+    import threading
+
+    for n in range(10):
+        harness.server.add(msg(n))
+    account = harness.add()
+    stop = threading.Event()
+    first_uid = harness.poller.source_factory().select("INBOX").messages[0].uid  # type: ignore[call-arg]
+
+    def stop_during_first(event: str) -> None:
+        if event == f"chunk:{first_uid}":
+            stop.set()
+
+    harness.server.fail_at = stop_during_first
+    summary = harness.poller.poll(account.id, stop=stop)
+    assert summary.result == "ok"
+    assert summary.fetched == 1  # the message in hand, not the other nine
+    assert len(harness.server.messages()) == 9
+    assert len(harness.bodies()) == 1
+    harness.server.fail_at = None
+    assert harness.poller.poll(account.id).fetched == 9

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 
 import typer
 
 from mailhaul import __version__
-from mailhaul.bootstrap import close_sink, init_home
-from mailhaul.cli import accounts, importing
+from mailhaul.bootstrap import init_home
+from mailhaul.cli import accounts, db, importing
+from mailhaul.cli import status as status_cli
 from mailhaul.cli.context import (
     EXIT_FAILED,
     CliState,
@@ -24,6 +22,7 @@ from mailhaul.cli.context import (
 )
 from mailhaul.cli.fetching import fetch_accounts
 from mailhaul.cli.output import console, print_json, run_dict, runs_table
+from mailhaul.cli.service import run_service
 
 app = typer.Typer(
     help="mailhaul: fetch mail from POP3/IMAP accounts into local mailboxes.",
@@ -33,7 +32,9 @@ app = typer.Typer(
 )
 app.add_typer(accounts.app, name="account")
 app.add_typer(importing.app, name="import")
+app.add_typer(db.app, name="db")
 app.command("export")(importing.export)
+app.command("status")(status_cli.status)
 key_app = typer.Typer(help="Manage the key that encrypts stored passwords.", no_args_is_help=True)
 app.add_typer(key_app, name="key")
 
@@ -97,13 +98,20 @@ def fetch(
     ctx: typer.Context,
     account_ids: Annotated[list[int] | None, typer.Argument(help="Account ids.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every active account.")] = False,
+    here: Annotated[
+        bool, typer.Option("--here", help="Poll in this process even while a service runs.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Poll accounts now; exits 0 only if every one ran without error."""
+    """Poll accounts now; exits 0 only if every one ran without error.
+
+    While `mailhaul serve` or `worker` runs, the accounts go to the head of its queue and
+    this waits for their runs (a poll never runs beside another).
+    """
     if bool(account_ids) == all_:
         fail("name account ids, or --all")
     with errors_to_exit():
-        code = fetch_accounts(state(ctx).app(), account_ids or [], all_, json_out)
+        code = fetch_accounts(state(ctx).app(), account_ids or [], all_, json_out, here)
     raise typer.Exit(code)
 
 
@@ -170,36 +178,21 @@ def serve(
     ctx: typer.Context,
     workers: Annotated[int | None, typer.Option(help="Accounts polled at once.")] = None,
 ) -> None:
-    """Poll every active account on its interval until stopped (SIGTERM/Ctrl-C)."""
-    from mailhaul.services.scheduler import Scheduler
+    """Run the service: poll every active account on its interval until stopped.
 
-    cli = state(ctx)
-    logging.getLogger().setLevel(logging.INFO)
-    with errors_to_exit():
-        settings = cli.settings()
-        init_home(settings)
-        app_ = cli.app()
-        stop = threading.Event()
+    SIGTERM or Ctrl-C stop it cleanly: running polls finish the message in hand, record
+    it and log out.
+    """
+    run_service(state(ctx), workers)
 
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            logging.getLogger("mailhaul").info("signal %d: stopping", signum)
-            stop.set()
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        logging.getLogger("mailhaul").info(
-            "serving: home %s, database %s, maildirs %s",
-            settings.home,
-            settings.database_url,
-            settings.maildir_path,
-        )
-        scheduler = Scheduler(
-            app_.db, app_.account_store, app_.poller, workers or settings.workers, stop
-        )
-        try:
-            scheduler.run()
-        finally:
-            close_sink(app_.sink)
+@app.command()
+def worker(
+    ctx: typer.Context,
+    workers: Annotated[int | None, typer.Option(help="Accounts polled at once.")] = None,
+) -> None:
+    """Run only the scheduler (more of them share the work on PostgreSQL)."""
+    run_service(state(ctx), workers, web=False)
 
 
 @key_app.command("rotate")

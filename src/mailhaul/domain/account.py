@@ -42,6 +42,8 @@ class Account:
     next_poll_at: float | None = None
     consecutive_failures: int = 0
     last_error: str | None = None
+    paused_reason: str | None = None
+    fetch_requested_at: float | None = None
 
     def endpoint(self, timeout: float) -> SourceEndpoint:
         """The connection parameters of this account's source."""

@@ -76,3 +76,24 @@ class DestinationMissing(DeliveryError):
 
 class AccountBusy(MailhaulError):
     """Raised when another run already holds the account's lease."""
+
+
+def error_kind(exc: BaseException) -> str:
+    """The metrics ``kind`` of an exception a poll failed with."""
+    kinds: tuple[tuple[type[BaseException], str], ...] = (
+        (AuthenticationFailed, "auth"),
+        (TlsFailure, "tls"),
+        (TransientSourceError, "network"),
+        (SourceError, "protocol"),  # ProtocolViolation, UnsupportedByServer, the rest
+        (DestinationMissing, "destination_missing"),
+        (DeliveryError, "delivery"),
+        (StorageError, "storage"),
+        (ConfigError, "config"),
+        (NotFound, "config"),
+    )
+    for cls, kind in kinds:
+        if isinstance(exc, cls):
+            return kind
+    if isinstance(exc, OSError) and not isinstance(exc, MailhaulError):
+        return "network" if isinstance(exc, ConnectionError | TimeoutError) else "internal"
+    return "internal"

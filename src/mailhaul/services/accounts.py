@@ -9,6 +9,7 @@ from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.records import MessageRecords, RefusedRecord
 from mailhaul.adapters.db.runs import RunRecord, RunStore
+from mailhaul.adapters.db.workers import WorkerStore
 from mailhaul.adapters.secrets import SecretBox
 from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.validation import FieldError, check_password, validated_spec
@@ -102,6 +103,16 @@ class AccountService:
             if account.spec.active:
                 self.accounts.set_active(conn, account_id, True, time.time())
             return cleared
+
+    def request_fetch(self, account_id: int) -> None:
+        """Put the account at the head of the running service's queue."""
+        with self.db.begin() as conn:
+            self.accounts.request_fetch(conn, account_id, time.time())
+
+    def workers_alive(self) -> int:
+        """How many `serve`/`worker` processes beat recently."""
+        with self.db.begin() as conn:
+            return WorkerStore().alive(conn, time.time())
 
     def rotate_key(self) -> tuple[str, int, list[str]]:
         """Add a new key, re-encrypt every password with it, then drop the old keys.

@@ -243,6 +243,8 @@ class FolderPoll:
                     self.progress(
                         account.id, self.counts.fetched, self.counts.planned, self.counts.bytes
                     )
+                if self.stop.is_set():
+                    break  # finish the message in hand, record it, then log out politely
         finally:
             self._record(batch, delivered, records, refusals, uidvalidity)
         if delivered:

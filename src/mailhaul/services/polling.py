@@ -8,6 +8,7 @@ settles it, so the message is neither lost nor delivered twice.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -24,10 +25,11 @@ from mailhaul.domain.errors import (
     AuthenticationFailed,
     DestinationMissing,
     MailhaulError,
+    error_kind,
 )
 from mailhaul.domain.options import Credentials, Security, SourceEndpoint
 from mailhaul.domain.ports import LogFn, MailSink, MailSource
-from mailhaul.domain.scheduling import next_poll_at
+from mailhaul.domain.scheduling import Outcome, SchedulePolicy, after_run
 from mailhaul.services.folder_poll import FolderPoll, ProgressFn, RunCounts
 from mailhaul.services.leases import Leases, new_owner
 from mailhaul.services.runlog import RunLog
@@ -50,6 +52,7 @@ class RunSummary:
     skipped: int = 0
     error: str | None = None
     duration: float = 0.0
+    error_kind: str | None = None  # auth, tls, network, … (services.metrics.error_kind)
 
 
 class Poller:
@@ -66,6 +69,7 @@ class Poller:
         source_factory: SourceFactory,
         timeout: float,
         leases: Leases | None = None,
+        policy: SchedulePolicy | None = None,
     ) -> None:
         self.db = db
         self.accounts = accounts
@@ -76,6 +80,8 @@ class Poller:
         self.source_factory = source_factory
         self.timeout = timeout
         self.leases = leases or Leases(db, accounts)
+        self.policy = policy or SchedulePolicy()
+        self._random = random.Random()
 
     # the run as a whole ------------------------------------------------------------------
     def poll(
@@ -84,10 +90,16 @@ class Poller:
         trigger: str = "manual",
         stop: threading.Event | None = None,
         progress: ProgressFn | None = None,
+        lease_owner: str | None = None,
     ) -> RunSummary:
-        """Poll one account now; raises AccountBusy/NotFound, returns the summary otherwise."""
-        owner = new_owner()
-        self.leases.claim(account_id, owner)
+        """Poll one account now; raises AccountBusy/NotFound, returns the summary otherwise.
+
+        ``lease_owner``: the caller already holds the account's lease under this name
+        (the scheduler claims before it hands the poll to a thread).
+        """
+        owner = lease_owner or new_owner()
+        if lease_owner is None:
+            self.leases.claim(account_id, owner)
         started = time.time()
         try:
             with self.db.begin() as conn:
@@ -104,6 +116,7 @@ class Poller:
         counts = RunCounts()
         error: str | None = None
         failure: MailhaulError | None = None
+        kind: str | None = None
         try:
             password = self.secret_box.decrypt(token, account_id)
             log.add_secret(password)
@@ -111,8 +124,10 @@ class Poller:
         except MailhaulError as exc:
             failure = exc
             error = log.scrub(str(exc))
+            kind = error_kind(exc)
             log(f"error: {error}")
         except Exception as exc:  # a bug: keep the service alive and say what happened
+            kind = "internal"
             logger.exception("account %s: internal error", account_id)
             error = log.scrub(f"internal error: {type(exc).__name__}: {exc}")
             log(error)
@@ -133,6 +148,7 @@ class Poller:
             skipped=counts.skipped,
             error=error,
             duration=finished - started,
+            error_kind=kind,
         )
 
     def _finish(
@@ -146,15 +162,23 @@ class Poller:
         log: RunLog,
         finished: float,
     ) -> None:
-        failures = 0 if error is None else account.consecutive_failures + 1
         if isinstance(failure, AuthenticationFailed):
-            state = "login failed"
+            outcome = Outcome.LOGIN_FAILED
         elif isinstance(failure, DestinationMissing):
-            state = "destination missing"
-        elif error is not None:
-            state = "error"
+            outcome = Outcome.DESTINATION_MISSING
         else:
-            state = "ok"
+            outcome = Outcome.OK if error is None else Outcome.ERROR
+        nxt = after_run(
+            finished,
+            account.spec.interval,
+            outcome,
+            account.state,
+            account.consecutive_failures,
+            self.policy,
+            self._random.random(),
+        )
+        if nxt.paused_reason:
+            log(f"paused after {nxt.failures} login failures in a row: check the password")
         summary = (
             f"{counts.fetched} fetched ({counts.bytes} bytes), {counts.deleted} deleted, "
             f"{counts.skipped} left on the server"
@@ -177,12 +201,13 @@ class Poller:
                 conn,
                 account.id,
                 owner,
-                state=state,
+                state=nxt.state.value,
                 result="error" if error else "ok",
                 error=error,
                 finished_at=finished,
-                next_poll_at=next_poll_at(finished, account.spec.interval, failures),
-                consecutive_failures=failures,
+                next_poll_at=nxt.at,
+                consecutive_failures=nxt.failures,
+                paused_reason=nxt.paused_reason,
             )
 
     def _run(

@@ -1,20 +1,32 @@
-"""The poll loop of `mailhaul serve`: due accounts, a bounded pool, a clean stop."""
+"""The poll loop of `mailhaul serve` / `mailhaul worker`.
+
+Due accounts ("fetch now" requests first, then by next-poll time) are claimed through the
+database with a lease, so several processes on several machines can share the work and
+an account is never polled twice at once. Polls run in a bounded thread pool, with at
+most ``per_host_limit`` at a time against one source host. A stop request lets running
+polls finish the message in hand, record it and log out, for at most ``grace`` seconds.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
+from mailhaul.adapters.db.workers import HEARTBEAT_EVERY, WorkerStore
 from mailhaul.domain.errors import AccountBusy, MailhaulError, StorageError
+from mailhaul.services.leases import new_owner
 from mailhaul.services.polling import Poller, RunSummary
 
 logger = logging.getLogger(__name__)
 
 IDLE_WAIT = 1.0
+ResultHook = Callable[[RunSummary], None]
 
 
 class Scheduler:
@@ -27,21 +39,34 @@ class Scheduler:
         poller: Poller,
         workers: int,
         stop: threading.Event | None = None,
+        per_host_limit: int = 4,
+        on_result: ResultHook | None = None,
+        periodic: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
         self.accounts = accounts
         self.poller = poller
         self.workers = workers
+        self.per_host_limit = per_host_limit
         self.stop = stop or threading.Event()
+        self.on_result = on_result
+        self.periodic = periodic
+        self.worker_id = new_owner()
+        self.worker_store = WorkerStore()
+        self._wake = threading.Event()
 
-    def _poll(self, account_id: int) -> RunSummary | None:
+    def _poll(self, account_id: int, owner: str) -> RunSummary | None:
         try:
-            summary = self.poller.poll(account_id, trigger="schedule", stop=self.stop)
+            summary = self.poller.poll(
+                account_id, trigger="schedule", stop=self.stop, lease_owner=owner
+            )
         except AccountBusy:
             return None
         except MailhaulError as exc:
             logger.warning("account %s: %s", account_id, exc)
             return None
+        finally:
+            self._wake.set()  # a slot is free: look for more work at once
         outcome = "ok" if summary.result == "ok" else f"error: {summary.error}"
         logger.info(
             "account %s: %s, %d fetched, %d deleted",
@@ -50,32 +75,87 @@ class Scheduler:
             summary.fetched,
             summary.deleted,
         )
+        if self.on_result is not None:
+            try:
+                self.on_result(summary)
+            except Exception:
+                logger.exception("result hook failed")
         return summary
+
+    def _claim(
+        self, inflight: dict[int, tuple[str, Future[RunSummary | None]]]
+    ) -> list[tuple[int, str, str]]:
+        """Lease due accounts for the free slots, within the per-host limit.
+
+        PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so workers never wait on each other.
+        """
+        free = self.workers - len(inflight)
+        if free <= 0:
+            return []
+        hosts = Counter(host for host, _ in inflight.values())
+        full = [host for host, count in hosts.items() if count >= self.per_host_limit]
+        owner = new_owner()
+        claimed: list[tuple[int, str, str]] = []
+        with self.db.begin() as conn:
+            ids = self.accounts.claim_due(
+                conn, owner, time.time(), self.poller.leases.ttl, free, exclude_hosts=full
+            )
+            host_of = self.accounts.hosts_of(conn, ids)
+            for account_id in ids:
+                host = host_of[account_id]
+                if hosts[host] >= self.per_host_limit:  # several on one host in this batch
+                    self.accounts.release(conn, account_id, owner)
+                    continue
+                hosts[host] += 1
+                claimed.append((account_id, host, owner))
+        return claimed
 
     def run(self, grace: float = 60.0) -> None:
         """Poll until ``stop`` is set; then let running polls finish (at most ``grace`` s)."""
-        inflight: dict[int, Future[RunSummary | None]] = {}
+        inflight: dict[int, tuple[str, Future[RunSummary | None]]] = {}
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="poll")
+        self._beat(register=True)
+        next_beat = time.monotonic() + HEARTBEAT_EVERY
         try:
             while not self.stop.is_set():
-                for account_id, future in list(inflight.items()):
+                for account_id, (_, future) in list(inflight.items()):
                     if future.done():
                         del inflight[account_id]
-                free = self.workers - len(inflight)
-                if free > 0:
-                    try:
-                        with self.db.begin() as conn:
-                            due = self.accounts.due(conn, time.time(), free + len(inflight))
-                    except StorageError as exc:  # e.g. PostgreSQL restarting: try again soon
-                        logger.error("cannot read due accounts: %s", exc)
-                        due = []
-                    for account_id in due:
-                        if account_id not in inflight and len(inflight) < self.workers:
-                            inflight[account_id] = pool.submit(self._poll, account_id)
-                self.stop.wait(IDLE_WAIT)
+                try:
+                    for account_id, host, owner in self._claim(inflight):
+                        future = pool.submit(self._poll, account_id, owner)
+                        inflight[account_id] = (host, future)
+                except StorageError as exc:  # e.g. PostgreSQL restarting: try again soon
+                    logger.error("cannot claim due accounts: %s", exc)
+                if time.monotonic() >= next_beat:
+                    self._beat(running=len(inflight))
+                    next_beat = time.monotonic() + HEARTBEAT_EVERY
+                self._wake.wait(IDLE_WAIT)
+                self._wake.clear()
         finally:
             self.stop.set()
             if inflight:
                 logger.info("stopping: waiting for %d running poll(s)", len(inflight))
-                wait(inflight.values(), timeout=grace)
+                wait([future for _, future in inflight.values()], timeout=grace)
             pool.shutdown(wait=False, cancel_futures=True)
+            self._beat(unregister=True)
+
+    def _beat(self, register: bool = False, unregister: bool = False, running: int = 0) -> None:
+        """Heartbeat in the workers table (and the periodic housekeeping)."""
+        now = time.time()
+        try:
+            with self.db.begin() as conn:
+                if register:
+                    self.worker_store.forget_dead(conn, now)
+                    self.worker_store.register(conn, self.worker_id, now)
+                elif unregister:
+                    self.worker_store.unregister(conn, self.worker_id)
+                else:
+                    self.worker_store.heartbeat(conn, self.worker_id, now, running)
+        except StorageError as exc:
+            logger.error("heartbeat failed: %s", exc)
+        if self.periodic is not None and not unregister:
+            try:
+                self.periodic()
+            except Exception:
+                logger.exception("housekeeping failed")

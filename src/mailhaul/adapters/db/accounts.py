@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, delete, insert, or_, select, true, update
 
 from mailhaul.adapters.db.tables import accounts
 from mailhaul.domain.account import Account, AccountSpec
@@ -65,6 +65,8 @@ def _account(row: Row[Any]) -> Account:
         next_poll_at=row.next_poll_at,
         consecutive_failures=row.consecutive_failures,
         last_error=row.last_error,
+        paused_reason=row.paused_reason,
+        fetch_requested_at=row.fetch_requested_at,
     )
 
 
@@ -97,6 +99,7 @@ class AccountStore:
             updated_at=now,
             consecutive_failures=0,
             next_poll_at=now,
+            paused_reason=None,
         )
 
     def set_password(self, conn: Connection, account_id: int, token: str) -> None:
@@ -139,22 +142,8 @@ class AccountStore:
         """Enable (due now, failures forgiven) or disable an account."""
         values: dict[str, Any] = {"active": active, "updated_at": now}
         if active:
-            values |= {"next_poll_at": now, "consecutive_failures": 0}
+            values |= {"next_poll_at": now, "consecutive_failures": 0, "paused_reason": None}
         self._must_update(conn, account_id, **values)
-
-    def due(self, conn: Connection, now: float, limit: int) -> list[int]:
-        """Ids of active accounts whose next poll is due and that nobody holds, oldest first."""
-        query = (
-            select(accounts.c.id)
-            .where(
-                accounts.c.active.is_(True),
-                or_(accounts.c.next_poll_at.is_(None), accounts.c.next_poll_at <= now),
-                or_(accounts.c.lease_owner.is_(None), accounts.c.lease_expires < now),
-            )
-            .order_by(accounts.c.next_poll_at)
-            .limit(limit)
-        )
-        return [int(row.id) for row in conn.execute(query)]
 
     def next_due_at(self, conn: Connection) -> float | None:
         """The earliest next-poll time of any active account."""
@@ -191,9 +180,78 @@ class AccountStore:
         result = conn.execute(
             update(accounts)
             .where(and_(accounts.c.id == account_id, free))
-            .values(lease_owner=owner, lease_expires=now + ttl)
+            .values(lease_owner=owner, lease_expires=now + ttl, fetch_requested_at=None)
         )
         return result.rowcount == 1
+
+    def claim_due(
+        self,
+        conn: Connection,
+        owner: str,
+        now: float,
+        ttl: float,
+        limit: int,
+        *,
+        steal_from: Collection[str] = (),
+        exclude_hosts: Collection[str] = (),
+    ) -> list[int]:
+        """Lease up to ``limit`` due accounts at once; their ids, requested fetches first.
+
+        Due: active, not paused, lease free or expired (or held by one of ``steal_from``,
+        dead processes), and its next poll is due or a fetch was requested. Two workers
+        calling this at the same time never get the same account: PostgreSQL locks the
+        candidates with ``FOR UPDATE SKIP LOCKED`` (others skip them); SQLite holds the
+        database's write lock from ``BEGIN IMMEDIATE`` and each UPDATE re-checks the lease.
+        Accounts on ``exclude_hosts`` (source hosts at their limit) are left for later. A
+        claim clears the account's "fetch now" request: the run it asked for is starting.
+        """
+        if limit <= 0:
+            return []
+        free = or_(accounts.c.lease_owner.is_(None), accounts.c.lease_expires < now)
+        if steal_from:
+            free = or_(free, accounts.c.lease_owner.in_(list(steal_from)))
+        due = and_(
+            accounts.c.active.is_(True),
+            accounts.c.paused_reason.is_(None),
+            accounts.c.host.not_in(list(exclude_hosts)) if exclude_hosts else true(),
+            free,
+            or_(
+                accounts.c.next_poll_at.is_(None),
+                accounts.c.next_poll_at <= now,
+                accounts.c.fetch_requested_at.is_not(None),
+            ),
+        )
+        query = (
+            select(accounts.c.id)
+            .where(due)
+            .order_by(
+                accounts.c.fetch_requested_at.is_(None),
+                accounts.c.next_poll_at.asc().nulls_first(),
+                accounts.c.id,
+            )
+            .limit(limit)
+        )
+        lease = {"lease_owner": owner, "lease_expires": now + ttl, "fetch_requested_at": None}
+        if conn.dialect.name == "postgresql":
+            ids = [int(i) for i in conn.scalars(query.with_for_update(skip_locked=True))]
+            if ids:
+                conn.execute(update(accounts).where(accounts.c.id.in_(ids)).values(**lease))
+            return ids
+        claimed: list[int] = []
+        for account_id in [int(i) for i in conn.scalars(query)]:
+            taken = conn.execute(
+                update(accounts).where(accounts.c.id == account_id, due).values(**lease)
+            )
+            if taken.rowcount == 1:
+                claimed.append(account_id)
+        return claimed
+
+    def hosts_of(self, conn: Connection, ids: Collection[int]) -> dict[int, str]:
+        """The source host of each account."""
+        if not ids:
+            return {}
+        rows = conn.execute(select(accounts.c.id, accounts.c.host).where(accounts.c.id.in_(ids)))
+        return {int(row.id): str(row.host) for row in rows}
 
     def renew(self, conn: Connection, account_id: int, owner: str, now: float, ttl: float) -> bool:
         """Extend a lease we hold; False if it was lost."""
@@ -216,6 +274,7 @@ class AccountStore:
         finished_at: float,
         next_poll_at: float,
         consecutive_failures: int,
+        paused_reason: str | None = None,
     ) -> None:
         """Record a run's outcome on the account and release the lease."""
         conn.execute(
@@ -228,10 +287,15 @@ class AccountStore:
                 last_run_at=finished_at,
                 next_poll_at=next_poll_at,
                 consecutive_failures=consecutive_failures,
+                paused_reason=paused_reason,
                 lease_owner=None,
                 lease_expires=None,
             )
         )
+
+    def request_fetch(self, conn: Connection, account_id: int, now: float) -> None:
+        """Put the account at the head of the queue ("fetch now")."""
+        self._must_update(conn, account_id, fetch_requested_at=now)
 
     def release(self, conn: Connection, account_id: int, owner: str) -> None:
         """Drop a lease we hold."""

@@ -7,10 +7,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
-from mailhaul.adapters.db.tables import metadata
+from mailhaul.adapters.db import schema
+from mailhaul.adapters.db.schema import SchemaState
 from mailhaul.domain.errors import ConfigError, StorageError
 
 
@@ -29,12 +30,79 @@ class Database:
         """Whether this is the embedded SQLite database."""
         return self.engine.dialect.name == "sqlite"
 
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for messages."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
     def create_schema(self) -> None:
-        """Create missing tables (idempotent)."""
+        """Bring the schema up to date where that is safe to do unasked (``init``, ``serve``).
+
+        SQLite (one host, one home): upgrade. PostgreSQL: create the schema of a database that
+        has none; an existing one is upgraded only by ``mailhaul db upgrade``, so that workers
+        sharing it never migrate under each other (they refuse with ``check_current()``).
+        """
+        if self.is_sqlite or self.schema_state().empty:
+            self.upgrade()
+
+    def upgrade(self, revision: str = "head") -> SchemaState:
+        """``alembic upgrade head``; a home from before migrations is stamped at 0001 first."""
+        with self._errors():
+            if not self.is_sqlite:
+                with self.engine.begin() as conn:
+                    return schema.upgrade(conn, revision)
+            with self.engine.connect() as conn:
+                # Batch migrations copy and drop tables: with foreign keys on, dropping
+                # `accounts` would cascade into messages and runs. The pragma only works
+                # outside a transaction, so it is set on the driver's connection.
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                raw.execute("PRAGMA foreign_keys=OFF")
+                try:
+                    with conn.begin():
+                        result = schema.upgrade(conn, revision)
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                        if broken:
+                            raise StorageError(f"the upgrade broke foreign keys: {broken[:5]}")
+                    return result
+                finally:
+                    raw.execute("PRAGMA foreign_keys=ON")
+
+    def schema_state(self) -> SchemaState:
+        """The database's revision against the code's head."""
+        with self._errors(), self.engine.connect() as conn:
+            return schema.state(conn)
+
+    def check_current(self) -> None:
+        """Raise ConfigError unless the schema is at the code's head revision."""
+        found = self.schema_state()
+        if found.up_to_date:
+            return
+        where = f"the database {self.safe_url}"
+        if found.empty:
+            problem = f"{where} has no mailhaul schema yet"
+        elif found.legacy:
+            problem = f"{where} was created before schema migrations"
+        elif found.current not in schema.known_revisions():
+            raise ConfigError(
+                f"{where} is at schema revision {found.current}, newer than this mailhaul "
+                f"knows (head {found.head}): upgrade mailhaul"
+            )
+        else:
+            problem = f"{where} is at schema revision {found.current}, not {found.head}"
+        raise ConfigError(f"{problem}: run `mailhaul db upgrade`")
+
+    def schema_differences(self) -> list[Any]:
+        """Differences between the database and ``tables.metadata`` (none when current)."""
+        with self._errors(), self.engine.connect() as conn:
+            return schema.differences(conn)
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
         try:
-            metadata.create_all(self.engine)
+            yield
         except OperationalError as exc:
-            raise ConfigError(f"cannot open database {self.url}: {exc.orig}") from exc
+            raise ConfigError(f"cannot open database {self.safe_url}: {exc.orig}") from exc
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from mailhaul.adapters.db.tables import runs
 
@@ -83,6 +83,27 @@ class RunStore:
                 log=log,
             )
         )
+
+    def prune(self, conn: Connection, older_than: float) -> int:
+        """Delete finished runs started before ``older_than``; returns how many.
+
+        Each account's newest finished run is kept whatever its age, so "last run log"
+        never goes blank; ``running`` runs are never deleted.
+        """
+        newest = (
+            select(func.max(runs.c.id))
+            .where(runs.c.result != "running")
+            .group_by(runs.c.account_id)
+            .scalar_subquery()
+        )
+        result = conn.execute(
+            delete(runs).where(
+                runs.c.started_at < older_than,
+                runs.c.result != "running",
+                runs.c.id.not_in(newest),
+            )
+        )
+        return int(result.rowcount)
 
     def history(self, conn: Connection, account_id: int, limit: int = 50) -> list[RunRecord]:
         """The account's runs, newest first."""

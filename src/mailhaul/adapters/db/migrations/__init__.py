@@ -1,0 +1,1 @@
+"""Alembic migrations of the mailhaul schema (run by `Database.upgrade()`, no alembic.ini)."""

@@ -1,0 +1,248 @@
+"""Read-only queries behind `mailhaul status`, `/healthz` and the scrape-time metrics.
+
+An account's displayed state is derived, in this order: ``running`` while a lease is held
+and not expired, ``paused`` while ``paused_reason`` is set, otherwise the stored ``state``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select
+
+from mailhaul.adapters.db.tables import accounts, runs, workers
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    """An account's identity and service state, as status shows it (no password)."""
+
+    id: int
+    owner: str
+    protocol: str
+    security: str
+    host: str
+    port: int
+    username: str
+    active: bool
+    state: str  # derived: running | paused | the stored state
+    stored_state: str
+    paused_reason: str | None
+    lease_owner: str | None
+    lease_expires: float | None
+    next_poll_at: float | None
+    fetch_requested_at: float | None
+    last_run_at: float | None
+    last_result: str | None
+    last_error: str | None
+    consecutive_failures: int
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """The counts of one finished run (its log is read separately)."""
+
+    id: int
+    account_id: int
+    trigger: str
+    started_at: float
+    finished_at: float | None
+    result: str
+    fetched: int
+    bytes: int
+    deleted: int
+    skipped: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    """One scheduler process and its last heartbeat."""
+
+    id: str
+    hostname: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    running: int
+
+
+def _lease_held(now: float) -> ColumnElement[bool]:
+    return and_(accounts.c.lease_owner.is_not(None), accounts.c.lease_expires >= now)
+
+
+def derived_state(now: float) -> ColumnElement[str]:
+    """SQL for the displayed state of an account at ``now``."""
+    return case(
+        (_lease_held(now), "running"),
+        (accounts.c.paused_reason.is_not(None), "paused"),
+        else_=accounts.c.state,
+    )
+
+
+def _due_at() -> ColumnElement[Any]:
+    """When an account became due: its next poll, or a "fetch now" request if earlier."""
+    requested = accounts.c.fetch_requested_at
+    return case(
+        (
+            and_(
+                requested.is_not(None),
+                or_(accounts.c.next_poll_at.is_(None), requested < accounts.c.next_poll_at),
+            ),
+            requested,
+        ),
+        else_=accounts.c.next_poll_at,
+    )
+
+
+class StatusStore:
+    """Read-only status queries; every method runs inside the caller's transaction."""
+
+    def ping(self, conn: Connection) -> None:
+        """Touch the schema (raises if the database or its tables cannot be read)."""
+        conn.execute(select(func.count()).select_from(workers)).scalar_one()
+
+    def accounts(
+        self, conn: Connection, now: float, ids: Sequence[int] | None = None
+    ) -> list[AccountRow]:
+        """Accounts (all, or those with ``ids``) with their derived state, by id."""
+        c = accounts.c
+        query = select(
+            c.id,
+            c.owner,
+            c.protocol,
+            c.security,
+            c.host,
+            c.port,
+            c.username,
+            c.active,
+            derived_state(now).label("derived"),
+            c.state,
+            c.paused_reason,
+            c.lease_owner,
+            c.lease_expires,
+            c.next_poll_at,
+            c.fetch_requested_at,
+            c.last_run_at,
+            c.last_result,
+            c.last_error,
+            c.consecutive_failures,
+        ).order_by(c.id)
+        if ids is not None:
+            query = query.where(c.id.in_(list(ids)))
+        return [
+            AccountRow(
+                id=r.id,
+                owner=r.owner,
+                protocol=r.protocol,
+                security=r.security,
+                host=r.host,
+                port=r.port,
+                username=r.username,
+                active=bool(r.active),
+                state=r.derived,
+                stored_state=r.state,
+                paused_reason=r.paused_reason,
+                lease_owner=r.lease_owner,
+                lease_expires=r.lease_expires,
+                next_poll_at=r.next_poll_at,
+                fetch_requested_at=r.fetch_requested_at,
+                last_run_at=r.last_run_at,
+                last_result=r.last_result,
+                last_error=r.last_error,
+                consecutive_failures=r.consecutive_failures,
+            )
+            for r in conn.execute(query)
+        ]
+
+    def state_counts(self, conn: Connection, now: float) -> dict[str, int]:
+        """How many accounts are in each derived state."""
+        state = derived_state(now).label("derived")
+        rows = conn.execute(select(state, func.count()).group_by(state))
+        return {str(row[0]): int(row[1]) for row in rows}
+
+    def running_polls(self, conn: Connection, now: float) -> int:
+        """Accounts whose lease is held and not expired."""
+        query = select(func.count()).select_from(accounts).where(_lease_held(now))
+        return int(conn.execute(query).scalar_one())
+
+    def oldest_due(self, conn: Connection, now: float) -> float | None:
+        """The earliest due time among due, active, unpaused accounts nobody is polling."""
+        due_at = _due_at()
+        query = select(func.min(due_at)).where(
+            accounts.c.active.is_(True),
+            accounts.c.paused_reason.is_(None),
+            due_at <= now,
+            ~_lease_held(now),
+        )
+        value = conn.execute(query).scalar_one_or_none()
+        return None if value is None else float(value)
+
+    def last_runs(self, conn: Connection, ids: Sequence[int] | None = None) -> dict[int, RunRow]:
+        """Each account's newest finished run (not ``running``), keyed by account id."""
+        latest = select(func.max(runs.c.id).label("id")).where(runs.c.result != "running")
+        if ids is not None:
+            latest = latest.where(runs.c.account_id.in_(list(ids)))
+        latest_ids = latest.group_by(runs.c.account_id).subquery()
+        query = select(
+            runs.c.id,
+            runs.c.account_id,
+            runs.c.trigger,
+            runs.c.started_at,
+            runs.c.finished_at,
+            runs.c.result,
+            runs.c.fetched,
+            runs.c.bytes,
+            runs.c.deleted,
+            runs.c.skipped,
+            runs.c.error,
+        ).join(latest_ids, runs.c.id == latest_ids.c.id)
+        return {
+            r.account_id: RunRow(
+                id=r.id,
+                account_id=r.account_id,
+                trigger=r.trigger,
+                started_at=r.started_at,
+                finished_at=r.finished_at,
+                result=r.result,
+                fetched=r.fetched,
+                bytes=r.bytes,
+                deleted=r.deleted,
+                skipped=r.skipped,
+                error=r.error,
+            )
+            for r in conn.execute(query)
+        }
+
+    def last_log(self, conn: Connection, account_id: int) -> str | None:
+        """The log of the account's newest finished run, or None."""
+        query = (
+            select(runs.c.log)
+            .where(runs.c.account_id == account_id, runs.c.result != "running")
+            .order_by(runs.c.id.desc())
+            .limit(1)
+        )
+        value = conn.execute(query).scalar_one_or_none()
+        return None if value is None else str(value)
+
+    def workers(self, conn: Connection) -> list[WorkerRow]:
+        """Every registered scheduler process, most recent heartbeat first."""
+        query = select(workers).order_by(workers.c.heartbeat_at.desc(), workers.c.id)
+        return [
+            WorkerRow(
+                id=r.id,
+                hostname=r.hostname,
+                pid=r.pid,
+                started_at=r.started_at,
+                heartbeat_at=r.heartbeat_at,
+                running=r.running,
+            )
+            for r in conn.execute(query)
+        ]
+
+    def live_workers(self, conn: Connection, since: float) -> int:
+        """Scheduler processes with a heartbeat at or after ``since``."""
+        query = select(func.count()).select_from(workers).where(workers.c.heartbeat_at >= since)
+        return int(conn.execute(query).scalar_one())

@@ -1,0 +1,89 @@
+"""`mailhaul serve` and `mailhaul worker`: the scheduler (and, for serve, HTTP)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+
+from mailhaul.bootstrap import App, close_sink, init_home
+from mailhaul.cli.context import CliState, errors_to_exit
+from mailhaul.logsetup import configure_logging
+from mailhaul.services.metrics import Metrics
+from mailhaul.services.scheduler import Scheduler
+from mailhaul.services.status import StatusService, prune_runs
+from mailhaul.web.app import create_app
+from mailhaul.web.server import parse_listen, start_http
+
+logger = logging.getLogger("mailhaul")
+
+
+def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
+    """Run until SIGTERM/SIGINT; a second signal does not cut the grace period short."""
+    with errors_to_exit():
+        settings = cli.settings()
+        configure_logging(settings.log_format, settings.log_level, settings.log_syslog)
+        if settings.database_url.startswith("sqlite"):
+            init_home(settings)  # creates or upgrades the embedded database
+        app = cli.app()
+        app.db.check_current()  # PostgreSQL: refuse an old schema (`mailhaul db upgrade`)
+        stop = threading.Event()
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            logger.info("signal %d: stopping", signum)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        logger.info(
+            "serving: home %s, database %s, delivery %s",
+            settings.home,
+            settings.database_url,
+            settings.delivery.method,
+        )
+        metrics = Metrics(live=StatusService(app.db).live)
+        http = None
+        listen = parse_listen(settings.web_listen) if web else None
+        if listen is not None:
+            http = start_http(create_app(app, metrics), *listen)
+            logger.info("metrics and health on %s", http.url)
+        housekeeping = _Housekeeping(app, settings.runs_keep_days)
+        scheduler = Scheduler(
+            app.db,
+            app.account_store,
+            app.poller,
+            workers or settings.workers,
+            stop,
+            per_host_limit=settings.per_host_limit,
+            on_result=lambda summary: metrics.observe(summary, summary.error_kind),
+            periodic=housekeeping,
+        )
+        try:
+            scheduler.run()
+        finally:
+            if http is not None:
+                http.stop()
+            close_sink(app.sink)
+            app.db.dispose()
+
+
+class _Housekeeping:
+    """Prunes run history past its retention, about once an hour."""
+
+    EVERY = 3600.0
+
+    def __init__(self, app: App, keep_days: int) -> None:
+        self.app = app
+        self.keep_days = keep_days
+        self.next_at = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now < self.next_at:
+            return
+        self.next_at = now + self.EVERY
+        pruned = prune_runs(self.app.db, self.app.run_store, self.keep_days)
+        if pruned:
+            logger.info("pruned %d run(s) older than %d days", pruned, self.keep_days)

@@ -1,0 +1,171 @@
+"""Prometheus metrics of `mailhaul serve`, on a registry of their own.
+
+Counters and the duration histogram are fed by `Metrics.observe` after each poll; the
+gauges (queue lag, accounts by state, running polls) are read from the database when
+`/metrics` is scraped, so they are right whichever process did the polling.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from mailhaul.services.status import LiveGauges
+
+logger = logging.getLogger(__name__)
+
+ERROR_KINDS = (
+    "auth",
+    "tls",
+    "network",
+    "protocol",
+    "delivery",
+    "destination_missing",
+    "config",
+    "storage",
+    "internal",
+)
+POLL_RESULTS = ("ok", "error")
+DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+# A scrape reuses live values read less than this many seconds ago (see `refresh`).
+LIVE_MAX_AGE = 2.0
+
+
+class PollOutcome(Protocol):
+    """What `observe` reads from a poll's summary (`polling.RunSummary` fits)."""
+
+    @property
+    def result(self) -> str: ...
+    @property
+    def fetched(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def duration(self) -> float: ...
+
+
+LiveSource = Callable[[], LiveGauges]
+
+
+class _LiveCollector:
+    """Yields the database-backed gauges at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, ...]:
+        return (
+            GaugeMetricFamily(
+                "mailhaul_database_up", "1 if the database answered the last scrape, else 0"
+            ),
+            GaugeMetricFamily(
+                "mailhaul_queue_lag_seconds",
+                "Now minus the oldest due next-run among active, unpaused, idle accounts",
+            ),
+            GaugeMetricFamily("mailhaul_accounts", "Accounts by state", labels=["state"]),
+            GaugeMetricFamily("mailhaul_running_polls", "Polls running now (leases held)"),
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        """The metric names, without reading the database."""
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        """The gauges, read from the database (or only database_up 0 when it is down)."""
+        live = self.metrics.current_live()
+        up, lag, states, running = self._families()
+        up.add_metric([], 0.0 if live is None else 1.0)
+        if live is None:
+            return [up]
+        lag.add_metric([], live.queue_lag_seconds)
+        for state, count in sorted(live.accounts_by_state.items()):
+            states.add_metric([state], float(count))
+        running.add_metric([], float(live.running_polls))
+        return [up, lag, states, running]
+
+
+class Metrics:
+    """The metrics of one process; ``live`` reads the scrape-time gauges (None: left out)."""
+
+    def __init__(self, live: LiveSource | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self._live = live
+        self._lock = threading.Lock()
+        self._cached: tuple[float, LiveGauges | None] | None = None
+        self.polls = Counter(
+            "mailhaul_polls", "Polls finished, by result", ["result"], registry=self.registry
+        )
+        self.messages = Counter("mailhaul_messages", "Messages delivered", registry=self.registry)
+        self.bytes = Counter("mailhaul_bytes", "Bytes delivered", registry=self.registry)
+        self.errors = Counter(
+            "mailhaul_errors", "Failed polls, by kind of error", ["kind"], registry=self.registry
+        )
+        self.duration = Histogram(
+            "mailhaul_poll_duration_seconds",
+            "How long a poll took",
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        for result in POLL_RESULTS:
+            self.polls.labels(result=result)
+        for kind in ERROR_KINDS:
+            self.errors.labels(kind=kind)
+        if live is not None:
+            self.registry.register(_LiveCollector(self))
+
+    def observe(self, summary: PollOutcome, error_kind: str | None = None) -> None:
+        """Count one finished poll; ``error_kind`` (one of ERROR_KINDS) for a failed one.
+
+        A poll that ended ``busy`` (another process held the account) is not counted.
+        """
+        if summary.result not in POLL_RESULTS:
+            return
+        if error_kind is not None and error_kind not in ERROR_KINDS:
+            raise ValueError(f"unknown error kind {error_kind!r}")
+        self.polls.labels(result=summary.result).inc()
+        if summary.fetched > 0:
+            self.messages.inc(summary.fetched)
+        if summary.bytes > 0:
+            self.bytes.inc(summary.bytes)
+        self.duration.observe(max(0.0, summary.duration))
+        if summary.result == "error" and error_kind is not None:
+            self.errors.labels(kind=error_kind).inc()
+
+    def count_error(self, kind: str) -> None:
+        """Count an error outside a poll's summary (e.g. the due-accounts query failed)."""
+        if kind not in ERROR_KINDS:
+            raise ValueError(f"unknown error kind {kind!r}")
+        self.errors.labels(kind=kind).inc()
+
+    def refresh(self) -> None:
+        """Read the live gauges now (the web app calls this off the event loop)."""
+        if self._live is None:
+            return
+        try:
+            live: LiveGauges | None = self._live()
+        except Exception as exc:  # a scrape must answer even when the database does not
+            logger.warning("metrics: cannot read the database: %s", exc)
+            live = None
+        with self._lock:
+            self._cached = (time.monotonic(), live)
+
+    def current_live(self) -> LiveGauges | None:
+        """The live gauges, read again unless a refresh just happened (None: DB down)."""
+        with self._lock:
+            cached = self._cached
+        if cached is None or time.monotonic() - cached[0] > LIVE_MAX_AGE:
+            self.refresh()
+            with self._lock:
+                cached = self._cached
+        return None if cached is None else cached[1]
+
+    def exposition(self) -> bytes:
+        """The text exposition format of every metric (what `/metrics` answers)."""
+        return generate_latest(self.registry)

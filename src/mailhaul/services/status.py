@@ -1,0 +1,240 @@
+"""Status of the service and its accounts (`mailhaul status`, `/healthz`, live metrics).
+
+Also run-history retention: `prune_runs` deletes runs older than ``runs.keep_days``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mailhaul.adapters.db.database import Database
+from mailhaul.adapters.db.runs import RunStore
+from mailhaul.adapters.db.status import AccountRow, RunRow, StatusStore, WorkerRow
+from mailhaul.adapters.db.workers import ALIVE_WITHIN
+from mailhaul.domain.errors import NotFound
+
+logger = logging.getLogger(__name__)
+
+# A scheduler process whose heartbeat is older than this is counted as gone.
+WORKER_STALE_AFTER = ALIVE_WITHIN
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Health:
+    """What `/healthz` reports when the database answers."""
+
+    workers: int
+    queue_lag_seconds: float
+
+
+@dataclass(frozen=True)
+class LiveGauges:
+    """Values read from the database at scrape time."""
+
+    queue_lag_seconds: float
+    accounts_by_state: dict[str, int]
+    running_polls: int
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """One scheduler process."""
+
+    id: str
+    hostname: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    heartbeat_age: float
+    running: int
+    stale: bool
+
+
+@dataclass(frozen=True)
+class AccountStatus:
+    """One account as status shows it."""
+
+    id: int
+    owner: str
+    source: str
+    username: str
+    active: bool
+    state: str
+    paused_reason: str | None
+    last_run: RunRow | None
+    last_run_at: float | None
+    last_result: str | None
+    last_error: str | None
+    next_poll_at: float | None
+    fetch_requested_at: float | None
+    consecutive_failures: int
+    lease_owner: str | None
+    last_log: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusSummary:
+    """The service as a whole."""
+
+    generated_at: float
+    accounts_total: int
+    accounts_by_state: dict[str, int]
+    running_polls: int
+    queue_lag_seconds: float
+    oldest_due_at: float | None
+    workers: list[WorkerStatus] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """The summary and the accounts asked for."""
+
+    summary: StatusSummary
+    accounts: list[AccountStatus]
+
+
+def _lag(oldest_due: float | None, now: float) -> float:
+    return 0.0 if oldest_due is None else max(0.0, now - oldest_due)
+
+
+def _worker(row: WorkerRow, now: float) -> WorkerStatus:
+    age = max(0.0, now - row.heartbeat_at)
+    return WorkerStatus(
+        id=row.id,
+        hostname=row.hostname,
+        pid=row.pid,
+        started_at=row.started_at,
+        heartbeat_at=row.heartbeat_at,
+        heartbeat_age=age,
+        running=row.running,
+        stale=age > WORKER_STALE_AFTER,
+    )
+
+
+def _account(row: AccountRow, last_run: RunRow | None, last_log: str | None) -> AccountStatus:
+    return AccountStatus(
+        id=row.id,
+        owner=row.owner,
+        source=f"{row.protocol}/{row.security} {row.host}:{row.port}",
+        username=row.username,
+        active=row.active,
+        state=row.state,
+        paused_reason=row.paused_reason,
+        last_run=last_run,
+        last_run_at=row.last_run_at,
+        last_result=row.last_result,
+        last_error=row.last_error,
+        next_poll_at=row.next_poll_at,
+        fetch_requested_at=row.fetch_requested_at,
+        consecutive_failures=row.consecutive_failures,
+        lease_owner=row.lease_owner,
+        last_log=last_log,
+    )
+
+
+class StatusService:
+    """Read-only views of the service state; each call is one short transaction."""
+
+    def __init__(self, db: Database, store: StatusStore | None = None) -> None:
+        self.db = db
+        self.store = store or StatusStore()
+
+    def health(self, now: float | None = None) -> Health:
+        """Live workers and queue lag; raises StorageError/ConfigError if the DB is down."""
+        now = time.time() if now is None else now
+        with self.db.begin() as conn:
+            self.store.ping(conn)
+            workers = self.store.live_workers(conn, now - WORKER_STALE_AFTER)
+            oldest = self.store.oldest_due(conn, now)
+        return Health(workers=workers, queue_lag_seconds=_lag(oldest, now))
+
+    def live(self, now: float | None = None) -> LiveGauges:
+        """The gauges computed from the database at scrape time."""
+        now = time.time() if now is None else now
+        with self.db.begin() as conn:
+            oldest = self.store.oldest_due(conn, now)
+            counts = self.store.state_counts(conn, now)
+            running = self.store.running_polls(conn, now)
+        return LiveGauges(
+            queue_lag_seconds=_lag(oldest, now), accounts_by_state=counts, running_polls=running
+        )
+
+    def report(self, account_id: int | None = None, now: float | None = None) -> StatusReport:
+        """The summary plus every account (or one, with its last log; NotFound if missing)."""
+        now = time.time() if now is None else now
+        ids = None if account_id is None else [account_id]
+        with self.db.begin() as conn:
+            rows = self.store.accounts(conn, now, ids)
+            if account_id is not None and not rows:
+                raise NotFound(f"account {account_id} does not exist")
+            last_runs = self.store.last_runs(conn, ids)
+            log = None if account_id is None else self.store.last_log(conn, account_id)
+            counts = self.store.state_counts(conn, now)
+            running = self.store.running_polls(conn, now)
+            oldest = self.store.oldest_due(conn, now)
+            workers = self.store.workers(conn)
+        summary = StatusSummary(
+            generated_at=now,
+            accounts_total=sum(counts.values()),
+            accounts_by_state=dict(sorted(counts.items())),
+            running_polls=running,
+            queue_lag_seconds=_lag(oldest, now),
+            oldest_due_at=oldest,
+            workers=[_worker(row, now) for row in workers],
+        )
+        accounts = [_account(row, last_runs.get(row.id), log) for row in rows]
+        return StatusReport(summary=summary, accounts=accounts)
+
+
+def _run_dict(run: RunRow | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    data = asdict(run)
+    duration = None if run.finished_at is None else round(run.finished_at - run.started_at, 3)
+    data["duration"] = duration
+    return data
+
+
+def status_dict(report: StatusReport) -> dict[str, Any]:
+    """The report as JSON-ready data (`mailhaul status --json`); it holds no password."""
+    summary = report.summary
+    accounts = []
+    for account in report.accounts:
+        data = asdict(account)
+        data["last_run"] = _run_dict(account.last_run)
+        if account.last_log is None:
+            del data["last_log"]
+        accounts.append(data)
+    return {
+        "generated_at": summary.generated_at,
+        "summary": {
+            "accounts_total": summary.accounts_total,
+            "accounts_by_state": summary.accounts_by_state,
+            "running_polls": summary.running_polls,
+            "queue_lag_seconds": round(summary.queue_lag_seconds, 3),
+            "oldest_due_at": summary.oldest_due_at,
+            "workers": [
+                asdict(w) | {"heartbeat_age": round(w.heartbeat_age, 3)} for w in summary.workers
+            ],
+        },
+        "accounts": accounts,
+    }
+
+
+def prune_runs(db: Database, runs: RunStore, keep_days: int, now: float | None = None) -> int:
+    """Delete runs older than ``keep_days`` (0 or less keeps everything); how many went.
+
+    Each account's newest finished run stays, whatever its age.
+    """
+    if keep_days <= 0:
+        return 0
+    now = time.time() if now is None else now
+    with db.begin() as conn:
+        pruned = runs.prune(conn, now - keep_days * DAY)
+    if pruned:
+        logger.info("pruned %d run(s) older than %d day(s)", pruned, keep_days)
+    return pruned
