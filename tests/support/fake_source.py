@@ -8,7 +8,7 @@ integration tests against Dovecot and the scripted servers. Faults are injected 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from mailhaul.domain.errors import ConfigError, TransientSourceError
@@ -98,7 +98,7 @@ class FakeSource:
                 return message
         return None
 
-    def select(self, folder: str) -> FolderListing:
+    def select(self, folder: str, known: Collection[str] = ()) -> FolderListing:
         self._fault("select")
         if folder not in self.server.folders:
             raise ConfigError(f"no folder {folder}")

@@ -355,3 +355,13 @@ def test_compress_uids_merges_runs(uids: list[int]) -> None:
     bounds = [tuple(int(x) for x in p.split(":")) for p in parts]
     for previous, following in itertools.pairwise(bounds):
         assert following[0] > previous[-1] + 1  # sorted, disjoint, never adjacent
+
+
+def test_search_responses_take_the_fast_path_and_empty_ones_work() -> None:
+    from mailhaul.adapters.sources.imap_parser import ResponseAssembler, Untagged
+
+    full = ResponseAssembler(b"* SEARCH 1 2 30 4000000000\r\n").result()
+    assert full == Untagged("SEARCH", None, (1, 2, 30, 4000000000))
+    empty = ResponseAssembler(b"* SEARCH\r\n").result()
+    assert isinstance(empty, Untagged)
+    assert empty.values == ()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from mailhaul.domain.messages import FolderListing, MessageRef
@@ -27,8 +27,13 @@ class MailSource(Protocol):
         """The server's capabilities after login (upper-case)."""
         ...
 
-    def select(self, folder: str) -> FolderListing:
-        """Open ``folder`` (POP3: only ``INBOX``) and list its messages with sizes."""
+    def select(self, folder: str, known: Collection[str] = ()) -> FolderListing:
+        """Open ``folder`` (POP3: only ``INBOX``) and list its messages with sizes.
+
+        ``known``: UIDs the caller has already delivered or refused. A source may list
+        those with size 0 (it need not fetch their details), which makes the poll of a
+        large folder with nothing new cheap (IMAP lists them with SEARCH).
+        """
         ...
 
     def fetch(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, Iterator[bytes]]]:

@@ -42,6 +42,7 @@ ProgressFn = Callable[[int, int, int, int], None]
 BATCH_COUNT = 64
 BATCH_BYTES = 8 * 1024 * 1024
 OVERSIZE_SLACK = 1024 * 1024
+SETTLE_EVERY = 512
 
 
 @dataclass
@@ -87,6 +88,7 @@ class FolderPoll:
         self.destination = account.spec.destination
         self.options = account.spec.options
         self.renew_at = 0.0
+        self._settled: list[MessageRef] = []
 
     def _renew_lease(self) -> None:
         """Extend the lease (per batch, and during a long message); AccountBusy if lost."""
@@ -95,15 +97,23 @@ class FolderPoll:
 
     def run(self) -> None:
         p, account, options = self.p, self.account, self.options
-        listing = self.source.select(self.folder)
+        with p.db.begin() as conn:
+            stored = p.records.folder_uidvalidity(conn, account.id, self.folder)
+            hint = (
+                p.records.known(conn, account.id, self.folder, stored)
+                if stored is not None
+                else KnownMessages()
+            )
+        known_uids = hint.delivered | hint.refused
+        listing = self.source.select(self.folder, known_uids)
+        if known_uids and (listing.uidvalidity or 0) != stored:
+            listing = self.source.select(self.folder)  # renumbered: sizes of all are needed
         if not listing.stable_uids and options.keep:
             raise UnsupportedByServer(
                 "the server does not support UIDL, so mailhaul cannot tell new mail from old: "
                 "'keep' needs UIDL (switch keep off to fetch and delete everything)"
             )
         uidvalidity = listing.uidvalidity or 0
-        with p.db.begin() as conn:
-            stored = p.records.folder_uidvalidity(conn, account.id, self.folder)
         if stored is None:
             with p.db.begin() as conn:
                 p.records.set_folder_uidvalidity(conn, account.id, self.folder, uidvalidity)
@@ -146,6 +156,7 @@ class FolderPoll:
                 break
             self._renew_lease()
             self._fetch_batch(batch, uidvalidity)
+        self._settle_on_source()
         if listing.stable_uids:
             listed = {ref.uid for ref in listing.messages}
             gone = sorted((known.delivered | known.refused) - listed)
@@ -247,12 +258,25 @@ class FolderPoll:
                     break  # finish the message in hand, record it, then log out politely
         finally:
             self._record(batch, delivered, records, refusals, uidvalidity)
-        if delivered:
-            if self.options.keep:
-                self.source.mark_seen(delivered)
-            else:
-                self.source.delete(delivered)
-                self.counts.deleted += len(delivered)
+        self._settled.extend(delivered)
+        if len(self._settled) >= SETTLE_EVERY:
+            self._settle_on_source()
+
+    def _settle_on_source(self) -> None:
+        """Delete (or, with keep, flag \\Seen) the recorded deliveries on the source.
+
+        Done every SETTLE_EVERY messages and at the end of the folder rather than per batch
+        (fewer round trips); safe because every one of them is recorded already: a run that
+        dies first leaves them on the server, and the next run deletes them unfetched.
+        """
+        settled, self._settled = self._settled, []
+        if not settled:
+            return
+        if self.options.keep:
+            self.source.mark_seen(settled)
+        else:
+            self.source.delete(settled)
+            self.counts.deleted += len(settled)
 
     def _deliver(
         self, ref: MessageRef, chunks: Iterator[bytes], receipt: str | None, received: bytes

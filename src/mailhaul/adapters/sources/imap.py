@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 
 from mailhaul.adapters.sources.imap_commands import can_quote, compress_uids, quote
-from mailhaul.adapters.sources.imap_conn import MAX_LISTING_LINE, ImapConnection
+from mailhaul.adapters.sources.imap_conn import ImapConnection
 from mailhaul.adapters.sources.imap_fetch import fetch_bodies, fetch_headers
+from mailhaul.adapters.sources.imap_listing import SEARCH_LISTING_MAX, FolderLister
 from mailhaul.adapters.sources.imap_parser import (
     MAX_UID,
     Continuation,
-    Fetch,
     Response,
     Status,
     Untagged,
@@ -218,7 +218,7 @@ class ImapSource:
         self._check(self._conn.command(b'LIST "" "*"', on_data), "LIST")
         return names
 
-    def select(self, folder: str) -> FolderListing:
+    def select(self, folder: str, known: Collection[str] = ()) -> FolderListing:
         """Open ``folder`` and list its messages (UID, size, \\Seen)."""
         try:
             encoded = encode_mailbox(folder).encode("ascii")
@@ -247,39 +247,15 @@ class ImapSource:
             raise self._violation(f"server sent no UIDVALIDITY for folder {folder!r}")
         if status.code == "READ-ONLY":
             self._log(f"imap: folder {folder!r} is read-only: flags cannot be changed")
-        messages = self._list_messages() if conn.exists != 0 else []
+        lister = FolderLister(conn, self._check, self._redact)
+        if conn.exists == 0:
+            messages: list[MessageRef] = []
+        elif known and (conn.exists or 0) <= SEARCH_LISTING_MAX:
+            messages = lister.by_search(known)
+        else:
+            messages = lister.by_fetch()
         self._selected = folder
         return FolderListing(folder, uidvalidity[-1], tuple(messages))
-
-    def _list_messages(self) -> list[MessageRef]:
-        found: dict[int, MessageRef] = {}
-        bound = [max(self._conn.exists or 0, 1000)]
-
-        def on_fetch(response: Response) -> None:
-            if not isinstance(response, Fetch):
-                return
-            uid, size = response.uid(), response.size()
-            if uid is None:
-                return  # an unsolicited flag update without UID
-            if size is None:
-                known = found.get(uid)
-                if known is not None and response.flags() is not None:
-                    found[uid] = MessageRef(known.uid, uid, known.size, response.seen())
-                return
-            found[uid] = MessageRef(str(uid), uid, size, response.seen())
-            bound[0] = max(bound[0], self._conn.exists or 0)
-            if len(found) > 2 * bound[0]:
-                raise ProtocolViolation("server listed far more messages than the folder holds")
-
-        status = self._conn.command(
-            b"UID FETCH 1:* (UID FLAGS RFC822.SIZE)", on_fetch, line_limit=MAX_LISTING_LINE
-        )
-        if status.kind == "NO":
-            raise TransientSourceError(
-                f"server could not list the folder: {self._redact(status.text)}"
-            )
-        self._check(status, "UID FETCH")
-        return [found[uid] for uid in sorted(found)]
 
     # messages ---------------------------------------------------------------------------
     def fetch(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, Iterator[bytes]]]:

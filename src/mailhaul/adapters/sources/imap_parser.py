@@ -128,6 +128,7 @@ _LITERAL_SIZE = re.compile(rb"[0-9]{1,19}\+?")
 _NUMBER = re.compile(rb"[0-9]{1,10}")
 _NAME = re.compile(rb"[A-Za-z][A-Za-z0-9._-]*")
 _FAST_ITEM_ALT = rb"(?:(?:UID|RFC822\.SIZE) [0-9]{1,19}|FLAGS \([^()\"{}\[\]\x00-\x1f\x7f]*\))"
+_FAST_SEARCH = re.compile(rb"(?:[1-9][0-9]{0,9}(?: [1-9][0-9]{0,9})*)?")
 _FAST_FETCH = re.compile(rb"\(" + _FAST_ITEM_ALT + rb"(?: " + _FAST_ITEM_ALT + rb")*\)")
 _FAST_ITEM = re.compile(rb"(UID|RFC822\.SIZE) ([0-9]+)|FLAGS \(([^)]*)\)")
 
@@ -288,6 +289,9 @@ class ResponseAssembler:
         elif _NAME.fullmatch(word) is None:
             raise ProtocolViolation(f"malformed untagged response: {show(line)}")
         self._name = name
+        if name == "SEARCH" and _FAST_SEARCH.fullmatch(rest) is not None:
+            self._done = Untagged(name, self._number, tuple(int(n) for n in rest.split()))
+            return
         if name == "FETCH" and _FAST_FETCH.fullmatch(rest) is not None:
             self._done = _fast_fetch(self._number, rest)
             return

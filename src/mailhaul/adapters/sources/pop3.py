@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 
 from mailhaul.adapters.sources.pop3_conn import Body, Pending, Pop3Connection
 from mailhaul.adapters.sources.pop3_wire import (
@@ -107,7 +107,7 @@ class Pop3Source:
         """The CAPA names after login, upper-case (each SASL mechanism also as AUTH=…)."""
         return self._caps
 
-    def select(self, folder: str) -> FolderListing:
+    def select(self, folder: str, known: Collection[str] = ()) -> FolderListing:
         """List INBOX with UIDL and LIST (sent together when the server offers PIPELINING)."""
         if folder.upper() != POP3_FOLDER:
             raise ConfigError(f"POP3 has only the INBOX folder, not {folder!r}")
