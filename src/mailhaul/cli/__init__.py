@@ -22,7 +22,6 @@ from mailhaul.cli.context import (
 )
 from mailhaul.cli.fetching import fetch_accounts
 from mailhaul.cli.output import console, print_json, run_dict, runs_table
-from mailhaul.cli.service import run_service
 
 app = typer.Typer(
     help="mailhaul: fetch mail from POP3/IMAP accounts into local mailboxes.",
@@ -183,6 +182,8 @@ def serve(
     SIGTERM or Ctrl-C stop it cleanly: running polls finish the message in hand, record
     it and log out.
     """
+    from mailhaul.cli.service import run_service  # web stack: only for the service
+
     run_service(state(ctx), workers)
 
 
@@ -192,6 +193,8 @@ def worker(
     workers: Annotated[int | None, typer.Option(help="Accounts polled at once.")] = None,
 ) -> None:
     """Run only the scheduler (more of them share the work on PostgreSQL)."""
+    from mailhaul.cli.service import run_service
+
     run_service(state(ctx), workers, web=False)
 
 

@@ -119,8 +119,11 @@ class FolderPoll:
                 p.records.set_folder_uidvalidity(conn, account.id, self.folder, uidvalidity)
         elif stored != uidvalidity:
             self._reconcile_uidvalidity(listing.messages, stored, uidvalidity)
-        with p.db.begin() as conn:
-            known = p.records.known(conn, account.id, self.folder, uidvalidity)
+        if stored == uidvalidity:
+            known = hint  # read just before the listing, for its hint
+        else:
+            with p.db.begin() as conn:
+                known = p.records.known(conn, account.id, self.folder, uidvalidity)
         if not listing.stable_uids:
             known = KnownMessages()
         elif self._uidls_renumbered(listing.messages, known):
@@ -160,8 +163,9 @@ class FolderPoll:
         if listing.stable_uids:
             listed = {ref.uid for ref in listing.messages}
             gone = sorted((known.delivered | known.refused) - listed)
-            with p.db.begin() as conn:
-                p.records.prune(conn, account.id, self.folder, uidvalidity, gone)
+            if gone:
+                with p.db.begin() as conn:
+                    p.records.prune(conn, account.id, self.folder, uidvalidity, gone)
 
     def _uidls_renumbered(self, listed: tuple[MessageRef, ...], known: KnownMessages) -> bool:
         """POP3 with keep: everything listed is new although kept mail should still be there."""
@@ -247,7 +251,16 @@ class FolderPoll:
                     )
                     continue
                 delivered.append(ref)
-                records.append(DeliveredRecord(ref.uid, fingerprint(head, ref.size), ref.size))
+                record = DeliveredRecord(ref.uid, fingerprint(head, ref.size), ref.size)
+                if receipts.get(ref.uid) is None:
+                    # A hand-off (LMTP, SMTP, MDA) cannot be checked after a crash: record
+                    # it at once, so a crash can deliver again only the message in hand.
+                    with p.db.begin() as conn:
+                        p.records.mark_delivered(
+                            conn, account.id, self.folder, uidvalidity, [record], time.time()
+                        )
+                else:
+                    records.append(record)
                 self.counts.fetched += 1
                 self.counts.bytes += size
                 if self.progress:

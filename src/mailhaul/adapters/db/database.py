@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
-from mailhaul.adapters.db import schema
-from mailhaul.adapters.db.schema import SchemaState
 from mailhaul.domain.errors import ConfigError, StorageError
+
+if TYPE_CHECKING:
+    from mailhaul.adapters.db.schema import SchemaState
 
 
 class Database:
@@ -47,6 +48,8 @@ class Database:
 
     def upgrade(self, revision: str = "head") -> SchemaState:
         """``alembic upgrade head``; a home from before migrations is stamped at 0001 first."""
+        from mailhaul.adapters.db import schema  # alembic: imported when needed
+
         with self._errors():
             if not self.is_sqlite:
                 with self.engine.begin() as conn:
@@ -70,11 +73,15 @@ class Database:
 
     def schema_state(self) -> SchemaState:
         """The database's revision against the code's head."""
+        from mailhaul.adapters.db import schema  # alembic: imported when needed
+
         with self._errors(), self.engine.connect() as conn:
             return schema.state(conn)
 
     def check_current(self) -> None:
         """Raise ConfigError unless the schema is at the code's head revision."""
+        from mailhaul.adapters.db import schema  # alembic: imported when needed
+
         found = self.schema_state()
         if found.up_to_date:
             return
@@ -94,6 +101,8 @@ class Database:
 
     def schema_differences(self) -> list[Any]:
         """Differences between the database and ``tables.metadata`` (none when current)."""
+        from mailhaul.adapters.db import schema  # alembic: imported when needed
+
         with self._errors(), self.engine.connect() as conn:
             return schema.differences(conn)
 
