@@ -8,10 +8,7 @@ written to tmp/. Nothing in mailhaul knows it is being tested.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from mailhaul.adapters.db.tables import messages, runs
 from mailhaul.domain.options import Protocol
 from support.dovecot import Mailbox
 from support.mailhaul_home import Home
+from support.processes import kill_when, start_fetch
 
 BOTH = [Protocol.POP3, Protocol.IMAP]
 
@@ -32,36 +30,6 @@ def corpus(count: int) -> list[bytes]:
         % (n, n, b"line of body text\n" * (20 + n % 50))
         for n in range(count)
     ]
-
-
-def start_fetch(home: Home, account_id: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "MAILHAUL_HOME": str(home.app.settings.home)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "mailhaul", "fetch", str(account_id)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def kill_when(proc: subprocess.Popen[bytes], ready, timeout: float = 60.0) -> bool:
-    """SIGKILL ``proc`` as soon as ``ready()`` is true; False if it finished first."""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if ready():
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                return True
-            if proc.poll() is not None:
-                return False
-            time.sleep(0.0005)
-        proc.kill()
-        proc.wait()
-        raise AssertionError("the fetch neither finished nor reached the kill point")
-    finally:
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 def count_new(maildir: Path) -> int:
@@ -108,13 +76,13 @@ def test_sigkill_after_n_messages_then_rerun_delivers_each_once(
     maildir = home.app.sink.maildir_for("owner@local.test")
     killed_at = []
     for target in (1, 70, 150):
-        proc = start_fetch(home, account.id)
+        proc = start_fetch(home, account.id, subprocess.PIPE)
         if kill_when(proc, lambda t=target: count_new(maildir) >= t):
             killed_at.append(count_new(maildir))
         if not keep:  # what was delivered and recorded may already be gone from the server
             assert len(mailbox.list_messages()) + count_new(maildir) >= len(sent)
     assert killed_at, "the fetch always finished before the kill point"
-    final = start_fetch(home, account.id)
+    final = start_fetch(home, account.id, subprocess.PIPE)
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err.decode()
     assert_exactly_once(home, mailbox, sent, keep)
@@ -131,10 +99,10 @@ def test_sigkill_during_a_large_message_then_rerun(
         mailbox.deliver(raw)
     account = home.add(mailbox, protocol)
     maildir = home.app.sink.maildir_for("owner@local.test")
-    proc = start_fetch(home, account.id)
+    proc = start_fetch(home, account.id, subprocess.PIPE)
     assert kill_when(proc, lambda: large_file_in_tmp(maildir, 2_000_000))
     assert len(mailbox.list_messages()) >= 4  # the big one and those after it are still there
-    final = start_fetch(home, account.id)
+    final = start_fetch(home, account.id, subprocess.PIPE)
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err.decode()
     assert_exactly_once(home, mailbox, sent, keep=False)

@@ -7,12 +7,7 @@ duplicate per kill, never more (each accepted message is recorded at once).
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +16,7 @@ import pytest
 from mailhaul.domain.options import Protocol
 from support.dovecot import DovecotServer, Mailbox
 from support.mailhaul_home import Home
+from support.processes import kill_when, start_fetch
 
 COUNT = 150
 MESSAGE_ID = re.compile(rb"Message-ID: <(dc\d+@example\.net)>")
@@ -34,31 +30,6 @@ def corpus() -> list[bytes]:
     ]
 
 
-def fetch(home: Home, account_id: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "MAILHAUL_HOME": str(home.app.settings.home)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "mailhaul", "fetch", str(account_id)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def kill_at(proc: subprocess.Popen[bytes], count, target: int) -> bool:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if count() >= target:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.0005)
-    proc.kill()
-    proc.wait()
-    raise AssertionError("the fetch neither finished nor reached the kill point")
-
-
 def files_in(directory: Path) -> list[Path]:
     try:
         return [p for p in directory.iterdir() if p.is_file()]
@@ -69,9 +40,9 @@ def files_in(directory: Path) -> list[Path]:
 def crash_and_rerun(home: Home, source: Mailbox, account_id: int, delivered_files) -> int:
     kills = 0
     for target in (1, 40, 90):
-        if kill_at(fetch(home, account_id), lambda: len(delivered_files()), target):
+        if kill_when(start_fetch(home, account_id), lambda t=target: len(delivered_files()) >= t):
             kills += 1
-    final = fetch(home, account_id)
+    final = start_fetch(home, account_id)
     assert final.wait(timeout=120) == 0
     assert source.list_messages() == []  # everything delivered, then deleted
     return kills
