@@ -17,6 +17,7 @@ from mailhaul.domain.options import Protocol
 from support.dovecot import DovecotServer, Mailbox
 from support.mailhaul_home import Home
 from support.processes import kill_when, start_fetch
+from support.smtp_server import Handler, SmtpTestServer
 
 COUNT = 150
 MESSAGE_ID = re.compile(rb"Message-ID: <(dc\d+@example\.net)>")
@@ -48,8 +49,9 @@ def crash_and_rerun(home: Home, source: Mailbox, account_id: int, delivered_file
     return kills
 
 
-def assert_nothing_lost(files: list[Path], kills: int) -> None:
-    ids = Counter(m.group(1) for f in files if (m := MESSAGE_ID.search(f.read_bytes())))
+def assert_nothing_lost(files: list[Path] | list[bytes], kills: int) -> None:
+    datas = [f if isinstance(f, bytes) else f.read_bytes() for f in files]
+    ids = Counter(m.group(1) for data in datas if (m := MESSAGE_ID.search(data)))
     assert set(ids) == {b"dc%d@example.net" % n for n in range(COUNT)}, "a message was lost"
     duplicates = sum(n - 1 for n in ids.values())
     assert duplicates <= kills, f"{duplicates} duplicates after {kills} kills"
@@ -98,3 +100,22 @@ def test_sigkill_during_mda_delivery_loses_nothing(
     assert kills >= 1
     assert_nothing_lost(delivered(), kills)
     home.app.db.dispose()
+
+
+def test_sigkill_during_smtp_delivery_loses_nothing(tmp_path: Path, dovecot: DovecotServer):
+    handler = Handler()
+    with SmtpTestServer(handler) as smtp:
+        toml = f'[delivery]\nmethod = "smtp"\nsmtp = "{smtp.address}"\n'
+        home = Home.create(tmp_path / "home", toml)
+        source = dovecot.new_mailbox()
+        for raw in corpus():
+            source.deliver(raw)
+        account = home.add(source, Protocol.IMAP)
+
+        def delivered() -> list[bytes]:
+            return [message.data for message in list(handler.messages)]
+
+        kills = crash_and_rerun(home, source, account.id, delivered)
+        assert kills >= 1
+        assert_nothing_lost(delivered(), kills)
+        home.app.db.dispose()
