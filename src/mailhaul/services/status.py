@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mailhaul.adapters.db.database import Database
-from mailhaul.adapters.db.runs import RunStore
-from mailhaul.adapters.db.status import AccountRow, RunRow, StatusStore, WorkerRow
+from mailhaul.adapters.db.runs import RunRecord, RunStore
+from mailhaul.adapters.db.status import AccountRow, StatusStore, WorkerRow
 from mailhaul.adapters.db.workers import ALIVE_WITHIN
 from mailhaul.domain.errors import NotFound
 
@@ -65,7 +65,7 @@ class AccountStatus:
     active: bool
     state: str
     paused_reason: str | None
-    last_run: RunRow | None
+    last_run: RunRecord | None
     last_run_at: float | None
     last_result: str | None
     last_error: str | None
@@ -115,7 +115,7 @@ def _worker(row: WorkerRow, now: float) -> WorkerStatus:
     )
 
 
-def _account(row: AccountRow, last_run: RunRow | None, last_log: str | None) -> AccountStatus:
+def _account(row: AccountRow, last_run: RunRecord | None, last_log: str | None) -> AccountStatus:
     return AccountStatus(
         id=row.id,
         owner=row.owner,
@@ -190,10 +190,11 @@ class StatusService:
         return StatusReport(summary=summary, accounts=accounts)
 
 
-def _run_dict(run: RunRow | None) -> dict[str, Any] | None:
+def _run_dict(run: RunRecord | None) -> dict[str, Any] | None:
     if run is None:
         return None
     data = asdict(run)
+    del data["log"]  # the account's last log is reported on its own
     duration = None if run.finished_at is None else round(run.finished_at - run.started_at, 3)
     data["duration"] = duration
     return data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
@@ -24,7 +25,26 @@ class RunRecord:
     deleted: int
     skipped: int
     error: str | None
-    log: str
+    log: str = ""  # empty where only the counts were read
+
+
+def run_record(row: Any) -> RunRecord:
+    """A ``runs`` row as a RunRecord (its log only if the query selected it)."""
+    mapping = row._mapping
+    return RunRecord(
+        id=row.id,
+        account_id=row.account_id,
+        trigger=row.trigger,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        result=row.result,
+        fetched=row.fetched,
+        bytes=row.bytes,
+        deleted=row.deleted,
+        skipped=row.skipped,
+        error=row.error,
+        log=mapping.get("log", ""),
+    )
 
 
 class RunStore:
@@ -113,20 +133,4 @@ class RunStore:
             .order_by(runs.c.id.desc())
             .limit(limit)
         )
-        return [
-            RunRecord(
-                id=r.id,
-                account_id=r.account_id,
-                trigger=r.trigger,
-                started_at=r.started_at,
-                finished_at=r.finished_at,
-                result=r.result,
-                fetched=r.fetched,
-                bytes=r.bytes,
-                deleted=r.deleted,
-                skipped=r.skipped,
-                error=r.error,
-                log=r.log,
-            )
-            for r in rows
-        ]
+        return [run_record(r) for r in rows]

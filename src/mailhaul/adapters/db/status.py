@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select
 
+from mailhaul.adapters.db.runs import RunRecord, run_record
 from mailhaul.adapters.db.tables import accounts, runs, workers
 
 
@@ -38,23 +39,6 @@ class AccountRow:
     last_result: str | None
     last_error: str | None
     consecutive_failures: int
-
-
-@dataclass(frozen=True)
-class RunRow:
-    """The counts of one finished run (its log is read separately)."""
-
-    id: int
-    account_id: int
-    trigger: str
-    started_at: float
-    finished_at: float | None
-    result: str
-    fetched: int
-    bytes: int
-    deleted: int
-    skipped: int
-    error: str | None
 
 
 @dataclass(frozen=True)
@@ -180,7 +164,7 @@ class StatusStore:
         value = conn.execute(query).scalar_one_or_none()
         return None if value is None else float(value)
 
-    def last_runs(self, conn: Connection, ids: Sequence[int] | None = None) -> dict[int, RunRow]:
+    def last_runs(self, conn: Connection, ids: Sequence[int] | None = None) -> dict[int, RunRecord]:
         """Each account's newest finished run (not ``running``), keyed by account id."""
         latest = select(func.max(runs.c.id).label("id")).where(runs.c.result != "running")
         if ids is not None:
@@ -199,22 +183,7 @@ class StatusStore:
             runs.c.skipped,
             runs.c.error,
         ).join(latest_ids, runs.c.id == latest_ids.c.id)
-        return {
-            r.account_id: RunRow(
-                id=r.id,
-                account_id=r.account_id,
-                trigger=r.trigger,
-                started_at=r.started_at,
-                finished_at=r.finished_at,
-                result=r.result,
-                fetched=r.fetched,
-                bytes=r.bytes,
-                deleted=r.deleted,
-                skipped=r.skipped,
-                error=r.error,
-            )
-            for r in conn.execute(query)
-        }
+        return {r.account_id: run_record(r) for r in conn.execute(query)}
 
     def last_log(self, conn: Connection, account_id: int) -> str | None:
         """The log of the account's newest finished run, or None."""
