@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security, SourceEndpoint
 
@@ -28,6 +29,27 @@ class AccountSpec:
     def destination(self) -> str:
         """The local address mail is delivered to (the owner unless set)."""
         return self.deliver_to or self.owner
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON-ready values (there is no password in a spec)."""
+        return {
+            "owner": self.owner,
+            "protocol": str(self.protocol),
+            "host": self.host,
+            "port": self.port,
+            "security": str(self.security),
+            "verify_cert": self.verify_cert,
+            "ca_file": self.ca_file,
+            "username": self.username,
+            "folders": list(self.options.folders),
+            "keep": self.options.keep,
+            "fetchall": self.options.fetchall,
+            "flush": self.options.flush,
+            "max_size": self.options.max_size,
+            "deliver_to": self.deliver_to,
+            "interval": self.interval,
+            "active": self.active,
+        }
 
 
 @dataclass(frozen=True)

@@ -70,22 +70,7 @@ def export_data(
     for account in service.list_all():
         spec = account.spec
         data: dict[str, Any] = {
-            "owner": spec.owner,
-            "protocol": str(spec.protocol),
-            "host": spec.host,
-            "port": spec.port,
-            "security": str(spec.security),
-            "verify_cert": spec.verify_cert,
-            "ca_file": spec.ca_file,
-            "username": spec.username,
-            "folders": list(spec.options.folders),
-            "keep": spec.options.keep,
-            "fetchall": spec.options.fetchall,
-            "flush": spec.options.flush,
-            "max_size": spec.options.max_size,
-            "deliver_to": spec.deliver_to,
-            "interval": spec.interval,
-            "active": spec.active,
+            **spec.as_dict(),
             "id": account.id,
             "last_run_at": account.last_run_at,
             "last_result": account.last_result,

@@ -15,24 +15,7 @@ from mailhaul.domain.options import Protocol, RetrievalOptions, Security
 
 
 def _spec_values(spec: AccountSpec) -> dict[str, Any]:
-    return {
-        "owner": spec.owner,
-        "protocol": str(spec.protocol),
-        "host": spec.host,
-        "port": spec.port,
-        "security": str(spec.security),
-        "verify_cert": spec.verify_cert,
-        "ca_file": spec.ca_file,
-        "username": spec.username,
-        "folders": json.dumps(list(spec.options.folders)),
-        "keep": spec.options.keep,
-        "fetchall": spec.options.fetchall,
-        "flush": spec.options.flush,
-        "max_size": spec.options.max_size,
-        "deliver_to": spec.deliver_to,
-        "interval": spec.interval,
-        "active": spec.active,
-    }
+    return {**spec.as_dict(), "folders": json.dumps(list(spec.options.folders))}
 
 
 def _account(row: Row[Any]) -> Account:
