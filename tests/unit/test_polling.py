@@ -276,3 +276,22 @@ def test_stop_request_finishes_the_message_in_hand_and_records_it(harness: Harne
     assert len(harness.bodies()) == 1
     harness.server.fail_at = None
     assert harness.poller.poll(account.id).fetched == 9
+
+
+def test_kept_imap_mail_is_flagged_seen_even_if_a_run_died_before_flagging(
+    imap: Harness, monkeypatch
+):
+    imap.server.add(msg(1))
+    account = imap.add(keep=True)
+
+    def die(*_a: object) -> None:
+        raise TransientSourceError("connection lost before the STORE")
+
+    monkeypatch.setattr("support.fake_source.FakeSource.mark_seen", die)
+    assert imap.poller.poll(account.id).result == "error"
+    monkeypatch.undo()
+    assert not imap.server.messages()[0].seen  # delivered and recorded, not flagged
+    second = imap.poller.poll(account.id)
+    assert second.fetched == 0
+    assert imap.server.messages()[0].seen
+    assert imap.bodies() == [lf(msg(1))]

@@ -148,6 +148,11 @@ class FolderPoll:
                 f"({options.max_size} bytes): left on the server"
             )
         self.counts.skipped += len(plan.too_large) + len(plan.refused)
+        unflagged = [ref for ref in plan.old if not ref.seen and ref.uid in known.delivered]
+        if options.keep and listing.uidvalidity is not None and unflagged:
+            # Kept and recorded, but a run died before flagging them \Seen: do it now.
+            self.source.mark_seen(unflagged)
+            self.log(f"{self.folder}: flagged {len(unflagged)} delivered message(s) \\Seen")
         if plan.delete_now:
             self.source.delete(plan.delete_now)
             self.counts.deleted += len(plan.delete_now)
