@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a Debian 12 machine, idempotently:
 #   - Debian packages: Dovecot (IMAP, POP3, LMTP), openssl, fetchmail, getmail6, python3-venv,
-#     installed behind a policy-rc.d that forbids starting services, so no system Dovecot or
-#     fetchmail daemon starts;
+#     and chromium (/usr/bin/chromium, driven headless by the pinned Python playwright: no
+#     `playwright install`, no browser downloads), installed behind a policy-rc.d that forbids
+#     starting services, so no system Dovecot or fetchmail daemon starts;
 #   - no system Dovecot left listening on the standard ports 110/143/993/995;
 #   - the unprivileged system user "mailhaul-test" that owns the Maildirs the test Dovecot serves;
 #   - a PostgreSQL server on 127.0.0.1:5432 where the role postgres (and root) can log in to the
@@ -18,6 +19,7 @@ set -euo pipefail
 PACKAGES=(
     dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd
     openssl fetchmail getmail6 python3-venv
+    chromium
 )
 readonly TEST_USER=mailhaul-test
 readonly PG_PORT=5432

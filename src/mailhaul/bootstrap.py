@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
@@ -22,6 +23,12 @@ from mailhaul.services.accounts import AccountService
 from mailhaul.services.leases import Leases
 from mailhaul.services.polling import Poller
 from mailhaul.settings import DEFAULT_TOML, DeliverySettings, Settings
+
+if TYPE_CHECKING:
+    from mailhaul.adapters.passwords import PasswordHashes
+    from mailhaul.services.account_access import AccountAccess
+    from mailhaul.services.status import StatusService
+    from mailhaul.services.users import UserService
 
 
 def open_source(endpoint: SourceEndpoint, credentials: Credentials, log: LogFn) -> MailSource:
@@ -142,6 +149,43 @@ class App:
     def accounts(self) -> AccountService:
         """Account use cases."""
         return AccountService(self.db, self.account_store, self.run_store, self.secret_box)
+
+    @cached_property
+    def password_hashes(self) -> PasswordHashes:
+        """argon2id hashes of the management users' passwords."""
+        from mailhaul.adapters.passwords import PasswordHashes
+
+        return PasswordHashes()
+
+    @cached_property
+    def users(self) -> UserService:
+        """Management users, sessions and API keys."""
+        from mailhaul.services.users import UserService
+
+        return UserService(
+            self.db,
+            hashes=self.password_hashes,
+            session_ttl=self.settings.web_session_hours * 3600.0,
+        )
+
+    @cached_property
+    def status(self) -> StatusService:
+        """Read-only status of the service and its accounts."""
+        from mailhaul.services.status import StatusService
+
+        return StatusService(self.db)
+
+    @cached_property
+    def account_access(self) -> AccountAccess:
+        """Account use cases scoped to a principal (web UI, API)."""
+        from mailhaul.domain.source_policy import SourcePolicy
+        from mailhaul.services.account_access import AccountAccess
+
+        policy = SourcePolicy(
+            allow_private=self.settings.sources_allow_private,
+            allowed_ports=self.settings.sources_allowed_ports,
+        )
+        return AccountAccess(self.accounts, self.status, policy, open_source, self.settings.timeout)
 
     @cached_property
     def sink(self) -> MailSink:

@@ -46,6 +46,10 @@ _SCHEMA: dict[tuple[str, str], tuple[type, Any]] = {
     ("log", "level"): (str, "info"),
     ("log", "syslog"): (bool, False),
     ("web", "listen"): (str, "127.0.0.1:8025"),
+    ("web", "cookie_secure"): (bool, True),
+    ("web", "session_hours"): (int, 12),
+    ("sources", "allow_private"): (bool, False),
+    ("sources", "allowed_ports"): (str, "110,143,993,995"),
 }
 
 DEFAULT_TOML = """\
@@ -92,7 +96,15 @@ level = "info"        # debug | info | warning | error
 syslog = false        # also log to /dev/log, facility mail (lands in /var/log/maillog)
 
 [web]
-listen = "127.0.0.1:8025"   # /healthz and /metrics of `mailhaul serve`; "" switches it off
+listen = "127.0.0.1:8025"   # the web UI, /api/v1, /healthz and /metrics; "" switches it off
+cookie_secure = true        # session cookies only over HTTPS (browsers also allow localhost)
+session_hours = 12          # a login lasts this long
+
+[sources]
+# Source hosts non-admin users may enter: by default no loopback, private or link-local
+# addresses, and only these ports. Admins may use any.
+allow_private = false
+allowed_ports = "110,143,993,995"
 """
 
 
@@ -152,6 +164,10 @@ class Settings:
     log_level: str = "info"
     log_syslog: bool = False
     web_listen: str = "127.0.0.1:8025"
+    web_cookie_secure: bool = True
+    web_session_hours: int = 12
+    sources_allow_private: bool = False
+    sources_allowed_ports: frozenset[int] = frozenset({110, 143, 993, 995})
 
     @property
     def maildir_path(self) -> str:
@@ -251,6 +267,7 @@ def load_settings(
         "poll.max_backoff",
         "poll.auth_failures_to_pause",
         "poll.lease_ttl",
+        "web.session_hours",
     ):
         if values[name] <= 0:
             raise ConfigError(f"setting {name} must be positive")
@@ -276,7 +293,25 @@ def load_settings(
         log_level=values["log.level"],
         log_syslog=values["log.syslog"],
         web_listen=values["web.listen"],
+        web_cookie_secure=values["web.cookie_secure"],
+        web_session_hours=values["web.session_hours"],
+        sources_allow_private=values["sources.allow_private"],
+        sources_allowed_ports=_ports(values["sources.allowed_ports"]),
     )
+
+
+def _ports(text: str) -> frozenset[int]:
+    """``"110, 995"`` → {110, 995}; a clear error on anything else."""
+    ports: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        if not part.isdigit() or not 1 <= int(part) <= 65535:
+            raise ConfigError(
+                f'setting sources.allowed_ports must list TCP ports like "110,995", not {text!r}'
+            )
+        ports.add(int(part))
+    return frozenset(ports)
 
 
 def _domain_overrides(

@@ -97,3 +97,16 @@ def test_delivery_method_without_its_address_is_refused(tmp_path: Path):
     (tmp_path / "mailhaul.toml").write_text('[delivery.domains."x.test"]\nlmpt = "a:1"\n')
     with pytest.raises(ConfigError, match="unknown setting"):
         load_settings(tmp_path, environ={})
+
+
+def test_source_policy_settings_default_to_public_hosts_and_mail_ports(tmp_path: Path):
+    settings = load_settings(tmp_path, environ={})
+    assert not settings.sources_allow_private
+    assert settings.sources_allowed_ports == {110, 143, 993, 995}
+    assert settings.web_cookie_secure
+    env = {"MAILHAUL_SOURCES_ALLOWED_PORTS": "993, 10993", "MAILHAUL_SOURCES_ALLOW_PRIVATE": "yes"}
+    settings = load_settings(tmp_path, environ=env)
+    assert settings.sources_allowed_ports == {993, 10993}
+    assert settings.sources_allow_private
+    with pytest.raises(ConfigError, match=r"sources.allowed_ports must list TCP ports"):
+        load_settings(tmp_path, environ={"MAILHAUL_SOURCES_ALLOWED_PORTS": "993,imaps"})

@@ -11,13 +11,14 @@ import typer
 
 from mailhaul import __version__
 from mailhaul.bootstrap import init_home
-from mailhaul.cli import accounts, db, importing
+from mailhaul.cli import accounts, db, importing, users
 from mailhaul.cli import status as status_cli
 from mailhaul.cli.context import (
     EXIT_FAILED,
     CliState,
     errors_to_exit,
     fail,
+    read_password_stdin,
     state,
 )
 from mailhaul.cli.fetching import fetch_accounts
@@ -32,6 +33,7 @@ app = typer.Typer(
 app.add_typer(accounts.app, name="account")
 app.add_typer(importing.app, name="import")
 app.add_typer(db.app, name="db")
+app.add_typer(users.app, name="user")
 app.command("export")(importing.export)
 app.command("status")(status_cli.status)
 key_app = typer.Typer(help="Manage the key that encrypts stored passwords.", no_args_is_help=True)
@@ -80,16 +82,46 @@ def main_options(
 
 
 @app.command()
-def init(ctx: typer.Context) -> None:
-    """Create the data directory, key file, settings file and database (idempotent)."""
+def init(
+    ctx: typer.Context,
+    admin_login: Annotated[
+        str, typer.Option(help="Login of the first admin (made when there are no users).")
+    ] = "admin",
+    admin_password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--admin-password-stdin",
+            help="Read the first admin's password from standard input (default: generate "
+            "one and print it once).",
+        ),
+    ] = False,
+) -> None:
+    """Create the data directory, key file, settings file, database and first admin.
+
+    Idempotent: what exists is left as it is.
+    """
+    from mailhaul.cli.users import generated_password
+    from mailhaul.domain.access import Principal, Role
+
     with errors_to_exit():
         settings = state(ctx).settings()
         made = init_home(settings)
+        users = state(ctx).app().users
+        first_admin = users.count() == 0
+        if first_admin:
+            password = read_password_stdin() if admin_password_stdin else generated_password()
+            users.add(Principal.system(), admin_login, Role.ADMIN, password)
     for path in made:
         console.print(f"created {path}")
     console.print(f"mailhaul home: {settings.home}")
     console.print(f"database:      {settings.database_url}")
     console.print(f"maildirs:      {settings.maildir_path}")
+    if first_admin:
+        console.print(f"web admin:     {admin_login}")
+        if not admin_password_stdin:
+            console.print(f"password:      {password}   (shown only now)")
+    elif admin_password_stdin:
+        console.print("users exist already: the admin password was not changed")
 
 
 @app.command()

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 import typer
 
 from mailhaul.bootstrap import App
+from mailhaul.domain.access import Forbidden
 from mailhaul.domain.errors import AccountBusy, ConfigError, MailhaulError, NotFound
 from mailhaul.settings import Settings, load_settings
 
@@ -70,7 +71,7 @@ def errors_to_exit() -> Iterator[None]:
         fail(str(exc), EXIT_NOT_FOUND)
     except AccountBusy as exc:
         fail(str(exc), EXIT_BUSY)
-    except ConfigError as exc:
+    except (ConfigError, Forbidden) as exc:
         fail(str(exc), EXIT_USAGE)
     except MailhaulError as exc:
         fail(str(exc), EXIT_FAILED)

@@ -13,7 +13,7 @@ from mailhaul.cli.context import CliState, errors_to_exit
 from mailhaul.logsetup import configure_logging
 from mailhaul.services.metrics import Metrics
 from mailhaul.services.scheduler import Scheduler
-from mailhaul.services.status import StatusService, prune_runs
+from mailhaul.services.status import prune_runs
 from mailhaul.web.app import create_app
 from mailhaul.web.server import parse_listen, start_http
 
@@ -43,12 +43,17 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
             settings.database_url,
             settings.delivery.method,
         )
-        metrics = Metrics(live=StatusService(app.db).live)
+        metrics = Metrics(live=app.status.live)
         http = None
         listen = parse_listen(settings.web_listen) if web else None
         if listen is not None:
             http = start_http(create_app(app, metrics), *listen)
-            logger.info("metrics and health on %s", http.url)
+            logger.info("web UI and API on %s", http.url)
+            if app.users.count() == 0:
+                logger.warning(
+                    "no web users yet: add an admin with "
+                    "`mailhaul user add admin --role admin` (or run `mailhaul init`)"
+                )
         housekeeping = _Housekeeping(app, settings.runs_keep_days)
         scheduler = Scheduler(
             app.db,

@@ -30,6 +30,18 @@ class AccountSpec:
         """The local address mail is delivered to (the owner unless set)."""
         return self.deliver_to or self.owner
 
+    def endpoint(self, timeout: float) -> SourceEndpoint:
+        """The connection parameters of this source."""
+        return SourceEndpoint(
+            protocol=self.protocol,
+            host=self.host,
+            port=self.port,
+            security=self.security,
+            verify_cert=self.verify_cert,
+            ca_file=self.ca_file,
+            timeout=timeout,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """The settings as plain JSON-ready values (there is no password in a spec)."""
         return {
@@ -69,13 +81,4 @@ class Account:
 
     def endpoint(self, timeout: float) -> SourceEndpoint:
         """The connection parameters of this account's source."""
-        spec = self.spec
-        return SourceEndpoint(
-            protocol=spec.protocol,
-            host=spec.host,
-            port=spec.port,
-            security=spec.security,
-            verify_cert=spec.verify_cert,
-            ca_file=spec.ca_file,
-            timeout=timeout,
-        )
+        return self.spec.endpoint(timeout)

@@ -26,7 +26,7 @@ def split_address(address: str) -> tuple[str, str]:
     except UnicodeError as exc:
         raise ConfigError(f"{address!r}: the domain is not a valid host name") from exc
     labels = ascii_domain.split(".")
-    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+    if len(ascii_domain) > 253 or len(labels) < 2 or not all(_LABEL.match(x) for x in labels):
         raise ConfigError(f"{address!r}: the domain is not a valid host name")
     return local, ascii_domain
 

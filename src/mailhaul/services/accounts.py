@@ -16,7 +16,13 @@ from mailhaul.domain.validation import FieldError, check_password, validated_spe
 
 
 def _check_ca_file(spec: AccountSpec) -> None:
-    if spec.ca_file is not None and not Path(spec.ca_file).is_file():
+    if spec.ca_file is None:
+        return
+    try:
+        is_file = Path(spec.ca_file).is_file()
+    except (OSError, ValueError):  # e.g. a name too long for the file system
+        is_file = False
+    if not is_file:
         raise FieldError("ca_file", f"{spec.ca_file} is not a readable file")
 
 
@@ -67,6 +73,12 @@ class AccountService:
         with self.db.begin() as conn:
             return self.accounts.get(conn, account_id)
 
+    def password_of(self, account_id: int) -> str:
+        """The decrypted source password (for a connection test; never shown)."""
+        with self.db.begin() as conn:
+            token = self.accounts.password_token(conn, account_id)
+        return self.secret_box.decrypt(token, account_id)
+
     def list_all(self) -> list[Account]:
         """Every account."""
         with self.db.begin() as conn:
@@ -108,6 +120,11 @@ class AccountService:
         """Put the account at the head of the running service's queue."""
         with self.db.begin() as conn:
             self.accounts.request_fetch(conn, account_id, time.time())
+
+    def request_due(self, owner: str | None = None, domains: frozenset[str] | None = None) -> int:
+        """Put every due account (of ``owner`` / in ``domains``) at the head of the queue."""
+        with self.db.begin() as conn:
+            return self.accounts.request_due(conn, time.time(), owner, domains)
 
     def workers_alive(self) -> int:
         """How many `serve`/`worker` processes beat recently."""

@@ -10,9 +10,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sqlalchemy import Connection
+
 from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.runs import RunRecord, RunStore
-from mailhaul.adapters.db.status import AccountRow, StatusStore, WorkerRow
+from mailhaul.adapters.db.status import (
+    AccountRow,
+    AccountScope,
+    FailedRun,
+    StatusStore,
+    WorkerRow,
+)
 from mailhaul.adapters.db.workers import ALIVE_WITHIN
 from mailhaul.domain.errors import NotFound
 
@@ -74,6 +82,8 @@ class AccountStatus:
     consecutive_failures: int
     lease_owner: str | None
     last_log: str | None = None
+    protocol: str = ""
+    destination: str = ""
 
 
 @dataclass(frozen=True)
@@ -133,6 +143,8 @@ def _account(row: AccountRow, last_run: RunRecord | None, last_log: str | None) 
         consecutive_failures=row.consecutive_failures,
         lease_owner=row.lease_owner,
         last_log=last_log,
+        protocol=row.protocol,
+        destination=row.deliver_to or row.owner,
     )
 
 
@@ -163,6 +175,43 @@ class StatusService:
             queue_lag_seconds=_lag(oldest, now), accounts_by_state=counts, running_polls=running
         )
 
+    def page(
+        self, scope: AccountScope, offset: int, limit: int, now: float | None = None
+    ) -> tuple[list[AccountStatus], int]:
+        """One page of the accounts in ``scope`` (by id) and the total in scope."""
+        now = time.time() if now is None else now
+        with self.db.begin() as conn:
+            rows, total = self.store.page(conn, now, scope, offset, limit)
+            last_runs = self.store.last_runs(conn, [row.id for row in rows])
+        return [_account(row, last_runs.get(row.id), None) for row in rows], total
+
+    def account(self, account_id: int, now: float | None = None) -> AccountStatus:
+        """One account's status with its last log; NotFound if missing."""
+        now = time.time() if now is None else now
+        with self.db.begin() as conn:
+            rows = self.store.accounts(conn, now, [account_id])
+            if not rows:
+                raise NotFound(f"account {account_id} does not exist")
+            last_run = self.store.last_runs(conn, [account_id]).get(account_id)
+            log = self.store.last_log(conn, account_id)
+        return _account(rows[0], last_run, log)
+
+    def domains(self, within: frozenset[str] | None = None) -> list[str]:
+        """The owner domains that have accounts."""
+        with self.db.begin() as conn:
+            return self.store.domains(conn, within)
+
+    def summary(self, now: float | None = None) -> StatusSummary:
+        """The service as a whole, without reading every account (the web status page)."""
+        now = time.time() if now is None else now
+        with self.db.begin() as conn:
+            return self._summary(conn, now)
+
+    def failed_runs(self, limit: int = 20) -> list[FailedRun]:
+        """The newest failed runs of any account, newest first (recent errors)."""
+        with self.db.begin() as conn:
+            return self.store.failed_runs(conn, max(1, limit))
+
     def report(self, account_id: int | None = None, now: float | None = None) -> StatusReport:
         """The summary plus every account (or one, with its last log; NotFound if missing)."""
         now = time.time() if now is None else now
@@ -173,11 +222,16 @@ class StatusService:
                 raise NotFound(f"account {account_id} does not exist")
             last_runs = self.store.last_runs(conn, ids)
             log = None if account_id is None else self.store.last_log(conn, account_id)
-            counts = self.store.state_counts(conn, now)
-            running = self.store.running_polls(conn, now)
-            oldest = self.store.oldest_due(conn, now)
-            workers = self.store.workers(conn)
-        summary = StatusSummary(
+            summary = self._summary(conn, now)
+        accounts = [_account(row, last_runs.get(row.id), log) for row in rows]
+        return StatusReport(summary=summary, accounts=accounts)
+
+    def _summary(self, conn: Connection, now: float) -> StatusSummary:
+        counts = self.store.state_counts(conn, now)
+        running = self.store.running_polls(conn, now)
+        oldest = self.store.oldest_due(conn, now)
+        workers = self.store.workers(conn)
+        return StatusSummary(
             generated_at=now,
             accounts_total=sum(counts.values()),
             accounts_by_state=dict(sorted(counts.items())),
@@ -186,8 +240,6 @@ class StatusService:
             oldest_due_at=oldest,
             workers=[_worker(row, now) for row in workers],
         )
-        accounts = [_account(row, last_runs.get(row.id), log) for row in rows]
-        return StatusReport(summary=summary, accounts=accounts)
 
 
 def _run_dict(run: RunRecord | None) -> dict[str, Any] | None:

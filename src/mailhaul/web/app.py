@@ -1,4 +1,4 @@
-"""The FastAPI application of `mailhaul serve`: `/healthz` and `/metrics` for now."""
+"""The FastAPI application of `mailhaul serve`: pages, `/api/v1`, `/healthz`, `/metrics`."""
 
 from __future__ import annotations
 
@@ -6,19 +6,54 @@ import logging
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailhaul.bootstrap import App
 from mailhaul.domain.errors import MailhaulError
 from mailhaul.services.metrics import Metrics
-from mailhaul.services.status import StatusService
+from mailhaul.web.auth import public
 
 logger = logging.getLogger(__name__)
+
+
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        b"object-src 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+
+class _SecurityHeaders:
+    """Adds the security headers to every HTTP response."""
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.inner(scope, receive, send_with_headers)
 
 
 class _RefreshThenServe:
@@ -43,13 +78,17 @@ def create_app(app: App, metrics: Metrics | None = None) -> FastAPI:
 
     Without ``metrics`` a fresh `Metrics` is made (its counters then stay at zero).
     """
-    status = StatusService(app.db)
+    from mailhaul.web.api.v1 import create_api
+    from mailhaul.web.ui import install_pages
+
+    status = app.status
     metrics = metrics or Metrics(live=status.live)
     api = FastAPI(title="mailhaul", docs_url=None, redoc_url=None, openapi_url=None)
     api.state.mailhaul = app
     api.state.metrics = metrics
+    api.add_middleware(_SecurityHeaders)
 
-    @api.get("/healthz")
+    @api.get("/healthz", dependencies=[Depends(public())])
     def healthz() -> JSONResponse:
         """200 with workers and queue lag while the database answers, else 503."""
         try:
@@ -69,4 +108,6 @@ def create_app(app: App, metrics: Metrics | None = None) -> FastAPI:
     # A route, not a Mount: a mounted app answers /metrics with a redirect to /metrics/.
     exporter = _RefreshThenServe(metrics, make_asgi_app(registry=metrics.registry))
     api.router.routes.append(Route("/metrics", exporter, methods=["GET"], name="metrics"))
+    api.mount("/api/v1", create_api(app, metrics), name="api")
+    install_pages(api)
     return api

@@ -113,7 +113,7 @@ def start_http(
                 sock.close()
             raise ConfigError(f"the web server on {host}:{bound_port} did not start")
         time.sleep(0.02)
-    logger.info("http: listening on %s:%d (/healthz, /metrics)", host, bound_port)
+    logger.info("http: listening on %s:%d (web UI, /api/v1, /healthz, /metrics)", host, bound_port)
     return HttpServer(server, thread, host, bound_port)
 
 

@@ -24,6 +24,10 @@ MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 # The revision that describes the schema homes had before migrations existed (plus the
 # columns and tables of issue 4, which `_bring_to_baseline` adds when they are missing).
 BASELINE = "0001"
+# What revisions after the baseline add: a pre-migrations home gets them from those revisions.
+_AFTER_BASELINE_TABLES = frozenset({"users", "sessions", "api_keys"})  # 0002
+_AFTER_BASELINE = frozenset({("accounts", "owner_domain")})  # 0002
+_AFTER_BASELINE_INDEXES = frozenset({"ix_accounts_owner"})  # 0002
 VERSION_TABLE = "alembic_version"
 # pg_advisory_xact_lock key: concurrent `mailhaul db upgrade`s run one after the other.
 _PG_LOCK_KEY = 0x6D61696C68  # "mailh"
@@ -85,8 +89,11 @@ def upgrade(conn: Connection, revision: str = "heads") -> SchemaState:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
     if state(conn).legacy:
-        _bring_to_baseline(conn)
-        command.stamp(alembic_config(conn), BASELINE)
+        if differences(conn):
+            _bring_to_baseline(conn)
+            command.stamp(alembic_config(conn), BASELINE)
+        else:  # made by create_all from this very code: it is the head already
+            command.stamp(alembic_config(conn), "heads")
     command.upgrade(alembic_config(conn), revision)
     return state(conn)
 
@@ -104,11 +111,15 @@ def _bring_to_baseline(conn: Connection) -> None:
     present = set(inspector.get_table_names())
     operations = Operations(MigrationContext.configure(conn))
     for table in metadata.sorted_tables:
+        if table.name in _AFTER_BASELINE_TABLES:
+            continue  # made by its own revision after the stamp
         if table.name not in present:
             table.create(conn)
             continue
         columns = {column["name"] for column in inspector.get_columns(table.name)}
         for column in table.columns:
+            if column.name not in columns and (table.name, column.name) in _AFTER_BASELINE:
+                continue
             if column.name not in columns:
                 if not column.nullable:
                     raise RuntimeError(
@@ -118,5 +129,5 @@ def _bring_to_baseline(conn: Connection) -> None:
                 operations.add_column(table.name, Column(column.name, column.type))
         indexes = {index["name"] for index in inspector.get_indexes(table.name)}
         for index in table.indexes:
-            if index.name not in indexes:
+            if index.name not in indexes and index.name not in _AFTER_BASELINE_INDEXES:
                 index.create(conn)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Row, Select, and_, case, func, or_, select
 
 from mailhaul.adapters.db.runs import RunRecord, run_record
 from mailhaul.adapters.db.tables import accounts, runs, workers
@@ -39,6 +39,32 @@ class AccountRow:
     last_result: str | None
     last_error: str | None
     consecutive_failures: int
+    deliver_to: str = ""
+
+
+@dataclass(frozen=True)
+class AccountScope:
+    """Which accounts a query may see, and the list's filters.
+
+    ``owner`` limits to one owner's accounts (a user), ``domains`` to owners in these
+    domains (a domain admin); None means no limit. ``domain``, ``state`` and ``search`` are
+    the filters a person picks.
+    """
+
+    owner: str | None = None
+    domains: frozenset[str] | None = None
+    domain: str | None = None
+    state: str | None = None
+    search: str | None = None
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    """A run that ended in an error, with its account's owner and source host."""
+
+    run: RunRecord
+    owner: str
+    host: str
 
 
 @dataclass(frozen=True)
@@ -81,6 +107,86 @@ def _due_at() -> ColumnElement[Any]:
     )
 
 
+# A run's counts without its log.
+_RUN_COUNTS = tuple(column for column in runs.c if column.name != "log")
+
+
+def _account_rows(now: float) -> Select[Any]:
+    c = accounts.c
+    return select(
+        c.id,
+        c.owner,
+        c.protocol,
+        c.security,
+        c.host,
+        c.port,
+        c.username,
+        c.active,
+        derived_state(now).label("derived"),
+        c.state,
+        c.paused_reason,
+        c.lease_owner,
+        c.lease_expires,
+        c.next_poll_at,
+        c.fetch_requested_at,
+        c.last_run_at,
+        c.last_result,
+        c.last_error,
+        c.consecutive_failures,
+        c.deliver_to,
+    )
+
+
+def _account_row(r: Row[Any]) -> AccountRow:
+    return AccountRow(
+        id=r.id,
+        owner=r.owner,
+        protocol=r.protocol,
+        security=r.security,
+        host=r.host,
+        port=r.port,
+        username=r.username,
+        active=bool(r.active),
+        state=r.derived,
+        stored_state=r.state,
+        paused_reason=r.paused_reason,
+        lease_owner=r.lease_owner,
+        lease_expires=r.lease_expires,
+        next_poll_at=r.next_poll_at,
+        fetch_requested_at=r.fetch_requested_at,
+        last_run_at=r.last_run_at,
+        last_result=r.last_result,
+        last_error=r.last_error,
+        consecutive_failures=r.consecutive_failures,
+        deliver_to=r.deliver_to,
+    )
+
+
+def _scope_conditions(scope: AccountScope, now: float) -> list[ColumnElement[bool]]:
+    c = accounts.c
+    conditions: list[ColumnElement[bool]] = []
+    if scope.owner is not None:
+        conditions.append(func.lower(c.owner) == scope.owner.lower())
+    if scope.domains is not None:
+        conditions.append(c.owner_domain.in_(sorted(scope.domains)))
+    if scope.domain:
+        conditions.append(c.owner_domain == scope.domain.lower())
+    if scope.state == "inactive":
+        conditions.append(c.active.is_(False))
+    elif scope.state:
+        conditions.append(derived_state(now) == scope.state)
+    if scope.search:
+        pattern = scope.search.lower()
+        conditions.append(
+            or_(
+                func.lower(c.owner).contains(pattern, autoescape=True),
+                func.lower(c.host).contains(pattern, autoescape=True),
+                func.lower(c.username).contains(pattern, autoescape=True),
+            )
+        )
+    return conditions
+
+
 class StatusStore:
     """Read-only status queries; every method runs inside the caller's transaction."""
 
@@ -92,54 +198,29 @@ class StatusStore:
         self, conn: Connection, now: float, ids: Sequence[int] | None = None
     ) -> list[AccountRow]:
         """Accounts (all, or those with ``ids``) with their derived state, by id."""
-        c = accounts.c
-        query = select(
-            c.id,
-            c.owner,
-            c.protocol,
-            c.security,
-            c.host,
-            c.port,
-            c.username,
-            c.active,
-            derived_state(now).label("derived"),
-            c.state,
-            c.paused_reason,
-            c.lease_owner,
-            c.lease_expires,
-            c.next_poll_at,
-            c.fetch_requested_at,
-            c.last_run_at,
-            c.last_result,
-            c.last_error,
-            c.consecutive_failures,
-        ).order_by(c.id)
+        query = _account_rows(now).order_by(accounts.c.id)
         if ids is not None:
-            query = query.where(c.id.in_(list(ids)))
-        return [
-            AccountRow(
-                id=r.id,
-                owner=r.owner,
-                protocol=r.protocol,
-                security=r.security,
-                host=r.host,
-                port=r.port,
-                username=r.username,
-                active=bool(r.active),
-                state=r.derived,
-                stored_state=r.state,
-                paused_reason=r.paused_reason,
-                lease_owner=r.lease_owner,
-                lease_expires=r.lease_expires,
-                next_poll_at=r.next_poll_at,
-                fetch_requested_at=r.fetch_requested_at,
-                last_run_at=r.last_run_at,
-                last_result=r.last_result,
-                last_error=r.last_error,
-                consecutive_failures=r.consecutive_failures,
-            )
-            for r in conn.execute(query)
-        ]
+            query = query.where(accounts.c.id.in_(list(ids)))
+        return [_account_row(r) for r in conn.execute(query)]
+
+    def page(
+        self, conn: Connection, now: float, scope: AccountScope, offset: int, limit: int
+    ) -> tuple[list[AccountRow], int]:
+        """One page of the accounts in ``scope`` by id, and how many there are in all."""
+        conditions = _scope_conditions(scope, now)
+        total = conn.execute(
+            select(func.count()).select_from(accounts).where(*conditions)
+        ).scalar_one()
+        query = _account_rows(now).where(*conditions).order_by(accounts.c.id)
+        rows = conn.execute(query.offset(offset).limit(limit))
+        return [_account_row(r) for r in rows], int(total)
+
+    def domains(self, conn: Connection, within: frozenset[str] | None = None) -> list[str]:
+        """The owner domains that have accounts (within ``within``), sorted."""
+        query = select(accounts.c.owner_domain).distinct().order_by(accounts.c.owner_domain)
+        if within is not None:
+            query = query.where(accounts.c.owner_domain.in_(sorted(within)))
+        return [str(d) for d in conn.execute(query).scalars()]
 
     def state_counts(self, conn: Connection, now: float) -> dict[str, int]:
         """How many accounts are in each derived state."""
@@ -170,20 +251,21 @@ class StatusStore:
         if ids is not None:
             latest = latest.where(runs.c.account_id.in_(list(ids)))
         latest_ids = latest.group_by(runs.c.account_id).subquery()
-        query = select(
-            runs.c.id,
-            runs.c.account_id,
-            runs.c.trigger,
-            runs.c.started_at,
-            runs.c.finished_at,
-            runs.c.result,
-            runs.c.fetched,
-            runs.c.bytes,
-            runs.c.deleted,
-            runs.c.skipped,
-            runs.c.error,
-        ).join(latest_ids, runs.c.id == latest_ids.c.id)
+        query = select(*_RUN_COUNTS).join(latest_ids, runs.c.id == latest_ids.c.id)
         return {r.account_id: run_record(r) for r in conn.execute(query)}
+
+    def failed_runs(self, conn: Connection, limit: int) -> list[FailedRun]:
+        """The newest runs that ended in an error or were interrupted, newest first."""
+        query = (
+            select(*_RUN_COUNTS, accounts.c.owner, accounts.c.host)
+            .join(accounts, accounts.c.id == runs.c.account_id)
+            .where(runs.c.result.in_(["error", "interrupted"]))
+            .order_by(runs.c.id.desc())
+            .limit(limit)
+        )
+        return [
+            FailedRun(run=run_record(r), owner=r.owner, host=r.host) for r in conn.execute(query)
+        ]
 
     def last_log(self, conn: Connection, account_id: int) -> str | None:
         """The log of the account's newest finished run, or None."""

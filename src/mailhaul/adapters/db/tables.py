@@ -23,6 +23,8 @@ accounts = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("owner", String(320), nullable=False),
+    # the owner's domain, lower case: domain admins' scope and the list's domain filter
+    Column("owner_domain", String(255), nullable=False, default=""),
     Column("protocol", String(8), nullable=False),
     Column("host", String(255), nullable=False),
     Column("port", Integer, nullable=False),
@@ -57,6 +59,7 @@ accounts = Table(
 )
 Index("ix_accounts_due", accounts.c.active, accounts.c.next_poll_at)
 Index("ix_accounts_host", accounts.c.host)
+Index("ix_accounts_owner", accounts.c.owner_domain, accounts.c.owner)
 
 # What was retrieved: one row per source message mailhaul delivered, refused or is
 # delivering (pending). Keyed per folder and UIDVALIDITY (0 on POP3).
@@ -131,3 +134,44 @@ workers = Table(
     Column("heartbeat_at", Float, nullable=False),
     Column("running", Integer, nullable=False, default=0),
 )
+
+# People who manage accounts through the web UI, the API and (as admin) the CLI.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("login", String(320), nullable=False, unique=True),  # lower case
+    Column("role", String(16), nullable=False),  # admin | domain_admin | user
+    Column("domains", Text, nullable=False, default="[]"),  # JSON list (domain admins)
+    Column("password_hash", Text, nullable=False),  # argon2id
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("last_login_at", Float),
+)
+
+# Web sessions; the cookie holds a random token, the table only its SHA-256.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+Index("ix_sessions_user", sessions.c.user_id)
+
+# API keys (Bearer); only the SHA-256 of the key is stored, its prefix shown to tell keys apart.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float),
+)
+Index("ix_api_keys_user", api_keys.c.user_id)

@@ -1,0 +1,196 @@
+"""Accounts as the web UI and the API reach them: every use case scoped to the actor.
+
+An account outside the actor's reach is reported as missing (NotFound), never forbidden.
+Non-admins may not aim an account at private or local addresses or unlisted ports, nor set
+a CA file (a path on the server).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from mailhaul.adapters.db.records import RefusedRecord
+from mailhaul.adapters.db.runs import RunRecord
+from mailhaul.adapters.db.status import AccountScope
+from mailhaul.adapters.host_addresses import own_addresses, resolve_host
+from mailhaul.domain.access import Principal, Role
+from mailhaul.domain.account import Account, AccountSpec
+from mailhaul.domain.errors import NotFound
+from mailhaul.domain.source_policy import IpAddress, SourcePolicy
+from mailhaul.domain.validation import FieldError, validated_spec
+from mailhaul.services.accounts import AccountService
+from mailhaul.services.connection_check import ConnectionReport, SourceFactory, check_connection
+from mailhaul.services.status import AccountStatus, StatusService
+
+Resolver = Callable[[str, int], list[IpAddress]]
+MAX_PER_PAGE = 200
+
+
+@dataclass(frozen=True)
+class AccountPage:
+    """One page of an account list."""
+
+    items: list[AccountStatus]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        """How many pages there are (at least one)."""
+        return max(1, -(-self.total // self.per_page))
+
+
+def scope_of(actor: Principal) -> AccountScope:
+    """The accounts ``actor`` may see."""
+    if actor.role is Role.ADMIN:
+        return AccountScope()
+    if actor.role is Role.DOMAIN_ADMIN:
+        return AccountScope(domains=actor.domains)
+    return AccountScope(owner=actor.login)
+
+
+class AccountAccess:
+    """Account use cases for a principal (the web UI and API go through here)."""
+
+    def __init__(
+        self,
+        accounts: AccountService,
+        status: StatusService,
+        policy: SourcePolicy,
+        open_source: SourceFactory,
+        timeout: float,
+        resolve: Resolver = resolve_host,
+        own: Callable[[], list[IpAddress]] = own_addresses,
+    ) -> None:
+        self.accounts = accounts
+        self.status = status
+        self.policy = policy
+        self.open_source = open_source
+        self.timeout = timeout
+        self.resolve = resolve
+        self.own = own
+
+    # reading -------------------------------------------------------------------------------
+    def page(
+        self,
+        actor: Principal,
+        *,
+        domain: str | None = None,
+        state: str | None = None,
+        search: str | None = None,
+        page: int = 1,
+        per_page: int = 50,
+    ) -> AccountPage:
+        """A page of the actor's accounts, filtered."""
+        per_page = max(1, min(per_page, MAX_PER_PAGE))
+        page = max(1, page)
+        scope = replace(scope_of(actor), domain=domain, state=state, search=search)
+        items, total = self.status.page(scope, (page - 1) * per_page, per_page)
+        return AccountPage(items=items, total=total, page=page, per_page=per_page)
+
+    def domains(self, actor: Principal) -> list[str]:
+        """The owner domains among the actor's accounts (the list's domain filter)."""
+        if actor.role is Role.USER:
+            return []
+        return self.status.domains(None if actor.is_admin else actor.domains)
+
+    def get(self, actor: Principal, account_id: int) -> Account:
+        """One account within reach, else NotFound."""
+        account = self.accounts.get(account_id)
+        if not actor.may_see_address(account.spec.owner):
+            raise NotFound(f"account {account_id} does not exist")
+        return account
+
+    def account_status(self, actor: Principal, account_id: int) -> AccountStatus:
+        """An account's status and last log."""
+        self.get(actor, account_id)
+        return self.status.account(account_id)
+
+    def runs(self, actor: Principal, account_id: int, limit: int = 50) -> list[RunRecord]:
+        """The run history, newest first."""
+        self.get(actor, account_id)
+        return self.accounts.runs_of(account_id, max(1, min(limit, 500)))
+
+    def last_log(self, actor: Principal, account_id: int) -> str | None:
+        """The last finished run's log."""
+        return self.account_status(actor, account_id).last_log
+
+    def refused(self, actor: Principal, account_id: int) -> list[RefusedRecord]:
+        """Messages the local backend refused for good."""
+        self.get(actor, account_id)
+        return self.accounts.refused_of(account_id)
+
+    # changing ------------------------------------------------------------------------------
+    def add(self, actor: Principal, spec: AccountSpec, password: str) -> Account:
+        """Create an account the actor may own."""
+        spec = self._checked(actor, spec, previous=None)
+        return self.accounts.add(spec, password)
+
+    def edit(
+        self, actor: Principal, account_id: int, spec: AccountSpec, password: str | None
+    ) -> Account:
+        """Replace an account's settings; ``password`` None keeps the stored one."""
+        previous = self.get(actor, account_id)
+        spec = self._checked(actor, spec, previous=previous.spec)
+        return self.accounts.edit(account_id, spec, password)
+
+    def delete(self, actor: Principal, account_id: int) -> None:
+        """Delete an account and its history (delivered mail stays)."""
+        self.get(actor, account_id)
+        self.accounts.delete(account_id)
+
+    def set_active(self, actor: Principal, account_id: int, active: bool) -> Account:
+        """Enable or disable an account."""
+        self.get(actor, account_id)
+        return self.accounts.set_active(account_id, active)
+
+    def fetch_now(self, actor: Principal, account_id: int) -> None:
+        """Put the account at the head of the scheduler's queue."""
+        self.get(actor, account_id)
+        self.accounts.request_fetch(account_id)
+
+    def poll_due(self, actor: Principal) -> int:
+        """Request a fetch of every due account within reach ("start due polls now")."""
+        scope = scope_of(actor)
+        return self.accounts.request_due(owner=scope.owner, domains=scope.domains)
+
+    def retry(self, actor: Principal, account_id: int, uid: str | None = None) -> int:
+        """Forget refusals (all or one) so the next run tries again; how many."""
+        self.get(actor, account_id)
+        return self.accounts.retry(account_id, uid)
+
+    def check_new(self, actor: Principal, spec: AccountSpec, password: str) -> ConnectionReport:
+        """Test settings not saved yet."""
+        spec = self._checked(actor, spec, previous=None)
+        return check_connection(spec, password, self.open_source, self.timeout)
+
+    def check_stored(
+        self,
+        actor: Principal,
+        account_id: int,
+        spec: AccountSpec | None = None,
+        password: str | None = None,
+    ) -> ConnectionReport:
+        """Test an account's settings (or changed ones), with the stored password by default."""
+        previous = self.get(actor, account_id)
+        spec = self._checked(actor, spec or previous.spec, previous=previous.spec)
+        secret = password if password else self.accounts.password_of(account_id)
+        return check_connection(spec, secret, self.open_source, self.timeout)
+
+    def _checked(
+        self, actor: Principal, spec: AccountSpec, previous: AccountSpec | None
+    ) -> AccountSpec:
+        spec = validated_spec(spec)
+        actor.check_account_addresses(spec.owner, spec.deliver_to)
+        if actor.is_admin:
+            return spec
+        if spec.ca_file is not None and (previous is None or spec.ca_file != previous.ca_file):
+            raise FieldError("ca_file", "only an admin may set a CA file")
+        if previous is not None and (spec.host, spec.port) == (previous.host, previous.port):
+            return spec  # an admin may have set this source: editing other fields keeps it
+        self.policy.check_port(spec.port, privileged=False)
+        addresses = self.resolve(spec.host, spec.port)
+        self.policy.check_addresses(spec.host, addresses, self.own(), privileged=False)
+        return spec

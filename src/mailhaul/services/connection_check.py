@@ -1,0 +1,80 @@
+""" "Test connection": connect, log in and look at the folders; fetch and change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailhaul.domain.account import AccountSpec
+from mailhaul.domain.errors import MailhaulError, error_kind
+from mailhaul.domain.options import Credentials, SourceEndpoint
+from mailhaul.domain.ports import LogFn, MailSource
+
+SourceFactory = Callable[[SourceEndpoint, Credentials, LogFn], MailSource]
+
+
+@dataclass(frozen=True)
+class ConnectionReport:
+    """What a connection test found: the server's own words when it failed."""
+
+    ok: bool
+    message: str
+    error_kind: str | None = None
+    folders: dict[str, int] = field(default_factory=dict)  # configured folder -> messages
+    server_folders: list[str] = field(default_factory=list)  # IMAP: every folder it has
+    log: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready values."""
+        return {
+            "ok": self.ok,
+            "message": self.message,
+            "error_kind": self.error_kind,
+            "folders": self.folders,
+            "server_folders": self.server_folders,
+            "log": self.log,
+        }
+
+
+def check_connection(
+    spec: AccountSpec, password: str, open_source: SourceFactory, timeout: float
+) -> ConnectionReport:
+    """Connect with ``spec``'s settings, authenticate and count each configured folder."""
+    lines: list[str] = []
+
+    def scrub(text: str) -> str:  # a server may echo what it was sent
+        return text.replace(password, "********") if password else text
+
+    def log(line: str) -> None:
+        lines.append(scrub(line))
+
+    endpoint = spec.endpoint(timeout)
+    source = open_source(endpoint, Credentials(spec.username, password), log)
+    counts: dict[str, int] = {}
+    server_folders: list[str] = []
+    try:
+        source.connect()
+        list_folders = getattr(source, "list_folders", None)
+        if callable(list_folders):
+            server_folders = list(list_folders())
+        for folder in spec.options.folders:
+            counts[folder] = len(source.select(folder).messages)
+    except MailhaulError as exc:
+        source.abort()
+        return ConnectionReport(
+            ok=False, message=scrub(str(exc)), error_kind=error_kind(exc), log=lines,
+            folders=counts, server_folders=server_folders,
+        )  # fmt: skip
+    except OSError as exc:
+        source.abort()
+        return ConnectionReport(ok=False, message=scrub(str(exc)), error_kind="network", log=lines)
+    source.close()
+    summary = ", ".join(f"{name}: {n} message(s)" for name, n in counts.items())
+    return ConnectionReport(
+        ok=True,
+        message=f"logged in to {endpoint.describe()} as {spec.username}; {summary}",
+        folders=counts,
+        server_folders=server_folders,
+        log=lines,
+    )

@@ -1,0 +1,227 @@
+"""The account form's values and the account they describe (pure: no request, no I/O).
+
+An empty port takes the protocol's and security's default; an empty interval or size the
+settings' default. Sizes may be written ``100M``/``512K``/``1G`` or in bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from starlette.datastructures import FormData
+
+from mailhaul.domain.access import Principal, Role
+from mailhaul.domain.account import AccountSpec
+from mailhaul.domain.options import Protocol, RetrievalOptions, Security, default_port
+from mailhaul.domain.validation import FieldError
+from mailhaul.settings import Settings
+from mailhaul.web.ui.templating import checked, text
+
+FIELDS = (
+    "owner",
+    "protocol",
+    "host",
+    "port",
+    "security",
+    "verify_cert",
+    "ca_file",
+    "username",
+    "password",
+    "folders",
+    "keep",
+    "fetchall",
+    "flush",
+    "deliver_to",
+    "interval",
+    "max_size",
+    "active",
+)
+# The services name the folder list "folder"; the form's field is "folders".
+FIELD_ALIASES = {"folder": "folders"}
+MAX_INTERVAL = 31 * 86400
+MAX_SIZE = 1 << 40
+_SIZE = re.compile(r"^(\d{1,15})\s*(?:([kmg])(?:i?b)?|b)?$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+DEFAULT_PORTS = {
+    f"{protocol}/{security}": default_port(protocol, security)
+    for protocol in Protocol
+    for security in Security
+}
+LABELS = {
+    "owner": "Owner",
+    "protocol": "Protocol",
+    "host": "Host",
+    "port": "Port",
+    "security": "Security",
+    "verify_cert": "Verify the certificate",
+    "ca_file": "CA file",
+    "username": "Username",
+    "password": "Password",
+    "folders": "Folders",
+    "deliver_to": "Deliver to",
+    "interval": "Poll every",
+    "max_size": "Max message size",
+}
+PROTOCOLS = [(str(Protocol.POP3), "POP3"), (str(Protocol.IMAP), "IMAP")]
+SECURITIES = [
+    (str(Security.SSL), "SSL/TLS (implicit TLS)"),
+    (str(Security.STARTTLS), "STARTTLS (upgrade a plain connection)"),
+    (str(Security.NONE), "None (password sent in clear)"),
+]
+
+
+@dataclass(frozen=True)
+class FormValues:
+    """What the form shows (text as typed); there is no password among them."""
+
+    owner: str = ""
+    protocol: str = str(Protocol.IMAP)
+    host: str = ""
+    port: str = ""
+    security: str = str(Security.SSL)
+    verify_cert: bool = True
+    ca_file: str = ""
+    username: str = ""
+    folders: str = "INBOX"
+    keep: bool = False
+    fetchall: bool = False
+    flush: bool = False
+    deliver_to: str = ""
+    interval: str = ""
+    max_size: str = ""
+    active: bool = True
+
+
+def show_size(value: int) -> str:
+    """A size as the form shows it: ``100M``, ``512K`` or bytes."""
+    for suffix, unit in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if value % unit == 0:
+            return f"{value // unit}{suffix}"
+    return str(value)
+
+
+def values_of_spec(spec: AccountSpec) -> FormValues:
+    """The form filled from a stored account."""
+    return FormValues(
+        owner=spec.owner,
+        protocol=str(spec.protocol),
+        host=spec.host,
+        port=str(spec.port),
+        security=str(spec.security),
+        verify_cert=spec.verify_cert,
+        ca_file=spec.ca_file or "",
+        username=spec.username,
+        folders="\n".join(spec.options.folders),
+        keep=spec.options.keep,
+        fetchall=spec.options.fetchall,
+        flush=spec.options.flush,
+        deliver_to=spec.deliver_to,
+        interval=str(spec.interval),
+        max_size=show_size(spec.options.max_size),
+        active=spec.active,
+    )
+
+
+def values_of_form(form: FormData) -> FormValues:
+    """The form as submitted."""
+    return FormValues(
+        owner=text(form, "owner"),
+        protocol=text(form, "protocol"),
+        host=text(form, "host"),
+        port=text(form, "port"),
+        security=text(form, "security"),
+        verify_cert=checked(form, "verify_cert"),
+        ca_file=text(form, "ca_file"),
+        username=text(form, "username"),
+        folders=text(form, "folders"),
+        keep=checked(form, "keep"),
+        fetchall=checked(form, "fetchall"),
+        flush=checked(form, "flush"),
+        deliver_to=text(form, "deliver_to"),
+        interval=text(form, "interval"),
+        max_size=text(form, "max_size"),
+        active=checked(form, "active"),
+    )
+
+
+def _whole(field: str, raw: str, low: int, high: int, what: str) -> int:
+    if not raw.isdigit() or len(raw) > 15 or not low <= int(raw) <= high:
+        raise FieldError(field, f"must be {what} from {low:,} to {high:,}")
+    return int(raw)
+
+
+def parse_size(raw: str) -> int:
+    """``100M``, ``512K``, ``1G`` or bytes; FieldError("max_size") otherwise."""
+    match = _SIZE.match(raw.strip())
+    if not match:
+        raise FieldError("max_size", "must be a number of bytes, or like 100M, 512K, 1G")
+    value = int(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
+    if not 1 <= value <= MAX_SIZE:
+        raise FieldError("max_size", "must be from 1 byte to 1 TiB")
+    return value
+
+
+def spec_of(
+    values: FormValues, actor: Principal, settings: Settings, previous: AccountSpec | None
+) -> AccountSpec:
+    """The account the form describes; FieldError naming the first bad field.
+
+    A user's owner is their own address and the destination is the owner; a non-admin's
+    CA file is the stored one (only admins set one).
+    """
+    try:
+        protocol = Protocol(values.protocol)
+    except ValueError:
+        raise FieldError("protocol", "choose POP3 or IMAP") from None
+    try:
+        security = Security(values.security)
+    except ValueError:
+        raise FieldError("security", "choose SSL/TLS, STARTTLS or none") from None
+    if not values.host:
+        raise FieldError("host", "must not be empty")
+    port = (
+        _whole("port", values.port, 1, 65535, "a TCP port")
+        if values.port
+        else default_port(protocol, security)
+    )
+    folders: tuple[str, ...] = ("INBOX",)
+    if protocol is Protocol.IMAP:
+        lines = [line.strip() for line in values.folders.splitlines()]
+        folders = tuple(line for line in lines if line) or ("INBOX",)
+        if len(folders) > 100:
+            raise FieldError("folders", "at most 100 folders")
+    interval = (
+        _whole("interval", values.interval, 10, MAX_INTERVAL, "a number of seconds")
+        if values.interval
+        else settings.interval
+    )
+    max_size = parse_size(values.max_size) if values.max_size else settings.max_size
+    owner, deliver_to = values.owner, values.deliver_to
+    if actor.role is Role.USER:
+        owner, deliver_to = actor.login, ""
+    if not owner:
+        raise FieldError("owner", "must not be empty: the local address the account belongs to")
+    ca_file = values.ca_file or None
+    if not actor.is_admin:
+        ca_file = previous.ca_file if previous is not None else None
+    return AccountSpec(
+        owner=owner,
+        protocol=protocol,
+        host=values.host,
+        port=port,
+        security=security,
+        username=values.username,
+        verify_cert=values.verify_cert,
+        ca_file=ca_file,
+        options=RetrievalOptions(
+            keep=values.keep,
+            fetchall=values.fetchall,
+            flush=values.flush,
+            max_size=max_size,
+            folders=folders,
+        ),
+        deliver_to=deliver_to,
+        interval=interval,
+        active=values.active,
+    )
