@@ -147,3 +147,19 @@ def test_postgresql_claim_waits_for_a_concurrent_claim_and_sees_its_lease(db: Da
     thread.join(10)
     assert result == [False]
     assert holders(db)[account] == "first"
+
+
+def test_claim_due_without_requests_takes_only_accounts_due_by_time(db: Database):
+    due = add(db, next_poll_at=NOW - 5)
+    asked = add(db, next_poll_at=NOW + 900, fetch_requested_at=NOW - 1)
+    asked_and_due = add(db, next_poll_at=NOW - 50, fetch_requested_at=NOW - 1)
+    never_scheduled = add(db, next_poll_at=None)
+    add(db, next_poll_at=None, paused_reason="paused")
+    with db.begin() as conn:
+        got = store.claim_due(conn, "w", NOW, TTL, 10, requested=False)
+    assert got == [asked_and_due, due]  # by next poll time; a claim clears the request
+    # The next look for requests finds the rest, never-scheduled accounts first.
+    assert claim_due(db, "w2", limit=10) == [never_scheduled, asked]
+    with db.begin() as conn:
+        rows = {r.id: r.fetch_requested_at for r in conn.execute(accounts.select())}
+    assert rows[asked] is None and rows[asked_and_due] is None

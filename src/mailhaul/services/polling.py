@@ -12,7 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
@@ -37,6 +37,15 @@ from mailhaul.services.runlog import RunLog
 logger = logging.getLogger(__name__)
 
 SourceFactory = Callable[[SourceEndpoint, Credentials, LogFn], MailSource]
+
+LATE_AFTER = 10.0
+"""A run that starts more than this (or the policy's jitter window, if shorter) after its
+account was due is *late*: the service is catching up on a backlog."""
+LATE_JITTER = 0.5
+"""After a late run the next poll is spread over ±50% of the wait (not ±10%). Accounts that
+came due together (10,000 added at once, or a service that was down) and were polled in a
+burst of up to one interval then come due no denser than an even spread over the interval,
+instead of staying bunched for hours; the mean wait is unchanged."""
 
 
 @dataclass
@@ -134,10 +143,10 @@ class Poller:
         except BaseException:  # Ctrl-C in the foreground: record it, then stop
             error = "interrupted"
             log("interrupted")
-            self._finish(run_id, account, owner, counts, error, None, log, time.time())
+            self._finish(run_id, account, owner, counts, error, None, log, started, time.time())
             raise
         finished = time.time()
-        self._finish(run_id, account, owner, counts, error, failure, log, finished)
+        self._finish(run_id, account, owner, counts, error, failure, log, started, finished)
         return RunSummary(
             account_id=account_id,
             run_id=run_id,
@@ -160,6 +169,7 @@ class Poller:
         error: str | None,
         failure: MailhaulError | None,
         log: RunLog,
+        started: float,
         finished: float,
     ) -> None:
         if isinstance(failure, AuthenticationFailed):
@@ -174,7 +184,7 @@ class Poller:
             outcome,
             account.state,
             account.consecutive_failures,
-            self.policy,
+            self._policy_after(account, started),
             self._random.random(),
         )
         if nxt.paused_reason:
@@ -209,6 +219,16 @@ class Poller:
                 consecutive_failures=nxt.failures,
                 paused_reason=nxt.paused_reason,
             )
+
+    def _policy_after(self, account: Account, started: float) -> SchedulePolicy:
+        """The schedule policy for the next poll: wider jitter after a late run."""
+        policy = self.policy
+        if policy.jitter <= 0 or account.next_poll_at is None:
+            return policy  # no jitter wanted (or never scheduled): leave the times exact
+        late = started - account.next_poll_at
+        if late > min(LATE_AFTER, policy.jitter * account.spec.interval):
+            return replace(policy, jitter=max(policy.jitter, LATE_JITTER))
+        return policy
 
     def _run(
         self,

@@ -26,6 +26,10 @@ from mailhaul.services.polling import Poller, RunSummary
 logger = logging.getLogger(__name__)
 
 IDLE_WAIT = 1.0
+REQUESTS_EVERY = 1.0
+"""Seconds between looks for "fetch now" requests. Finding them reads every account row
+(there is no index on requests), so a claim right after a poll finished leaves them out
+unless this long has passed; accounts due by time are found through an index at once."""
 ResultHook = Callable[[RunSummary], None]
 
 
@@ -54,6 +58,7 @@ class Scheduler:
         self.worker_id = new_owner()
         self.worker_store = WorkerStore()
         self._wake = threading.Event()
+        self._requests_at = 0.0  # monotonic time of the next look for "fetch now" requests
 
     def _poll(self, account_id: int, owner: str) -> RunSummary | None:
         try:
@@ -96,9 +101,16 @@ class Scheduler:
         full = [host for host, count in hosts.items() if count >= self.per_host_limit]
         owner = new_owner()
         claimed: list[tuple[int, str, str]] = []
+        requested = time.monotonic() >= self._requests_at
         with self.db.begin() as conn:
             ids = self.accounts.claim_due(
-                conn, owner, time.time(), self.poller.leases.ttl, free, exclude_hosts=full
+                conn,
+                owner,
+                time.time(),
+                self.poller.leases.ttl,
+                free,
+                exclude_hosts=full,
+                requested=requested,
             )
             host_of = self.accounts.hosts_of(conn, ids)
             for account_id in ids:
@@ -108,6 +120,8 @@ class Scheduler:
                     continue
                 hosts[host] += 1
                 claimed.append((account_id, host, owner))
+        if requested:
+            self._requests_at = time.monotonic() + REQUESTS_EVERY
         return claimed
 
     def run(self, grace: float = 60.0) -> None:
