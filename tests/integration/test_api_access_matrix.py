@@ -119,6 +119,7 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ),
     ("DELETE", "/keys/{key_id}"): RouteCase(Access.USER, "key", 204),
     ("POST", "/poll"): RouteCase(Access.USER, "", 202),
+    ("GET", "/status"): RouteCase(Access.ADMIN, "", 200),
 }
 
 # Who reaches the fresh records (an account of owner@a.test; a plain user of a.test and

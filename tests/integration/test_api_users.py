@@ -11,6 +11,8 @@ from starlette.testclient import TestClient
 
 from mailhaul.bootstrap import App
 from mailhaul.domain.access import Role
+from mailhaul.domain.account import AccountSpec
+from mailhaul.domain.options import Protocol, Security
 from support.api import PASSWORD, Api, Person, add_person, client_for, error_of, make_app
 
 
@@ -192,3 +194,32 @@ def test_a_missing_or_malformed_authorization_is_a_401(team: Team, header: str):
     response = team.client.get("/api/v1/me", headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_admin_reads_the_system_status_with_recent_errors(team: Team):
+    app = team.app
+    account = app.accounts.add(
+        AccountSpec(
+            owner="user@a.test",
+            protocol=Protocol.IMAP,
+            host="mail.example.net",
+            port=993,
+            security=Security.SSL,
+            username="u",
+        ),
+        "source-secret",
+    )
+    with app.db.begin() as conn:
+        run_id = app.run_store.start(conn, account.id, "schedule", 100.0)
+        app.run_store.finish(
+            conn, run_id, result="error", finished_at=101.0, fetched=0, size=0, deleted=0,
+            skipped=0, error="login failed: nope", log="log\n",
+        )  # fmt: skip
+    status = team.api(team.admin).get("/status")
+    assert status.status_code == 200, status.text
+    body = status.json()
+    assert body["accounts_total"] == 1
+    assert body["recent_errors"][0]["error"] == "login failed: nope"
+    assert body["recent_errors"][0]["owner"] == "user@a.test"
+    assert "source-secret" not in status.text
+    assert team.api(team.boss).get("/status").status_code == 403

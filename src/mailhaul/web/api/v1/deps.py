@@ -21,6 +21,7 @@ bearer = HTTPBearer(
 
 AnyUser = Annotated[Principal, Depends(api_access(Access.USER))]
 Manager = Annotated[Principal, Depends(api_access(Access.MANAGER))]
+AdminOnly = Annotated[Principal, Depends(api_access(Access.ADMIN))]
 
 
 def _mailhaul(request: Request) -> App:

@@ -267,6 +267,41 @@ class PollQueued(BaseModel):
     workers_alive: int
 
 
+class WorkerInfo(BaseModel):
+    """A `serve`/`worker` process and its heartbeat."""
+
+    id: str
+    hostname: str
+    pid: int
+    started_at: float
+    heartbeat_age: float
+    running: int
+    stale: bool
+
+
+class RecentError(BaseModel):
+    """A run that failed, with its account."""
+
+    account_id: int
+    owner: str
+    host: str
+    started_at: float
+    result: str
+    error: str | None
+
+
+class SystemStatus(BaseModel):
+    """The service as a whole: what `mailhaul status` and the status page show."""
+
+    generated_at: float
+    accounts_total: int
+    accounts_by_state: dict[str, int]
+    running_polls: int
+    queue_lag_seconds: float
+    workers: list[WorkerInfo]
+    recent_errors: list[RecentError]
+
+
 class ConnectionReport(BaseModel):
     """A connection test: logged in or not, in the server's own words; nothing fetched."""
 
