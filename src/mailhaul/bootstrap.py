@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import logging
 import os
-from dataclasses import dataclass
+import threading
+import weakref
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,11 +26,12 @@ from mailhaul.domain.scheduling import SchedulePolicy
 from mailhaul.services.accounts import AccountService
 from mailhaul.services.leases import Leases
 from mailhaul.services.polling import Poller
-from mailhaul.settings import DEFAULT_TOML, DeliverySettings, Settings
+from mailhaul.settings import DEFAULT_TOML, DeliverySettings, InvalidSetting, Settings
 
 if TYPE_CHECKING:
     from mailhaul.adapters.passwords import PasswordHashes
     from mailhaul.services.account_access import AccountAccess
+    from mailhaul.services.settings_admin import SettingsAdmin
     from mailhaul.services.status import StatusService
     from mailhaul.services.users import UserService
 
@@ -119,11 +124,26 @@ def init_home(settings: Settings) -> list[str]:
     return made
 
 
+logger = logging.getLogger(__name__)
+
+
 @dataclass
 class App:
-    """Everything a command needs, built lazily from settings."""
+    """Everything a command needs, built lazily from settings.
+
+    ``refresh_settings()`` lays the settings an admin stored in the database over the
+    fixed layers (flags, environment, mailhaul.toml) and applies what changed to what is
+    already built: the source policy, the schedule policy and, when delivery changed, a new
+    sink. A new sink comes with a shallow copy of the poller: a poll in progress keeps the
+    poller (and so the sink) it started with from its first receipt to its last flush, and
+    the old sink is closed once no poll uses that poller any more.
+    """
 
     settings: Settings
+    _refresh_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+    _settings_table: bool = field(default=False, init=False, repr=False, compare=False)
 
     @cached_property
     def db(self) -> Database:
@@ -193,6 +213,79 @@ class App:
         return build_sink(self.settings)
 
     @cached_property
+    def settings_admin(self) -> SettingsAdmin:
+        """The settings an admin edits (stored in the database)."""
+        from mailhaul.services.settings_admin import SettingsAdmin
+
+        if self.settings.layers is None:
+            raise ConfigError("these settings were not read from their layers")
+        return SettingsAdmin(self.db, self.settings.layers, on_change=self.refresh_settings)
+
+    def refresh_settings(self) -> bool:
+        """Apply the database's settings if they changed since the last look; whether they did.
+
+        Raises ConfigError (and keeps the settings in force) when the stored values do not
+        fit the other layers, or the new delivery cannot be built.
+        """
+        layers = self.settings.layers
+        if layers is None:  # made by hand (tests): there is nothing to lay over
+            return False
+        from mailhaul.adapters.db.stored_settings import StoredSettingsStore
+
+        store = StoredSettingsStore()
+        with self.db.begin() as conn:
+            if not self._settings_table and not store.exists(conn):
+                return False  # an older schema (`mailhaul db upgrade` adds it): none stored
+            self._settings_table = True
+            stored = store.values(conn)
+        with self._refresh_lock:
+            old = self.settings
+            if stored == old.stored:
+                return False
+            try:
+                new = layers.resolve(stored)
+            except InvalidSetting as exc:
+                raise ConfigError(
+                    f"the settings stored in the database do not fit: {exc} (change it in the "
+                    f"web UI, or `mailhaul settings unset {exc.name}`)"
+                ) from exc
+            self._apply(old, new)
+        return True
+
+    def _apply(self, old: Settings, new: Settings) -> None:
+        """Switch to ``new``: every part built from ``old`` that depends on what changed."""
+        built = self.__dict__
+        delivery_changed = (old.delivery, old.delivery_domains) != (
+            new.delivery,
+            new.delivery_domains,
+        )
+        new_sink = build_sink(new) if delivery_changed and "sink" in built else None
+        self.settings = new
+        access = built.get("account_access")
+        if access is not None:
+            from mailhaul.domain.source_policy import SourcePolicy
+
+            access.policy = SourcePolicy(
+                allow_private=new.sources_allow_private, allowed_ports=new.sources_allowed_ports
+            )
+        poller: Poller | None = built.get("poller")
+        if new_sink is not None:
+            old_sink: MailSink = built["sink"]
+            built["sink"] = new_sink
+            if poller is None:
+                close_sink(old_sink)
+            else:
+                fresh = copy.copy(poller)  # shares the store, keys, leases; not the sink
+                fresh.sink = new_sink
+                fresh.policy = _schedule_policy(poller.policy, new)
+                built["poller"] = fresh
+                # Polls still running on the old poller keep the old sink until they end.
+                weakref.finalize(poller, close_sink, old_sink)
+        elif poller is not None:
+            poller.policy = _schedule_policy(poller.policy, new)
+        logger.info("settings from the database applied")
+
+    @cached_property
     def poller(self) -> Poller:
         """Polls accounts."""
         return Poller(
@@ -210,3 +303,12 @@ class App:
                 auth_failures_to_pause=self.settings.auth_failures_to_pause,
             ),
         )
+
+
+def _schedule_policy(policy: SchedulePolicy, settings: Settings) -> SchedulePolicy:
+    """``policy`` with the settings' backoff cap and login failures before a pause."""
+    return replace(
+        policy,
+        max_backoff=float(settings.max_backoff),
+        auth_failures_to_pause=settings.auth_failures_to_pause,
+    )

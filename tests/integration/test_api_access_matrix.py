@@ -120,6 +120,10 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("DELETE", "/keys/{key_id}"): RouteCase(Access.USER, "key", 204),
     ("POST", "/poll"): RouteCase(Access.USER, "", 202),
     ("GET", "/status"): RouteCase(Access.ADMIN, "", 200),
+    ("GET", "/settings"): RouteCase(Access.ADMIN, "", 200),
+    ("PATCH", "/settings"): RouteCase(
+        Access.ADMIN, "", 200, lambda w, p: {"runs.keep_days": 30 + next(w.serial)}
+    ),
 }
 
 # Who reaches the fresh records (an account of owner@a.test; a plain user of a.test and
@@ -211,7 +215,8 @@ def snapshot(world: World, targets: Targets) -> tuple[object, ...]:
     account = app.accounts.get(targets.account_id)
     user = app.users.get(SYSTEM, targets.user_id)
     keys = app.users.keys(SYSTEM, targets.user_id)
-    return account, app.accounts.password_of(targets.account_id), user, keys
+    stored_settings = app.settings_admin.overview(SYSTEM).as_dict()
+    return account, app.accounts.password_of(targets.account_id), user, keys, stored_settings
 
 
 def walk(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, RouteContext]]:

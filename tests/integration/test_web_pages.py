@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx2 as httpx
 import pytest
 from argon2 import PasswordHasher
 from fastapi.routing import APIRoute
@@ -26,50 +25,11 @@ from mailhaul.domain.options import Protocol, Security
 from mailhaul.settings import Settings, load_settings
 from mailhaul.web.app import create_app
 from mailhaul.web.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Access, access_of
+from support.pages import Browser
 
 ADMIN_PASSWORD = "admin-password-1"
 USER_PASSWORD = "user-password-1"
 SOURCE_PASSWORD = "Src-Pa55word-never-shown"
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-class Browser:
-    """A TestClient with a person's cookies, who reads the CSRF token off the pages."""
-
-    def __init__(self, client: TestClient) -> None:
-        self.client = client
-        self.csrf = ""
-
-    def get(self, path: str, **kwargs: object) -> httpx.Response:
-        response = self.client.get(path, follow_redirects=False, **kwargs)  # type: ignore[arg-type]
-        found = _CSRF.search(response.text)
-        if found and "/login" not in path:
-            self.csrf = found.group(1)
-        return response
-
-    def post(
-        self, path: str, data: dict[str, str] | None = None, **kwargs: object
-    ) -> httpx.Response:
-        form = {"csrf_token": self.csrf, **(data or {})}
-        return self.client.post(path, data=form, follow_redirects=False, **kwargs)  # type: ignore[arg-type]
-
-    def login(self, login: str, password: str, next_url: str = "") -> httpx.Response:
-        page = self.client.get("/login", params={"next": next_url} if next_url else None)
-        token = _CSRF.search(page.text)
-        assert token is not None
-        response = self.client.post(
-            "/login",
-            data={
-                "login": login,
-                "password": password,
-                "csrf_token": token.group(1),
-                "next": next_url,
-            },
-            follow_redirects=False,
-        )
-        if response.status_code == 303:
-            self.get("/me")  # picks up the session's CSRF token
-        return response
 
 
 def make_app(settings: Settings) -> App:
@@ -698,3 +658,118 @@ def test_htmx_requests_get_their_errors_as_fragments(app: App, admin: Browser):
     )
     assert expired.status_code == 401
     assert expired.headers["hx-redirect"] == f"/login?next=%2Faccounts%2F{account_id}"
+
+
+# --- editable settings -----------------------------------------------------------------------
+SETTINGS_FORM = {
+    "poll.interval": "300",
+    "poll.max_size": "104857600",
+    "poll.per_host_limit": "4",
+    "poll.max_backoff": "21600",
+    "poll.auth_failures_to_pause": "5",
+    "runs.keep_days": "30",
+    "sources.allowed_ports": "110,143,993,995",
+}
+
+
+def test_an_admin_changes_a_setting_and_new_accounts_take_it(app: App, admin: Browser):
+    page = admin.get("/settings").text
+    assert 'id="f-poll.interval"' in page
+    assert "the default" in page
+    saved = admin.post("/settings", {**SETTINGS_FORM, "poll.interval": "600"})
+    assert saved.status_code == 303
+    assert app.settings.interval == 600
+    page = admin.get("/settings").text
+    assert "saved here by admin" in page
+    assert "Saved poll.interval" in page
+    assert app.settings_admin.overview(Principal.system()).value("poll.max_size").source == (
+        "default"  # submitted unchanged: not stored
+    )
+    assert 'placeholder="600"' in admin.get("/accounts/new").text  # a new account's default
+    reset = admin.post("/settings", {**SETTINGS_FORM, "reset": "poll.interval"})
+    assert reset.status_code == 303
+    assert app.settings.interval == 300
+
+
+def test_a_bad_setting_is_shown_beside_its_field_and_nothing_is_saved(app: App, admin: Browser):
+    admin.get("/settings")
+    response = admin.post(
+        "/settings", {**SETTINGS_FORM, "poll.interval": "0", "runs.keep_days": "7"}
+    )
+    assert response.status_code == 400
+    assert field_error(response.text, "poll.interval") == "must be positive"
+    assert field_error(response.text, "runs.keep_days") is None
+    assert 'value="0"' in response.text  # what was typed stays in the form
+    assert app.settings.runs_keep_days == 30
+
+
+def test_a_setting_from_the_environment_is_shown_and_its_change_refused(tmp_path: Path):
+    settings = load_settings(tmp_path / "home", {}, environ={"MAILHAUL_POLL_MAX_SIZE": "5000"})
+    app = make_app(settings)
+    app.users.add(Principal.system(), "admin", Role.ADMIN, ADMIN_PASSWORD)
+    admin = signed_in(app, "admin", ADMIN_PASSWORD)
+    page = admin.get("/settings").text
+    assert "set by the environment (MAILHAUL_POLL_MAX_SIZE)" in page
+    assert re.search(r'id="f-poll.max_size"[^>]*readonly', page)
+    response = admin.post("/settings", {**SETTINGS_FORM, "poll.max_size": "7"})
+    assert response.status_code == 400
+    assert "set by the environment" in (field_error(response.text, "poll.max_size") or "")
+    assert app.settings.max_size == 5000
+    app.db.dispose()
+
+
+def test_only_an_admin_reaches_the_settings_forms(app: App):
+    for login in ("ann@a.test", "dora@a.test"):
+        someone = signed_in(app, login)
+        for path in ("/settings", "/settings/domains/new", "/settings/domains/a.test"):
+            assert someone.get(path).status_code == 403, (login, path)
+        assert someone.post("/settings", {"poll.interval": "600"}).status_code == 403
+        domain = {"domain": "a.test", "method": "lmtp", "lmtp": "127.0.0.1:24"}
+        assert someone.post("/settings/domains", domain).status_code == 403
+        assert someone.post("/settings/domains/remove", {"domain": "a.test"}).status_code == 403
+    assert app.settings_admin.overview(Principal.system()).domains == []
+    assert app.settings.interval == 300
+
+
+def test_a_settings_change_without_the_csrf_token_is_refused(app: App, admin: Browser):
+    response = admin.client.post(
+        "/settings", data={"poll.interval": "600", "csrf_token": "guess"}, follow_redirects=False
+    )
+    assert response.status_code == 403
+    assert app.settings.interval == 300
+
+
+def test_an_admin_adds_edits_and_removes_a_domains_delivery(app: App, admin: Browser):
+    assert "Add a domain" in admin.get("/settings").text
+    admin.get("/settings/domains/new")
+    missing = admin.post("/settings/domains", {"domain": "b.test", "method": "lmtp"})
+    assert missing.status_code == 400
+    assert field_error(missing.text, "lmtp") == "method is &#39;lmtp&#39; but lmtp is empty"
+    bad_domain = admin.post("/settings/domains", {"domain": "not a domain", "timeout": "5"})
+    assert field_error(bad_domain.text, "domain")
+    mda = admin.post("/settings/domains", {"domain": "b.test", "method": "mda"})
+    assert field_error(mda.text, "method")
+    added = admin.post(
+        "/settings/domains", {"domain": "B.test", "method": "lmtp", "lmtp": "127.0.0.1:24"}
+    )
+    assert added.status_code == 303
+    assert app.settings.delivery_domains["b.test"].lmtp == "127.0.0.1:24"
+    page = admin.get("/settings").text
+    assert 'href="/settings/domains/b.test"' in page
+    edit = admin.get("/settings/domains/b.test").text
+    assert 'value="127.0.0.1:24"' in edit
+    changed = admin.post(
+        "/settings/domains",
+        {"domain": "b.test", "method": "smtp", "smtp": "relay.b.test:25", "timeout": "30"},
+    )
+    assert changed.status_code == 303
+    delivery = app.settings.delivery_domains["b.test"]
+    assert (delivery.method, delivery.smtp, delivery.lmtp, delivery.timeout) == (
+        "smtp",
+        "relay.b.test:25",
+        "",  # not kept from the earlier table: a save replaces the domain's values
+        30.0,
+    )
+    removed = admin.post("/settings/domains/remove", {"domain": "b.test"})
+    assert removed.status_code == 303
+    assert app.settings.delivery_domains == {}

@@ -11,7 +11,7 @@ import typer
 
 from mailhaul import __version__
 from mailhaul.bootstrap import init_home
-from mailhaul.cli import accounts, db, importing, users
+from mailhaul.cli import accounts, db, importing, settings_cmd, users
 from mailhaul.cli import status as status_cli
 from mailhaul.cli.context import (
     EXIT_FAILED,
@@ -34,6 +34,7 @@ app.add_typer(accounts.app, name="account")
 app.add_typer(importing.app, name="import")
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="user")
+app.add_typer(settings_cmd.app, name="settings")
 app.command("export")(importing.export)
 app.command("status")(status_cli.status)
 key_app = typer.Typer(help="Manage the key that encrypts stored passwords.", no_args_is_help=True)
@@ -106,7 +107,7 @@ def init(
     with errors_to_exit():
         settings = state(ctx).settings()
         made = init_home(settings)
-        users = state(ctx).app().users
+        users = state(ctx).app(stored_settings=False).users
         first_admin = users.count() == 0
         if first_admin:
             password = read_password_stdin() if admin_password_stdin else generated_password()

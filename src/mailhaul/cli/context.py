@@ -33,11 +33,14 @@ class CliState:
     _app: App | None = None
 
     def settings(self) -> Settings:
-        """Resolved settings (flags > environment > mailhaul.toml > defaults)."""
+        """Settings from flags > environment > mailhaul.toml > defaults (without the
+        database's: ``app()`` lays those on top)."""
         return load_settings(self.home, self.overrides)
 
-    def app(self) -> App:
-        """The wired application (requires an initialised home)."""
+    def app(self, stored_settings: bool = True) -> App:
+        """The wired application (requires an initialised home), with the settings an admin
+        stored in the database laid over the others unless ``stored_settings`` is false
+        (schema commands, and repairing a stored value)."""
         if self._app is None:
             settings = self.settings()
             if not settings.key_file.exists():
@@ -46,6 +49,8 @@ class CliState:
                     "(or set MAILHAUL_HOME / --home to the right place)"
                 )
             self._app = App(settings)
+            if stored_settings:
+                self._app.refresh_settings()
         return self._app
 
 

@@ -19,7 +19,9 @@ def _app(ctx: typer.Context) -> App:
     cli = state(ctx)
     settings = cli.settings()
     if settings.database_url.startswith("sqlite"):
-        return cli.app()  # the home's own database: `mailhaul init` makes it (mode 0600)
+        # the home's own database: `mailhaul init` makes it (mode 0600); an old schema has
+        # no settings table yet, so the stored settings are not read
+        return cli.app(stored_settings=False)
     # A server database can be prepared before any home exists (no key file needed).
     return App(settings)
 

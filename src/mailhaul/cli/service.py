@@ -10,6 +10,7 @@ from types import FrameType
 
 from mailhaul.bootstrap import App, close_sink, init_home
 from mailhaul.cli.context import CliState, errors_to_exit
+from mailhaul.domain.errors import MailhaulError
 from mailhaul.logsetup import configure_logging
 from mailhaul.services.metrics import Metrics
 from mailhaul.services.scheduler import Scheduler
@@ -54,17 +55,18 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
                     "no web users yet: add an admin with "
                     "`mailhaul user add admin --role admin` (or run `mailhaul init`)"
                 )
-        housekeeping = _Housekeeping(app, settings.runs_keep_days)
+        housekeeping = _Housekeeping(app)
         scheduler = Scheduler(
             app.db,
             app.account_store,
             app.poller,
             workers or settings.workers,
             stop,
-            per_host_limit=settings.per_host_limit,
+            per_host_limit=app.settings.per_host_limit,
             on_result=lambda summary: metrics.observe(summary, summary.error_kind),
             periodic=housekeeping,
         )
+        housekeeping.scheduler = scheduler
         try:
             scheduler.run()
         finally:
@@ -75,20 +77,39 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
 
 
 class _Housekeeping:
-    """Prunes run history past its retention, about once an hour."""
+    """At every heartbeat (~5 s), picks up settings an admin changed in the database; prunes
+    run history past its retention about once an hour."""
 
     EVERY = 3600.0
 
-    def __init__(self, app: App, keep_days: int) -> None:
+    def __init__(self, app: App, scheduler: Scheduler | None = None) -> None:
         self.app = app
-        self.keep_days = keep_days
+        self.scheduler = scheduler
         self.next_at = 0.0
+        self.refresh_error = ""
 
     def __call__(self) -> None:
+        self.refresh_settings()
         now = time.monotonic()
         if now < self.next_at:
             return
         self.next_at = now + self.EVERY
-        pruned = prune_runs(self.app.db, self.app.run_store, self.keep_days)
+        keep_days = self.app.settings.runs_keep_days
+        pruned = prune_runs(self.app.db, self.app.run_store, keep_days)
         if pruned:
-            logger.info("pruned %d run(s) older than %d days", pruned, self.keep_days)
+            logger.info("pruned %d run(s) older than %d days", pruned, keep_days)
+
+    def refresh_settings(self) -> None:
+        """Apply changed settings: the scheduler takes the (maybe new) poller between polls;
+        a poll in progress finishes with the poller and sink it started with."""
+        try:
+            self.app.refresh_settings()
+        except MailhaulError as exc:  # keep what is in force; say so once
+            if str(exc) != self.refresh_error:
+                logger.error("settings not applied: %s", exc)
+            self.refresh_error = str(exc)
+            return
+        self.refresh_error = ""
+        if self.scheduler is not None:
+            self.scheduler.poller = self.app.poller
+            self.scheduler.per_host_limit = self.app.settings.per_host_limit

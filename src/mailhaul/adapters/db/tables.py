@@ -175,3 +175,14 @@ api_keys = Table(
     Column("last_used_at", Float),
 )
 Index("ix_api_keys_user", api_keys.c.user_id)
+
+# Settings an admin edits in the web UI, the API or `mailhaul settings` (settings.py's
+# EDITABLE_SETTINGS and delivery.domains); between the environment and mailhaul.toml.
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(320), nullable=False),  # the admin's login
+)

@@ -3,7 +3,8 @@
 Modules: `templating` (rendering, flash messages, form helpers), `routing` (how page routes
 answer errors), `login`, `accounts` (list, account page, fetch now), `account_form` (add,
 edit, test connection; `account_values` turns the form into an account), `users` (users,
-one's own password, API keys), `admin` (settings, status). Every route declares its access
+one's own password, API keys), `admin` (status; read-only settings), `settings_form` (the
+editable settings, per-domain delivery). Every route declares its access
 with `page_access(...)` or `public()`.
 
 | route | access |
@@ -11,7 +12,7 @@ with `page_access(...)` or `public()`.
 | GET /login, POST /login | public |
 | GET /, POST /logout, /accounts…, /me…, POST /keys/{id}/revoke | user (services scope it) |
 | /users… | manager (admin, domain admin) |
-| GET /settings, GET /status | admin |
+| /settings…, GET /status | admin |
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from mailhaul.web.auth import LoginThrottle
-from mailhaul.web.ui import account_form, accounts, admin, login, users
+from mailhaul.web.ui import account_form, accounts, admin, login, settings_form, users
 from mailhaul.web.ui.routing import not_found_handler
 from mailhaul.web.ui.templating import TEMPLATES
 
@@ -31,7 +32,7 @@ STATIC = TEMPLATES.parent / "static"
 def install_pages(api: FastAPI) -> None:
     """Add the pages and ``/static`` to the main app."""
     api.state.login_throttle = LoginThrottle()
-    for module in (login, account_form, accounts, users, admin):
+    for module in (login, account_form, accounts, users, admin, settings_form):
         # The routes themselves, not include_router(): FastAPI 0.165 would wrap them in one
         # opaque entry, and the check that every route declares its access walks api.routes.
         api.router.routes.extend(module.router.routes)

@@ -1,6 +1,7 @@
-"""Admin pages: the effective settings (read-only; edited in mailhaul.toml) and the system
-status (workers, queue lag, accounts by state, recent errors). No secret is ever shown:
-the database URL loses its password, a password file is only said to be set."""
+"""Admin pages: the settings (the editable ones as a form, stored in the database, each with
+where its value comes from; the rest read-only, from mailhaul.toml) and the system status
+(workers, queue lag, accounts by state, recent errors). No secret is ever shown: the database
+URL loses its password, a password file is only said to be set."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from mailhaul.services.users import SessionInfo
-from mailhaul.settings import DeliverySettings, Settings
+from mailhaul.settings import EDITABLE_SETTINGS, DeliverySettings, Settings
 from mailhaul.web.auth import Access, app_of, page_access
 from mailhaul.web.ui.routing import PageRoute
 from mailhaul.web.ui.templating import render
@@ -66,6 +67,13 @@ def settings_sections(settings: Settings) -> list[tuple[str, list[tuple[str, str
     """(section title, [(setting, value, meaning)]) for the settings page."""
     ports = ", ".join(str(p) for p in sorted(settings.sources_allowed_ports))
     return [
+        (title, [row for row in rows if row[0] not in EDITABLE_SETTINGS])
+        for title, rows in _all_sections(settings, ports)
+    ]
+
+
+def _all_sections(settings: Settings, ports: str) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    return [
         (
             "Polling",
             [
@@ -112,25 +120,6 @@ def settings_sections(settings: Settings) -> list[tuple[str, list[tuple[str, str
             ],
         ),
     ]
-
-
-@router.get("/settings")
-def settings_page(request: Request, info: Admin) -> Response:
-    """The effective settings, read-only."""
-    settings = app_of(request).settings
-    deliveries = [delivery_view("default", settings.delivery)] + [
-        delivery_view(domain, delivery)
-        for domain, delivery in sorted(settings.delivery_domains.items())
-    ]
-    return render(
-        request,
-        "settings.html",
-        info,
-        active_nav="settings",
-        config_file=str(settings.config_file),
-        sections=settings_sections(settings),
-        deliveries=deliveries,
-    )
 
 
 @router.get("/status")

@@ -1,0 +1,141 @@
+"""`mailhaul settings show|set|unset`: the settings an admin may change while the service runs
+(stored in the database; running `serve`/`worker` processes pick a change up within seconds)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from mailhaul.cli.context import errors_to_exit, state
+from mailhaul.cli.output import console, print_json
+
+if TYPE_CHECKING:
+    from mailhaul.services.settings_admin import SettingsAdmin
+
+app = typer.Typer(
+    help="Show and change the settings an admin may edit (also in the web UI).",
+    no_args_is_help=True,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+KeyArg = Annotated[
+    str,
+    typer.Argument(
+        help="poll.interval, … (see `settings show`), delivery.domains.DOMAIN or "
+        "delivery.domains.DOMAIN.KEY (method, lmtp, smtp, maildir_path, smtp_starttls, timeout).",
+        show_default=False,
+    ),
+]
+ValueArg = Annotated[
+    str,
+    typer.Argument(
+        help='The value, as in mailhaul.toml (600, true, "110,995"); for delivery.domains.DOMAIN '
+        'a JSON table, e.g. \'{"method": "lmtp", "lmtp": "127.0.0.1:24"}\'.',
+        show_default=False,
+    ),
+]
+
+
+def _admin(ctx: typer.Context) -> SettingsAdmin:
+    # Without the stored settings applied: `unset` must work when one no longer fits.
+    return state(ctx).app(stored_settings=False).settings_admin
+
+
+def _domain_key(key: str) -> tuple[str, str | None] | None:
+    """``delivery.domains.example.org[.lmtp]`` → (``example.org``, ``lmtp`` or None)."""
+    from mailhaul.settings import EDITABLE_DOMAIN_KEYS
+
+    rest = key.removeprefix("delivery.domains.")
+    if rest == key or not rest:
+        return None
+    domain, _, last = rest.rpartition(".")
+    if domain and last in EDITABLE_DOMAIN_KEYS:
+        return domain.strip('"'), last
+    return rest.strip('"'), None
+
+
+def _stored_table(admin: SettingsAdmin, domain: str) -> dict[str, Any]:
+    from mailhaul.domain.access import Principal
+
+    for item in admin.overview(Principal.system()).domains:
+        if item.domain == domain.lower().rstrip("."):
+            return dict(item.stored)
+    return {}
+
+
+@app.command()
+def show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """The editable settings, their values and where each comes from."""
+    from rich.table import Table
+
+    from mailhaul.domain.access import Principal
+
+    with errors_to_exit():
+        overview = _admin(ctx).overview(Principal.system())
+    if json_out:
+        print_json(overview.as_dict())
+        return
+    table = Table("setting", "value", "source")
+    for item in overview.values:
+        table.add_row(item.key, json.dumps(item.value), item.source)
+    console.print(table)
+    domains = Table("domain", "method", "target", "source")
+    for domain in overview.domains:
+        values = domain.values
+        method = values["method"]
+        target = {"maildir": values["maildir_path"], "lmtp": values["lmtp"]}.get(
+            method, values["smtp"] if method == "smtp" else ""
+        )
+        sources = sorted(set(domain.sources.values()) - {"default"}) or ["default"]
+        domains.add_row(domain.domain, method, target, ", ".join(sources))
+    if overview.domains:
+        console.print(domains)
+    if overview.problem:
+        console.print(f"[red]{overview.problem}[/red]")
+
+
+@app.command("set")
+def set_value(ctx: typer.Context, key: KeyArg, value: ValueArg) -> None:
+    """Store a setting in the database (above mailhaul.toml; the environment still wins)."""
+    from mailhaul.domain.access import Principal
+    from mailhaul.domain.errors import ConfigError
+
+    with errors_to_exit():
+        admin = _admin(ctx)
+        target = _domain_key(key)
+        change: dict[str, Any]
+        if target is None:
+            change = {key: value}
+        elif target[1] is None:
+            try:
+                table = json.loads(value)
+            except ValueError:
+                raise ConfigError(f"{key}: the value must be a JSON table") from None
+            change = {"delivery.domains": {target[0]: table}}
+        else:
+            domain, name = target[0], target[1]
+            table = {**_stored_table(admin, domain), name: value}
+            change = {"delivery.domains": {domain: table}}
+        admin.change(Principal.system(), change)
+    console.print(f"{key} saved; running services apply it within seconds")
+
+
+@app.command()
+def unset(ctx: typer.Context, key: KeyArg) -> None:
+    """Forget a stored setting: mailhaul.toml's value (or the default) applies again."""
+    from mailhaul.domain.access import Principal
+
+    with errors_to_exit():
+        admin = _admin(ctx)
+        target = _domain_key(key)
+        if target is not None and target[1] is not None:
+            domain, name = target[0], target[1]
+            table = _stored_table(admin, domain)
+            removed = table.pop(name, None) is not None
+            if removed:
+                admin.change(Principal.system(), {"delivery.domains": {domain: table or None}})
+        else:
+            removed = admin.unset(Principal.system(), key)
+    console.print(f"{key} unset" if removed else f"{key} was not set in the database")
