@@ -8,7 +8,9 @@ Databases: `mailhaul_database` (autouse) runs a test once per selected database 
 uses a database fixture (`harness`, `imap`, `pop3`, `database_url`) or sits in one of
 DATABASE_MODULES (their homes come from `Home.create`). Select with `--databases=sqlite` or
 MAILHAUL_TEST_DATABASES (default `sqlite,postgresql`); `@pytest.mark.databases("postgresql")`
-narrows one test. PostgreSQL tests get a database of their own with the current schema and no
+narrows one test. A module whose tests share one home (built by a module-scoped fixture) asks
+for `module_database` instead: its tests run once per selected database, sharing one database
+of each kind. PostgreSQL tests get a database of their own with the current schema and no
 rows (see PostgresServer) on the server of MAILHAUL_TEST_POSTGRES_URL (default
 postgresql://postgres@127.0.0.1:5432/test, the maintenance connection); an unreachable server
 fails them (it does not skip them): run scripts/install-test-deps.sh, or select sqlite only.
@@ -203,16 +205,22 @@ def _uses_database(metafunc: pytest.Metafunc) -> bool:
     return module in DATABASE_MODULES and metafunc.function.__name__ not in SOURCE_ONLY_TESTS
 
 
+def _kinds(metafunc: pytest.Metafunc) -> list[str]:
+    try:
+        kinds = selected_databases(metafunc.config.getoption("databases"))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    only = metafunc.definition.get_closest_marker("databases")
+    if only is not None:
+        kinds = [kind for kind in kinds if kind in only.args]
+    return kinds
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "mailhaul_database" in metafunc.fixturenames and _uses_database(metafunc):
-        try:
-            kinds = selected_databases(metafunc.config.getoption("databases"))
-        except ValueError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        only = metafunc.definition.get_closest_marker("databases")
-        if only is not None:
-            kinds = [kind for kind in kinds if kind in only.args]
-        metafunc.parametrize("mailhaul_database", kinds, indirect=True)
+    if "module_database" in metafunc.fixturenames:
+        metafunc.parametrize("module_database", _kinds(metafunc), indirect=True, scope="module")
+    elif "mailhaul_database" in metafunc.fixturenames and _uses_database(metafunc):
+        metafunc.parametrize("mailhaul_database", _kinds(metafunc), indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -244,6 +252,22 @@ def mailhaul_database(
     monkeypatch.setattr(mailhaul_home, "DEFAULT_DATABASE_URL", url)
     try:
         yield url
+    finally:
+        server.release(name)
+
+
+@pytest.fixture(scope="module")
+def module_database(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The database URL of a module's shared home: None for the home's own SQLite file, or a
+    PostgreSQL database with the current schema, for the module's tests of that kind."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "sqlite":
+        yield None
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.acquire()
+    try:
+        yield server.url_of(name)
     finally:
         server.release(name)
 
