@@ -26,7 +26,8 @@ from mailhaul.domain.scheduling import SchedulePolicy
 from mailhaul.services.accounts import AccountService
 from mailhaul.services.leases import Leases
 from mailhaul.services.polling import Poller
-from mailhaul.settings import DEFAULT_TOML, DeliverySettings, InvalidSetting, Settings
+from mailhaul.settings import DeliverySettings, Settings
+from mailhaul.settings_keys import DEFAULT_TOML, InvalidSetting
 
 if TYPE_CHECKING:
     from mailhaul.adapters.passwords import PasswordHashes

@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from mailhaul.domain.errors import ConfigError
-from mailhaul.settings import (
-    EDITABLE_SETTINGS,
-    InvalidSetting,
-    canonical_setting,
-    load_settings,
-    read_layers,
-)
+from mailhaul.settings import load_settings, read_layers
+from mailhaul.settings_keys import EDITABLE_SETTINGS, InvalidSetting, canonical_setting
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ def _admin(ctx: typer.Context) -> SettingsAdmin:
 
 def _domain_key(key: str) -> tuple[str, str | None] | None:
     """``delivery.domains.example.org[.lmtp]`` → (``example.org``, ``lmtp`` or None)."""
-    from mailhaul.settings import EDITABLE_DOMAIN_KEYS
+    from mailhaul.settings_keys import EDITABLE_DOMAIN_KEYS
 
     rest = key.removeprefix("delivery.domains.")
     if rest == key or not rest:

@@ -19,17 +19,14 @@ from mailhaul.adapters.db.stored_settings import StoredSetting, StoredSettingsSt
 from mailhaul.domain.access import Forbidden, Principal
 from mailhaul.domain.errors import MailhaulError
 from mailhaul.domain.validation import FieldError
-from mailhaul.settings import (
+from mailhaul.settings import DeliverySettings, Settings, SettingsLayers, env_name
+from mailhaul.settings_keys import (
     CONFIG_NAME,
     DOMAINS_SETTING,
     EDITABLE_DOMAIN_KEYS,
     EDITABLE_SETTINGS,
-    DeliverySettings,
     InvalidSetting,
-    Settings,
-    SettingsLayers,
     canonical_setting,
-    env_name,
     normalise_domain,
 )
 

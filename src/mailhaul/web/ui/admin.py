@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from mailhaul.services.users import SessionInfo
-from mailhaul.settings import EDITABLE_SETTINGS, DeliverySettings, Settings
+from mailhaul.settings import DeliverySettings, Settings
+from mailhaul.settings_keys import EDITABLE_SETTINGS
 from mailhaul.web.auth import Access, app_of, page_access
 from mailhaul.web.ui.routing import PageRoute
 from mailhaul.web.ui.templating import render

@@ -25,7 +25,7 @@ from mailhaul.services.settings_admin import (
     SettingValue,
 )
 from mailhaul.services.users import SessionInfo
-from mailhaul.settings import EDITABLE_DOMAIN_KEYS, EDITABLE_METHODS, normalise_domain
+from mailhaul.settings_keys import EDITABLE_DOMAIN_KEYS, EDITABLE_METHODS, normalise_domain
 from mailhaul.web.auth import Access, app_of, page_access
 from mailhaul.web.ui.admin import delivery_view, settings_sections
 from mailhaul.web.ui.routing import PageRoute

@@ -1,0 +1,247 @@
+"""Every setting: its name, type and default, the default ``mailhaul.toml``, and how one
+value is checked (from a file, the environment, a flag, or the database).
+
+`mailhaul.settings` puts the layers together; this module knows single values.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mailhaul.domain.addresses import split_address
+from mailhaul.domain.errors import ConfigError
+
+CONFIG_NAME = "mailhaul.toml"
+DEFAULT_MAILDIR = "{home}/mail/{domain}/{local}"
+
+# (section, key) -> (type, default); a default of None means "derived from home".
+DELIVERY_KEYS: dict[str, tuple[type, Any]] = {
+    "method": (str, "maildir"),
+    "maildir_path": (str, DEFAULT_MAILDIR),
+    "lmtp": (str, ""),
+    "smtp": (str, ""),
+    "smtp_starttls": (bool, False),
+    "smtp_ca_file": (str, ""),
+    "smtp_username": (str, ""),
+    "smtp_password_file": (str, ""),
+    "mda": (str, ""),
+    "timeout": (float, 120.0),
+    "sender": (str, ""),
+}
+DELIVERY_METHODS = ("maildir", "lmtp", "smtp", "mda")
+
+# What an admin may change in the web UI, the API or `mailhaul settings` (stored in the
+# database). Not `mda` (a web admin must not make the service run a command), nor the keys that
+# name files on the machine (`smtp_ca_file`, `smtp_username` + `smtp_password_file`).
+EDITABLE_SETTINGS = (
+    "poll.interval",
+    "poll.max_size",
+    "poll.per_host_limit",
+    "poll.max_backoff",
+    "poll.auth_failures_to_pause",
+    "runs.keep_days",
+    "sources.allow_private",
+    "sources.allowed_ports",
+)
+DOMAINS_SETTING = "delivery.domains"  # stored as {domain: {key: value}}
+EDITABLE_DOMAIN_KEYS = ("method", "lmtp", "smtp", "maildir_path", "smtp_starttls", "timeout")
+EDITABLE_METHODS = ("maildir", "lmtp", "smtp")
+MAX_NUMBER = 2**53  # larger whole numbers would not survive a float (or a JSON reader)
+MAX_TEXT = 1000  # a stored address or path
+MAX_DOMAINS = 1000
+
+SETTING_SCHEMA: dict[tuple[str, str], tuple[type, Any]] = {
+    ("database", "url"): (str, None),
+    **{("delivery", key): spec for key, spec in DELIVERY_KEYS.items()},
+    ("poll", "interval"): (int, 300),
+    ("poll", "timeout"): (float, 60.0),
+    ("poll", "workers"): (int, 4),
+    ("poll", "max_size"): (int, 100 * 1024 * 1024),
+    ("poll", "per_host_limit"): (int, 4),
+    ("poll", "max_backoff"): (int, 6 * 3600),
+    ("poll", "auth_failures_to_pause"): (int, 5),
+    ("poll", "lease_ttl"): (int, 300),
+    ("runs", "keep_days"): (int, 30),
+    ("log", "format"): (str, "text"),
+    ("log", "level"): (str, "info"),
+    ("log", "syslog"): (bool, False),
+    ("web", "listen"): (str, "127.0.0.1:8025"),
+    ("web", "cookie_secure"): (bool, True),
+    ("web", "session_hours"): (int, 12),
+    ("sources", "allow_private"): (bool, False),
+    ("sources", "allowed_ports"): (str, "110,143,993,995"),
+}
+
+DEFAULT_TOML = """\
+# mailhaul settings. Environment variables MAILHAUL_<SECTION>_<KEY> override these,
+# command-line flags override both. An admin may also change some (poll.interval, max_size,
+# per_host_limit, max_backoff, auth_failures_to_pause, runs.keep_days, sources.*, per-domain
+# delivery) in the web UI or with `mailhaul settings set`: stored in the database, they
+# override this file. This file is read at start: restart to apply an edit.
+
+[database]
+# url = "sqlite:///{home}/mailhaul.db"   # or postgresql://user@host/db
+
+[delivery]
+method = "maildir"    # maildir | lmtp | smtp | mda
+# Maildir per destination address; {home}, {address}, {domain}, {local} are filled in.
+maildir_path = "{home}/mail/{domain}/{local}"
+# lmtp = "127.0.0.1:24"            # host:port, or the path of a unix socket
+# smtp = "127.0.0.1:25"            # host:port of the MTA or relay
+# smtp_starttls = false
+# smtp_username = ""               # AUTH for a relay; the password is read from:
+# smtp_password_file = ""
+# mda = "/usr/lib/dovecot/dovecot-lda -d {address} -f {sender}"   # run without a shell
+# timeout = 120                    # seconds for one LMTP/SMTP/MDA delivery
+# sender = ""                      # fixed envelope sender; default Return-Path, else From, else <>
+
+# Per-domain overrides take the same keys, e.g.:
+# [delivery.domains."example.org"]
+# method = "lmtp"
+# lmtp = "/var/run/dovecot/lmtp"
+
+[poll]
+interval = 300        # default seconds between polls of an account
+timeout = 60          # network timeout, seconds
+workers = 4           # accounts polled at once by `mailhaul serve`
+max_size = 104857600  # default per-message size limit, bytes
+per_host_limit = 4    # polls of accounts on one source host at once (per process)
+max_backoff = 21600   # longest wait after repeated failures, seconds
+auth_failures_to_pause = 5  # login failures in a row before an account is paused
+lease_ttl = 300       # seconds a dead process's lease blocks an account
+
+[runs]
+keep_days = 30        # run history (and run logs) older than this is deleted; 0 keeps all
+
+[log]
+format = "text"       # text | json (one JSON object a line: ts, level, logger, message, ...)
+level = "info"        # debug | info | warning | error
+syslog = false        # also log to /dev/log, facility mail (lands in /var/log/maillog)
+
+[web]
+listen = "127.0.0.1:8025"   # the web UI, /api/v1, /healthz and /metrics; "" switches it off
+cookie_secure = true        # session cookies only over HTTPS (browsers also allow localhost)
+session_hours = 12          # a login lasts this long
+
+[sources]
+# Source hosts non-admin users may enter: by default no loopback, private or link-local
+# addresses, and only these ports. Admins may use any.
+allow_private = false
+allowed_ports = "110,143,993,995"
+"""
+
+
+class InvalidSetting(ConfigError):
+    """Raised when one setting's value is invalid; ``name`` names it (``poll.interval``)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+def coerce_setting(name: str, kind: type, value: Any) -> Any:
+    """``value`` as a ``kind`` (strings as in environment variables: ``"300"``, ``"yes"``)."""
+    if kind is int and isinstance(value, str):
+        value = value.strip()
+        if not value.lstrip("-").isdigit() or len(value) > 20:
+            raise InvalidSetting(name, f"setting {name} must be a whole number, not {value!r}")
+        value = int(value)
+    if kind is bool and isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise InvalidSetting(name, f"setting {name} must be true or false, not {value!r}")
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise InvalidSetting(name, f"setting {name} must be true or false, not {value!r}")
+        return value
+    if kind is float and isinstance(value, str | int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):
+            raise InvalidSetting(name, f"setting {name} must be a number, not {value!r}") from None
+        if not math.isfinite(number) or abs(number) > MAX_NUMBER:
+            raise InvalidSetting(name, f"setting {name} must be a finite number, not {value!r}")
+        return number
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise InvalidSetting(name, f"setting {name} must be a {kind.__name__}, not {value!r}")
+    if kind is int and isinstance(value, int) and abs(value) > MAX_NUMBER:
+        raise InvalidSetting(name, f"setting {name} is too large")
+    return value
+
+
+def normalise_domain(domain: str) -> str:
+    """A domain name in lower-case ASCII (IDNA); InvalidSetting when it is not one."""
+    where = f'delivery.domains."{domain}"'
+    if not isinstance(domain, str) or not domain.strip():
+        raise InvalidSetting(where, "a domain name is required")
+    try:
+        return split_address(f"postmaster@{domain.strip().rstrip('.')}")[1]
+    except ConfigError:
+        raise InvalidSetting(where, f"{domain!r} is not a domain name") from None
+
+
+def stored_domains(stored: Any) -> dict[str, dict[str, Any]]:
+    """The database's per-domain delivery (``{domain: {key: value}}``), checked: only
+    ``EDITABLE_DOMAIN_KEYS``, and a method among ``EDITABLE_METHODS``."""
+    if stored is None:
+        return {}
+    if not isinstance(stored, dict):
+        raise InvalidSetting(DOMAINS_SETTING, f"{DOMAINS_SETTING} must map domains to tables")
+    if len(stored) > MAX_DOMAINS:
+        raise InvalidSetting(DOMAINS_SETTING, f"at most {MAX_DOMAINS} domains may be set here")
+    result: dict[str, dict[str, Any]] = {}
+    for raw_domain, table in stored.items():
+        domain = normalise_domain(raw_domain)
+        where = f'delivery.domains."{domain}"'
+        if not isinstance(table, dict):
+            raise InvalidSetting(where, f"{where} must be a table of settings")
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            name = f"{where}.{key}"
+            if key not in EDITABLE_DOMAIN_KEYS:
+                raise InvalidSetting(
+                    name, f"{name} cannot be set here (only {', '.join(EDITABLE_DOMAIN_KEYS)})"
+                )
+            values[key] = coerce_setting(name, DELIVERY_KEYS[key][0], value)
+            if isinstance(values[key], str) and (
+                len(values[key]) > MAX_TEXT or any(ord(c) < 32 or ord(c) == 127 for c in value)
+            ):
+                raise InvalidSetting(
+                    name, f"{name} must be at most {MAX_TEXT} characters, without control ones"
+                )
+        if "method" in values and values["method"] not in EDITABLE_METHODS:
+            raise InvalidSetting(
+                f"{where}.method", f"{where}.method must be one of {', '.join(EDITABLE_METHODS)}"
+            )
+        result[domain] = values
+    return result
+
+
+def ports_setting(text: str) -> frozenset[int]:
+    """``"110, 995"`` → {110, 995}; a clear error on anything else."""
+    ports: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        if not part.isdigit() or not 1 <= int(part) <= 65535:
+            raise InvalidSetting(
+                "sources.allowed_ports",
+                f'setting sources.allowed_ports must list TCP ports like "110,995", not {text!r}',
+            )
+        ports.add(int(part))
+    return frozenset(ports)
+
+
+def canonical_setting(name: str, value: Any) -> Any:
+    """An editable setting's value as it is stored: coerced like ``mailhaul.toml``'s
+    (``"600"`` → 600); ``delivery.domains`` checked domain by domain."""
+    if name == DOMAINS_SETTING:
+        return stored_domains(value)
+    if name not in EDITABLE_SETTINGS:
+        raise InvalidSetting(name, f"setting {name} cannot be changed here")
+    section, _, key = name.partition(".")
+    return coerce_setting(name, SETTING_SCHEMA[(section, key)][0], value)
