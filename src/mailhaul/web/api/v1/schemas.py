@@ -167,7 +167,20 @@ class Run(BaseModel):
     error: str | None
 
 
-class Account(BaseModel):
+class ServiceState(BaseModel):
+    """An account's service state, as the list and the account both show it."""
+
+    state: str = Field(description="running, paused, or the last run's outcome (new at first)")
+    paused_reason: str | None
+    last_run_at: float | None
+    last_result: str | None
+    last_error: str | None
+    next_poll_at: float | None
+    fetch_requested_at: float | None
+    consecutive_failures: int
+
+
+class Account(ServiceState):
     """An account's settings and service state (never its password)."""
 
     id: int
@@ -188,17 +201,9 @@ class Account(BaseModel):
     destination: str = Field(description="Where mail is delivered.")
     interval: int
     active: bool
-    state: str = Field(description="running, paused, or the last run's outcome (new at first)")
-    paused_reason: str | None
-    last_run_at: float | None
-    last_result: str | None
-    last_error: str | None
-    next_poll_at: float | None
-    fetch_requested_at: float | None
-    consecutive_failures: int
 
 
-class AccountSummary(BaseModel):
+class AccountSummary(ServiceState):
     """An account as the list shows it."""
 
     id: int
@@ -208,14 +213,6 @@ class AccountSummary(BaseModel):
     username: str
     destination: str
     active: bool
-    state: str
-    paused_reason: str | None
-    last_run_at: float | None
-    last_result: str | None
-    last_error: str | None
-    next_poll_at: float | None
-    fetch_requested_at: float | None
-    consecutive_failures: int
     last_run: Run | None
 
 
