@@ -221,10 +221,12 @@ class AccountStore:
             query = select(c.id).where(special, c.active.is_not(False), others)
             queries.append(query.order_by(c.next_poll_at.asc().nulls_first(), c.id))
             timed = and_(others, c.fetch_requested_at.is_(None))  # not twice
-        # Due by time: a range of the index, in its order (PostgreSQL keeps NULLs last in
-        # it, so "NULLS FIRST" here would sort every due row on each claim).
+        # Due by time: a range of the index, read in its order and no further than needed.
+        # Nothing more in ORDER BY: PostgreSQL keeps NULLs last in the index (NULLS FIRST
+        # would sort every due row), and a tie-break column would make it sort every row of
+        # an equal next_poll_at (10,000 accounts made due by one UPDATE) on each claim.
         by_time = select(c.id).where(c.active.is_(True), c.next_poll_at <= now, timed)
-        queries.append(by_time.order_by(c.next_poll_at, c.id))
+        queries.append(by_time.order_by(c.next_poll_at))
         due = and_(
             c.active.is_(True),
             others,
