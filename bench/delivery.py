@@ -39,6 +39,7 @@ METHODS = ("maildir", "lmtp", "smtp", "mda")
 
 def mailhaul(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MAILHAUL_HOME": str(home), "MAILHAUL_WEB_LISTEN": ""}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: bytecode, not a compile per run
     return subprocess.run(
         [sys.executable, "-m", "mailhaul", *args],
         env=env,

@@ -572,7 +572,22 @@ def rss(m: Measured) -> float:
 
 
 def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("MAILHAUL_")}
+    """The environment of a measured process: no MAILHAUL_* settings, and bytecode allowed.
+
+    An installed mailhaul has bytecode; an editable one in a shell with
+    PYTHONDONTWRITEBYTECODE=1 would compile every module from source on every run
+    (~0.4 s), a cost no user pays. ``compile_bytecode()`` writes it once before any run.
+    """
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MAILHAUL_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
+
+
+def compile_bytecode() -> None:
+    """Write the .pyc files of mailhaul's sources, as installing a package does."""
+    subprocess.run([PYTHON, "-m", "compileall", "-q", str(REPO / "src")], check=True)
 
 
 def count_files(maildir: Path) -> int:
@@ -896,6 +911,7 @@ def main(argv: list[str] | None = None) -> int:
     bench: Bench | None = None
     code = 0
     try:
+        compile_bytecode()
         bench = Bench(work, args)
         bench.start()
         say(f"bench: work dir {work}, Dovecot ports {bench.server.ports}")

@@ -174,6 +174,56 @@ def test_empty_folder_lists_nothing_without_fetching(harness: Harness) -> None:
     assert not any(c.startswith("UID FETCH") for c in server.commands)
 
 
+ESEARCH_REPLIES = {
+    "UID SEARCH RETURN (ALL) ALL": b'* ESEARCH (TAG "$TAG") UID ALL 10:10,20,30\r\n'
+    b"$TAG OK Search done\r\n",
+    "UID SEARCH RETURN (ALL) UNSEEN": b'* ESEARCH (TAG "$TAG") UID ALL 30\r\n'
+    b"$TAG OK Search done\r\n",
+}
+
+
+def test_known_folder_is_listed_by_esearch_ranges_in_one_round_trip(harness: Harness) -> None:
+    bodies = [b"Subject: a\r\n\r\n1\r\n", b"Subject: b\r\n\r\n2\r\n", b"Subject: new\r\n\r\n3"]
+    server = harness.server(
+        script(*bodies, extra_caps=("ESEARCH",), replies=ESEARCH_REPLIES, reorder=False)
+    )
+    server.script.folders["INBOX"].messages[0].flags.add("\\Seen")
+    server.script.folders["INBOX"].messages[1].flags.add("\\Seen")
+    listing = harness.source(server).select("INBOX", known={"10", "20"})
+    assert [(r.uid, r.seen) for r in listing.messages] == [
+        ("10", True),
+        ("20", True),
+        ("30", False),
+    ]
+    assert listing.messages[2].size == len(bodies[2])  # details fetched for the new one only
+    searches = [c for c in server.commands if c.startswith("UID SEARCH")]
+    assert searches == list(ESEARCH_REPLIES)
+    assert [c for c in server.commands if c.startswith("UID FETCH")] == [
+        "UID FETCH 30 (UID FLAGS RFC822.SIZE)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"1:4294967295",  # four billion UIDs: refused before anything is expanded
+        b"0:5",
+        b"5:",
+        b"1,,2",
+    ],
+)
+def test_hostile_esearch_sets_are_protocol_violations(harness: Harness, answer: bytes) -> None:
+    replies = dict(ESEARCH_REPLIES)
+    replies["UID SEARCH RETURN (ALL) ALL"] = (
+        b'* ESEARCH (TAG "$TAG") UID ALL ' + answer + b"\r\n$TAG OK Search done\r\n"
+    )
+    server = harness.server(
+        script(b"Subject: a\r\n\r\n1", extra_caps=("ESEARCH",), replies=replies)
+    )
+    with pytest.raises(ProtocolViolation):
+        harness.source(server).select("INBOX", known={"10"})
+
+
 def test_pipelined_fetch_of_many_messages_in_order(harness: Harness) -> None:
     bodies = numbered(300)
     server = harness.server(script(*bodies))

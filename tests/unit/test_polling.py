@@ -225,6 +225,9 @@ def test_two_runs_of_one_account_never_overlap(harness: Harness):
     harness.server.fail_at = nested
     assert harness.poller.poll(account.id).result == "ok"
     assert inner and "being polled" in str(inner[0])
+    # the refused run left no trace in the history; the lease was free again afterwards
+    assert [run.result for run in harness.app.accounts.runs_of(account.id)] == ["ok"]
+    assert harness.poller.poll(account.id).result == "ok"
 
 
 def test_password_never_reaches_log_error_or_run_history(harness: Harness):

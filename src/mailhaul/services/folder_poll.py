@@ -97,7 +97,7 @@ class FolderPoll:
 
     def run(self) -> None:
         p, account, options = self.p, self.account, self.options
-        with p.db.begin() as conn:
+        with p.db.read() as conn:
             stored = p.records.folder_uidvalidity(conn, account.id, self.folder)
             hint = (
                 p.records.known(conn, account.id, self.folder, stored)

@@ -7,6 +7,8 @@ import secrets
 import socket
 import time
 
+from sqlalchemy import Connection
+
 from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
 from mailhaul.domain.errors import AccountBusy
@@ -47,13 +49,16 @@ class Leases:
 
     def claim(self, account_id: int, owner: str) -> None:
         """Take the account's lease or raise AccountBusy (a dead local holder is replaced)."""
-        now = time.time()
         with self.db.begin() as conn:
-            holder, _expires = self.accounts.lease_holder(conn, account_id)
-            steal = holder if _dead_local_owner(holder) else None
-            if self.accounts.claim(conn, account_id, owner, now, self.ttl, steal_from=steal):
-                return
-        raise AccountBusy(f"account {account_id} is being polled by {holder} right now")
+            self.claim_in(conn, account_id, owner)
+
+    def claim_in(self, conn: Connection, account_id: int, owner: str) -> None:
+        """``claim`` inside the caller's (write) transaction; AccountBusy leaves it unchanged."""
+        holder, _expires = self.accounts.lease_holder(conn, account_id)
+        steal = holder if _dead_local_owner(holder) else None
+        now = time.time()
+        if not self.accounts.claim(conn, account_id, owner, now, self.ttl, steal_from=steal):
+            raise AccountBusy(f"account {account_id} is being polled by {holder} right now")
 
     def renew(self, account_id: int, owner: str) -> None:
         """Extend the lease; raise AccountBusy if another process took it over."""

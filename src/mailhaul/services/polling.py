@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
-from mailhaul.adapters.db.records import MessageRecords
+from mailhaul.adapters.db.records import MessageRecords, PendingRecord
 from mailhaul.adapters.db.runs import RunStore
 from mailhaul.adapters.secrets import SecretBox
 from mailhaul.domain.account import Account
@@ -107,17 +107,25 @@ class Poller:
         (the scheduler claims before it hands the poll to a thread).
         """
         owner = lease_owner or new_owner()
-        if lease_owner is None:
-            self.leases.claim(account_id, owner)
         started = time.time()
         try:
+            # One write transaction (one commit) takes the lease, opens the run record and
+            # reads what the run needs: a poll that finds nothing new commits twice in all.
             with self.db.begin() as conn:
+                if lease_owner is None:
+                    self.leases.claim_in(conn, account_id, owner)
                 stale = self.runs.interrupt_stale(conn, account_id, started)
                 run_id = self.runs.start(conn, account_id, trigger, started)
                 account = self.accounts.get(conn, account_id)
                 token = self.accounts.password_token(conn, account_id)
+                pending = self.records.pending(conn, account_id)
+        except AccountBusy:
+            raise  # the lease was not ours: nothing to give back
         except BaseException:
-            self.leases.release(account_id, owner)
+            # A claim made above rolled back with the transaction; a lease the scheduler
+            # handed over is given back.
+            if lease_owner is not None:
+                self.leases.release(account_id, owner)
             raise
         log = RunLog(account_id)
         if stale:
@@ -129,7 +137,9 @@ class Poller:
         try:
             password = self.secret_box.decrypt(token, account_id)
             log.add_secret(password)
-            self._run(account, password, log, counts, owner, stop or threading.Event(), progress)
+            self._run(
+                account, password, pending, log, counts, owner, stop or threading.Event(), progress
+            )
         except MailhaulError as exc:
             failure = exc
             error = log.scrub(str(exc))
@@ -234,6 +244,7 @@ class Poller:
         self,
         account: Account,
         password: str,
+        pending: list[PendingRecord],
         log: RunLog,
         counts: RunCounts,
         owner: str,
@@ -241,7 +252,7 @@ class Poller:
         progress: ProgressFn | None,
     ) -> None:
         endpoint = account.endpoint(self.timeout)
-        self._settle_pending(account, log)
+        self._settle_pending(account, pending, log)
         log(f"connecting to {endpoint.describe()} as {account.spec.username}")
         if endpoint.security is not Security.NONE and not endpoint.verify_cert:
             log("warning: certificate verification is switched off for this account")
@@ -259,10 +270,8 @@ class Poller:
             raise
         source.close()
 
-    def _settle_pending(self, account: Account, log: RunLog) -> None:
-        """Settle deliveries a crashed run left unconfirmed."""
-        with self.db.begin() as conn:
-            pending = self.records.pending(conn, account.id)
+    def _settle_pending(self, account: Account, pending: list[PendingRecord], log: RunLog) -> None:
+        """Settle deliveries a crashed run left unconfirmed (read when the run started)."""
         if not pending:
             return
         confirmed = dropped = 0

