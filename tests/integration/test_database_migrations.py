@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from sqlalchemy import Connection, column, insert, select, table, text
-from typer.testing import CliRunner, Result
 
 from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.schema import head_revision

@@ -3,40 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated
 
-import typer
+import click
 
+from mailhaul.cli.base import EnumChoice, Group
 from mailhaul.cli.context import errors_to_exit, fail, read_password_stdin, state
-from mailhaul.cli.output import (
-    account_details,
-    account_dict,
-    accounts_table,
-    console,
-    print_json,
-)
-from mailhaul.domain.account import AccountSpec
+from mailhaul.cli.output import account_dict, print_json, print_table
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security, default_port
 
-app = typer.Typer(help="Manage the remote POP3/IMAP accounts mailhaul polls.", no_args_is_help=True)
+app = Group("account", help="Manage the remote POP3/IMAP accounts mailhaul polls.")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-IdArg = Annotated[int, typer.Argument(help="The account's id.", show_default=False)]
-PasswordStdin = Annotated[
-    bool,
-    typer.Option(
-        "--password-stdin",
-        help="Read the password from standard input (first line). Prompts on a terminal.",
-    ),
-]
-PasswordRefused = Annotated[
-    str | None,
-    typer.Option("--password", hidden=True, help="Refused: use --password-stdin."),
-]
-FoldersOpt = Annotated[
-    list[str] | None,
-    typer.Option("--folder", help="IMAP folder to poll (repeatable; default INBOX)."),
-]
+json_option = click.option(
+    "--json", "json_out", is_flag=True, help="Print JSON instead of a table."
+)
+id_argument = click.argument("account_id", type=int, help="The account's id.")
+password_stdin_option = click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input (first line). Prompts on a terminal.",
+)
+password_refused_option = click.option(
+    "--password", hidden=True, help="Refused: use --password-stdin."
+)
+folder_option = click.option(
+    "--folder", multiple=True, help="IMAP folder to poll (repeatable; default INBOX)."
+)
 
 
 def _refuse_password_flag(password: str | None) -> None:
@@ -48,39 +39,60 @@ def _refuse_password_flag(password: str | None) -> None:
 
 
 @app.command("add")
+@click.option("--owner", required=True, help="Local address of the user who owns the account.")
+@click.option("--host", required=True, help="The POP3/IMAP server's host name.")
+@click.option("--username", required=True, help="Login name on the remote server.")
+@click.option("--protocol", type=EnumChoice(Protocol), default="pop3", help="pop3 or imap.")
+@click.option("--port", type=int, help="Default: 110/995 (POP3), 143/993.")
+@click.option(
+    "--security",
+    type=EnumChoice(Security),
+    default="ssl",
+    help="ssl (implicit TLS), starttls, or none (in clear).",
+)
+@click.option("--ca-file", help="Trust this CA file (PEM).")
+@click.option("--no-verify-cert", is_flag=True, help="Do not check the certificate (logged).")
+@password_stdin_option
+@password_refused_option
+@folder_option
+@click.option("--keep/--no-keep", default=False, help="Leave messages on the server.")
+@click.option(
+    "--fetchall/--no-fetchall",
+    default=False,
+    help="Also fetch messages already read (\\Seen); each once.",
+)
+@click.option("--flush/--no-flush", default=False, help="Delete old messages before fetching.")
+@click.option("--deliver-to", help="Local address to deliver to (default: the owner).")
+@click.option("--interval", type=int, help="Seconds between polls.")
+@click.option("--max-size", type=int, help="Leave messages larger than this (bytes) on the server.")
+@click.option("--inactive", is_flag=True, help="Add it switched off.")
+@json_option
+@click.pass_context
 def add(
-    ctx: typer.Context,
-    owner: Annotated[str, typer.Option(help="Local address of the user who owns the account.")],
-    host: Annotated[str, typer.Option(help="The POP3/IMAP server's host name.")],
-    username: Annotated[str, typer.Option(help="Login name on the remote server.")],
-    protocol: Annotated[Protocol, typer.Option(help="pop3 or imap.")] = Protocol.POP3,
-    port: Annotated[int | None, typer.Option(help="Default: 110/995 (POP3), 143/993.")] = None,
-    security: Annotated[
-        Security, typer.Option(help="ssl (implicit TLS), starttls, or none (in clear).")
-    ] = Security.SSL,
-    ca_file: Annotated[str | None, typer.Option(help="Trust this CA file (PEM).")] = None,
-    no_verify_cert: Annotated[
-        bool, typer.Option("--no-verify-cert", help="Do not check the certificate (logged).")
-    ] = False,
-    password_stdin: PasswordStdin = False,
-    password: PasswordRefused = None,
-    folder: FoldersOpt = None,
-    keep: Annotated[bool, typer.Option(help="Leave messages on the server.")] = False,
-    fetchall: Annotated[
-        bool, typer.Option(help="Also fetch messages already read (\\Seen); each once.")
-    ] = False,
-    flush: Annotated[bool, typer.Option(help="Delete old messages before fetching.")] = False,
-    deliver_to: Annotated[
-        str | None, typer.Option(help="Local address to deliver to (default: the owner).")
-    ] = None,
-    interval: Annotated[int | None, typer.Option(help="Seconds between polls.")] = None,
-    max_size: Annotated[
-        int | None, typer.Option(help="Leave messages larger than this (bytes) on the server.")
-    ] = None,
-    inactive: Annotated[bool, typer.Option("--inactive", help="Add it switched off.")] = False,
-    json_out: JsonOpt = False,
+    ctx: click.Context,
+    owner: str,
+    host: str,
+    username: str,
+    protocol: Protocol,
+    port: int | None,
+    security: Security,
+    ca_file: str | None,
+    no_verify_cert: bool,
+    password_stdin: bool,
+    password: str | None,
+    folder: tuple[str, ...],
+    keep: bool,
+    fetchall: bool,
+    flush: bool,
+    deliver_to: str | None,
+    interval: int | None,
+    max_size: int | None,
+    inactive: bool,
+    json_out: bool,
 ) -> None:
     """Add an account; prints its id (or, with --json, the account)."""
+    from mailhaul.domain.account import AccountSpec
+
     _refuse_password_flag(password)
     if not password_stdin:
         fail("the account needs a password: pipe it in with --password-stdin")
@@ -102,7 +114,7 @@ def add(
                 fetchall=fetchall,
                 flush=flush,
                 max_size=max_size or settings.max_size,
-                folders=tuple(folder or ("INBOX",)),
+                folders=folder or ("INBOX",),
             ),
             deliver_to=deliver_to or "",
             interval=interval or settings.interval,
@@ -116,51 +128,80 @@ def add(
 
 
 @app.command("list")
-def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+@json_option
+@click.pass_context
+def list_(ctx: click.Context, json_out: bool) -> None:
     """List every account."""
     with errors_to_exit():
         accounts = state(ctx).app().accounts.list_all()
     if json_out:
         print_json([account_dict(a) for a in accounts])
     elif accounts:
-        console.print(accounts_table(accounts))
+        from mailhaul.cli.output import accounts_table
+
+        print_table(accounts_table(accounts))
     else:
-        console.print("no accounts yet: add one with `mailhaul account add`")
+        print("no accounts yet: add one with `mailhaul account add`")
 
 
 @app.command("show")
-def show(ctx: typer.Context, account_id: IdArg, json_out: JsonOpt = False) -> None:
+@id_argument
+@json_option
+@click.pass_context
+def show(ctx: click.Context, account_id: int, json_out: bool) -> None:
     """Show one account."""
     with errors_to_exit():
         account = state(ctx).app().accounts.get(account_id)
     if json_out:
         print_json(account_dict(account))
     else:
-        console.print(account_details(account))
+        from mailhaul.cli.output import account_details
+
+        print_table(account_details(account))
 
 
 @app.command("edit")
+@id_argument
+@click.option("--owner")
+@click.option("--host")
+@click.option("--username")
+@click.option("--protocol", type=EnumChoice(Protocol))
+@click.option("--port", type=int)
+@click.option("--security", type=EnumChoice(Security))
+@click.option("--ca-file", help="'' to remove.")
+@click.option("--verify-cert/--no-verify-cert", default=None)
+@password_stdin_option
+@password_refused_option
+@folder_option
+@click.option("--keep/--no-keep", default=None)
+@click.option("--fetchall/--no-fetchall", default=None)
+@click.option("--flush/--no-flush", default=None)
+@click.option("--deliver-to", help="'' to deliver to the owner.")
+@click.option("--interval", type=int)
+@click.option("--max-size", type=int)
+@json_option
+@click.pass_context
 def edit(
-    ctx: typer.Context,
-    account_id: IdArg,
-    owner: Annotated[str | None, typer.Option()] = None,
-    host: Annotated[str | None, typer.Option()] = None,
-    username: Annotated[str | None, typer.Option()] = None,
-    protocol: Annotated[Protocol | None, typer.Option()] = None,
-    port: Annotated[int | None, typer.Option()] = None,
-    security: Annotated[Security | None, typer.Option()] = None,
-    ca_file: Annotated[str | None, typer.Option(help="'' to remove.")] = None,
-    verify_cert: Annotated[bool | None, typer.Option("--verify-cert/--no-verify-cert")] = None,
-    password_stdin: PasswordStdin = False,
-    password: PasswordRefused = None,
-    folder: FoldersOpt = None,
-    keep: Annotated[bool | None, typer.Option("--keep/--no-keep")] = None,
-    fetchall: Annotated[bool | None, typer.Option("--fetchall/--no-fetchall")] = None,
-    flush: Annotated[bool | None, typer.Option("--flush/--no-flush")] = None,
-    deliver_to: Annotated[str | None, typer.Option(help="'' to deliver to the owner.")] = None,
-    interval: Annotated[int | None, typer.Option()] = None,
-    max_size: Annotated[int | None, typer.Option()] = None,
-    json_out: JsonOpt = False,
+    ctx: click.Context,
+    account_id: int,
+    owner: str | None,
+    host: str | None,
+    username: str | None,
+    protocol: Protocol | None,
+    port: int | None,
+    security: Security | None,
+    ca_file: str | None,
+    verify_cert: bool | None,
+    password_stdin: bool,
+    password: str | None,
+    folder: tuple[str, ...],
+    keep: bool | None,
+    fetchall: bool | None,
+    flush: bool | None,
+    deliver_to: str | None,
+    interval: int | None,
+    max_size: int | None,
+    json_out: bool,
 ) -> None:
     """Change an account's settings (only the options given)."""
     _refuse_password_flag(password)
@@ -190,47 +231,50 @@ def edit(
                 fetchall=fetchall if fetchall is not None else opts.fetchall,
                 flush=flush if flush is not None else opts.flush,
                 max_size=max_size if max_size is not None else opts.max_size,
-                folders=tuple(folder) if folder else opts.folders,
+                folders=folder if folder else opts.folders,
             ),
         )
         account = service.edit(account_id, new, read_password_stdin() if password_stdin else None)
     if json_out:
         print_json(account_dict(account))
     else:
-        console.print(f"account {account.id} updated")
+        print(f"account {account.id} updated")
 
 
 @app.command("delete")
-def delete(
-    ctx: typer.Context,
-    account_id: IdArg,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
-) -> None:
+@id_argument
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+@click.pass_context
+def delete(ctx: click.Context, account_id: int, yes: bool) -> None:
     """Delete an account and its history. Mail already delivered stays where it is."""
     with errors_to_exit():
         service = state(ctx).app().accounts
         account = service.get(account_id)
         if not yes:
             question = f"Delete account {account.id} ({account.spec.username}@{account.spec.host})?"
-            if not typer.confirm(question):
-                raise typer.Exit(1)
+            if not click.confirm(question):
+                raise click.exceptions.Exit(1)
         service.delete(account_id)
-    console.print(f"account {account_id} deleted")
+    print(f"account {account_id} deleted")
 
 
-def _set_active(ctx: typer.Context, account_id: int, active: bool) -> None:
+def _set_active(ctx: click.Context, account_id: int, active: bool) -> None:
     with errors_to_exit():
         state(ctx).app().accounts.set_active(account_id, active)
-    console.print(f"account {account_id} {'enabled' if active else 'disabled'}")
+    print(f"account {account_id} {'enabled' if active else 'disabled'}")
 
 
 @app.command("enable")
-def enable(ctx: typer.Context, account_id: IdArg) -> None:
+@id_argument
+@click.pass_context
+def enable(ctx: click.Context, account_id: int) -> None:
     """Switch polling on (due at once; earlier failures forgiven)."""
     _set_active(ctx, account_id, True)
 
 
 @app.command("disable")
-def disable(ctx: typer.Context, account_id: IdArg) -> None:
+@id_argument
+@click.pass_context
+def disable(ctx: click.Context, account_id: int) -> None:
     """Switch polling off."""
     _set_active(ctx, account_id, False)

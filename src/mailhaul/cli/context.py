@@ -1,4 +1,7 @@
-"""Shared CLI state: settings from flags, exit codes, error reporting."""
+"""Shared CLI state: settings from flags, exit codes, error reporting.
+
+Cheap to import: the settings and the application are loaded when a command asks for them.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import typer
+import click
 
-from mailhaul.bootstrap import App
-from mailhaul.domain.access import Forbidden
 from mailhaul.domain.errors import AccountBusy, ConfigError, MailhaulError, NotFound
-from mailhaul.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from mailhaul.bootstrap import App
+    from mailhaul.settings import Settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # a run (or part of the work) failed
@@ -35,6 +39,8 @@ class CliState:
     def settings(self) -> Settings:
         """Settings from flags > environment > mailhaul.toml > defaults (without the
         database's: ``app()`` lays those on top)."""
+        from mailhaul.settings import load_settings
+
         return load_settings(self.home, self.overrides)
 
     def app(self, stored_settings: bool = True) -> App:
@@ -42,6 +48,8 @@ class CliState:
         stored in the database laid over the others unless ``stored_settings`` is false
         (schema commands, and repairing a stored value)."""
         if self._app is None:
+            from mailhaul.bootstrap import App
+
             settings = self.settings()
             if not settings.key_file.exists():
                 raise ConfigError(
@@ -54,7 +62,7 @@ class CliState:
         return self._app
 
 
-def state(ctx: typer.Context) -> CliState:
+def state(ctx: click.Context) -> CliState:
     """The CLI state of this invocation."""
     obj = ctx.find_root().obj
     assert isinstance(obj, CliState)
@@ -64,7 +72,7 @@ def state(ctx: typer.Context) -> CliState:
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print an error to stderr and exit with ``code``."""
     sys.stderr.write(f"mailhaul: error: {message}\n")
-    raise typer.Exit(code)
+    raise click.exceptions.Exit(code)
 
 
 @contextmanager
@@ -76,10 +84,12 @@ def errors_to_exit() -> Iterator[None]:
         fail(str(exc), EXIT_NOT_FOUND)
     except AccountBusy as exc:
         fail(str(exc), EXIT_BUSY)
-    except (ConfigError, Forbidden) as exc:
+    except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     except MailhaulError as exc:
-        fail(str(exc), EXIT_FAILED)
+        from mailhaul.domain.access import Forbidden
+
+        fail(str(exc), EXIT_USAGE if isinstance(exc, Forbidden) else EXIT_FAILED)
 
 
 def read_password_stdin() -> str:

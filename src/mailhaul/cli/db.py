@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING
 
-import typer
+import click
 
-from mailhaul.bootstrap import App
+from mailhaul.cli.base import Group
 from mailhaul.cli.context import errors_to_exit, state
-from mailhaul.cli.output import console, print_json
+from mailhaul.cli.output import print_json
 
-app = typer.Typer(help="The database schema: upgrade it, show its revision.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from mailhaul.bootstrap import App
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+app = Group("db", help="The database schema: upgrade it, show its revision.")
+
+json_option = click.option("--json", "json_out", is_flag=True, help="Print JSON.")
 
 
-def _app(ctx: typer.Context) -> App:
+def _app(ctx: click.Context) -> App:
+    from mailhaul.bootstrap import App
+
     cli = state(ctx)
     settings = cli.settings()
     if settings.database_url.startswith("sqlite"):
@@ -27,7 +32,9 @@ def _app(ctx: typer.Context) -> App:
 
 
 @app.command()
-def upgrade(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+@json_option
+@click.pass_context
+def upgrade(ctx: click.Context, json_out: bool) -> None:
     """Upgrade the schema to this mailhaul's revision (a database from before
     migrations is recognised and stamped). Run it after installing a new mailhaul,
     before restarting `serve`/`worker` processes that share a PostgreSQL database."""
@@ -41,14 +48,16 @@ def upgrade(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     if json_out:
         print_json({"database": db.safe_url, "from": before.current, "to": after.current})
     elif before.current == after.current:
-        console.print(f"database schema already at revision {after.current}")
+        print(f"database schema already at revision {after.current}")
     else:
         was = before.current or ("pre-migrations" if before.legacy else "empty")
-        console.print(f"database schema upgraded: {was} -> {after.current}")
+        print(f"database schema upgraded: {was} -> {after.current}")
 
 
 @app.command()
-def current(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+@json_option
+@click.pass_context
+def current(ctx: click.Context, json_out: bool) -> None:
     """Print the schema's revision and whether it is this mailhaul's (head)."""
     with errors_to_exit():
         db = _app(ctx).db
@@ -67,12 +76,10 @@ def current(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         )
         return
     if found.up_to_date:
-        console.print(f"{found.current} (head)")
+        print(f"{found.current} (head)")
     elif found.empty:
-        console.print(f"none: no schema yet (head {found.head}); run `mailhaul db upgrade`")
+        print(f"none: no schema yet (head {found.head}); run `mailhaul db upgrade`")
     elif found.legacy:
-        console.print(
-            f"none: created before migrations (head {found.head}); run `mailhaul db upgrade`"
-        )
+        print(f"none: created before migrations (head {found.head}); run `mailhaul db upgrade`")
     else:
-        console.print(f"{found.current} (head is {found.head}); run `mailhaul db upgrade`")
+        print(f"{found.current} (head is {found.head}); run `mailhaul db upgrade`")

@@ -4,15 +4,42 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import nullcontext
+from typing import TYPE_CHECKING
 
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
+import click
 
-from mailhaul.adapters.db.runs import RunRecord
-from mailhaul.bootstrap import App, close_sink
-from mailhaul.cli.context import EXIT_FAILED, EXIT_OK
-from mailhaul.cli.output import console, err_console, human_bytes, print_json
+from mailhaul.cli.context import EXIT_FAILED, EXIT_OK, errors_to_exit, fail, state
+from mailhaul.cli.output import human_bytes, print_json
 from mailhaul.domain.errors import AccountBusy, MailhaulError, NotFound
-from mailhaul.services.polling import RunSummary
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from mailhaul.adapters.db.runs import RunRecord
+    from mailhaul.bootstrap import App
+    from mailhaul.services.polling import RunSummary
+
+
+@click.command()
+@click.argument("account_ids", nargs=-1, type=int, help="Account ids.")
+@click.option("--all", "all_", is_flag=True, help="Every active account.")
+@click.option("--here", is_flag=True, help="Poll in this process even while a service runs.")
+@click.option("--json", "json_out", is_flag=True, help="Print JSON.")
+@click.pass_context
+def fetch(
+    ctx: click.Context, account_ids: tuple[int, ...], all_: bool, here: bool, json_out: bool
+) -> None:
+    """Poll accounts now; exits 0 only if every one ran without error.
+
+    While `mailhaul serve` or `worker` runs, the accounts go to the head of its queue and
+    this waits for their runs (a poll never runs beside another).
+    """
+    if bool(account_ids) == all_:
+        fail("name account ids, or --all")
+    with errors_to_exit():
+        code = fetch_accounts(state(ctx).app(), list(account_ids), all_, json_out, here)
+    ctx.exit(code)
 
 
 def _summary_line(summary: RunSummary, label: str) -> str:
@@ -26,6 +53,8 @@ def _summary_line(summary: RunSummary, label: str) -> str:
 
 
 def _summary_of_run(run: RunRecord) -> RunSummary:
+    from mailhaul.services.polling import RunSummary
+
     duration = (run.finished_at or run.started_at) - run.started_at
     return RunSummary(
         run.account_id,
@@ -42,6 +71,8 @@ def _summary_of_run(run: RunRecord) -> RunSummary:
 
 def _through_service(app: App, account_ids: list[int], timeout: float) -> list[RunSummary]:
     """Ask the running service to poll the accounts first, and wait for the runs."""
+    from mailhaul.services.polling import RunSummary
+
     service = app.accounts
     before = {}
     for account_id in account_ids:
@@ -77,6 +108,9 @@ def fetch_accounts(
     While `mailhaul serve` or `worker` runs (and unless ``here``), the accounts are put at
     the head of its queue and this waits for the runs: a poll never runs beside another.
     """
+    from mailhaul.bootstrap import close_sink
+    from mailhaul.services.polling import RunSummary
+
     service = app.accounts
     if all_:
         account_ids = [a.id for a in service.list_all() if a.spec.active]
@@ -84,34 +118,14 @@ def fetch_accounts(
         for account_id in account_ids:
             service.get(account_id)  # NotFound before anything is queued
         if not json_out:
-            err_console.print(f"asking the running service to poll {len(account_ids)} account(s)…")
+            sys.stderr.write(f"asking the running service to poll {len(account_ids)} account(s)…\n")
         summaries = _through_service(app, account_ids, timeout=max(300.0, app.settings.timeout * 5))
         return _report(summaries, json_out)
     summaries = []
-    show_progress = sys.stderr.isatty() and not json_out
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} messages"),
-        DownloadColumn(),
-        console=err_console,
-        transient=True,
-        disable=not show_progress,
-    )
-    with progress:
+    progress = _progress() if sys.stderr.isatty() and not json_out else None
+    with progress if progress is not None else nullcontext():
         for account_id in account_ids:
-            task: TaskID = progress.add_task(f"account {account_id}", total=None)
-
-            def on_progress(
-                _id: int, done: int, total: int, size: int, task: TaskID = task
-            ) -> None:
-                progress.update(
-                    task,
-                    completed=done,
-                    total=total or None,
-                    description=(f"account {_id} ({human_bytes(size)})"),
-                )
-
+            on_progress = None if progress is None else _Bar(progress, account_id)
             try:
                 summary = app.poller.poll(account_id, trigger="manual", progress=on_progress)
             except (AccountBusy, NotFound) as exc:
@@ -123,10 +137,11 @@ def fetch_accounts(
                 )
             except MailhaulError as exc:
                 summary = RunSummary(account_id, None, "error", error=str(exc))
-            progress.remove_task(task)
+            if on_progress is not None:
+                on_progress.remove()
             summaries.append(summary)
             if not json_out:
-                console.print(_summary_line(summary, str(account_id)), soft_wrap=True)
+                print(_summary_line(summary, str(account_id)))
     close_sink(app.sink)
     return _report(summaries, json_out, printed=not json_out)
 
@@ -152,5 +167,41 @@ def _report(summaries: list[RunSummary], json_out: bool, printed: bool = False) 
         )
     elif not printed:
         for summary in summaries:
-            console.print(_summary_line(summary, str(summary.account_id)), soft_wrap=True)
+            print(_summary_line(summary, str(summary.account_id)))
     return EXIT_FAILED if any(s.result != "ok" for s in summaries) else EXIT_OK
+
+
+def _progress() -> Progress:
+    """Progress bars on stderr (a terminal): one per account while it is polled."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from mailhaul.cli.output import err_console
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} messages"),
+        DownloadColumn(),
+        console=err_console(),
+        transient=True,
+    )
+
+
+class _Bar:
+    """One account's progress bar, moved by its poll's progress reports (it is called as
+    the poll's progress function); ``remove`` takes it away."""
+
+    def __init__(self, progress: Progress, account_id: int) -> None:
+        self.progress = progress
+        self.task = progress.add_task(f"account {account_id}", total=None)
+
+    def __call__(self, account_id: int, done: int, total: int, size: int) -> None:
+        self.progress.update(
+            self.task,
+            completed=done,
+            total=total or None,
+            description=f"account {account_id} ({human_bytes(size)})",
+        )
+
+    def remove(self) -> None:
+        self.progress.remove_task(self.task)

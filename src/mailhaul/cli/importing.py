@@ -11,41 +11,45 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
+import click
 
-from mailhaul.bootstrap import App
+from mailhaul.cli.base import Group
 from mailhaul.cli.context import EXIT_USAGE, errors_to_exit, fail, state
 from mailhaul.cli.output import print_json
-from mailhaul.importers.common import ParseResult
-from mailhaul.importers.fetchmailrc import parse_fetchmailrc
-from mailhaul.importers.getmailrc import parse_getmailrc
-from mailhaul.importers.ispconfig import parse_ispconfig
-from mailhaul.importers.rules import parse_rules
-from mailhaul.services.export import export_data, has_passwords, parse_export, state_reader
-from mailhaul.services.import_state import FetchidsState, OldmailState
-from mailhaul.services.importing import ImportDefaults, ImportService, ImportSummary, StateFor
 
-app = typer.Typer(
+if TYPE_CHECKING:
+    from mailhaul.bootstrap import App
+    from mailhaul.importers.common import ParseResult
+    from mailhaul.services.import_state import OldmailState
+    from mailhaul.services.importing import ImportDefaults, ImportSummary, StateFor
+
+app = Group(
+    "import",
     help="Import accounts from fetchmail, getmail, panel rules, ISPConfig or a mailhaul export.",
-    no_args_is_help=True,
 )
 
-FileArg = Annotated[
-    Path, typer.Argument(help="The file to import.", show_default=False, dir_okay=False)
-]
-OwnerOpt = Annotated[
-    str | None,
-    typer.Option(help="Owner of accounts whose file names none (default: --deliver-to)."),
-]
-DeliverToOpt = Annotated[
-    str | None, typer.Option(help="Local address for accounts whose file names none.")
-]
-DryRunOpt = Annotated[
-    bool, typer.Option("--dry-run", help="Print what would be created; change nothing.")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+file_argument = click.argument(
+    "file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The file to import.",
+)
+owner_option = click.option(
+    "--owner", help="Owner of accounts whose file names none (default: --deliver-to)."
+)
+deliver_to_option = click.option(
+    "--deliver-to", help="Local address for accounts whose file names none."
+)
+dry_run_option = click.option(
+    "--dry-run", is_flag=True, help="Print what would be created; change nothing."
+)
+json_option = click.option("--json", "json_out", is_flag=True, help="Print the summary as JSON.")
+oldmail_option = click.option(
+    "--oldmail",
+    type=click.Path(path_type=Path),
+    help="getmail's directory of oldmail-* files: its mail is not re-delivered.",
+)
 
 
 def read_text(path: Path) -> str:
@@ -80,6 +84,8 @@ def read_passphrase(confirm: bool) -> str:
 def _defaults(
     app_: App, owner: str | None, deliver_to: str | None, local_domain: str | None
 ) -> ImportDefaults:
+    from mailhaul.services.importing import ImportDefaults
+
     settings = app_.settings
     return ImportDefaults(
         owner=owner,
@@ -93,7 +99,7 @@ def _defaults(
 
 
 def _run(
-    ctx: typer.Context,
+    ctx: click.Context,
     kind: str,
     parse: Callable[[], ParseResult],
     *,
@@ -105,6 +111,8 @@ def _run(
     state_for: StateFor | None = None,
     unused: Callable[[], list[str]] | None = None,
 ) -> None:
+    from mailhaul.services.importing import ImportService
+
     with errors_to_exit():
         app_ = state(ctx).app()
         parsed = parse()
@@ -114,7 +122,7 @@ def _run(
         if unused is not None:
             summary.notes.extend(unused())
     show_summary(summary, json_out)
-    raise typer.Exit(1 if summary.count("skipped") else 0)
+    ctx.exit(1 if summary.count("skipped") else 0)
 
 
 def show_summary(summary: ImportSummary, json_out: bool) -> None:
@@ -145,21 +153,32 @@ def show_summary(summary: ImportSummary, json_out: bool) -> None:
 
 
 @app.command("fetchmailrc")
+@file_argument
+@click.option(
+    "--fetchids",
+    type=click.Path(path_type=Path),
+    help="fetchmail's .fetchids: its POP3 mail is not re-delivered.",
+)
+@click.option("--local-domain", help="Domain for local names without @ (`is petrov here`).")
+@owner_option
+@deliver_to_option
+@dry_run_option
+@json_option
+@click.pass_context
 def fetchmailrc(
-    ctx: typer.Context,
-    file: FileArg,
-    fetchids: Annotated[
-        Path | None, typer.Option(help="fetchmail's .fetchids: its POP3 mail is not re-delivered.")
-    ] = None,
-    local_domain: Annotated[
-        str | None, typer.Option(help="Domain for local names without @ (`is petrov here`).")
-    ] = None,
-    owner: OwnerOpt = None,
-    deliver_to: DeliverToOpt = None,
-    dry_run: DryRunOpt = False,
-    json_out: JsonOpt = False,
+    ctx: click.Context,
+    file: Path,
+    fetchids: Path | None,
+    local_domain: str | None,
+    owner: str | None,
+    deliver_to: str | None,
+    dry_run: bool,
+    json_out: bool,
 ) -> None:
     """Import a fetchmail run-control file (~/.fetchmailrc)."""
+    from mailhaul.importers.fetchmailrc import parse_fetchmailrc
+    from mailhaul.services.import_state import FetchidsState
+
     text = read_text(file)
     ids = FetchidsState(read_text(fetchids), str(fetchids)) if fetchids else None
     _run(
@@ -177,16 +196,24 @@ def fetchmailrc(
 
 
 @app.command("rules")
+@file_argument
+@owner_option
+@deliver_to_option
+@dry_run_option
+@json_option
+@click.pass_context
 def rules(
-    ctx: typer.Context,
-    file: FileArg,
-    owner: OwnerOpt = None,
-    deliver_to: DeliverToOpt = None,
-    dry_run: DryRunOpt = False,
-    json_out: JsonOpt = False,
+    ctx: click.Context,
+    file: Path,
+    owner: str | None,
+    deliver_to: str | None,
+    dry_run: bool,
+    json_out: bool,
 ) -> None:
     """Import panel rules: `server:proto user password local@domain [keep] [ssl] [fetchall]
     [flush]`, one account per line."""
+    from mailhaul.importers.rules import parse_rules
+
     text = read_text(file)
     _run(
         ctx,
@@ -200,6 +227,8 @@ def rules(
 
 
 def _oldmail(directory: Path | None) -> OldmailState | None:
+    from mailhaul.services.import_state import OldmailState
+
     if directory is None:
         return None
     if not directory.is_dir():
@@ -207,23 +236,33 @@ def _oldmail(directory: Path | None) -> OldmailState | None:
     return OldmailState(directory)
 
 
-OldmailOpt = Annotated[
-    Path | None,
-    typer.Option(help="getmail's directory of oldmail-* files: its mail is not re-delivered."),
-]
-
-
 @app.command("getmailrc")
+@click.argument(
+    "files",
+    nargs=-1,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="getmail rc files.",
+)
+@oldmail_option
+@owner_option
+@deliver_to_option
+@dry_run_option
+@json_option
+@click.pass_context
 def getmailrc(
-    ctx: typer.Context,
-    files: Annotated[list[Path], typer.Argument(help="getmail rc files.", show_default=False)],
-    oldmail: OldmailOpt = None,
-    owner: OwnerOpt = None,
-    deliver_to: DeliverToOpt = None,
-    dry_run: DryRunOpt = False,
-    json_out: JsonOpt = False,
+    ctx: click.Context,
+    files: tuple[Path, ...],
+    oldmail: Path | None,
+    owner: str | None,
+    deliver_to: str | None,
+    dry_run: bool,
+    json_out: bool,
 ) -> None:
     """Import getmail6 rc files (one retriever each)."""
+    from mailhaul.importers.common import ParseResult
+    from mailhaul.importers.getmailrc import parse_getmailrc
+
     texts = [(read_text(path), str(path)) for path in files]
     seen = _oldmail(oldmail)
 
@@ -249,16 +288,25 @@ def getmailrc(
 
 
 @app.command("ispconfig")
+@file_argument
+@oldmail_option
+@owner_option
+@deliver_to_option
+@dry_run_option
+@json_option
+@click.pass_context
 def ispconfig(
-    ctx: typer.Context,
-    file: FileArg,
-    oldmail: OldmailOpt = None,
-    owner: OwnerOpt = None,
-    deliver_to: DeliverToOpt = None,
-    dry_run: DryRunOpt = False,
-    json_out: JsonOpt = False,
+    ctx: click.Context,
+    file: Path,
+    oldmail: Path | None,
+    owner: str | None,
+    deliver_to: str | None,
+    dry_run: bool,
+    json_out: bool,
 ) -> None:
     """Import rows of ISPConfig's mail_get table (CSV with a header, or a mysqldump)."""
+    from mailhaul.importers.ispconfig import parse_ispconfig
+
     text = read_text(file)
     seen = _oldmail(oldmail)
     _run(
@@ -275,13 +323,14 @@ def ispconfig(
 
 
 @app.command("json")
-def import_json(
-    ctx: typer.Context,
-    file: FileArg,
-    dry_run: DryRunOpt = False,
-    json_out: JsonOpt = False,
-) -> None:
+@file_argument
+@dry_run_option
+@json_option
+@click.pass_context
+def import_json(ctx: click.Context, file: Path, dry_run: bool, json_out: bool) -> None:
     """Import a `mailhaul export --json` file; its passphrase on stdin if it holds passwords."""
+    from mailhaul.services.export import has_passwords, parse_export, state_reader
+
     try:
         data: Any = json.loads(read_text(file))
     except json.JSONDecodeError as exc:
@@ -299,21 +348,31 @@ def import_json(
     )
 
 
-def export(
-    ctx: typer.Context,
-    json_out: Annotated[bool, typer.Option("--json", help="JSON (the only format).")] = True,
-    with_passwords: Annotated[
-        bool,
-        typer.Option(
-            "--with-passwords",
-            help="Include passwords, encrypted to a passphrase read from stdin.",
-        ),
-    ] = False,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here (mode 0600), not stdout.")
-    ] = None,
-) -> None:
+@click.command()
+@click.option(
+    "--json",
+    "json_out",
+    is_flag=True,
+    default=True,
+    flag_value=True,
+    help="JSON (the only format).",
+)
+@click.option(
+    "--with-passwords",
+    is_flag=True,
+    help="Include passwords, encrypted to a passphrase read from stdin.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    help="Write here (mode 0600), not stdout.",
+)
+@click.pass_context
+def export(ctx: click.Context, json_out: bool, with_passwords: bool, output: Path | None) -> None:
     """Export every account with its options and retrieval state, as JSON."""
+    from mailhaul.services.export import export_data
+
     del json_out
     passphrase = read_passphrase(confirm=True) if with_passwords else None
     with errors_to_exit():

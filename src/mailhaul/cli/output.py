@@ -1,20 +1,43 @@
-"""How the CLI shows things: JSON for scripts, tables and plain lines for people."""
+"""How the CLI shows things: JSON for scripts, tables and plain lines for people.
+
+rich is imported only when a table is printed: plain lines go out with ``print``.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
-from mailhaul.adapters.db.runs import RunRecord
-from mailhaul.domain.account import Account
+    from mailhaul.adapters.db.runs import RunRecord
+    from mailhaul.domain.account import Account
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+@cache
+def console() -> Console:
+    """The console tables are printed on (stdout)."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@cache
+def err_console() -> Console:
+    """The console progress bars are drawn on (stderr)."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def print_table(table: Table) -> None:
+    """Print a table (laid out for the terminal's width; 80 columns when not a terminal)."""
+    console().print(table)
 
 
 def when(timestamp: float | None) -> str:
@@ -76,6 +99,8 @@ def print_json(data: Any) -> None:
 
 def accounts_table(accounts: list[Account]) -> Table:
     """A table of accounts."""
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     for column in ("ID", "OWNER", "SOURCE", "USER", "OPTIONS", "DELIVER TO", "ACTIVE", "STATE"):
         table.add_column(column)
@@ -105,6 +130,8 @@ def accounts_table(accounts: list[Account]) -> Table:
 
 def account_details(account: Account) -> Table:
     """One account as a two-column table."""
+    from rich.table import Table
+
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -121,6 +148,8 @@ def account_details(account: Account) -> Table:
 
 def runs_table(runs: list[RunRecord]) -> Table:
     """A table of runs."""
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     for column in ("RUN", "STARTED", "TRIGGER", "RESULT", "FETCHED", "BYTES", "DELETED", "TIME"):
         table.add_column(column)

@@ -3,26 +3,57 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
-from types import FrameType
+from typing import TYPE_CHECKING
 
-from mailhaul.bootstrap import App, close_sink, init_home
-from mailhaul.cli.context import CliState, errors_to_exit
+import click
+
+from mailhaul.cli.context import CliState, errors_to_exit, state
 from mailhaul.domain.errors import MailhaulError
-from mailhaul.logsetup import configure_logging
-from mailhaul.services.metrics import Metrics
-from mailhaul.services.scheduler import Scheduler
-from mailhaul.services.status import prune_runs
-from mailhaul.web.app import create_app
-from mailhaul.web.server import parse_listen, start_http
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from mailhaul.bootstrap import App
+    from mailhaul.services.scheduler import Scheduler
 
 logger = logging.getLogger("mailhaul")
+
+workers_option = click.option("--workers", type=int, help="Accounts polled at once.")
+
+
+@click.command()
+@workers_option
+@click.pass_context
+def serve(ctx: click.Context, workers: int | None) -> None:
+    """Run the service: poll every active account on its interval until stopped.
+
+    SIGTERM or Ctrl-C stop it cleanly: running polls finish the message in hand, record
+    it and log out.
+    """
+    run_service(state(ctx), workers)
+
+
+@click.command()
+@workers_option
+@click.pass_context
+def worker(ctx: click.Context, workers: int | None) -> None:
+    """Run only the scheduler (more of them share the work on PostgreSQL)."""
+    run_service(state(ctx), workers, web=False)
 
 
 def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
     """Run until SIGTERM/SIGINT; a second signal does not cut the grace period short."""
+    import signal
+    import threading
+
+    from mailhaul.bootstrap import close_sink, init_home
+    from mailhaul.logsetup import configure_logging
+    from mailhaul.services.metrics import Metrics
+    from mailhaul.services.scheduler import Scheduler
+    from mailhaul.web.app import create_app  # the web stack: only for the service
+    from mailhaul.web.server import parse_listen, start_http
+
     with errors_to_exit():
         settings = cli.settings()
         configure_logging(settings.log_format, settings.log_level, settings.log_syslog)
@@ -94,6 +125,8 @@ class _Housekeeping:
         if now < self.next_at:
             return
         self.next_at = now + self.EVERY
+        from mailhaul.services.status import prune_runs
+
         keep_days = self.app.settings.runs_keep_days
         pruned = prune_runs(self.app.db, self.app.run_store, keep_days)
         if pruned:

@@ -4,41 +4,36 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
+import click
 
+from mailhaul.cli.base import Group
 from mailhaul.cli.context import errors_to_exit, state
 from mailhaul.cli.output import console, print_json
 
 if TYPE_CHECKING:
     from mailhaul.services.settings_admin import SettingsAdmin
 
-app = typer.Typer(
+app = Group(
+    "settings",
     help="Show and change the settings an admin may edit (also in the web UI).",
-    no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-KeyArg = Annotated[
-    str,
-    typer.Argument(
-        help="poll.interval, … (see `settings show`), delivery.domains.DOMAIN or "
-        "delivery.domains.DOMAIN.KEY (method, lmtp, smtp, maildir_path, smtp_starttls, timeout).",
-        show_default=False,
-    ),
-]
-ValueArg = Annotated[
-    str,
-    typer.Argument(
-        help='The value, as in mailhaul.toml (600, true, "110,995"); for delivery.domains.DOMAIN '
-        'a JSON table, e.g. \'{"method": "lmtp", "lmtp": "127.0.0.1:24"}\'.',
-        show_default=False,
-    ),
-]
+json_option = click.option("--json", "json_out", is_flag=True, help="Print JSON.")
+key_argument = click.argument(
+    "key",
+    help="poll.interval, … (see `settings show`), delivery.domains.DOMAIN or "
+    "delivery.domains.DOMAIN.KEY (method, lmtp, smtp, maildir_path, smtp_starttls, timeout).",
+)
+value_argument = click.argument(
+    "value",
+    help='The value, as in mailhaul.toml (600, true, "110,995"); for delivery.domains.DOMAIN '
+    'a JSON table, e.g. \'{"method": "lmtp", "lmtp": "127.0.0.1:24"}\'.',
+)
 
 
-def _admin(ctx: typer.Context) -> SettingsAdmin:
+def _admin(ctx: click.Context) -> SettingsAdmin:
     # Without the stored settings applied: `unset` must work when one no longer fits.
     return state(ctx).app(stored_settings=False).settings_admin
 
@@ -66,7 +61,9 @@ def _stored_table(admin: SettingsAdmin, domain: str) -> dict[str, Any]:
 
 
 @app.command()
-def show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+@json_option
+@click.pass_context
+def show(ctx: click.Context, json_out: bool) -> None:
     """The editable settings, their values and where each comes from."""
     from rich.table import Table
 
@@ -77,10 +74,11 @@ def show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     if json_out:
         print_json(overview.as_dict())
         return
+    out = console()
     table = Table("setting", "value", "source")
     for item in overview.values:
         table.add_row(item.key, json.dumps(item.value), item.source)
-    console.print(table)
+    out.print(table)
     domains = Table("domain", "method", "target", "source")
     for domain in overview.domains:
         values = domain.values
@@ -91,13 +89,16 @@ def show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         sources = sorted(set(domain.sources.values()) - {"default"}) or ["default"]
         domains.add_row(domain.domain, method, target, ", ".join(sources))
     if overview.domains:
-        console.print(domains)
+        out.print(domains)
     if overview.problem:
-        console.print(f"[red]{overview.problem}[/red]")
+        out.print(f"[red]{overview.problem}[/red]")
 
 
 @app.command("set")
-def set_value(ctx: typer.Context, key: KeyArg, value: ValueArg) -> None:
+@key_argument
+@value_argument
+@click.pass_context
+def set_value(ctx: click.Context, key: str, value: str) -> None:
     """Store a setting in the database (above mailhaul.toml; the environment still wins)."""
     from mailhaul.domain.access import Principal
     from mailhaul.domain.errors import ConfigError
@@ -119,11 +120,13 @@ def set_value(ctx: typer.Context, key: KeyArg, value: ValueArg) -> None:
             table = {**_stored_table(admin, domain), name: value}
             change = {"delivery.domains": {domain: table}}
         admin.change(Principal.system(), change)
-    console.print(f"{key} saved; running services apply it within seconds")
+    print(f"{key} saved; running services apply it within seconds")
 
 
 @app.command()
-def unset(ctx: typer.Context, key: KeyArg) -> None:
+@key_argument
+@click.pass_context
+def unset(ctx: click.Context, key: str) -> None:
     """Forget a stored setting: mailhaul.toml's value (or the default) applies again."""
     from mailhaul.domain.access import Principal
 
@@ -138,4 +141,4 @@ def unset(ctx: typer.Context, key: KeyArg) -> None:
                 admin.change(Principal.system(), {"delivery.domains": {domain: table or None}})
         else:
             removed = admin.unset(Principal.system(), key)
-    console.print(f"{key} unset" if removed else f"{key} was not set in the database")
+    print(f"{key} unset" if removed else f"{key} was not set in the database")

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING
 
-import typer
-from rich.table import Table
+import click
 
 from mailhaul.cli.context import errors_to_exit, state
-from mailhaul.cli.output import console, human_bytes, print_json, when
-from mailhaul.services.status import (
-    AccountStatus,
-    StatusReport,
-    StatusService,
-    StatusSummary,
-    status_dict,
-)
+from mailhaul.cli.output import console as rich_console
+from mailhaul.cli.output import human_bytes, print_json, when
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from mailhaul.services.status import AccountStatus, StatusReport, StatusSummary
 
 
 def _age(seconds: float) -> str:
@@ -31,6 +29,8 @@ def _age(seconds: float) -> str:
 
 def summary_table(summary: StatusSummary) -> Table:
     """Accounts by state, running polls, queue lag, oldest due."""
+    from rich.table import Table
+
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -46,6 +46,8 @@ def summary_table(summary: StatusSummary) -> Table:
 
 def workers_table(summary: StatusSummary) -> Table:
     """One row per scheduler process, with its heartbeat age."""
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     for column in ("WORKER", "HOST", "PID", "STARTED", "HEARTBEAT", "RUNNING"):
         table.add_column(column)
@@ -73,6 +75,8 @@ def _last_run(account: AccountStatus) -> tuple[str, str, str]:
 
 def accounts_table(accounts: list[AccountStatus]) -> Table:
     """One row per account: state, last run, next run, failures."""
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     columns = ("ID", "OWNER", "SOURCE", "STATE", "LAST RUN", "RESULT", "COUNTS", "NEXT RUN")
     for column in (*columns, "FAILURES"):
@@ -98,6 +102,7 @@ def accounts_table(accounts: list[AccountStatus]) -> Table:
 
 def print_report(report: StatusReport, one_account: bool) -> None:
     """The tables for people; with one account, its last log too."""
+    console = rich_console()
     console.print(summary_table(report.summary))
     if report.summary.workers:
         console.print()
@@ -118,14 +123,14 @@ def print_report(report: StatusReport, one_account: bool) -> None:
             sys.stdout.write(log)
 
 
-def status(
-    ctx: typer.Context,
-    account_id: Annotated[
-        int | None, typer.Option("--account", help="Only this account, with its last log.")
-    ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
+@click.command()
+@click.option("--account", "account_id", type=int, help="Only this account, with its last log.")
+@click.option("--json", "json_out", is_flag=True, help="Print JSON.")
+@click.pass_context
+def status(ctx: click.Context, account_id: int | None, json_out: bool) -> None:
     """Show the service at a glance: accounts by state, queue lag, workers, each account."""
+    from mailhaul.services.status import StatusService, status_dict
+
     with errors_to_exit():
         report = StatusService(state(ctx).app().db).report(account_id)
     if json_out:

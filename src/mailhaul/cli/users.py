@@ -2,44 +2,48 @@
 
 from __future__ import annotations
 
-import secrets
-from typing import Annotated
+from typing import TYPE_CHECKING
 
-import typer
-from rich.table import Table
+import click
 
-from mailhaul.adapters.db.users import ApiKey, User
+from mailhaul.cli.base import EnumChoice, Group
 from mailhaul.cli.context import errors_to_exit, read_password_stdin, state
-from mailhaul.cli.output import console, print_json
+from mailhaul.cli.output import print_json, print_table
 from mailhaul.domain.access import Principal, Role
-from mailhaul.services.users import UserService
 
-app = typer.Typer(help="Manage the users of the web UI and API.", no_args_is_help=True)
-key_app = typer.Typer(help="Manage a user's API keys.", no_args_is_help=True)
-app.add_typer(key_app, name="key")
+if TYPE_CHECKING:
+    from rich.table import Table
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-UserArg = Annotated[str, typer.Argument(help="The user's login (or numeric id).")]
-DomainOpt = Annotated[
-    list[str] | None,
-    typer.Option("--domain", help="A domain a domain admin manages (repeatable)."),
-]
-PasswordStdin = Annotated[
-    bool,
-    typer.Option(
-        "--password-stdin",
-        help="Read the password from standard input (first line). Prompts on a terminal.",
-    ),
-]
+    from mailhaul.adapters.db.users import ApiKey, User
+    from mailhaul.services.users import UserService
+
+app = Group("user", help="Manage the users of the web UI and API.")
+key_app = Group("key", help="Manage a user's API keys.")
+app.add_command(key_app)
+
+json_option = click.option(
+    "--json", "json_out", is_flag=True, help="Print JSON instead of a table."
+)
+user_argument = click.argument("who", help="The user's login (or numeric id).")
+domain_option = click.option(
+    "--domain", multiple=True, help="A domain a domain admin manages (repeatable)."
+)
+password_stdin_option = click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input (first line). Prompts on a terminal.",
+)
 CLI = Principal.system()
 
 
 def generated_password() -> str:
     """A random password to print once."""
+    import secrets
+
     return secrets.token_urlsafe(15)
 
 
-def _users(ctx: typer.Context) -> UserService:
+def _users(ctx: click.Context) -> UserService:
     return state(ctx).app().users
 
 
@@ -50,6 +54,8 @@ def _find(users: UserService, who: str) -> User:
 
 
 def _user_table(rows: list[User]) -> Table:
+    from rich.table import Table
+
     table = Table("id", "login", "role", "domains", "active", "last login")
     for user in rows:
         table.add_row(
@@ -70,18 +76,24 @@ def _when(value: float | None) -> str:
 
 
 @app.command("add")
+@click.argument("login", help="A mailbox address (an admin may use a name).")
+@click.option("--role", type=EnumChoice(Role), default="user", help="admin, domain_admin or user.")
+@domain_option
+@password_stdin_option
+@json_option
+@click.pass_context
 def add(
-    ctx: typer.Context,
-    login: Annotated[str, typer.Argument(help="A mailbox address (an admin may use a name).")],
-    role: Annotated[Role, typer.Option(help="admin, domain_admin or user.")] = Role.USER,
-    domain: DomainOpt = None,
-    password_stdin: PasswordStdin = False,
-    json_out: JsonOpt = False,
+    ctx: click.Context,
+    login: str,
+    role: Role,
+    domain: tuple[str, ...],
+    password_stdin: bool,
+    json_out: bool,
 ) -> None:
     """Add a user; without --password-stdin a password is generated and printed once."""
     password = read_password_stdin() if password_stdin else generated_password()
     with errors_to_exit():
-        user = _users(ctx).add(CLI, login, role, password, domain or [])
+        user = _users(ctx).add(CLI, login, role, password, list(domain))
     if json_out:
         data = user.as_dict()
         if not password_stdin:
@@ -90,66 +102,82 @@ def add(
         return
     print(user.id)
     if not password_stdin:
-        console.print(f"password for {user.login} (shown only now): {password}")
+        print(f"password for {user.login} (shown only now): {password}")
 
 
 @app.command("list")
-def list_users(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+@json_option
+@click.pass_context
+def list_users(ctx: click.Context, json_out: bool) -> None:
     """List the users."""
     with errors_to_exit():
         rows = _users(ctx).list_users(CLI)
     if json_out:
         print_json([user.as_dict() for user in rows])
     else:
-        console.print(_user_table(rows))
+        print_table(_user_table(rows))
 
 
 @app.command("show")
-def show(ctx: typer.Context, who: UserArg, json_out: JsonOpt = False) -> None:
+@user_argument
+@json_option
+@click.pass_context
+def show(ctx: click.Context, who: str, json_out: bool) -> None:
     """Show one user."""
     with errors_to_exit():
         user = _find(_users(ctx), who)
     if json_out:
         print_json(user.as_dict())
     else:
-        console.print(_user_table([user]))
+        print_table(_user_table([user]))
 
 
 @app.command("edit")
+@user_argument
+@click.option("--role", type=EnumChoice(Role), help="A new role.")
+@domain_option
+@password_stdin_option
+@click.option("--enable/--disable", "active", default=None, help="Allow or stop logins.")
+@json_option
+@click.pass_context
 def edit(
-    ctx: typer.Context,
-    who: UserArg,
-    role: Annotated[Role | None, typer.Option(help="A new role.")] = None,
-    domain: DomainOpt = None,
-    password_stdin: PasswordStdin = False,
-    active: Annotated[
-        bool | None, typer.Option("--enable/--disable", help="Allow or stop logins.")
-    ] = None,
-    json_out: JsonOpt = False,
+    ctx: click.Context,
+    who: str,
+    role: Role | None,
+    domain: tuple[str, ...],
+    password_stdin: bool,
+    active: bool | None,
+    json_out: bool,
 ) -> None:
     """Change a user's role, domains, password or whether they may log in."""
     password = read_password_stdin() if password_stdin else None
     with errors_to_exit():
         users = _users(ctx)
         user = _find(users, who)
-        user = users.edit(CLI, user.id, role=role, domains=domain, password=password, active=active)
+        user = users.edit(
+            CLI, user.id, role=role, domains=list(domain) or None, password=password, active=active
+        )
     if json_out:
         print_json(user.as_dict())
     else:
-        console.print(f"user {user.login} updated")
+        print(f"user {user.login} updated")
 
 
 @app.command("delete")
-def delete(ctx: typer.Context, who: UserArg) -> None:
+@user_argument
+@click.pass_context
+def delete(ctx: click.Context, who: str) -> None:
     """Delete a user with their sessions and API keys (their accounts stay)."""
     with errors_to_exit():
         users = _users(ctx)
         user = _find(users, who)
         users.delete(CLI, user.id)
-    console.print(f"user {user.login} deleted")
+    print(f"user {user.login} deleted")
 
 
 def _key_table(rows: list[ApiKey], logins: dict[int, str]) -> Table:
+    from rich.table import Table
+
     table = Table("id", "user", "name", "starts with", "created", "last used")
     for key in rows:
         table.add_row(
@@ -164,12 +192,11 @@ def _key_table(rows: list[ApiKey], logins: dict[int, str]) -> Table:
 
 
 @key_app.command("create")
-def key_create(
-    ctx: typer.Context,
-    who: UserArg,
-    name: Annotated[str, typer.Option(help="What the key is for, e.g. 'osTicket cron'.")],
-    json_out: JsonOpt = False,
-) -> None:
+@user_argument
+@click.option("--name", required=True, help="What the key is for, e.g. 'osTicket cron'.")
+@json_option
+@click.pass_context
+def key_create(ctx: click.Context, who: str, name: str, json_out: bool) -> None:
     """Create an API key for a user; the key is printed only now."""
     with errors_to_exit():
         users = _users(ctx)
@@ -178,16 +205,15 @@ def key_create(
     if json_out:
         print_json(key.as_dict() | {"key": secret})
         return
-    console.print(f"API key {key.id} for {user.login} (shown only now):")
+    print(f"API key {key.id} for {user.login} (shown only now):")
     print(secret)
 
 
 @key_app.command("list")
-def key_list(
-    ctx: typer.Context,
-    who: Annotated[str | None, typer.Argument(help="Only this user's keys.")] = None,
-    json_out: JsonOpt = False,
-) -> None:
+@click.argument("who", required=False, help="Only this user's keys.")
+@json_option
+@click.pass_context
+def key_list(ctx: click.Context, who: str | None, json_out: bool) -> None:
     """List API keys (never the keys themselves)."""
     with errors_to_exit():
         users = _users(ctx)
@@ -197,15 +223,14 @@ def key_list(
     if json_out:
         print_json([key.as_dict() | {"login": logins.get(key.user_id)} for key in rows])
     else:
-        console.print(_key_table(rows, logins))
+        print_table(_key_table(rows, logins))
 
 
 @key_app.command("revoke")
-def key_revoke(
-    ctx: typer.Context,
-    key_id: Annotated[int, typer.Argument(help="The key's id (see `user key list`).")],
-) -> None:
+@click.argument("key_id", type=int, help="The key's id (see `user key list`).")
+@click.pass_context
+def key_revoke(ctx: click.Context, key_id: int) -> None:
     """Revoke an API key at once."""
     with errors_to_exit():
         _users(ctx).revoke_key(CLI, key_id)
-    console.print(f"API key {key_id} revoked")
+    print(f"API key {key_id} revoked")
