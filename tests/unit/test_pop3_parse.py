@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -18,8 +20,13 @@ from mailhaul.adapters.sources.pop3_wire import (
     plain_initial_response,
     redact,
     safe_text,
+    scan_listing_by_line,
+    uid_listing_by_line,
+    unstuff_block,
 )
+from mailhaul.adapters.sources.wire import Wire
 from mailhaul.domain.errors import ConfigError, ProtocolViolation
+from mailhaul.domain.options import Protocol, SourceEndpoint
 
 
 def test_status_lines_parse_with_response_codes() -> None:
@@ -112,3 +119,68 @@ def test_plain_response_and_redaction() -> None:
     response = plain_initial_response("alice", "pässword")
     assert base64.b64decode(response) == "\0alice\0pässword".encode()
     assert redact("bad pässword!", ("pässword", "")) == "bad ***!"
+
+
+# --- the fast paths agree with the line-by-line ones ------------------------------------
+
+_LISTING_BYTES = st.sampled_from([b"0", b"1", b"2", b"9", b" ", b"\t", b"a", b"~", b"\x7f", b"\r"])
+_LISTING_LINE = st.lists(_LISTING_BYTES, max_size=8).map(b"".join)
+_NUMBERED_LINE = st.builds(lambda n, rest: b"%d %s" % (n, rest), st.integers(0, 5), _LISTING_LINE)
+
+
+def _outcome(parse: Callable[[], object]) -> object:
+    try:
+        return parse()
+    except ProtocolViolation:
+        return ProtocolViolation
+
+
+@given(st.lists(st.one_of(_NUMBERED_LINE, _LISTING_LINE), max_size=6))
+def test_fast_listing_parsers_agree_with_the_line_by_line_ones(lines: list[bytes]) -> None:
+    sizes = _outcome(lambda: parse_scan_listing(lines))
+    assert sizes == _outcome(lambda: scan_listing_by_line(lines))
+    known = sizes if isinstance(sizes, dict) else {n: 1 for n in range(1, 4)}
+    assert _outcome(lambda: parse_uid_listing(lines, known)) == _outcome(
+        lambda: uid_listing_by_line(lines, known)
+    )
+
+
+class _ChunkedSocket:
+    """Hands the wire its bytes in the given pieces, one piece per recv()."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+
+    def recv(self, size: int) -> bytes:
+        return self.pieces.pop(0) if self.pieces else b""
+
+
+def _wire_with(data: bytes, cuts: list[int]) -> Wire:
+    points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+    wire = Wire(SourceEndpoint(Protocol.POP3, "127.0.0.1", 110))
+    wire._sock = _ChunkedSocket([data[a:b] for a, b in itertools.pairwise(points)])  # type: ignore[assignment]
+    return wire
+
+
+_BLOCK_LINE = st.lists(st.sampled_from([b".", b"a", b"1", b" ", b"\r"]), max_size=6).map(b"".join)
+
+
+@given(st.lists(_BLOCK_LINE, max_size=8), st.lists(st.integers(0, 200), max_size=6))
+def test_a_multi_line_reply_read_in_one_block_gives_the_lines_in_any_pieces(
+    lines: list[bytes], cuts: list[int]
+) -> None:
+    stuffed = [b"." + line if line.startswith(b".") else line for line in lines]
+    data = b"".join(line + b"\r\n" for line in stuffed) + b".\r\n+OK next\r\n"
+    wire = _wire_with(data, cuts)
+    expected = [line.rstrip(b"\r") for line in lines]
+    assert unstuff_block(wire.read_dot_block()) == expected
+    assert wire.readline() == b"+OK next\r\n"  # nothing after the terminator was taken
+
+
+def test_an_over_long_listing_line_is_refused_even_without_a_terminator() -> None:
+    wire = _wire_with(b"1 " + b"u" * 5000, [100, 2000])
+    with pytest.raises(ProtocolViolation, match="line over 1000 bytes"):
+        wire.read_dot_block(line_limit=1000)
+    wire = _wire_with(b"1 a\r\n2 " + b"u" * 5000 + b"\r\n.\r\n", [])
+    with pytest.raises(ProtocolViolation, match="line over 1000 bytes"):
+        wire.read_dot_block(line_limit=1000)

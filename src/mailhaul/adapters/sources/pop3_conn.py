@@ -17,10 +17,9 @@ from typing import ParamSpec, TypeVar
 from mailhaul.adapters.sources.pop3_wire import (
     DotUnstuffer,
     Reply,
-    is_terminator,
     parse_reply,
     redact,
-    unstuff_line,
+    unstuff_block,
 )
 from mailhaul.adapters.sources.wire import Wire
 from mailhaul.domain.errors import SourceError
@@ -158,10 +157,8 @@ class Pop3Connection:
 
     def read_lines(self) -> list[bytes]:
         """The lines of a short multi-line reply (CAPA, UIDL, LIST), unstuffed."""
-        lines: list[bytes] = []
-        while not is_terminator(line := self.readline()):
-            lines.append(unstuff_line(line))
-        return lines
+        block = self.guarded(self.wire.read_dot_block, REPLY_LIMIT)
+        return unstuff_block(block)
 
     def take_reply(self, pend: Pending) -> Reply:
         """The status line owed for ``pend``, which must be the oldest still owed."""

@@ -7,8 +7,10 @@ Nothing here does I/O: the POP3 client feeds received bytes in and gets values (
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from mailhaul.domain.errors import ConfigError, ProtocolViolation
 
@@ -150,6 +152,16 @@ def unstuff_line(line: bytes) -> bytes:
     return body[1:] if body.startswith(b"..") else body
 
 
+def unstuff_block(block: bytes) -> list[bytes]:
+    """The lines of a multi-line reply's block (terminator removed), unstuffed."""
+    if not block:
+        return []
+    lines = [line.rstrip(b"\r") for line in block.split(b"\n")[:-1]]
+    if block.startswith(b"..") or b"\n.." in block:
+        lines = [line[1:] if line.startswith(b"..") else line for line in lines]
+    return lines
+
+
 def parse_capabilities(lines: list[bytes]) -> frozenset[str]:
     """CAPA lines as upper-case names; each SASL mechanism also as ``AUTH=<MECH>``."""
     names: set[str] = set()
@@ -195,8 +207,29 @@ def parse_uidl_line(line: bytes) -> tuple[int, str]:
     return number, uid.decode("ascii")
 
 
+_NUMBER_RE = rb"([1-9][0-9]{0,%d})" % (MAX_NUMBER_DIGITS - 1)
+_SCAN_LINES = re.compile(
+    rb"^%s ([0-9]{1,%d})(?:[ \t][^\n]*)?$" % (_NUMBER_RE, MAX_NUMBER_DIGITS), re.M
+)
+_UIDL_LINES = re.compile(rb"^%s ([\x21-\x7e]{1,%d})[ \t]*$" % (_NUMBER_RE, MAX_UID_LENGTH), re.M)
+
+
 def parse_scan_listing(lines: list[bytes]) -> dict[int, int]:
-    """All LIST lines as {number: size}; duplicate numbers are a violation."""
+    """All LIST lines as {number: size}; duplicate numbers are a violation.
+
+    Well-formed listings are parsed by one regular expression over all lines; anything
+    else takes the line-by-line path, which names what is wrong.
+    """
+    found = _findall_lines(_SCAN_LINES, lines)
+    if found is not None:
+        fast = {int(number): int(size) for number, size in found}
+        if len(fast) == len(found):
+            return fast
+    return scan_listing_by_line(lines)
+
+
+def scan_listing_by_line(lines: list[bytes]) -> dict[int, int]:
+    """``parse_scan_listing`` one line at a time (the path that explains violations)."""
     sizes: dict[int, int] = {}
     for line in lines:
         number, size = parse_scan_line(line)
@@ -207,7 +240,20 @@ def parse_scan_listing(lines: list[bytes]) -> dict[int, int]:
 
 
 def parse_uid_listing(lines: list[bytes], sizes: dict[int, int]) -> dict[int, str]:
-    """All UIDL lines as {number: uid}, checked against the LIST numbers in ``sizes``."""
+    """All UIDL lines as {number: uid}, checked against the LIST numbers in ``sizes``.
+
+    One regular expression for a well-formed listing, line by line otherwise (as above).
+    """
+    found = _findall_lines(_UIDL_LINES, lines)
+    if found is not None:
+        fast = {int(number): uid.decode("ascii") for number, uid in found}
+        if len(fast) == len(found) and fast.keys() == sizes.keys():
+            return fast
+    return uid_listing_by_line(lines, sizes)
+
+
+def uid_listing_by_line(lines: list[bytes], sizes: dict[int, int]) -> dict[int, str]:
+    """``parse_uid_listing`` one line at a time (the path that explains violations)."""
     uids: dict[int, str] = {}
     for line in lines:
         number, uid = parse_uidl_line(line)
@@ -220,6 +266,17 @@ def parse_uid_listing(lines: list[bytes], sizes: dict[int, int]) -> dict[int, st
     if missing:
         raise ProtocolViolation(f"UIDL has no unique-id for message {missing[0]}")
     return uids
+
+
+def _findall_lines(pattern: re.Pattern[bytes], lines: list[bytes]) -> list[Any] | None:
+    """The groups of ``pattern`` (anchored per line) for every line, or None unless every
+    line matched. Lines never hold a line feed when they come from the wire; if one does,
+    the per-line path decides."""
+    block = b"\n".join(lines)
+    if block.count(b"\n") != max(len(lines) - 1, 0):
+        return None
+    found = pattern.findall(block)
+    return found if len(found) == len(lines) else None
 
 
 def check_argument(value: str, what: str) -> None:
