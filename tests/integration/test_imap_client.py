@@ -24,7 +24,7 @@ from mailhaul.domain.errors import (
     TransientSourceError,
     UnsupportedByServer,
 )
-from mailhaul.domain.messages import FolderListing, MessageRef
+from mailhaul.domain.messages import FolderListing, FolderState, MessageRef
 from mailhaul.domain.options import Credentials, Protocol, Security, SourceEndpoint
 from support.scripted_imap import ImapScript, Mailbox, Message, ScriptedImapServer
 
@@ -170,7 +170,7 @@ def test_listing_ten_thousand_messages(harness: Harness) -> None:
 def test_empty_folder_lists_nothing_without_fetching(harness: Harness) -> None:
     server = harness.server(script())
     listing = harness.source(server).select("INBOX")
-    assert listing == FolderListing("INBOX", 77, ())
+    assert listing == FolderListing("INBOX", 77, (), state=FolderState(77, 1, 0, 0))
     assert not any(c.startswith("UID FETCH") for c in server.commands)
 
 

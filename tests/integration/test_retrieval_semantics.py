@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -82,6 +83,46 @@ def test_imap_seen_messages_are_old_unless_fetchall(home: Home, mailbox: Mailbox
     assert [m.raw.replace(b"\r\n", b"\n") for m in mailbox.list_messages()] == [message(1)]
     fetchall = home.add(mailbox, Protocol.IMAP, fetchall=True)
     assert home.poll(fetchall).fetched == 1
+    assert home.delivered() == [message(1), message(2)]
+
+
+def test_imap_folder_that_has_not_changed_is_checked_with_one_status(home: Home, mailbox: Mailbox):
+    for n in range(3):
+        mailbox.deliver(message(n))
+    account = home.add(mailbox, Protocol.IMAP, keep=True)
+    assert home.poll(account).fetched == 3
+    assert home.poll(account).fetched == 0  # a full listing that finds nothing to do
+    assert "3 message(s) on the server, 0 new" in home.log(account)
+    assert home.poll(account).fetched == 0
+    assert "INBOX: unchanged since it was last listed (3 message(s), 0 unread)" in home.log(account)
+    mailbox.deliver(message(9))  # a new UID: STATUS differs, the folder is listed again
+    assert home.poll(account).fetched == 1
+    assert home.delivered() == sorted([*(message(n) for n in range(3)), message(9)])
+
+
+def test_a_settled_folder_is_listed_again_when_another_client_or_the_options_change_it(
+    home: Home, mailbox: Mailbox
+):
+    mailbox.deliver(message(1), seen=True)  # old: left alone without fetchall
+    mailbox.deliver(message(2))
+    account = home.add(mailbox, Protocol.IMAP, keep=True)
+    assert home.poll(account).fetched == 1
+    home.poll(account)
+    home.poll(account)
+    assert "unchanged since it was last listed (2 message(s), 0 unread)" in home.log(account)
+    with mailbox.imap() as other:  # another mail client deletes the fetched message
+        other.select("INBOX")
+        uid = str(mailbox.list_messages()[1].uid)
+        other.uid("STORE", uid, "+FLAGS.SILENT", "(\\Deleted)")
+        other.expunge()
+    assert home.poll(account).result == "ok"
+    assert "1 message(s) on the server" in home.log(account)
+    home.poll(account)
+    assert "unchanged since it was last listed (1 message(s), 0 unread)" in home.log(account)
+    spec = home.app.accounts.get(account.id).spec
+    options = dataclasses.replace(spec.options, fetchall=True)
+    home.app.accounts.edit(account.id, dataclasses.replace(spec, options=options))
+    assert home.poll(account).fetched == 1  # new options: listed again, the old one fetched
     assert home.delivered() == [message(1), message(2)]
 
 

@@ -719,6 +719,10 @@ class Mailbox:
     def kick(self) -> None:
         self.server.kick(self.user)
 
+    def imap(self) -> contextlib.AbstractContextManager[imaplib.IMAP4]:
+        """An IMAP session of this user, as another mail client would have (logged in)."""
+        return self.server._imap(self.user)
+
 
 # --- helpers ---------------------------------------------------------------------------------
 

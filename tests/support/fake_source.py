@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from mailhaul.domain.errors import ConfigError, TransientSourceError
-from mailhaul.domain.messages import FolderListing, MessageRef
+from mailhaul.domain.messages import FolderListing, FolderState, MessageRef
 
 
 @dataclass
@@ -97,6 +97,9 @@ class FakeSource:
             if self._ref(message, number).uid == ref.uid:
                 return message
         return None
+
+    def folder_state(self, folder: str) -> FolderState | None:
+        return None  # every poll lists the folder in full (the quick check needs real IMAP)
 
     def select(self, folder: str, known: Collection[str] = ()) -> FolderListing:
         self._fault("select")

@@ -24,6 +24,21 @@ class MessageRef:
 
 
 @dataclass(frozen=True)
+class FolderState:
+    """An IMAP folder's STATUS: UIDVALIDITY, UIDNEXT, MESSAGES and UNSEEN.
+
+    Two equal states mean the same set of messages (RFC 9051 §2.3.1.1: UIDNEXT changes
+    whenever a message is added, so an equal UIDNEXT and count rule out additions and
+    removals) with as many unread; only which ones are unread may differ.
+    """
+
+    uidvalidity: int
+    uidnext: int
+    messages: int
+    unseen: int
+
+
+@dataclass(frozen=True)
 class FolderListing:
     """The messages of one folder; ``uidvalidity`` is None on POP3.
 
@@ -35,6 +50,7 @@ class FolderListing:
     uidvalidity: int | None
     messages: tuple[MessageRef, ...]
     stable_uids: bool = True
+    state: FolderState | None = None  # IMAP, when the server named its UIDNEXT
 
 
 class RecordState(StrEnum):

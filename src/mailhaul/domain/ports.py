@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Protocol
 
-from mailhaul.domain.messages import FolderListing, MessageRef
+from mailhaul.domain.messages import FolderListing, FolderState, MessageRef
 
 LogFn = Callable[[str], None]
 """Where adapters write human-readable run-log lines (never passwords)."""
@@ -34,6 +34,11 @@ class MailSource(Protocol):
         those with size 0 (it need not fetch their details), which makes the poll of a
         large folder with nothing new cheap (IMAP lists them with SEARCH).
         """
+        ...
+
+    def folder_state(self, folder: str) -> FolderState | None:
+        """The folder's state without opening it (IMAP STATUS), or None if it cannot be had
+        cheaply (POP3, or a server that does not answer it)."""
         ...
 
     def fetch(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, Iterator[bytes]]]:

@@ -27,10 +27,11 @@ from mailhaul.domain.errors import (
     UnsupportedByServer,
 )
 from mailhaul.domain.fingerprint import MAX_HEADER, fingerprint, header_end
-from mailhaul.domain.messages import KnownMessages, MessageRef
+from mailhaul.domain.messages import FolderListing, KnownMessages, MessageRef
 from mailhaul.domain.options import Protocol, Security, SourceEndpoint
 from mailhaul.domain.planning import batches, plan_fetch
 from mailhaul.domain.ports import MailSource
+from mailhaul.domain.settled import SettledFolder, nothing_to_do, options_key, still_settled
 from mailhaul.services.runlog import RunLog
 
 if TYPE_CHECKING:
@@ -75,8 +76,10 @@ class FolderPoll:
         owner: str,
         stop: threading.Event,
         progress: ProgressFn | None,
+        quick_check: bool = True,
     ) -> None:
         self.p = poller
+        self.quick_check = quick_check  # False after a crash: list in full, settle first
         self.account = account
         self.source = source
         self.folder = folder
@@ -97,8 +100,18 @@ class FolderPoll:
 
     def run(self) -> None:
         p, account, options = self.p, self.account, self.options
+        now = time.time()
         with p.db.read() as conn:
-            stored = p.records.folder_uidvalidity(conn, account.id, self.folder)
+            stored, settled = p.records.folder_record(conn, account.id, self.folder)
+        if settled is not None and self.quick_check:
+            state = self.source.folder_state(self.folder)
+            if state is not None and still_settled(settled, state, options, now):
+                self.log(
+                    f"{self.folder}: unchanged since it was last listed ({state.messages} "
+                    f"message(s), {state.unseen} unread): nothing new"
+                )
+                return
+        with p.db.read() as conn:
             hint = (
                 p.records.known(conn, account.id, self.folder, stored)
                 if stored is not None
@@ -171,6 +184,19 @@ class FolderPoll:
             if gone:
                 with p.db.begin() as conn:
                     p.records.prune(conn, account.id, self.folder, uidvalidity, gone)
+        self._note_settled(settled, listing, stored == uidvalidity and nothing_to_do(plan, known))
+
+    def _note_settled(
+        self, before: SettledFolder | None, listing: FolderListing, idle: bool
+    ) -> None:
+        """Remember the folder's state if this poll found nothing to do; else forget it."""
+        after = None
+        if idle and listing.state is not None and not self.stop.is_set():
+            after = SettledFolder(listing.state, options_key(self.options), time.time())
+        if after is None and before is None:
+            return
+        with self.p.db.begin() as conn:
+            self.p.records.set_settled(conn, self.account.id, self.folder, after)
 
     def _uidls_renumbered(self, listed: tuple[MessageRef, ...], known: KnownMessages) -> bool:
         """POP3 with keep: everything listed is new although kept mail should still be there."""

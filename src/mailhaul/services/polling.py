@@ -264,7 +264,18 @@ class Poller:
             for folder in account.spec.options.folders:
                 if stop.is_set():
                     break
-                FolderPoll(self, account, source, folder, log, counts, owner, stop, progress).run()
+                FolderPoll(
+                    self,
+                    account,
+                    source,
+                    folder,
+                    log,
+                    counts,
+                    owner,
+                    stop,
+                    progress,
+                    quick_check=not pending,
+                ).run()
         except BaseException:
             source.abort()
             raise

