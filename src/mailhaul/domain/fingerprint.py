@@ -16,9 +16,11 @@ MAX_HEADER = 64 * 1024
 def header_end(data: bytes | bytearray) -> int | None:
     """The offset just past the header section's blank line, or None if not found."""
     crlf = data.find(b"\r\n\r\n")
-    lf = data.find(b"\n\n")
-    candidates = [i + 4 for i in (crlf,) if i >= 0] + [i + 2 for i in (lf,) if i >= 0]
-    return min(candidates) if candidates else None
+    # a bare-LF blank line counts only before the first CRLF one (no scan past it)
+    lf = data.find(b"\n\n", 0, len(data) if crlf < 0 else crlf + 2)
+    if lf >= 0:
+        return lf + 2
+    return crlf + 4 if crlf >= 0 else None
 
 
 def header_section(data: bytes | bytearray) -> bytes:
