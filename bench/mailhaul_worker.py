@@ -1,11 +1,14 @@
 """Poll one mailhaul account in this (fresh) process, as `mailhaul serve` would, and time it.
 
-    mailhaul_worker.py HOME ACCOUNT_ID [--polls N] [--profile OUT]
+    mailhaul_worker.py HOME ACCOUNT_ID [--polls N] [--profile OUT] [--list-in-full]
 
 The App is built and the source adapters imported before the clock starts, so each time is
 `Poller.poll()` alone. Prints one JSON line: {"polls": [{"seconds", "fetched", "bytes",
 "result", "error"}, ...]}. With --profile, the polls run under cProfile and the statistics
-(sorted by cumulative and by own time) are written to OUT.
+(sorted by cumulative and by own time) are written to OUT. With --list-in-full, the
+account's folders are made to look changed before each poll (their recorded STATUS is
+forgotten, outside the timed part), so each poll lists the folder instead of ending after
+one STATUS: the cost of a "nothing new" poll when the check cannot be used.
 """
 
 from __future__ import annotations
@@ -30,12 +33,18 @@ def main() -> None:
     ap.add_argument("account", type=int)
     ap.add_argument("--polls", type=int, default=1)
     ap.add_argument("--profile", type=Path)
+    ap.add_argument("--list-in-full", action="store_true")
     args = ap.parse_args()
     app = App(load_settings(args.home, environ={}))
     poller = app.poller
     profiler = cProfile.Profile() if args.profile else None
     polls = []
+    account = app.accounts.get(args.account)
     for _ in range(args.polls):
+        if args.list_in_full:
+            with app.db.begin() as conn:
+                for folder in account.spec.options.folders:
+                    app.poller.records.set_settled(conn, args.account, folder, None)
         if profiler:
             profiler.enable()
         started = time.perf_counter()

@@ -57,6 +57,7 @@ TOOL_LABELS = {
     "minimal": "minimal client (process)",
     "minimal-inproc": "minimal client (in-process time)",
     "mailhaul-poll-cold": "mailhaul (first poll in a fresh process)",
+    "mailhaul-poll-listed": "mailhaul (in-process, folder listed in full)",
 }
 
 
@@ -275,10 +276,10 @@ class Bench:
 
     # one run of one tool -------------------------------------------------------------------
     def run_mailhaul_poll(
-        self, home: Path, account: int, d: Path, polls: int = 1
+        self, home: Path, account: int, d: Path, polls: int = 1, list_in_full: bool = False
     ) -> tuple[Measured, list[dict[str, object]]]:
         argv = [PYTHON, str(BENCH / "mailhaul_worker.py"), str(home), str(account)]
-        argv += ["--polls", str(polls)]
+        argv += ["--polls", str(polls)] + (["--list-in-full"] if list_in_full else [])
         m = self.measure(argv, log_dir=d / f"log-poll-{time.monotonic_ns()}", env=clean_env())
         if m.returncode != 0:
             raise BenchError(f"mailhaul worker failed ({m.returncode}): {m.stderr[-2000:]}")
@@ -438,6 +439,11 @@ class Bench:
                 for i, p in enumerate(polls):
                     label = "mailhaul-poll-cold" if i == 0 else "mailhaul-poll"
                     self._idle_sample(row, label, float(p["seconds"]), m, p["fetched"])  # type: ignore[arg-type]
+                if row.protocol == "imap":  # what the poll costs when STATUS cannot be used
+                    m, polls = self.run_mailhaul_poll(home, account, d, n + 1, list_in_full=True)
+                    for p in polls[1:]:
+                        sample = float(p["seconds"])
+                        self._idle_sample(row, "mailhaul-poll-listed", sample, m, p["fetched"])  # type: ignore[arg-type]
             elif tool == "minimal":
                 _m, out = self.run_minimal(row, box, d, keep=True)
                 self._check_initial(d, corpus, name, row, tool, out["fetched"])
@@ -753,6 +759,7 @@ def report(bench: Bench, rows: list[Row], started: float) -> str:
         labels = [
             "mailhaul-poll",
             "mailhaul-poll-cold",
+            "mailhaul-poll-listed",
             "mailhaul-cli",
             "fetchmail",
             "getmail6",
@@ -844,7 +851,10 @@ def targets(bench: Bench, rows: list[Row]) -> Iterator[str]:
     for row in rows:
         if not row.idle:
             continue
-        for t, m in (("mailhaul-cli", "minimal"), ("mailhaul-poll", "minimal-inproc")):
+        pairs = [("mailhaul-cli", "minimal"), ("mailhaul-poll", "minimal-inproc")]
+        if res.get(row.key, "mailhaul-poll-listed"):
+            pairs.append(("mailhaul-poll-listed", "minimal-inproc"))
+        for t, m in pairs:
             a, b = med(res.get(row.key, t)) * 1000, med(res.get(row.key, m)) * 1000
             ok = None if a != a or b != b else a <= b * 1.10
             yield line(

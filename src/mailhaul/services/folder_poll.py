@@ -40,7 +40,10 @@ if TYPE_CHECKING:
 ProgressFn = Callable[[int, int, int, int], None]
 """Called with (account id, messages done, messages planned, bytes done)."""
 
-BATCH_COUNT = 64
+BATCH_COUNT = 256
+"""Messages per batch (one pending commit, one parallel fsync, one delivered commit). 256
+rather than 64 made small mail ~5% faster here (fewer journal commits per message); a
+crash costs at most one batch of work to fetch again, never a message."""
 BATCH_BYTES = 8 * 1024 * 1024
 OVERSIZE_SLACK = 1024 * 1024
 SETTLE_EVERY = 512
