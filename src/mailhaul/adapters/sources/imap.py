@@ -220,10 +220,7 @@ class ImapSource:
 
     def select(self, folder: str, known: Collection[str] = ()) -> FolderListing:
         """Open ``folder`` and list its messages (UID, size, \\Seen)."""
-        try:
-            encoded = encode_mailbox(folder).encode("ascii")
-        except Utf7Error as exc:
-            raise ConfigError(f"invalid folder name {folder!r}: {exc}") from exc
+        encoded = _encoded_folder(folder)
         conn = self._conn
         conn.settle()
         self._selected = None
@@ -270,10 +267,7 @@ class ImapSource:
         """``STATUS folder (UIDVALIDITY UIDNEXT MESSAGES UNSEEN)``: a fraction of the cost of
         SELECT and a listing (Dovecot: 0.3 ms against 4 ms for 2,000 messages). None if the
         server does not answer it in full; SELECT then says what is wrong, if anything."""
-        try:
-            encoded = encode_mailbox(folder).encode("ascii")
-        except Utf7Error as exc:
-            raise ConfigError(f"invalid folder name {folder!r}: {exc}") from exc
+        encoded = _encoded_folder(folder)
         conn = self._conn
         conn.settle()
         items: dict[str, int] = {}
@@ -409,3 +403,11 @@ def _folder_name(value: object) -> str:
         return decode_mailbox(raw)
     except Utf7Error:
         return raw
+
+
+def _encoded_folder(folder: str) -> bytes:
+    """A folder name as sent on the wire (modified UTF-7), or ConfigError."""
+    try:
+        return encode_mailbox(folder).encode("ascii")
+    except Utf7Error as exc:
+        raise ConfigError(f"invalid folder name {folder!r}: {exc}") from exc
