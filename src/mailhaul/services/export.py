@@ -17,6 +17,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from mailhaul.adapters.db.folders import FolderRecords
 from mailhaul.adapters.db.records import MessageRecords
 from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.options import Protocol, Security
@@ -76,7 +77,7 @@ def export_data(
             "last_result": account.last_result,
         }
         with service.db.begin() as conn:
-            data["folder_uidvalidity"] = records.folder_uidvalidities(conn, account.id)
+            data["folder_uidvalidity"] = FolderRecords().folder_uidvalidities(conn, account.id)
             data["messages"] = records.settled_rows(conn, account.id)
             token = service.accounts.password_token(conn, account.id)
         if key is not None and token:

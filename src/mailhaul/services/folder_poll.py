@@ -31,7 +31,7 @@ from mailhaul.domain.messages import FolderListing, KnownMessages, MessageRef
 from mailhaul.domain.options import Protocol, Security, SourceEndpoint
 from mailhaul.domain.planning import batches, plan_fetch
 from mailhaul.domain.ports import MailSource
-from mailhaul.domain.settled import SettledFolder, nothing_to_do, options_key, still_settled
+from mailhaul.domain.quiet import QuietFolder, nothing_to_do, options_key, still_quiet
 from mailhaul.services.runlog import RunLog
 
 if TYPE_CHECKING:
@@ -105,10 +105,10 @@ class FolderPoll:
         p, account, options = self.p, self.account, self.options
         now = time.time()
         with p.db.read() as conn:
-            stored, settled = p.records.folder_record(conn, account.id, self.folder)
-        if settled is not None and self.quick_check:
+            stored, quiet = p.folders.folder_record(conn, account.id, self.folder)
+        if quiet is not None and self.quick_check:
             state = self.source.folder_state(self.folder)
-            if state is not None and still_settled(settled, state, options, now):
+            if state is not None and still_quiet(quiet, state, options, now):
                 self.log(
                     f"{self.folder}: unchanged since it was last listed ({state.messages} "
                     f"message(s), {state.unseen} unread): nothing new"
@@ -132,7 +132,7 @@ class FolderPoll:
         uidvalidity = listing.uidvalidity or 0
         if stored is None:
             with p.db.begin() as conn:
-                p.records.set_folder_uidvalidity(conn, account.id, self.folder, uidvalidity)
+                p.folders.set_folder_uidvalidity(conn, account.id, self.folder, uidvalidity)
         elif stored != uidvalidity:
             self._reconcile_uidvalidity(listing.messages, stored, uidvalidity)
         if stored == uidvalidity:
@@ -187,19 +187,17 @@ class FolderPoll:
             if gone:
                 with p.db.begin() as conn:
                     p.records.prune(conn, account.id, self.folder, uidvalidity, gone)
-        self._note_settled(settled, listing, stored == uidvalidity and nothing_to_do(plan, known))
+        self._note_quiet(quiet, listing, stored == uidvalidity and nothing_to_do(plan, known))
 
-    def _note_settled(
-        self, before: SettledFolder | None, listing: FolderListing, idle: bool
-    ) -> None:
+    def _note_quiet(self, before: QuietFolder | None, listing: FolderListing, idle: bool) -> None:
         """Remember the folder's state if this poll found nothing to do; else forget it."""
         after = None
         if idle and listing.state is not None and not self.stop.is_set():
-            after = SettledFolder(listing.state, options_key(self.options), time.time())
+            after = QuietFolder(listing.state, options_key(self.options), time.time())
         if after is None and before is None:
             return
         with self.p.db.begin() as conn:
-            self.p.records.set_settled(conn, self.account.id, self.folder, after)
+            self.p.folders.set_quiet(conn, self.account.id, self.folder, after)
 
     def _uidls_renumbered(self, listed: tuple[MessageRef, ...], known: KnownMessages) -> bool:
         """POP3 with keep: everything listed is new although kept mail should still be there."""
@@ -214,7 +212,7 @@ class FolderPoll:
         matched = self._recognise(listed, new)
         with self.p.db.begin() as conn:
             self.p.records.prune(conn, self.account.id, self.folder, new, [])
-            self.p.records.set_folder_uidvalidity(conn, self.account.id, self.folder, new)
+            self.p.folders.set_folder_uidvalidity(conn, self.account.id, self.folder, new)
         self.log(
             f"{self.folder}: UIDVALIDITY changed from {old} to {new} (the server rebuilt the "
             f"folder); {matched} of {len(listed)} message(s) recognised as already "

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mailhaul.adapters.db.folders import FolderRecords
 from mailhaul.adapters.db.records import MessageRecords
 from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.errors import ConfigError
@@ -186,6 +187,7 @@ class ImportService:
     def __init__(self, accounts: AccountService, records: MessageRecords | None = None) -> None:
         self.accounts = accounts
         self.records = records or MessageRecords()
+        self.folders = FolderRecords()
 
     def apply(
         self,
@@ -315,8 +317,8 @@ class ImportService:
         with self.accounts.db.begin() as conn:
             self.records.add_settled(conn, account_id, rows, time.time())
             for folder, uidvalidity in state.folders.items():
-                if self.records.folder_uidvalidity(conn, account_id, folder) is None:
-                    self.records.set_folder_uidvalidity(conn, account_id, folder, uidvalidity)
+                if self.folders.folder_uidvalidity(conn, account_id, folder) is None:
+                    self.folders.set_folder_uidvalidity(conn, account_id, folder, uidvalidity)
         return len(rows)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
+from mailhaul.adapters.db.folders import FolderRecords
 from mailhaul.adapters.db.records import MessageRecords, PendingRecord
 from mailhaul.adapters.db.runs import RunStore
 from mailhaul.adapters.secrets import SecretBox
@@ -79,10 +80,12 @@ class Poller:
         timeout: float,
         leases: Leases | None = None,
         policy: SchedulePolicy | None = None,
+        folders: FolderRecords | None = None,
     ) -> None:
         self.db = db
         self.accounts = accounts
         self.records = records
+        self.folders = folders or FolderRecords()
         self.runs = runs
         self.secret_box = secret_box
         self.sink = sink

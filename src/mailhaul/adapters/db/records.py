@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
-from mailhaul.adapters.db.tables import folders, messages
-from mailhaul.domain.messages import FolderState, KnownMessages, RecordState
-from mailhaul.domain.settled import SettledFolder
+from mailhaul.adapters.db.tables import messages
+from mailhaul.domain.messages import KnownMessages, RecordState
 
 _CHUNK = 500
 
@@ -277,54 +274,6 @@ class MessageRecords:
         return {row.fingerprint for row in rows}
 
     # folder UIDVALIDITY ------------------------------------------------------------------
-    def folder_uidvalidity(self, conn: Connection, account_id: int, folder: str) -> int | None:
-        """The UIDVALIDITY last seen for a folder, or None the first time."""
-        value = conn.scalar(
-            select(folders.c.uidvalidity).where(
-                folders.c.account_id == account_id, folders.c.folder == folder
-            )
-        )
-        return None if value is None else int(value)
-
-    def folder_record(
-        self, conn: Connection, account_id: int, folder: str
-    ) -> tuple[int | None, SettledFolder | None]:
-        """The folder's UIDVALIDITY (None the first time) and its settled state, if any."""
-        row = conn.execute(
-            select(folders.c.uidvalidity, folders.c.settled).where(
-                folders.c.account_id == account_id, folders.c.folder == folder
-            )
-        ).first()
-        if row is None:
-            return None, None
-        return int(row.uidvalidity), _settled_from_json(row.settled)
-
-    def set_settled(
-        self, conn: Connection, account_id: int, folder: str, settled: SettledFolder | None
-    ) -> None:
-        """Record (or with None forget) the state in which the folder had nothing to do."""
-        conn.execute(
-            update(folders)
-            .where(folders.c.account_id == account_id, folders.c.folder == folder)
-            .values(settled=None if settled is None else _settled_to_json(settled))
-        )
-
-    def set_folder_uidvalidity(
-        self, conn: Connection, account_id: int, folder: str, uidvalidity: int
-    ) -> None:
-        """Remember a folder's UIDVALIDITY."""
-        changed = conn.execute(
-            update(folders)
-            .where(folders.c.account_id == account_id, folders.c.folder == folder)
-            .values(uidvalidity=uidvalidity)
-        )
-        if changed.rowcount == 0:
-            conn.execute(
-                insert(folders).values(
-                    account_id=account_id, folder=folder, uidvalidity=uidvalidity
-                )
-            )
-
     # import / export (issue 6) -----------------------------------------------------------
     def recorded_uids(
         self, conn: Connection, account_id: int, folder: str, uidvalidity: int
@@ -364,15 +313,6 @@ class MessageRecords:
             for r in rows
         ]
 
-    def folder_uidvalidities(self, conn: Connection, account_id: int) -> dict[str, int]:
-        """Every folder's remembered UIDVALIDITY, for export."""
-        rows = conn.execute(
-            select(folders.c.folder, folders.c.uidvalidity)
-            .where(folders.c.account_id == account_id)
-            .order_by(folders.c.folder)
-        )
-        return {row.folder: int(row.uidvalidity) for row in rows}
-
     def add_settled(
         self, conn: Connection, account_id: int, rows: Sequence[dict[str, Any]], now: float
     ) -> None:
@@ -400,31 +340,3 @@ class MessageRecords:
 
 
 __all__ = ["DeliveredRecord", "MessageRecords", "PendingRecord"]
-
-
-def _settled_to_json(settled: SettledFolder) -> str:
-    return json.dumps(
-        {
-            **dataclasses.asdict(settled.state),
-            "options": settled.options_key,
-            "listed_at": settled.listed_at,
-        }
-    )
-
-
-def _settled_from_json(text: str | None) -> SettledFolder | None:
-    """The stored state, or None if there is none or it cannot be read (a full listing
-    then follows: this is a cache, never the record of what was delivered)."""
-    if not text:
-        return None
-    try:
-        data = json.loads(text)
-        state = FolderState(
-            int(data["uidvalidity"]),
-            int(data["uidnext"]),
-            int(data["messages"]),
-            int(data["unseen"]),
-        )
-        return SettledFolder(state, str(data["options"]), float(data["listed_at"]))
-    except (ValueError, TypeError, KeyError):
-        return None

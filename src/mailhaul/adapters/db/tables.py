@@ -97,8 +97,8 @@ folders = Table(
     ),
     Column("folder", String(1000), primary_key=True),
     Column("uidvalidity", BigInteger, nullable=False),
-    # JSON: the folder's STATUS when a poll last found nothing to do (domain.settled)
-    Column("settled", Text, nullable=True),
+    # JSON: the folder's STATUS when a poll last found nothing to do (domain.quiet)
+    Column("quiet", Text, nullable=True),
 )
 
 runs = Table(

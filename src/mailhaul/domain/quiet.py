@@ -24,7 +24,7 @@ FULL_LISTING_EVERY = 3600.0
 
 
 @dataclass(frozen=True)
-class SettledFolder:
+class QuietFolder:
     """A folder's state in which a full listing found nothing to do, and when."""
 
     state: FolderState
@@ -48,15 +48,15 @@ def nothing_to_do(plan: FetchPlan, known: KnownMessages) -> bool:
     return not any(not ref.seen and ref.uid in known.delivered for ref in plan.old)
 
 
-def still_settled(
-    settled: SettledFolder | None,
+def still_quiet(
+    quiet: QuietFolder | None,
     state: FolderState | None,
     options: RetrievalOptions,
     now: float,
 ) -> bool:
-    """Whether ``state`` (from STATUS now) shows the folder as it was when it was settled."""
-    if settled is None or state is None or settled.state != state:
+    """Whether ``state`` (from STATUS now) shows the folder as it was when it was quiet."""
+    if quiet is None or state is None or quiet.state != state:
         return False
-    if settled.options_key != options_key(options):
+    if quiet.options_key != options_key(options):
         return False
-    return 0 <= now - settled.listed_at < FULL_LISTING_EVERY
+    return 0 <= now - quiet.listed_at < FULL_LISTING_EVERY

@@ -19,9 +19,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("folders") as batch:
-        batch.add_column(sa.Column("settled", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("quiet", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("folders") as batch:
-        batch.drop_column("settled")
+        batch.drop_column("quiet")

@@ -5,24 +5,24 @@ from __future__ import annotations
 from mailhaul.domain.messages import FolderState, KnownMessages, MessageRef
 from mailhaul.domain.options import RetrievalOptions
 from mailhaul.domain.planning import plan_fetch
-from mailhaul.domain.settled import (
+from mailhaul.domain.quiet import (
     FULL_LISTING_EVERY,
-    SettledFolder,
+    QuietFolder,
     nothing_to_do,
     options_key,
-    still_settled,
+    still_quiet,
 )
 
 STATE = FolderState(uidvalidity=7, uidnext=101, messages=100, unseen=0)
 KEEP = RetrievalOptions(keep=True)
 
 
-def settled(at: float = 1000.0, options: RetrievalOptions = KEEP) -> SettledFolder:
-    return SettledFolder(STATE, options_key(options), at)
+def quiet(at: float = 1000.0, options: RetrievalOptions = KEEP) -> QuietFolder:
+    return QuietFolder(STATE, options_key(options), at)
 
 
-def test_the_same_state_soon_after_with_the_same_options_is_still_settled() -> None:
-    assert still_settled(settled(), STATE, KEEP, 1000.0 + 60)
+def test_the_same_state_soon_after_with_the_same_options_is_still_quiet() -> None:
+    assert still_quiet(quiet(), STATE, KEEP, 1000.0 + 60)
 
 
 def test_any_change_of_state_options_or_age_means_a_full_listing() -> None:
@@ -33,17 +33,17 @@ def test_any_change_of_state_options_or_age_means_a_full_listing() -> None:
         FolderState(8, 101, 100, 0),  # the folder was rebuilt
         None,  # the server did not answer STATUS
     ):
-        assert not still_settled(settled(), state, KEEP, 1060.0)
+        assert not still_quiet(quiet(), state, KEEP, 1060.0)
     for options in (
         RetrievalOptions(keep=True, fetchall=True),
         RetrievalOptions(keep=True, flush=True),
         RetrievalOptions(keep=False),
         RetrievalOptions(keep=True, max_size=10),
     ):
-        assert not still_settled(settled(), STATE, options, 1060.0)
-    assert not still_settled(settled(), STATE, KEEP, 1000.0 + FULL_LISTING_EVERY)
-    assert not still_settled(settled(), STATE, KEEP, 999.0)  # the clock went back
-    assert not still_settled(None, STATE, KEEP, 1060.0)
+        assert not still_quiet(quiet(), STATE, options, 1060.0)
+    assert not still_quiet(quiet(), STATE, KEEP, 1000.0 + FULL_LISTING_EVERY)
+    assert not still_quiet(quiet(), STATE, KEEP, 999.0)  # the clock went back
+    assert not still_quiet(None, STATE, KEEP, 1060.0)
 
 
 def test_nothing_to_do_only_when_the_poll_leaves_the_folder_as_it_was() -> None:
