@@ -19,6 +19,7 @@ from mailhaul.adapters.sources.imap import ImapSource
 from mailhaul.domain.errors import (
     AuthenticationFailed,
     ConfigError,
+    MessageMismatch,
     ProtocolViolation,
     TlsFailure,
     TransientSourceError,
@@ -240,9 +241,7 @@ def test_pipelined_fetch_of_many_messages_in_order(harness: Harness) -> None:
     [
         {"uid_last": True},
         {"reorder": True},
-        {"omit_uid": True},
         {"uid_last": True, "reorder": True},
-        {"omit_uid": True, "reorder": True},
     ],
     ids=lambda options: "+".join(options),
 )
@@ -254,6 +253,24 @@ def test_out_of_order_answers_are_mapped_by_uid(harness: Harness, options: dict[
     assert got == {str(10 * (i + 1)): body for i, body in enumerate(bodies)}
     if options.get("reorder"):
         assert max(server.fetch_batches) > 1  # some answers really came reversed
+
+
+@pytest.mark.parametrize("reorder", [False, True])
+def test_a_body_without_its_uid_item_is_never_taken_for_a_message(
+    harness: Harness, reorder: bool
+) -> None:
+    # RFC 3501 §6.4.8: every FETCH response to a UID command carries the UID. A sequence
+    # number alone can be wrong, so a body without one is not any message's; each such
+    # message fails at its end (the session stays in step) and the next one follows.
+    bodies = numbered(4)
+    server = harness.server(script(*bodies, omit_uid=True, reorder=reorder))
+    source = harness.source(server)
+    failed = []
+    for ref, chunks in source.fetch(source.select("INBOX").messages):
+        with pytest.raises(MessageMismatch, match="without saying its UID"):
+            b"".join(chunks)
+        failed.append(ref.uid)
+    assert sorted(failed, key=int) == ["10", "20", "30", "40"]
 
 
 def test_unconfirmed_guess_fails_before_the_end(harness: Harness) -> None:
@@ -428,7 +445,7 @@ def test_fetch_headers(harness: Harness) -> None:
         "20": b"Subject: lf\n\n",
         "30": b"no header",
     }
-    assert "UID FETCH 10,20,30 (UID BODY.PEEK[HEADER])" in server.commands
+    assert "UID FETCH 10,20,30 (UID RFC822.SIZE BODY.PEEK[HEADER])" in server.commands
 
 
 # --- flags and deletion ------------------------------------------------------------------
@@ -712,7 +729,9 @@ def test_garbage_replies_are_protocol_violations(
 
 def test_absurd_header_literal_is_refused(harness: Harness) -> None:
     reply = b"* 1 FETCH (UID 10 BODY[HEADER] {9999999999}\r\n"
-    source = harness.source(harness.server(script(b"x", replies={"UID FETCH 10 (UID BODY": reply})))
+    source = harness.source(
+        harness.server(script(b"x", replies={"UID FETCH 10 (UID RFC822.SIZE BODY": reply}))
+    )
     refs = source.select("INBOX").messages
     with pytest.raises(ProtocolViolation, match="over the limit"):
         list(source.fetch_headers(refs))

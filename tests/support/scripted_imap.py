@@ -47,6 +47,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mailhaul.adapters.sources.imap_utf7 import encode_mailbox
+
+COURIER_PLACEHOLDER = (
+    b"From: System Administrator <root@localhost>\r\n"
+    b"Subject: message unavailable\r\n"
+    b"\r\n"
+    b"This message is no longer available on the server.\r\n"
+)
+"""What Courier-IMAP sends for a message another session expunged."""
+
 _ATOM = re.compile(rb'"((?:[^"\\]|\\.)*)"|\(|\)|[^\s()"]+')
 _LITERAL = re.compile(rb"\{(\d+)(\+?)\}$")
 
@@ -125,6 +135,14 @@ class ImapScript:
     expunge_at_fetch: set[int] = field(default_factory=set)  # expunged (announced) mid-fetch
     racy_expunge: bool = True  # like Dovecot: an EXPUNGE pipelined behind the STORE of
     # \Deleted (sent before that STORE's completion) does not see the flag; see ambiguities
+    truncate: dict[int, int] = field(default_factory=dict)  # UID → octets of BODY[] sent
+    # (the listing still gives the whole RFC822.SIZE)
+    placeholder: set[int] = field(default_factory=set)  # UIDs expunged by "another
+    # session": in this session's view still listed, but a body fetch gets Courier's
+    # "message unavailable" placeholder; once served, gone from every later SELECT
+    seq_offset: int = 0  # body FETCH responses name a sequence number off by this much
+    utf8_accept: bool = False  # advertise UTF8=ACCEPT and answer ENABLE (RFC 6855); folder
+    # names then arrive in UTF-8 and are looked up in their modified UTF-7 form
 
 
 class _Closed(Exception):
@@ -150,6 +168,7 @@ class ScriptedImapServer:
         self.sessions = 0
         self.fetch_batches: list[int] = []  # body fetches answered together (reorder)
         self.ambiguities: list[str] = []  # commands pipelined against RFC 3501 §5.5
+        self.placeholders_served: set[int] = set()
         self.stopping = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
@@ -222,6 +241,7 @@ class _Session:
         self.folder: Mailbox | None = None
         self.received_total = 0  # bytes received in this session
         self.command_start = 0  # stream offset where the command being handled began
+        self.utf8 = False  # ENABLE UTF8=ACCEPT was accepted
         self.deleted_marks: dict[int, int] = {}  # UID → bytes the client had sent when
         # the completion of the STORE that set its \Deleted went out
 
@@ -297,6 +317,7 @@ class _Session:
         caps += ["SASL-IR"] if s.sasl_ir else []
         caps += ["UIDPLUS"] if s.uidplus else []
         caps += ["LITERAL+"] if s.literal_plus else []
+        caps += ["UTF8=ACCEPT"] if s.utf8_accept else []
         return " ".join(caps + list(s.extra_caps))
 
     def run(self) -> None:
@@ -392,12 +413,24 @@ class _Session:
             return
         self._logged_in(tag, user, password)
 
+    def do_ENABLE(self, tag: str, text: str, args: list[bytes]) -> None:
+        wanted = {arg.decode().upper() for arg in args}
+        if self.script.utf8_accept and "UTF8=ACCEPT" in wanted:
+            self.utf8 = True
+            self.send(b"* ENABLED UTF8=ACCEPT\r\n")
+        self.ok(tag, "Enabled")
+
     def do_SELECT(self, tag: str, text: str, args: list[bytes]) -> None:
         name = args[0].decode("latin-1") if args else ""
+        if self.utf8 and args:
+            name = encode_mailbox(args[0].decode("utf-8"))
         folder = self.script.folders.get(name)
         if folder is None:
             self.send(f"{tag} NO [NONEXISTENT] Mailbox doesn't exist: {name}\r\n".encode())
             return
+        gone = self.script.placeholder & self.server.placeholders_served
+        if gone:  # the other session's expunge shows in a fresh view
+            folder.messages[:] = [m for m in folder.messages if m.uid not in gone]
         self.folder = folder
         top = max((m.uid for m in folder.messages), default=0)
         self.send(
@@ -464,8 +497,13 @@ class _Session:
                 continue
             before = uid + b" " if uid and not s.uid_last else b""
             after = b" " + uid if uid and s.uid_last else b""
-            self.send(b"* %d FETCH (%sBODY[] {%d}\r\n" % (seq, before, len(message.body)))
-            self.send(message.body)
+            body = message.body[: s.truncate.get(message.uid, len(message.body))]
+            if message.uid in s.placeholder:
+                body = COURIER_PLACEHOLDER
+                self.server.placeholders_served.add(message.uid)
+            seq += s.seq_offset
+            self.send(b"* %d FETCH (%sBODY[] {%d}\r\n" % (seq, before, len(body)))
+            self.send(body)
             self.send(after + b")\r\n")
             self.send(s.inject_after_body)
         return status

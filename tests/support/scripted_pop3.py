@@ -28,6 +28,13 @@ server (RFC 1939), and are visible in ``server.mailbox`` afterwards.
                         (e.g. ``"[AUTH] Invalid credentials"`` or ``"[IN-USE] locked"``)
     drop_after_bytes    drop every session after it has sent this many bytes
     faults              a list of ``Fault``
+    dot_stuffing        False: RETR sends messages without dot-stuffing (a broken server:
+                        a line holding only "." ends the message early)
+    listed_sizes        {uid: size} the LIST answer gives instead of the real size
+    uidl_numbers        UIDL answers message numbers (``1``, ``2``…), reused after QUIT
+    utf8                offer UTF8 (RFC 6856) like Courier: until the client says UTF8,
+                        a message with raw 8-bit header bytes is served as Courier's
+                        "Cannot display Unicode content" wrapper (a new boundary each session)
 
 ``Fault(command, action, …)`` — when the server receives ``command`` (a verb such as
 ``"RETR"``, or ``"GREETING"`` for the greeting), optionally only with argument ``arg`` (e.g.
@@ -69,6 +76,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import secrets
 import socket
 import ssl
 import threading
@@ -130,6 +138,10 @@ class Pop3Script:
     login_error: str | None = None
     drop_after_bytes: int | None = None
     faults: list[Fault] = field(default_factory=list)
+    dot_stuffing: bool = True
+    listed_sizes: dict[str, int] = field(default_factory=dict)
+    uidl_numbers: bool = False
+    utf8: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,13 +167,38 @@ class _Closed(Exception):
     """The session ends (client gone, dropped on purpose, or server stopping)."""
 
 
-def stuff(message: bytes) -> bytes:
+def stuff(message: bytes, dot_stuffing: bool = True) -> bytes:
     """``message`` as a RETR body: CRLF-completed, dot-stuffed, with the terminator."""
     if message and not message.endswith(b"\r\n"):
         message += b"\r\n"
+    if not dot_stuffing:
+        return message + b".\r\n"
     lines = message.split(b"\r\n")
     stuffed = b"\r\n".join(b"." + line if line.startswith(b".") else line for line in lines)
     return stuffed + b".\r\n"
+
+
+def courier_unicode_wrapper(message: bytes) -> bytes:
+    """What Courier POP3 serves instead of a message with 8-bit headers to a client that did
+    not say UTF8: a generated notice with the original attached (new boundary each time)."""
+    boundary = secrets.token_hex(12)
+    return (
+        b"From: Mail Delivery Subsystem <postmaster>\r\n"
+        b"Subject: Cannot display Unicode content\r\n"
+        b"Mime-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="%s"\r\n'
+        b"\r\n--%s\r\nContent-Type: text/plain\r\n\r\n"
+        b"This E-mail message was determined to be Unicode-formatted\r\n"
+        b"--%s\r\nContent-Type: message/global\r\n\r\n%s\r\n--%s--\r\n"
+        % (boundary.encode(), boundary.encode(), boundary.encode(), message, boundary.encode())
+    )
+
+
+def has_8bit_header(message: bytes) -> bool:
+    """Whether the header section holds raw 8-bit bytes."""
+    end = message.find(b"\r\n\r\n")
+    head = message if end < 0 else message[:end]
+    return any(byte >= 0x80 for byte in head)
 
 
 class ScriptedPop3Server:
@@ -283,6 +320,7 @@ class _Session:
         self.username: str | None = None
         self.maildrop: list[tuple[str, bytes]] | None = None  # set once logged in
         self.deleted: set[int] = set()
+        self.utf8 = False  # the client said UTF8
 
     # plumbing ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -296,7 +334,7 @@ class _Session:
                 self.server.commands.append(Received(self.index, text, self.tls, batch))
                 verb, _, arg = text.partition(" ")
                 handler = getattr(self, f"do_{verb.lower()}", None)
-                if handler is None or not verb.isalpha():
+                if handler is None or not verb.isalnum():
                     handler = self._unknown
                 self._command(verb.upper(), arg, handler)
         except (_Closed, OSError):  # gone, dropped on purpose, or TLS refused
@@ -401,6 +439,7 @@ class _Session:
             *(["PIPELINING"] if s.pipelining else []),
             *(["RESP-CODES", "AUTH-RESP-CODE"] if s.resp_codes else []),
             *(["STLS"] if self._stls_offered() else []),
+            *(["UTF8"] if s.utf8 else []),
             *s.extra_capabilities,
         ]
         return names
@@ -423,6 +462,12 @@ class _Session:
         if not self._stls_offered():
             return self._err("STLS not available")
         return b"+OK begin TLS negotiation\r\n", self._start_tls
+
+    def do_utf8(self, arg: str) -> Result:
+        if not self.script.utf8 or self.maildrop is not None:
+            return self._err("UTF8 not available in this state")
+        self.utf8 = True
+        return self._ok("UTF8 enabled")
 
     def do_user(self, arg: str) -> Result:
         if not self.script.user or self.maildrop is not None:
@@ -472,11 +517,14 @@ class _Session:
 
     def _stored(self, index: int) -> bytes:
         assert self.maildrop is not None
-        return self.maildrop[index][1]
+        data = self.maildrop[index][1]
+        if self.script.utf8 and not self.utf8 and has_8bit_header(data):
+            return courier_unicode_wrapper(data)
+        return data
 
     def _uid(self, index: int) -> str:
         assert self.maildrop is not None
-        return self.maildrop[index][0]
+        return str(index + 1) if self.script.uidl_numbers else self.maildrop[index][0]
 
     def _listed(self) -> list[int]:
         assert self.maildrop is not None
@@ -489,7 +537,13 @@ class _Session:
         return self._ok(f"{len(self._listed())} {total}")
 
     def do_list(self, arg: str) -> Result:
-        return self._listing(arg, lambda i: str(len(self._stored(i))))
+        lies = self.script.listed_sizes
+
+        def size(i: int) -> str:
+            assert self.maildrop is not None
+            return str(lies.get(self.maildrop[i][0], len(self.maildrop[i][1])))
+
+        return self._listing(arg, size)
 
     def do_uidl(self, arg: str) -> Result:
         if not self.script.uidl:
@@ -511,15 +565,15 @@ class _Session:
         index = self._message(arg)
         if index is None or self.maildrop is None:
             return self._err("no such message")
-        data = self.maildrop[index][1]
-        return b"+OK %d octets\r\n" % len(data) + stuff(data), None
+        data = self._stored(index)
+        return b"+OK %d octets\r\n" % len(data) + stuff(data, self.script.dot_stuffing), None
 
     def do_top(self, arg: str) -> Result:
         number, _, lines = arg.partition(" ")
         index = self._message(number)
         if not self.script.top or index is None or self.maildrop is None:
             return self._err("no such message")
-        data = self.maildrop[index][1]
+        data = self._stored(index)
         end = data.find(b"\r\n\r\n")
         head = data if end < 0 else data[: end + 4]
         if lines.isdigit() and int(lines) > 0 and end >= 0:

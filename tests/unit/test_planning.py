@@ -51,14 +51,29 @@ def test_nothing_delivered_or_refused_is_fetched_and_nothing_twice(listing, memo
 
 
 @given(st.lists(refs, max_size=40), known, options)
-def test_every_listed_uid_gets_exactly_one_fate(listing, memory, opts):
+def test_every_listed_message_gets_exactly_one_fate(listing, memory, opts):
     plan = plan_fetch(listing, memory, opts)
-    fates = [
-        ref.uid
-        for group in (plan.fetch, plan.delete_now, plan.too_large, plan.old, plan.refused)
-        for ref in group
-    ]
-    assert sorted(fates) == sorted({ref.uid for ref in listing})
+    groups = (plan.fetch, plan.delete_now, plan.too_large, plan.old, plan.refused)
+    fates = [ref for group in (*groups, plan.ambiguous) for ref in group]
+    assert sorted(fates, key=repr) == sorted(listing, key=repr)
+
+
+@given(st.lists(refs, max_size=40), known, options)
+def test_a_unique_id_listed_twice_is_neither_fetched_nor_deleted(listing, memory, opts):
+    plan = plan_fetch(listing, memory, opts)
+    uids = [ref.uid for ref in listing]
+    twice = {uid for uid in uids if uids.count(uid) > 1}
+    touched = {ref.uid for ref in (*plan.fetch, *plan.delete_now)}
+    assert not twice & touched
+    assert {ref.uid for ref in plan.ambiguous} == twice
+
+
+def test_duplicated_uidl_leaves_both_messages_and_the_rest_is_planned_as_usual():
+    listing = [MessageRef("a", 1, 10), MessageRef("a", 2, 20), MessageRef("b", 3, 10)]
+    memory = KnownMessages(delivered=frozenset({"a"}))
+    plan = plan_fetch(listing, memory, RetrievalOptions())
+    assert plan.ambiguous == tuple(listing[:2]) and plan.delete_now == ()
+    assert [ref.uid for ref in plan.fetch] == ["b"]  # positive control
 
 
 @given(st.lists(refs, max_size=40), known, options)

@@ -5,6 +5,8 @@ MailhaulError
 ├── SourceError              the remote POP3/IMAP side failed
 │   ├── TransientSourceError network drop, timeout, server busy: retry next run
 │   ├── ProtocolViolation    the server sent something that breaks the protocol
+│   │   └── MessageMismatch  what it sent for one message is not that message (size, UID,
+│   │                        a stand-in): that message stays on the server, the run goes on
 │   ├── AuthenticationFailed the server rejected the credentials
 │   ├── TlsFailure           certificate rejected, STARTTLS not offered, handshake failed
 │   └── UnsupportedByServer  the server lacks a capability the options need (e.g. UIDL)
@@ -12,6 +14,8 @@ MailhaulError
 │   ├── TemporaryDeliveryError  disk full, backend down: message stays, run stops
 │   ├── PermanentDeliveryError  the backend refused this message for good
 │   └── DestinationMissing      the backend says the destination mailbox does not exist
+├── NotFound                 no such account (or other record)
+├── StorageError             the database cannot be read or written
 └── AccountBusy              another run holds this account's lease
 """
 
@@ -40,6 +44,11 @@ class TransientSourceError(SourceError):
 
 class ProtocolViolation(SourceError):
     """Raised when the server's reply breaks the protocol (hostile or broken server)."""
+
+
+class MessageMismatch(ProtocolViolation):
+    """Raised when what the server sent for a message is not that message (its size or UID
+    disagrees with the listing, or it is a stand-in); the session is still in step."""
 
 
 class AuthenticationFailed(SourceError):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 POP3_FOLDER = "INBOX"
@@ -63,7 +64,12 @@ class RecordState(StrEnum):
 
 @dataclass(frozen=True)
 class KnownMessages:
-    """The per-folder memory the plan needs: which UIDs were delivered or refused."""
+    """The per-folder memory the plan needs: which UIDs were delivered or refused.
+
+    ``sizes``: the size each delivered UID was listed with when it was delivered (0 when
+    not known, e.g. imported state), to notice a unique-id the server gave to other mail.
+    """
 
     delivered: frozenset[str] = frozenset()
     refused: frozenset[str] = frozenset()
+    sizes: Mapping[str, int] = field(default_factory=dict)

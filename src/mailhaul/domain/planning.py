@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -18,6 +19,9 @@ class FetchPlan:
     ``too_large``: new messages over the size limit, left on the server.
     ``old``: messages left alone because they are old (seen or already delivered, kept).
     ``refused``: messages the backend refused earlier, left alone until retried.
+    ``ambiguous``: messages listed under a unique-id the server also gives another message
+    (a broken UIDL listing): neither can be told apart from the other, so both are left
+    on the server, neither fetched nor deleted, for this run.
     """
 
     fetch: tuple[MessageRef, ...] = ()
@@ -25,6 +29,7 @@ class FetchPlan:
     too_large: tuple[MessageRef, ...] = ()
     old: tuple[MessageRef, ...] = ()
     refused: tuple[MessageRef, ...] = field(default=())
+    ambiguous: tuple[MessageRef, ...] = field(default=())
 
 
 def plan_fetch(
@@ -38,19 +43,20 @@ def plan_fetch(
     - refused earlier: left alone.
     - \\Seen at listing and not ``fetchall``: old; deleted with ``flush``, else left.
     - larger than ``max_size``: left, reported.
-    - otherwise: fetched, each UID at most once even if the server lists it twice.
+    - listed more than once (two messages, one unique-id): left alone, all of them.
+    - otherwise: fetched.
     """
     fetch: list[MessageRef] = []
     delete_now: list[MessageRef] = []
     too_large: list[MessageRef] = []
     old: list[MessageRef] = []
     refused: list[MessageRef] = []
-    planned: set[str] = set()
+    ambiguous: list[MessageRef] = []
+    listed = Counter(ref.uid for ref in listing)
     for ref in listing:
-        if ref.uid in planned:
-            continue
-        planned.add(ref.uid)
-        if ref.uid in known.delivered:
+        if listed[ref.uid] > 1:
+            ambiguous.append(ref)
+        elif ref.uid in known.delivered:
             if not options.keep or options.flush:
                 delete_now.append(ref)
             else:
@@ -69,6 +75,7 @@ def plan_fetch(
         too_large=tuple(too_large),
         old=tuple(old),
         refused=tuple(refused),
+        ambiguous=tuple(ambiguous),
     )
 
 

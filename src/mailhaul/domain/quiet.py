@@ -42,7 +42,7 @@ def options_key(options: RetrievalOptions) -> str:
 
 def nothing_to_do(plan: FetchPlan, known: KnownMessages) -> bool:
     """Whether a poll with this plan leaves the folder (and its records) as it found it."""
-    if plan.fetch or plan.delete_now or plan.too_large or plan.refused:
+    if plan.fetch or plan.delete_now or plan.too_large or plan.refused or plan.ambiguous:
         return False
     # kept and recorded but not flagged \Seen yet (a run died first): this poll flags them
     return not any(not ref.seen and ref.uid in known.delivered for ref in plan.old)

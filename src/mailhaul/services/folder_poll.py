@@ -7,13 +7,22 @@ Order for every batch of messages:
 4. only then delete them on the source (or flag \\Seen with ``keep``).
 A message the backend refuses for good is recorded as *refused*: it stays on the
 server and is skipped until retried.
+
+What the server sends for a message must be that message (``domain/integrity.py``): its
+size agrees with the listed size, an IMAP response names the UID asked for, and it is no
+known stand-in. Otherwise nothing is delivered for it and the rest of the folder goes on.
+IMAP gets a second look at the end of the folder (a fresh SELECT): gone means expunged by
+another client (logged); still there means one more fetch, and if that fails too it is
+recorded as refused with the reason. On POP3 (a fixed snapshot per session) the first
+failure is final.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import TYPE_CHECKING
@@ -22,16 +31,19 @@ from mailhaul import __version__
 from mailhaul.adapters.db.records import DeliveredRecord, PendingRecord
 from mailhaul.domain.account import Account
 from mailhaul.domain.errors import (
+    MessageMismatch,
     PermanentDeliveryError,
     ProtocolViolation,
     UnsupportedByServer,
 )
-from mailhaul.domain.fingerprint import MAX_HEADER, fingerprint, header_end
+from mailhaul.domain.fingerprint import MAX_HEADER, fingerprint, header_end, header_section
+from mailhaul.domain.integrity import Received, size_agrees, size_mismatch, stand_in
 from mailhaul.domain.messages import FolderListing, KnownMessages, MessageRef
 from mailhaul.domain.options import Protocol, Security, SourceEndpoint
-from mailhaul.domain.planning import batches, plan_fetch
+from mailhaul.domain.planning import FetchPlan, batches, plan_fetch
 from mailhaul.domain.ports import MailSource
 from mailhaul.domain.quiet import QuietFolder, nothing_to_do, options_key, still_quiet
+from mailhaul.services.recognition import FolderScope, check_known, recognise
 from mailhaul.services.runlog import RunLog
 
 if TYPE_CHECKING:
@@ -95,6 +107,17 @@ class FolderPoll:
         self.options = account.spec.options
         self.renew_at = 0.0
         self._settled: list[MessageRef] = []
+        self._suspects: dict[str, str] = {}  # uid -> why its copy was not the message
+        self._second_look = self.account.spec.protocol is Protocol.IMAP
+        self.scope = FolderScope(
+            poller.db,
+            poller.records,
+            source,
+            account.id,
+            folder,
+            self.destination,
+            log,
+        )
 
     def _renew_lease(self) -> None:
         """Extend the lease (per batch, and during a long message); AccountBusy if lost."""
@@ -144,7 +167,7 @@ class FolderPoll:
             known = KnownMessages()
         elif self._uidls_renumbered(listing.messages, known):
             new = [ref for ref in listing.messages if ref.uid not in known.refused]
-            matched = self._recognise(new, uidvalidity)
+            matched = recognise(self.scope, new, uidvalidity)
             self.log(
                 f"{self.folder}: none of the {len(known.delivered)} kept message(s) delivered "
                 f"earlier is listed under its old UIDL (the server may have renumbered them); "
@@ -153,6 +176,11 @@ class FolderPoll:
             with p.db.begin() as conn:
                 known = p.records.known(conn, account.id, self.folder, uidvalidity)
         plan = plan_fetch(listing.messages, known, options)
+        checked = check_known(self.scope, listing.messages, known, plan, uidvalidity)
+        if checked.reused:
+            known = checked.known
+            plan = plan_fetch(listing.messages, known, options)
+        plan = _holding(plan, checked.held)
         self.log(
             f"{self.folder}: {len(listing.messages)} message(s) on the server, "
             f"{len(plan.fetch)} new, {len(plan.old)} old, {len(plan.delete_now)} to delete, "
@@ -163,7 +191,15 @@ class FolderPoll:
                 f"message {ref.uid} ({ref.size} bytes) is over the size limit "
                 f"({options.max_size} bytes): left on the server"
             )
-        self.counts.skipped += len(plan.too_large) + len(plan.refused)
+        if plan.ambiguous:
+            uids = sorted({ref.uid for ref in plan.ambiguous})
+            self.log(
+                f"{self.folder}: the server lists {len(plan.ambiguous)} messages under "
+                f"{len(uids)} unique-id(s) it also gives another message ({', '.join(uids[:5])}"
+                f"{' …' if len(uids) > 5 else ''}): they cannot be told apart, so they are "
+                f"left on the server, neither fetched nor deleted"
+            )
+        self.counts.skipped += len(plan.too_large) + len(plan.refused) + len(plan.ambiguous)
         unflagged = [ref for ref in plan.old if not ref.seen and ref.uid in known.delivered]
         if options.keep and listing.uidvalidity is not None and unflagged:
             # Kept and recorded, but a run died before flagging them \Seen: do it now.
@@ -181,6 +217,7 @@ class FolderPoll:
             self._renew_lease()
             self._fetch_batch(batch, uidvalidity)
         self._settle_on_source()
+        self._look_again(uidvalidity)
         if listing.stable_uids:
             listed = {ref.uid for ref in listing.messages}
             gone = sorted((known.delivered | known.refused) - listed)
@@ -209,7 +246,7 @@ class FolderPoll:
 
     def _reconcile_uidvalidity(self, listed: tuple[MessageRef, ...], old: int, new: int) -> None:
         """After a UIDVALIDITY change, recognise delivered messages by fingerprint."""
-        matched = self._recognise(listed, new)
+        matched = recognise(self.scope, listed, new)
         with self.p.db.begin() as conn:
             self.p.records.prune(conn, self.account.id, self.folder, new, [])
             self.p.folders.set_folder_uidvalidity(conn, self.account.id, self.folder, new)
@@ -218,27 +255,6 @@ class FolderPoll:
             f"folder); {matched} of {len(listed)} message(s) recognised as already "
             f"delivered by their fingerprint, the others are treated as new"
         )
-
-    def _recognise(self, candidates: Sequence[MessageRef], uidvalidity: int) -> int:
-        """Record as delivered the candidates whose fingerprint matches a past delivery."""
-        p, account = self.p, self.account
-        with p.db.begin() as conn:
-            known_prints = p.records.fingerprints(conn, account.id, self.folder)
-            known = p.records.known(conn, account.id, self.folder, uidvalidity)
-        # Idempotent: a run that died half-way through this already recorded some.
-        recorded = known.delivered | known.refused
-        candidates = [ref for ref in candidates if ref.uid not in recorded]
-        matched: list[DeliveredRecord] = []
-        if known_prints and candidates:
-            for ref, header in self.source.fetch_headers(candidates):
-                print_ = fingerprint(header, ref.size)
-                if print_ in known_prints:
-                    matched.append(DeliveredRecord(ref.uid, print_, ref.size))
-        with p.db.begin() as conn:
-            p.records.add_delivered(
-                conn, account.id, self.folder, uidvalidity, self.destination, matched, time.time()
-            )
-        return len(matched)
 
     def _received_header(self) -> bytes:
         spec = self.account.spec
@@ -282,6 +298,9 @@ class FolderPoll:
                         f"left on the server, skipped until `mailhaul retry {account.id}`"
                     )
                     continue
+                except MessageMismatch as exc:
+                    self._mismatch(ref, self.log.scrub(str(exc))[:1000], refusals)
+                    continue
                 delivered.append(ref)
                 record = DeliveredRecord(ref.uid, fingerprint(head, ref.size), ref.size)
                 if receipts.get(ref.uid) is None:
@@ -305,6 +324,42 @@ class FolderPoll:
             self._record(batch, delivered, records, refusals, uidvalidity)
         self._settled.extend(delivered)
         if len(self._settled) >= SETTLE_EVERY:
+            self._settle_on_source()
+
+    def _mismatch(self, ref: MessageRef, why: str, refusals: list[tuple[str, str]]) -> None:
+        """What the server sent for ``ref`` was not the message: keep it, look again or refuse."""
+        if self._second_look and ref.uid not in self._suspects:
+            self._suspects[ref.uid] = why
+            self.log(
+                f"message {ref.uid}: {why}; nothing delivered for it, the folder will be "
+                f"listed again and it will be fetched once more if it is still there"
+            )
+            return
+        note = f"what the server sent was not the listed message: {why}"
+        refusals.append((ref.uid, note))
+        self.counts.skipped += 1
+        self.log(
+            f"message {ref.uid}: {note}; left on the server, skipped until "
+            f"`mailhaul retry {self.account.id}`"
+        )
+
+    def _look_again(self, uidvalidity: int) -> None:
+        """IMAP: list the folder afresh; fetch each suspect still there once more."""
+        suspects = self._suspects
+        if not suspects or self.stop.is_set():
+            return
+        listing = self.source.select(self.folder)  # a fresh view: expunges elsewhere show
+        present = {ref.uid: ref for ref in listing.messages if ref.uid in suspects}
+        for uid, why in suspects.items():
+            if uid not in present:
+                self.log(
+                    f"message {uid} is no longer on the server (expunged by another client): "
+                    f"what the server sent for it ({why}) was not delivered"
+                )
+        again = [present[uid] for uid in suspects if uid in present]
+        if again:
+            self._renew_lease()
+            self._fetch_batch(again, uidvalidity)  # a second mismatch is a refusal
             self._settle_on_source()
 
     def _settle_on_source(self) -> None:
@@ -333,9 +388,10 @@ class FolderPoll:
             delivery.write(received)
             head = bytearray()
             head_done = False
-            total = 0
+            total = feeds = 0
             for chunk in chunks:
                 total += len(chunk)
+                feeds += chunk.count(b"\n")
                 if time.monotonic() > self.renew_at:
                     self._renew_lease()
                 if total > limit:
@@ -347,6 +403,7 @@ class FolderPoll:
                     head += chunk[: MAX_HEADER - len(head)]
                     head_done = len(head) >= MAX_HEADER or header_end(head) is not None
                 delivery.write(chunk)
+            _check_copy(ref, bytes(head), Received(total, feeds))
             delivery.commit()
         except BaseException:
             delivery.abort()
@@ -372,3 +429,24 @@ class FolderPoll:
             p.records.mark_delivered(conn, account.id, self.folder, uidvalidity, records, now)
             p.records.mark_refused(conn, account.id, self.folder, uidvalidity, refusals, now)
             p.records.drop_pending(conn, account.id, self.folder, uidvalidity, missing)
+
+
+def _check_copy(ref: MessageRef, head: bytes, received: Received) -> None:
+    """Raise MessageMismatch unless what arrived can be the listed message."""
+    kind = stand_in(header_section(head))
+    if kind is not None:
+        raise MessageMismatch(f"the server sent {kind} instead of it")
+    if not size_agrees(ref.size, received):
+        raise MessageMismatch(size_mismatch(ref.size, received))
+
+
+def _holding(plan: FetchPlan, held: frozenset[str]) -> FetchPlan:
+    """``plan`` with the ``held`` messages left on the server instead of deleted."""
+    if not held:
+        return plan
+    keep = tuple(ref for ref in plan.delete_now if ref.uid in held)
+    return dataclasses.replace(
+        plan,
+        delete_now=tuple(ref for ref in plan.delete_now if ref.uid not in held),
+        old=plan.old + keep,
+    )

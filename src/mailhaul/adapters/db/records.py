@@ -57,20 +57,20 @@ class MessageRecords:
     ) -> KnownMessages:
         """Delivered and refused UIDs of one folder under one UIDVALIDITY."""
         rows = conn.execute(
-            select(messages.c.uid, messages.c.state).where(
+            select(messages.c.uid, messages.c.state, messages.c.size).where(
                 messages.c.account_id == account_id,
                 messages.c.folder == folder,
                 messages.c.uidvalidity == uidvalidity,
             )
         ).all()  # one fetchall: iterating the result fetches row by row (2,000 rows: ~2 ms)
-        delivered: set[str] = set()
+        sizes: dict[str, int] = {}
         refused: set[str] = set()
-        for uid, state in rows:
+        for uid, state, size in rows:
             if state == RecordState.DELIVERED:
-                delivered.add(uid)
+                sizes[uid] = size or 0
             elif state == RecordState.REFUSED:
                 refused.add(uid)
-        return KnownMessages(delivered=frozenset(delivered), refused=frozenset(refused))
+        return KnownMessages(frozenset(sizes), frozenset(refused), sizes)
 
     def add_pending(
         self, conn: Connection, account_id: int, records: Sequence[PendingRecord], now: float
@@ -251,6 +251,40 @@ class MessageRecords:
             )
         )
         for chunk in _chunks(gone):
+            conn.execute(
+                delete(messages).where(
+                    messages.c.account_id == account_id,
+                    messages.c.folder == folder,
+                    messages.c.uidvalidity == uidvalidity,
+                    messages.c.uid.in_(chunk),
+                    messages.c.state != RecordState.PENDING,
+                )
+            )
+
+    def delivered_prints(
+        self, conn: Connection, account_id: int, folder: str, uidvalidity: int, uids: Sequence[str]
+    ) -> dict[str, DeliveredRecord]:
+        """What was recorded at delivery (fingerprint, listed size) for some delivered UIDs."""
+        found: dict[str, DeliveredRecord] = {}
+        for chunk in _chunks(uids):
+            rows = conn.execute(
+                select(messages.c.uid, messages.c.fingerprint, messages.c.size).where(
+                    messages.c.account_id == account_id,
+                    messages.c.folder == folder,
+                    messages.c.uidvalidity == uidvalidity,
+                    messages.c.uid.in_(chunk),
+                    messages.c.state == RecordState.DELIVERED,
+                )
+            ).all()
+            for uid, print_, size in rows:
+                found[uid] = DeliveredRecord(uid, print_ or "", int(size or 0))
+        return found
+
+    def forget(
+        self, conn: Connection, account_id: int, folder: str, uidvalidity: int, uids: Sequence[str]
+    ) -> None:
+        """Forget settled records of some UIDs (the server now gives them to other mail)."""
+        for chunk in _chunks(uids):
             conn.execute(
                 delete(messages).where(
                     messages.c.account_id == account_id,

@@ -8,14 +8,16 @@ MAX_SET_LENGTH = 7900
 """Longest UID set put in one command, so that no command line exceeds about 8 KB."""
 
 
-def can_quote(value: bytes) -> bool:
-    """Whether ``value`` fits in a quoted string (7-bit, no NUL, CR or LF)."""
-    return all(0 < byte < 0x80 and byte not in (0x0A, 0x0D) for byte in value)
+def can_quote(value: bytes, utf8: bool = False) -> bool:
+    """Whether ``value`` fits in a quoted string (7-bit, or UTF-8 once the server accepts
+    it (RFC 6855); no NUL, CR or LF)."""
+    top = 0x100 if utf8 else 0x80
+    return all(0 < byte < top and byte not in (0x0A, 0x0D) for byte in value)
 
 
-def quote(value: bytes) -> bytes:
+def quote(value: bytes, utf8: bool = False) -> bytes:
     """``value`` as an IMAP quoted string, escaping ``"`` and ``\\``."""
-    if not can_quote(value):
+    if not can_quote(value, utf8):
         raise ValueError("value cannot be carried by a quoted string")
     return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 

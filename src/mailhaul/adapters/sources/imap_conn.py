@@ -47,6 +47,10 @@ class BodyStart:
     size: int
 
 
+Fallback = tuple[list[bytes], Callable[[Status], None]]
+"""Commands to send instead when a follow-up is refused, and whom to tell (with the refusal)."""
+
+
 @dataclass
 class _Deferred:
     """Commands sent into a running fetch, and what to send once they all succeeded."""
@@ -55,6 +59,9 @@ class _Deferred:
     tags: set[str]
     then: list[bytes]
     failed: bool = False
+    fallback: Fallback | None = None  # if these commands are refused
+    then_fallback: Fallback | None = None  # if the ``then`` commands are refused
+    fell_back: bool = False
 
 
 class Interruptible(Protocol):
@@ -272,15 +279,21 @@ class ImapConnection:
         self.fetch_active = False
 
     def send_deferred(
-        self, commands: list[bytes], what: str, then: list[bytes] | None = None
+        self,
+        commands: list[bytes],
+        what: str,
+        then: list[bytes] | None = None,
+        fallback: Fallback | None = None,
     ) -> None:
         """Send commands whose completions the running fetch will read (see ``deferred``).
 
         ``then`` is sent once all of ``commands`` succeeded, never earlier: RFC 3501 §5.5
         forbids pipelining a command whose outcome depends on another (an EXPUNGE after
         the STORE of \\Deleted; Dovecot really expunges nothing when they overlap).
+        ``fallback`` (for the ``then`` commands): sent in their place if they are refused
+        (a server that advertises UIDPLUS and rejects UID EXPUNGE).
         """
-        group = _Deferred(what, set(), then or [])
+        group = _Deferred(what, set(), then or [], then_fallback=fallback)
         for tag in self.send_commands(commands):
             group.tags.add(tag)
             self.deferred[tag] = group
@@ -310,8 +323,21 @@ class ImapConnection:
         self.note(response)
         return response
 
+    def _send_then(self, group: _Deferred) -> None:
+        follow = _Deferred(group.what, set(), [], fallback=group.then_fallback)
+        for tag in self.send_commands(group.then):
+            follow.tags.add(tag)
+            self.deferred[tag] = follow
+
     def _deferred_done(self, group: _Deferred, status: Status) -> None:
         group.tags.discard(status.tag or "")
+        if status.kind != "OK" and (group.fallback is not None or group.fell_back):
+            if group.fallback is not None:  # once, however many of the commands fail
+                commands, tell = group.fallback
+                group.fallback, group.fell_back = None, True
+                tell(status)
+                self.send_deferred(commands, group.what)
+            return
         if status.kind != "OK":
             group.failed = True
             text = self.redact(status.text)
@@ -319,7 +345,7 @@ class ImapConnection:
                 raise ProtocolViolation(f"server rejected {group.what} as malformed: {text}")
             self._log(f"imap: server refused {group.what}: {text}")
         if not group.tags and group.then and not group.failed:
-            self.send_deferred(group.then, group.what)
+            self._send_then(group)
 
     def note(self, response: Response) -> None:
         """Update the session state from untagged data."""

@@ -12,13 +12,16 @@ requested message at most once. A message whose command completes without a body
 Which message a body belongs to: the ``UID`` item if it precedes the body, else the UID
 the session recorded for the message number, else the oldest command still waiting. In
 every case the ``BodyStream`` ends only after the whole FETCH response is read and its
-``UID`` item (if any) agrees; otherwise it raises ``ProtocolViolation`` instead of
-ending, so a consumer that commits after the last chunk never stores a misattributed or
-truncated message. A guess that no ``UID`` item confirms is refused the same way.
+``UID`` item agrees; otherwise it raises ``MessageMismatch`` instead of ending, so a
+consumer that commits after the last chunk never stores a misattributed message. Only a
+``UID`` item confirms: a server must send one in every FETCH response to a UID command
+(RFC 3501 §6.4.8), and a sequence number alone can be wrong. The whole response has been
+read by then, so the session stays in step and the next message can follow.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Iterator, Sequence
 
@@ -32,7 +35,7 @@ from mailhaul.adapters.sources.imap_parser import (
     Status,
     Streamed,
 )
-from mailhaul.domain.errors import ProtocolViolation, TransientSourceError
+from mailhaul.domain.errors import MessageMismatch, ProtocolViolation, TransientSourceError
 from mailhaul.domain.messages import MessageRef
 from mailhaul.domain.ports import LogFn
 
@@ -44,13 +47,10 @@ MAX_HEADER_LITERAL = 8 * 1024 * 1024
 class BodyStream:
     """The chunks of one message literal; see the module docstring for when it ends."""
 
-    def __init__(
-        self, conn: ImapConnection, start: BodyStart, ref: MessageRef | None, uid_confirmed: bool
-    ) -> None:
+    def __init__(self, conn: ImapConnection, start: BodyStart, ref: MessageRef | None) -> None:
         self._conn = conn
         self._start = start
         self._ref = ref
-        self._uid_confirmed = uid_confirmed
         self._remaining = start.size
         self._state = "streaming"  # → "done" | "drained" | "interrupted"
 
@@ -74,8 +74,10 @@ class BodyStream:
                 chunk = self._conn.wire.read_some(min(self._remaining, CHUNK_SIZE))
             self._remaining -= len(chunk)
             return chunk
-        self._complete()
         self._state = "done"
+        wrong = self._complete()
+        if wrong is not None:
+            raise MessageMismatch(wrong)
         raise StopIteration
 
     def drain(self) -> None:
@@ -90,7 +92,8 @@ class BodyStream:
             self._state = "interrupted"
             self._complete()
 
-    def _complete(self) -> None:
+    def _complete(self) -> str | None:
+        """Read the rest of the response; what is wrong with the body's UID, if anything."""
         conn = self._conn
         if conn.active_stream is self:
             conn.active_stream = None
@@ -104,16 +107,13 @@ class BodyStream:
             if not isinstance(response, Fetch):
                 raise ProtocolViolation("internal: a FETCH response turned into something else")
             uid = response.uid()
-            if self._ref is None:
-                return
-            if uid is not None and uid != self._ref.number:
-                raise ProtocolViolation(
-                    f"server sent the body of UID {uid} where UID {self._ref.uid} was expected"
-                )
-            if uid is None and not self._uid_confirmed:
-                raise ProtocolViolation(
-                    f"server sent a message body without saying its UID (expected {self._ref.uid})"
-                )
+        if self._ref is None:
+            return None
+        if uid is None:
+            return f"server sent a message body without saying its UID (expected {self._ref.uid})"
+        if uid != self._ref.number:
+            return f"server sent the body of UID {uid} where UID {self._ref.uid} was expected"
+        return None
 
 
 def fetch_bodies(
@@ -197,18 +197,16 @@ def _claim_body(
     """Decide which requested message a body literal belongs to, or skip it."""
     with conn.guard():
         uid = Fetch(start.assembler.number or 0, start.assembler.partial_items()).uid()
-    confirmed = uid is not None
     if uid is None and start.assembler.number is not None:
-        uid = conn.uid_at(start.assembler.number)
-        confirmed = uid is not None
+        uid = conn.uid_at(start.assembler.number)  # a guess, until the UID item confirms it
     if uid is None:
         uid = next((ref.number for ref in inflight.values() if ref.number in wanted), None)
     ref = wanted.pop(uid, None) if uid is not None else None
     if ref is None:
         log(f"imap: skipping a message body the server sent unasked (UID {uid})")
-        BodyStream(conn, start, None, False).drain()
+        BodyStream(conn, start, None).drain()
         return None
-    return BodyStream(conn, start, ref, confirmed)
+    return BodyStream(conn, start, ref)
 
 
 def _inline_body(
@@ -218,11 +216,12 @@ def _inline_body(
     found = response.section(*BODY_ITEMS)
     if found is None:
         return None
-    uid = response.uid() or conn.uid_at(response.seq)
-    ref = wanted.pop(uid, None) if uid is not None else None
+    uid = response.uid()
+    ref = wanted.get(uid) if uid is not None else None
     if ref is None:
-        log(f"imap: ignoring a message body the server sent unasked (UID {uid})")
+        log(f"imap: ignoring a message body the server sent without a UID asked for ({uid})")
         return None
+    del wanted[ref.number]
     value = found[1]
     if isinstance(value, bytes):
         return ref, iter([value])
@@ -235,12 +234,17 @@ def _inline_body(
 def fetch_headers(
     conn: ImapConnection, refs: Sequence[MessageRef], log: LogFn
 ) -> Iterator[tuple[MessageRef, bytes]]:
-    """``UID FETCH <set> (UID BODY.PEEK[HEADER])``: headers in the order the server sends."""
+    """``UID FETCH <set> (UID RFC822.SIZE BODY.PEEK[HEADER])``, in the order the server sends.
+
+    A ref listed without its size (size 0: known UIDs listed by SEARCH) comes back with the
+    size the server gives now, which a fingerprint needs.
+    """
     conn.settle()
     conn.fetch_active = True
     wanted = {ref.number: ref for ref in refs}
     for uid_set in compress_uids(wanted):
-        (tag,) = conn.send_commands([f"UID FETCH {uid_set} (UID BODY.PEEK[HEADER])".encode()])
+        command = f"UID FETCH {uid_set} (UID RFC822.SIZE BODY.PEEK[HEADER])"
+        (tag,) = conn.send_commands([command.encode()])
         generation = conn.generation
         while True:
             if conn.generation != generation:
@@ -260,9 +264,12 @@ def fetch_headers(
             found = response.section(*HEADER_ITEMS)
             if found is None:
                 continue
-            uid = response.uid() or conn.uid_at(response.seq)
+            uid = response.uid()
             ref = wanted.pop(uid, None) if uid is not None else None
             if ref is not None and isinstance(found[1], bytes):
+                size = response.size()
+                if not ref.size and size is not None:
+                    ref = dataclasses.replace(ref, size=size)
                 yield ref, found[1]
     conn.finish_deferred()
     conn.fetch_active = False

@@ -34,33 +34,42 @@ class FolderLister:
         self._conn = conn
         self._check = check
         self._redact = redact
+        self.esearch_refused: Status | None = None
+        """The server advertised ESEARCH and answered ``SEARCH RETURN`` with BAD."""
 
-    def by_search(self, known: Collection[str], esearch: bool = False) -> list[MessageRef]:
+    def by_search(self, known: Collection[str], esearch: bool = False) -> list[MessageRef] | None:
         """List with two SEARCH lines; fetch details only for UIDs the caller does not know.
 
         Known UIDs come back with size 0: the caller has their details already. This makes
         the "nothing new" poll of a large folder two short responses instead of one line
         per message. With ``esearch`` (the server has RFC 4731 ESEARCH) both searches go
         out in one write and answer in UID ranges (``1:2000``), tagged, so they cannot be
-        mixed up: one round trip instead of two, and no list of numbers to parse.
+        mixed up: one round trip instead of two, and no list of numbers to parse. A server
+        that rejects the ESEARCH form it advertised gets plain SEARCH
+        (``esearch_refused`` says so); one that rejects SEARCH itself gets None, and the
+        caller lists with FETCH.
         """
-        if esearch:
-            all_uids, unseen = self._esearch_all_and_unseen()
+        searched = self._esearch_all_and_unseen() if esearch else None
+        if searched is not None:
+            all_uids, unseen = searched
         else:
-            all_uids = self._search(b"UID SEARCH ALL")
-            unseen = set(self._search(b"UID SEARCH UNSEEN"))
+            plain_all = self._search(b"UID SEARCH ALL")
+            plain_unseen = self._search(b"UID SEARCH UNSEEN") if plain_all is not None else None
+            if plain_all is None or plain_unseen is None:
+                return None
+            all_uids, unseen = plain_all, set(plain_unseen)
         unknown = [uid for uid in all_uids if str(uid) not in known]
-        found = {ref.number: ref for ref in self.by_fetch(unknown)} if unknown else {}
+        details = {ref.number: ref for ref in self.by_fetch(unknown)} if unknown else {}
         refs = []
         for uid in sorted(set(all_uids)):
-            if uid in found:
-                refs.append(found[uid])
+            if uid in details:
+                refs.append(details[uid])
             elif str(uid) in known:
                 refs.append(MessageRef(str(uid), uid, 0, uid not in unseen))
         return refs
 
-    def _search(self, command: bytes) -> list[int]:
-        """The UIDs of a UID SEARCH."""
+    def _search(self, command: bytes) -> list[int] | None:
+        """The UIDs of a UID SEARCH; None if the server rejected the command (BAD)."""
         results: list[int] = []
 
         def on_search(response: Response) -> None:
@@ -72,13 +81,16 @@ class FolderLister:
             raise TransientSourceError(
                 f"server could not search the folder: {self._redact(status.text)}"
             )
-        self._check(status, command.decode())
+        if status.kind == "BAD":
+            return None
         if any(not 0 < uid <= MAX_UID for uid in results):
             raise ProtocolViolation("server sent an invalid UID in a SEARCH response")
         return results
 
-    def _esearch_all_and_unseen(self) -> tuple[list[int], set[int]]:
-        """``UID SEARCH RETURN (ALL)`` of ALL and of UNSEEN, pipelined; ESEARCH replies."""
+    def _esearch_all_and_unseen(self) -> tuple[list[int], set[int]] | None:
+        """``UID SEARCH RETURN (ALL)`` of ALL and of UNSEEN, pipelined; ESEARCH replies.
+
+        None if the server answered either with BAD or NO (an ESEARCH it does not have)."""
         commands = [b"UID SEARCH RETURN (ALL) ALL", b"UID SEARCH RETURN (ALL) UNSEEN"]
         tags = self._conn.send_commands(commands)
         sets: dict[str, str] = {}
@@ -92,13 +104,11 @@ class FolderLister:
         done = self._conn.wait_all(tags, on_esearch, line_limit=MAX_LISTING_LINE)
         limit = max(self._conn.exists or 0, SEARCH_LISTING_MAX)
         found: list[list[int]] = []
-        for tag, command in zip(tags, commands, strict=True):
+        for tag in tags:
             status = done[tag]
-            if status.kind == "NO":
-                raise TransientSourceError(
-                    f"server could not search the folder: {self._redact(status.text)}"
-                )
-            self._check(status, command.decode())
+            if status.kind != "OK":
+                self.esearch_refused = status
+                return None
             found.append(parse_uid_set(sets[tag], limit) if sets.get(tag) else [])
         return found[0], set(found[1])
 

@@ -91,6 +91,8 @@ class Pop3Source:
                 self._start_tls()
             elif self._endpoint.security is Security.NONE:
                 self._log(f"security is 'none': the password is sent to {where} in clear")
+            if "UTF8" in self._caps:
+                self._enable_utf8()
             self._login()
             if self._capa_known:
                 self._refresh_capabilities()  # RFC 2449: they may change after login
@@ -272,6 +274,17 @@ class Pop3Source:
             conn.release_body(body)
 
     # login --------------------------------------------------------------------------------
+    def _enable_utf8(self) -> None:
+        """Say ``UTF8`` (RFC 6856, in the AUTHORIZATION state) to a server that offers it.
+
+        Courier serves mail with raw 8-bit headers to other clients as a generated wrapper
+        (``Cannot display Unicode content``) instead of the message itself.
+        """
+        self._conn.send("UTF8\r\n")
+        reply = self._conn.read_reply()
+        if not reply.ok:
+            self._log(f"the server offers UTF8 but refused it ({reply.text}); continuing")
+
     def _start_tls(self) -> None:
         where = self._endpoint.describe()
         if "STLS" not in self._caps:

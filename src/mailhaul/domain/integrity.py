@@ -1,0 +1,78 @@
+"""Is what the server sent the message it listed? Pure checks, applied before delivery.
+
+A message is deleted (or flagged) on the source only after what was delivered is, by every
+check the protocol allows, the listed message. Two checks live here:
+
+- **Size.** The octets received must equal the size the server listed (POP3 ``LIST``,
+  IMAP ``RFC822.SIZE``). Two honest deviations are allowed: a POP3 server that adds a
+  final CRLF to a message lacking one (Cyrus; the CRLF is dropped before this check,
+  see ``pop3_wire.without_protocol_crlf``), and a server that counts its stored bare LF
+  line ends while it sends CRLF (the received size is then the listed size plus one octet
+  per line). A message cut short (an unstuffed ``.`` line, a truncated ``BODY[]``) or a
+  different message sent in its place fails it.
+- **Stand-ins.** Some servers answer with a generated message instead of the stored one:
+  Courier POP3 wraps mail with 8-bit headers in a ``Cannot display Unicode content``
+  notice for clients that did not say ``UTF8``, and Courier IMAP serves ``message
+  unavailable`` for a message another session expunged. Their header shapes are known.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class StandIn(StrEnum):
+    """A generated message a server serves instead of the stored one."""
+
+    EXPUNGED = "the server's placeholder for a message expunged by another client"
+    UNICODE_WRAPPER = (
+        "the server's 'Cannot display Unicode content' wrapper (it serves mail with 8-bit "
+        "headers only to clients that enable UTF-8)"
+    )
+
+
+_FIELD = re.compile(rb"^([A-Za-z-]+):[ \t]*(.*?)[ \t]*\r?$", re.M)
+_STAND_INS: tuple[tuple[StandIn, dict[bytes, bytes]], ...] = (
+    (
+        StandIn.EXPUNGED,
+        {b"from": b"System Administrator <root@localhost>", b"subject": b"message unavailable"},
+    ),
+    (
+        StandIn.UNICODE_WRAPPER,
+        {
+            b"from": b"Mail Delivery Subsystem <postmaster>",
+            b"subject": b"Cannot display Unicode content",
+        },
+    ),
+)
+
+
+def stand_in(header: bytes) -> StandIn | None:
+    """Which known stand-in this header section is, if any (every named field must match)."""
+    fields: dict[bytes, bytes] = {}
+    for match in _FIELD.finditer(header):
+        fields.setdefault(match.group(1).lower(), match.group(2))
+    for kind, shape in _STAND_INS:
+        if all(fields.get(name) == value for name, value in shape.items()):
+            return kind
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What arrived for one message: its octets and line feeds."""
+
+    size: int
+    line_feeds: int
+
+
+def size_agrees(listed: int, received: Received) -> bool:
+    """Whether ``received`` can be the message the server listed with ``listed`` octets."""
+    return received.size == listed or received.size == listed + received.line_feeds
+
+
+def size_mismatch(listed: int, received: Received) -> str:
+    """The run-log words for a size disagreement."""
+    return f"the server listed {listed} bytes but sent {received.size}"

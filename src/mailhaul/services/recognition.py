@@ -1,0 +1,169 @@
+"""Recognising messages by fingerprint: after a folder was rebuilt, and under reused ids.
+
+Two questions a poll asks its records, answered by the header section and size of what
+the server lists now (``fingerprint.py``):
+
+- ``recognise``: after a UIDVALIDITY change (or POP3 UIDLs renumbered), which of the
+  listed messages were delivered already under their old ids?
+- ``check_known``: is the message listed under a unique-id mailhaul delivered earlier
+  really that message? A server that resets UIDNEXT after EXPUNGE without changing
+  UIDVALIDITY, or whose UIDLs are message numbers, gives new mail an old id. Before such
+  a message is deleted as "delivered earlier", and whenever its listed size differs from
+  the size recorded at delivery, its header is fetched and compared with the recorded
+  fingerprint. A different message is new mail (its old record is forgotten); one whose
+  header the server does not send is left on the server, never deleted. A POP3 server
+  without ``TOP`` is asked with ``RETR``, read up to the end of the header section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from mailhaul.adapters.db.database import Database
+from mailhaul.adapters.db.records import DeliveredRecord, MessageRecords
+from mailhaul.domain.errors import UnsupportedByServer
+from mailhaul.domain.fingerprint import MAX_HEADER, fingerprint, header_end, matches
+from mailhaul.domain.messages import KnownMessages, MessageRef
+from mailhaul.domain.planning import FetchPlan
+from mailhaul.domain.ports import MailSource
+
+
+@dataclass(frozen=True)
+class FolderScope:
+    """One folder of one account, with what reading and writing its records needs."""
+
+    db: Database
+    records: MessageRecords
+    source: MailSource
+    account_id: int
+    folder: str
+    destination: str
+    log: Callable[[str], None]
+
+
+def recognise(scope: FolderScope, candidates: Sequence[MessageRef], uidvalidity: int) -> int:
+    """Record as delivered the candidates whose fingerprint matches a past delivery."""
+    db, records = scope.db, scope.records
+    with db.begin() as conn:
+        known_prints = records.fingerprints(conn, scope.account_id, scope.folder)
+        known = records.known(conn, scope.account_id, scope.folder, uidvalidity)
+    # Idempotent: a run that died half-way through this already recorded some.
+    recorded = known.delivered | known.refused
+    candidates = [ref for ref in candidates if ref.uid not in recorded]
+    matched: list[DeliveredRecord] = []
+    if known_prints and candidates:
+        for ref, header in scope.source.fetch_headers(candidates):
+            found = matches(header, ref.size, known_prints)
+            if found is not None:
+                matched.append(DeliveredRecord(ref.uid, fingerprint(header, ref.size), ref.size))
+    with db.begin() as conn:
+        records.add_delivered(
+            conn,
+            scope.account_id,
+            scope.folder,
+            uidvalidity,
+            scope.destination,
+            matched,
+            time.time(),
+        )
+    return len(matched)
+
+
+@dataclass(frozen=True)
+class KnownCheck:
+    """What ``check_known`` found: the records to plan with, and messages not to delete."""
+
+    known: KnownMessages
+    reused: tuple[str, ...] = ()
+    held: frozenset[str] = frozenset()
+
+
+def _suspects(listed: Sequence[MessageRef], known: KnownMessages, plan: FetchPlan) -> list[str]:
+    deleting = {ref.uid for ref in plan.delete_now if ref.uid in known.delivered}
+    suspects = []
+    for ref in listed:
+        if ref.uid not in known.delivered:
+            continue
+        recorded = known.sizes.get(ref.uid, 0)
+        if ref.uid in deleting or (ref.size and recorded and ref.size != recorded):
+            suspects.append(ref.uid)
+    return suspects
+
+
+def check_known(
+    scope: FolderScope,
+    listed: Sequence[MessageRef],
+    known: KnownMessages,
+    plan: FetchPlan,
+    uidvalidity: int,
+) -> KnownCheck:
+    """Check that known ids about to be deleted (or listed with a new size) are the same mail."""
+    suspects = _suspects(listed, known, plan)
+    if not suspects:
+        return KnownCheck(known)
+    with scope.db.read() as conn:
+        recorded = scope.records.delivered_prints(
+            conn, scope.account_id, scope.folder, uidvalidity, suspects
+        )
+    by_uid = {ref.uid: ref for ref in listed if ref.uid in recorded}
+    checkable = [ref for uid, ref in by_uid.items() if recorded[uid].fingerprint]
+    headers = {ref.uid: (ref, head) for ref, head in _headers(scope.source, checkable)}
+    reused: list[str] = []
+    held: set[str] = set()
+    for uid, ref in by_uid.items():
+        record = recorded[uid]
+        if not record.fingerprint:  # imported state: the size is all there is to compare
+            if ref.size and record.size and ref.size != record.size:
+                held.add(uid)
+            continue
+        if uid not in headers:
+            held.add(uid)  # no header came: leave it on the server
+            continue
+        listed_ref, head = headers[uid]
+        if not _same_message(head, listed_ref.size or record.size, record):
+            reused.append(uid)
+    if held:
+        scope.log(
+            f"{scope.folder}: {len(held)} message(s) listed under an id delivered earlier "
+            f"could not be checked against what was delivered (the server sent no header, "
+            f"or only a size that differs was recorded): left on the server"
+        )
+    if not reused:
+        return KnownCheck(known, held=frozenset(held))
+    with scope.db.begin() as conn:
+        scope.records.forget(conn, scope.account_id, scope.folder, uidvalidity, reused)
+    scope.log(
+        f"{scope.folder}: {len(reused)} message(s) are listed under an id that earlier "
+        f"belonged to another, already delivered message (the server reused the id): "
+        f"treated as new mail"
+    )
+    remaining = known.delivered - set(reused)
+    sizes = {uid: size for uid, size in known.sizes.items() if uid in remaining}
+    known = dataclasses.replace(known, delivered=remaining, sizes=sizes)
+    return KnownCheck(known, tuple(reused), frozenset(held))
+
+
+def _headers(source: MailSource, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, bytes]]:
+    """Each message's header section: ``fetch_headers``, or the start of its body where the
+    server has no way to send headers alone (POP3 without TOP)."""
+    if not refs:
+        return
+    try:
+        yield from source.fetch_headers(refs)
+        return
+    except UnsupportedByServer:
+        pass
+    for ref, chunks in source.fetch(refs):
+        head = bytearray()
+        for chunk in chunks:
+            head += chunk
+            if len(head) >= MAX_HEADER or header_end(head) is not None:
+                break  # the source drains the rest of the message
+        yield ref, bytes(head)
+
+
+def _same_message(head: bytes, size: int, record: DeliveredRecord) -> bool:
+    return matches(head, size, {record.fingerprint}) is not None
