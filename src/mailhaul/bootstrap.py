@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import os
 import threading
@@ -25,6 +24,7 @@ from mailhaul.domain.ports import LogFn, MailSink, MailSource
 from mailhaul.domain.scheduling import SchedulePolicy
 from mailhaul.services.accounts import AccountService
 from mailhaul.services.leases import Leases
+from mailhaul.services.poll_run import PollDeps, SourceFactory
 from mailhaul.services.polling import Poller
 from mailhaul.settings import DeliverySettings, Settings
 from mailhaul.settings_keys import DEFAULT_TOML, InvalidSetting
@@ -135,12 +135,14 @@ class App:
     ``refresh_settings()`` lays the settings an admin stored in the database over the
     fixed layers (flags, environment, mailhaul.toml) and applies what changed to what is
     already built: the source policy, the schedule policy and, when delivery changed, a new
-    sink. A new sink comes with a shallow copy of the poller: a poll in progress keeps the
-    poller (and so the sink) it started with from its first receipt to its last flush, and
-    the old sink is closed once no poll uses that poller any more.
+    sink. The poller gets new ``PollDeps``; a poll in progress keeps the ones (and so the
+    sink) it started with from its first receipt to its last flush, and the old sink is
+    closed once no poll uses them any more. ``open_source`` connects to POP3/IMAP servers
+    (the test suite gives an in-memory one).
     """
 
     settings: Settings
+    open_source: SourceFactory = field(default=open_source, repr=False, compare=False)
     _refresh_lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
@@ -276,34 +278,34 @@ class App:
             if poller is None:
                 close_sink(old_sink)
             else:
-                fresh = copy.copy(poller)  # shares the store, keys, leases; not the sink
-                fresh.sink = new_sink
-                fresh.policy = _schedule_policy(poller.policy, new)
-                built["poller"] = fresh
-                # Polls still running on the old poller keep the old sink until they end.
-                weakref.finalize(poller, close_sink, old_sink)
+                old_deps = poller.deps
+                policy = _schedule_policy(old_deps.policy, new)
+                poller.deps = replace(old_deps, sink=new_sink, policy=policy)
+                # Polls still running on the old deps keep the old sink until they end.
+                weakref.finalize(old_deps, close_sink, old_sink)
         elif poller is not None:
-            poller.policy = _schedule_policy(poller.policy, new)
+            poller.deps = replace(poller.deps, policy=_schedule_policy(poller.policy, new))
         logger.info("settings from the database applied")
 
     @cached_property
     def poller(self) -> Poller:
         """Polls accounts."""
-        return Poller(
-            self.db,
-            self.account_store,
-            MessageRecords(),
-            self.run_store,
-            self.secret_box,
-            self.sink,
-            open_source,
-            self.settings.timeout,
+        deps = PollDeps(
+            db=self.db,
+            accounts=self.account_store,
+            records=MessageRecords(),
+            runs=self.run_store,
+            secret_box=self.secret_box,
+            sink=self.sink,
+            open_source=self.open_source,
+            timeout=self.settings.timeout,
             leases=Leases(self.db, self.account_store, ttl=float(self.settings.lease_ttl)),
             policy=SchedulePolicy(
                 max_backoff=float(self.settings.max_backoff),
                 auth_failures_to_pause=self.settings.auth_failures_to_pause,
             ),
         )
+        return Poller(deps)
 
 
 def _schedule_policy(policy: SchedulePolicy, settings: Settings) -> SchedulePolicy:

@@ -298,3 +298,33 @@ def test_bookkeeping_headers_do_not_defeat_recognition_after_uidvalidity_change(
     assert summary.fetched == 1, home.log(account)
     assert home.delivered() == sorted([first, mail(2), mail(3)])
     assert "2 of 3 message(s) recognised" in home.log(account)
+
+
+def test_pop3_number_uidls_shifted_by_a_deletion_deliver_nothing_twice(home: ScriptedHome) -> None:
+    messages = [mail(1), mail(2, b"a longer second message\r\n"), mail(3, b"third\r\n")]
+    script = Pop3Script(messages=messages, uidl_numbers=True)
+    with ScriptedPop3Server(script) as server:
+        account = pop3(home, server, keep=True)
+        home.poll(account)
+        del server.mailbox[0]  # deleted by the user's phone: every number shifts
+        server.mailbox.append(("new", mail(4, b"new mail\r\n")))
+        summary = home.poll(account)
+        again = home.poll(account)
+    assert (summary.fetched, again.fetched) == (1, 0), home.log(account)
+    assert home.delivered() == sorted([*messages, mail(4, b"new mail\r\n")])
+
+
+def test_pop3_kept_mail_with_some_uidls_changed_is_recognised(home: ScriptedHome) -> None:
+    # GNU Mailutils derives UIDLs from the message and the time it rewrote the mailbox: a
+    # rewrite may rename only some messages (and add bookkeeping headers to the first).
+    messages = [mail(1), mail(2), mail(3)]
+    with ScriptedPop3Server(Pop3Script(messages=messages, uids=["u1", "u2", "u3"])) as server:
+        account = pop3(home, server, keep=True)
+        home.poll(account)
+        rewritten = b"X-IMAPbase: 1700000999 4\r\nX-UIDL: u1b\r\n" + mail(1)
+        server.mailbox[0] = ("u1b", rewritten)
+        server.mailbox.append(("u4", mail(4)))
+        summary = home.poll(account)
+    assert summary.fetched == 1, home.log(account)
+    assert home.delivered() == sorted([*messages, mail(4)])
+    assert "1 of 2 new UIDL(s) recognised" in home.log(account)

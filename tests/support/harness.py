@@ -55,8 +55,6 @@ def make_harness(tmp_path: Path, pop3: bool, database_url: str | None = None) ->
     overrides = {"database.url": database_url} if database_url else None
     settings = load_settings(tmp_path / "home", overrides, environ={})
     init_home(settings)
-    app = App(settings)
     server = FakeServer(pop3=pop3)
-    poller = app.poller
-    poller.source_factory = server.source
-    return Harness(app, server, poller)
+    app = App(settings, open_source=server.source)
+    return Harness(app, server, app.poller)

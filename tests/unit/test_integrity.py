@@ -72,3 +72,15 @@ def test_courier_stand_ins_are_recognised_and_ordinary_mail_is_not():
     assert stand_in(HEAD) is None
     only_subject = b"From: someone@example.org\r\nSubject: message unavailable\r\n\r\n"
     assert stand_in(only_subject) is None  # every field of the shape must match
+
+
+def test_bookkeeping_a_server_adds_while_serving_may_be_missing_from_its_listed_size():
+    # GNU Mailutils pop3d lists a message's size before it adds X-UIDL to what it sends.
+    stored = HEAD + b"body\r\n"
+    served = b"X-UIDL: 4f3a.1700000000.1\r\n" + stored
+    feeds = served.count(b"\n")
+    assert size_agrees(len(stored), Received(len(served), feeds, served))
+    lf_stored = stored.replace(b"\r\n", b"\n")  # listed with LF line ends as well
+    assert size_agrees(len(lf_stored), Received(len(served), feeds, served))
+    other = b"X-Spam-Flag: YES\r\n" + stored  # not bookkeeping: a different message
+    assert not size_agrees(len(stored), Received(len(other), feeds, other))

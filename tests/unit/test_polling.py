@@ -96,7 +96,7 @@ def test_network_drop_mid_message_loses_nothing_and_next_run_picks_up(harness: H
     for n in range(5):
         harness.server.add(msg(n, b"y" * 40))
     account = harness.add()
-    uid3 = harness.poller.source_factory().select("INBOX").messages[3].uid  # type: ignore[call-arg]
+    uid3 = harness.server.source().select("INBOX").messages[3].uid
     calls = {"n": 0}
 
     def drop(event: str) -> None:
@@ -265,7 +265,7 @@ def test_stop_request_finishes_the_message_in_hand_and_records_it(harness: Harne
         harness.server.add(msg(n))
     account = harness.add()
     stop = threading.Event()
-    first_uid = harness.poller.source_factory().select("INBOX").messages[0].uid  # type: ignore[call-arg]
+    first_uid = harness.server.source().select("INBOX").messages[0].uid
 
     def stop_during_first(event: str) -> None:
         if event == f"chunk:{first_uid}":

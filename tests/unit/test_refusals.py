@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mailhaul.adapters.db.records import MessageRecords
 from mailhaul.adapters.sinks.maildir import MaildirDelivery, MaildirSink
 from mailhaul.domain.errors import (
@@ -9,6 +11,7 @@ from mailhaul.domain.errors import (
     PermanentDeliveryError,
     TemporaryDeliveryError,
 )
+from mailhaul.services.polling import Poller
 from support.harness import Harness
 
 
@@ -47,7 +50,7 @@ class RefusingSink(MaildirSink):
 
 def refusing(harness: Harness) -> RefusingSink:
     sink = RefusingSink(harness.app.settings.maildir_path, harness.app.settings.home)
-    harness.poller.sink = sink
+    harness.poller = Poller(replace(harness.poller.deps, sink=sink))
     return sink
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import gc
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from mailhaul.domain.access import Principal, Role
+from mailhaul.services.polling import Poller
 from support.harness import Harness
 
 ADMIN = Principal(user_id=1, login="admin", role=Role.ADMIN)
@@ -37,7 +39,7 @@ def test_a_poll_in_progress_keeps_its_sink_and_the_next_one_takes_the_new(imap: 
     app = imap.app
     old_sink = RecordingSink(app.sink)
     app.__dict__["sink"] = old_sink
-    app.poller.sink = old_sink
+    app.__dict__["poller"] = Poller(replace(app.poller.deps, sink=old_sink))
     account = imap.add()
     imap.server.add(b"Subject: one\r\n\r\nfirst\r\n")
     imap.server.add(b"Subject: two\r\n\r\nsecond\r\n")
@@ -50,16 +52,15 @@ def test_a_poll_in_progress_keeps_its_sink_and_the_next_one_takes_the_new(imap: 
             )
 
     imap.server.fail_at = change_midway
-    in_progress = app.poller
-    summary = in_progress.poll(account.id)
+    in_progress = app.poller.deps
+    summary = app.poller.poll(account.id)
     assert (summary.result, summary.fetched) == ("ok", 2)
-    assert app.poller is not in_progress  # the next poll gets a new poller …
-    assert app.sink is not old_sink  # … with the new sink
+    assert app.poller.deps is not in_progress  # the next poll gets new dependencies …
+    assert app.sink is not old_sink and app.poller.deps.sink is app.sink  # … the new sink
     old_maildir = old_sink.inner.maildir_for("owner@example.org")
     assert files_in(old_maildir) == 2  # both of the run in progress: through the old sink
-    assert not old_sink.closed.is_set()  # something still holds the old poller
+    assert not old_sink.closed.is_set()  # something still holds the old dependencies
     del in_progress
-    imap.poller = app.poller
     gc.collect()
     assert old_sink.closed.wait(5)  # closed once no poll can use it
 

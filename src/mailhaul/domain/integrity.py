@@ -4,12 +4,14 @@ A message is deleted (or flagged) on the source only after what was delivered is
 check the protocol allows, the listed message. Two checks live here:
 
 - **Size.** The octets received must equal the size the server listed (POP3 ``LIST``,
-  IMAP ``RFC822.SIZE``). Two honest deviations are allowed: a POP3 server that adds a
+  IMAP ``RFC822.SIZE``). Three honest deviations are allowed: a POP3 server that adds a
   final CRLF to a message lacking one (Cyrus; the CRLF is dropped before this check,
-  see ``pop3_wire.without_protocol_crlf``), and a server that counts its stored bare LF
+  see ``pop3_wire.without_protocol_crlf``); a server that counts its stored bare LF
   line ends while it sends CRLF (the received size is then the listed size plus one octet
-  per line). A message cut short (an unstuffed ``.`` line, a truncated ``BODY[]``) or a
-  different message sent in its place fails it.
+  per line); and a server that lists the size without the bookkeeping fields it adds
+  while serving (GNU Mailutils pop3d adds ``X-UIDL`` in a mailbox's first session). A
+  message cut short (an unstuffed ``.`` line, a truncated ``BODY[]``) or a different
+  message sent in its place fails it.
 - **Stand-ins.** Some servers answer with a generated message instead of the stored one:
   Courier POP3 wraps mail with 8-bit headers in a ``Cannot display Unicode content``
   notice for clients that did not say ``UTF8``, and Courier IMAP serves ``message
@@ -21,6 +23,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+
+from mailhaul.domain.fingerprint import header_section, without_bookkeeping
 
 
 class StandIn(StrEnum):
@@ -62,15 +66,23 @@ def stand_in(header: bytes) -> StandIn | None:
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """What arrived for one message: its octets and line feeds."""
+    """What arrived for one message: its octets, its line feeds, and its start (the header
+    section, or at least the first bytes of the message)."""
 
     size: int
     line_feeds: int
+    head: bytes = b""
 
 
 def size_agrees(listed: int, received: Received) -> bool:
     """Whether ``received`` can be the message the server listed with ``listed`` octets."""
-    return received.size == listed or received.size == listed + received.line_feeds
+    size, feeds = received.size, received.line_feeds
+    if listed in (size, size - feeds):
+        return True
+    section = header_section(received.head)
+    kept = without_bookkeeping(section)
+    extra, extra_feeds = len(section) - len(kept), section.count(b"\n") - kept.count(b"\n")
+    return extra > 0 and listed in (size - extra, size - extra - (feeds - extra_feeds))
 
 
 def size_mismatch(listed: int, received: Received) -> str:

@@ -2,7 +2,7 @@
 
 The per-folder work (and the never-lose ordering) is in ``folder_poll``. A crash leaves
 pending records: the next run first asks the sink whether each receipt arrived and
-settles it, so the message is neither lost nor delivered twice.
+confirms or drops it, so the message is neither lost nor delivered twice.
 """
 
 from __future__ import annotations
@@ -11,15 +11,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from mailhaul.adapters.db.accounts import AccountStore
-from mailhaul.adapters.db.database import Database
-from mailhaul.adapters.db.folders import FolderRecords
-from mailhaul.adapters.db.records import MessageRecords, PendingRecord
-from mailhaul.adapters.db.runs import RunStore
-from mailhaul.adapters.secrets import SecretBox
+from mailhaul.adapters.db.records import PendingRecord
 from mailhaul.domain.account import Account
 from mailhaul.domain.errors import (
     AccountBusy,
@@ -28,16 +22,14 @@ from mailhaul.domain.errors import (
     MailhaulError,
     error_kind,
 )
-from mailhaul.domain.options import Credentials, Security, SourceEndpoint
-from mailhaul.domain.ports import LogFn, MailSink, MailSource
+from mailhaul.domain.options import Credentials, Security
 from mailhaul.domain.scheduling import Outcome, SchedulePolicy, after_run
-from mailhaul.services.folder_poll import FolderPoll, ProgressFn, RunCounts
+from mailhaul.services.folder_poll import FolderPoll
 from mailhaul.services.leases import Leases, new_owner
+from mailhaul.services.poll_run import PollDeps, PollRun, ProgressFn, RunCounts, SourceFactory
 from mailhaul.services.runlog import RunLog
 
 logger = logging.getLogger(__name__)
-
-SourceFactory = Callable[[SourceEndpoint, Credentials, LogFn], MailSource]
 
 LATE_AFTER = 10.0
 """A run that starts more than this (or the policy's jitter window, if shorter) after its
@@ -65,35 +57,36 @@ class RunSummary:
     error_kind: str | None = None  # auth, tls, network, … (services.metrics.error_kind)
 
 
-class Poller:
-    """Runs polls of accounts; safe to use from several threads at once."""
+@dataclass(frozen=True)
+class _Ending:
+    """How a run ended: its error text and the error itself (None when it went well)."""
 
-    def __init__(
-        self,
-        db: Database,
-        accounts: AccountStore,
-        records: MessageRecords,
-        runs: RunStore,
-        secret_box: SecretBox,
-        sink: MailSink,
-        source_factory: SourceFactory,
-        timeout: float,
-        leases: Leases | None = None,
-        policy: SchedulePolicy | None = None,
-        folders: FolderRecords | None = None,
-    ) -> None:
-        self.db = db
-        self.accounts = accounts
-        self.records = records
-        self.folders = folders or FolderRecords()
-        self.runs = runs
-        self.secret_box = secret_box
-        self.sink = sink
-        self.source_factory = source_factory
-        self.timeout = timeout
-        self.leases = leases or Leases(db, accounts)
-        self.policy = policy or SchedulePolicy()
+    error: str | None = None
+    failure: MailhaulError | None = None
+    started: float = 0.0
+    finished: float = 0.0
+
+
+class Poller:
+    """Runs polls of accounts; safe to use from several threads at once.
+
+    ``deps`` may be replaced while polls run (a settings change): each run keeps the
+    ``PollDeps`` it started with.
+    """
+
+    def __init__(self, deps: PollDeps) -> None:
+        self.deps = deps
         self._random = random.Random()
+
+    @property
+    def leases(self) -> Leases:
+        """The account leases (the scheduler claims through them)."""
+        return self.deps.leases
+
+    @property
+    def policy(self) -> SchedulePolicy:
+        """The schedule policy in force."""
+        return self.deps.policy
 
     # the run as a whole ------------------------------------------------------------------
     def poll(
@@ -110,56 +103,58 @@ class Poller:
         (the scheduler claims before it hands the poll to a thread).
         """
         owner = lease_owner or new_owner()
+        deps = self.deps  # this run's, to its end
         started = time.time()
         try:
             # One write transaction (one commit) takes the lease, opens the run record and
             # reads what the run needs: a poll that finds nothing new commits twice in all.
-            with self.db.begin() as conn:
+            with deps.db.begin() as conn:
                 if lease_owner is None:
-                    self.leases.claim_in(conn, account_id, owner)
-                stale = self.runs.interrupt_stale(conn, account_id, started)
-                run_id = self.runs.start(conn, account_id, trigger, started)
-                account = self.accounts.get(conn, account_id)
-                token = self.accounts.password_token(conn, account_id)
-                pending = self.records.pending(conn, account_id)
+                    deps.leases.claim_in(conn, account_id, owner)
+                stale = deps.runs.interrupt_stale(conn, account_id, started)
+                run_id = deps.runs.start(conn, account_id, trigger, started)
+                account = deps.accounts.get(conn, account_id)
+                token = deps.accounts.password_token(conn, account_id)
+                pending = deps.records.pending(conn, account_id)
         except AccountBusy:
             raise  # the lease was not ours: nothing to give back
         except BaseException:
             # A claim made above rolled back with the transaction; a lease the scheduler
             # handed over is given back.
             if lease_owner is not None:
-                self.leases.release(account_id, owner)
+                deps.leases.release(account_id, owner)
             raise
         log = RunLog(account_id)
         if stale:
             log("an earlier run was interrupted (its process stopped); picking up from there")
         counts = RunCounts()
-        error: str | None = None
-        failure: MailhaulError | None = None
         kind: str | None = None
         try:
-            password = self.secret_box.decrypt(token, account_id)
+            password = deps.secret_box.decrypt(token, account_id)
             log.add_secret(password)
-            self._run(
-                account, password, pending, log, counts, owner, stop or threading.Event(), progress
-            )
+            credentials = Credentials(account.spec.username, password)
+            source = deps.open_source(account.endpoint(deps.timeout), credentials, log)
+            run = PollRun(deps, account, source, log, owner, stop or threading.Event())
+            run.progress, run.counts = progress, counts
+            self._run(run, pending)
+            ending = _Ending()
         except MailhaulError as exc:
-            failure = exc
-            error = log.scrub(str(exc))
+            ending = _Ending(log.scrub(str(exc)), exc)
             kind = error_kind(exc)
-            log(f"error: {error}")
+            log(f"error: {ending.error}")
         except Exception as exc:  # a bug: keep the service alive and say what happened
             kind = "internal"
             logger.exception("account %s: internal error", account_id)
-            error = log.scrub(f"internal error: {type(exc).__name__}: {exc}")
-            log(error)
+            ending = _Ending(log.scrub(f"internal error: {type(exc).__name__}: {exc}"))
+            log(ending.error or "")
         except BaseException:  # Ctrl-C in the foreground: record it, then stop
-            error = "interrupted"
             log("interrupted")
-            self._finish(run_id, account, owner, counts, error, None, log, started, time.time())
+            ending = _Ending("interrupted", None, started, time.time())
+            self._finish(deps, run_id, (account, owner, counts, log), ending)
             raise
-        finished = time.time()
-        self._finish(run_id, account, owner, counts, error, failure, log, started, finished)
+        ending = replace(ending, started=started, finished=time.time())
+        self._finish(deps, run_id, (account, owner, counts, log), ending)
+        error, finished = ending.error, ending.finished
         return RunSummary(
             account_id=account_id,
             run_id=run_id,
@@ -175,16 +170,13 @@ class Poller:
 
     def _finish(
         self,
+        deps: PollDeps,
         run_id: int,
-        account: Account,
-        owner: str,
-        counts: RunCounts,
-        error: str | None,
-        failure: MailhaulError | None,
-        log: RunLog,
-        started: float,
-        finished: float,
+        run: tuple[Account, str, RunCounts, RunLog],
+        ending: _Ending,
     ) -> None:
+        account, owner, counts, log = run
+        error, failure, finished = ending.error, ending.failure, ending.finished
         if isinstance(failure, AuthenticationFailed):
             outcome = Outcome.LOGIN_FAILED
         elif isinstance(failure, DestinationMissing):
@@ -197,7 +189,7 @@ class Poller:
             outcome,
             account.state,
             account.consecutive_failures,
-            self._policy_after(account, started),
+            self._policy_after(deps.policy, account, ending.started),
             self._random.random(),
         )
         if nxt.paused_reason:
@@ -207,8 +199,8 @@ class Poller:
             f"{counts.skipped} left on the server"
         )
         log(f"finished: {'error' if error else 'ok'}; {summary}")
-        with self.db.begin() as conn:
-            self.runs.finish(
+        with deps.db.begin() as conn:
+            deps.runs.finish(
                 conn,
                 run_id,
                 result="error" if error else "ok",
@@ -220,7 +212,7 @@ class Poller:
                 error=error,
                 log=log.text(),
             )
-            self.accounts.finish(
+            deps.accounts.finish(
                 conn,
                 account.id,
                 owner,
@@ -233,9 +225,9 @@ class Poller:
                 paused_reason=nxt.paused_reason,
             )
 
-    def _policy_after(self, account: Account, started: float) -> SchedulePolicy:
+    @staticmethod
+    def _policy_after(policy: SchedulePolicy, account: Account, started: float) -> SchedulePolicy:
         """The schedule policy for the next poll: wider jitter after a late run."""
-        policy = self.policy
         if policy.jitter <= 0 or account.next_poll_at is None:
             return policy  # no jitter wanted (or never scheduled): leave the times exact
         late = started - account.next_poll_at
@@ -243,71 +235,52 @@ class Poller:
             return replace(policy, jitter=max(policy.jitter, LATE_JITTER))
         return policy
 
-    def _run(
-        self,
-        account: Account,
-        password: str,
-        pending: list[PendingRecord],
-        log: RunLog,
-        counts: RunCounts,
-        owner: str,
-        stop: threading.Event,
-        progress: ProgressFn | None,
-    ) -> None:
-        endpoint = account.endpoint(self.timeout)
-        self._settle_pending(account, pending, log)
+    def _run(self, run: PollRun, pending: list[PendingRecord]) -> None:
+        deps, account, log, source = run.deps, run.account, run.log, run.source
+        endpoint = account.endpoint(deps.timeout)
+        self._resolve_pending(run, pending)
         log(f"connecting to {endpoint.describe()} as {account.spec.username}")
         if endpoint.security is not Security.NONE and not endpoint.verify_cert:
             log("warning: certificate verification is switched off for this account")
-        if hasattr(self.sink, "account_label"):  # fills {account} in an MDA command line
-            self.sink.account_label = str(account.id)
-        source = self.source_factory(endpoint, Credentials(account.spec.username, password), log)
+        if hasattr(deps.sink, "account_label"):  # fills {account} in an MDA command line
+            deps.sink.account_label = str(account.id)
         try:
             source.connect()
             for folder in account.spec.options.folders:
-                if stop.is_set():
+                if run.stop.is_set():
                     break
-                FolderPoll(
-                    self,
-                    account,
-                    source,
-                    folder,
-                    log,
-                    counts,
-                    owner,
-                    stop,
-                    progress,
-                    quick_check=not pending,
-                ).run()
+                FolderPoll(run, folder, quick_check=not pending).poll()
         except BaseException:
             source.abort()
             raise
         source.close()
 
-    def _settle_pending(self, account: Account, pending: list[PendingRecord], log: RunLog) -> None:
-        """Settle deliveries a crashed run left unconfirmed (read when the run started)."""
+    @staticmethod
+    def _resolve_pending(run: PollRun, pending: list[PendingRecord]) -> None:
+        """Confirm or drop the deliveries a crashed run left pending (read at the start)."""
         if not pending:
             return
+        deps, account_id = run.deps, run.account.id
         confirmed = dropped = 0
         for record in pending:
             known = (
-                self.sink.was_delivered(record.destination, record.receipt)
+                deps.sink.was_delivered(record.destination, record.receipt)
                 if record.receipt
                 else None
             )
-            with self.db.begin() as conn:
+            with deps.db.begin() as conn:
                 if known:
-                    self.records.confirm_pending(conn, account.id, record, time.time())
+                    deps.records.confirm_pending(conn, account_id, record, time.time())
                     confirmed += 1
                 else:
-                    self.records.drop_pending(
-                        conn, account.id, record.folder, record.uidvalidity, [record.uid]
+                    deps.records.drop_pending(
+                        conn, account_id, record.folder, record.uidvalidity, [record.uid]
                     )
                     dropped += 1
-        log(
+        run.log(
             f"settled an interrupted run: {confirmed} message(s) had been delivered, "
             f"{dropped} had not and will be fetched again"
         )
 
 
-__all__ = ["AccountBusy", "Poller", "RunSummary", "SourceFactory"]
+__all__ = ["AccountBusy", "PollDeps", "Poller", "ProgressFn", "RunSummary", "SourceFactory"]

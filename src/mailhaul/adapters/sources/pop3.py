@@ -65,6 +65,7 @@ class Pop3Source:
         self._listing: dict[int, str] | None = None
         self._deleted: set[int] = set()
         self._session_tag = secrets.token_hex(8)
+        self._top_refused = False
         self.deletions_committed = False
         """Whether the last ``close()`` got +OK to its QUIT after at least one DELE."""
 
@@ -161,7 +162,7 @@ class Pop3Source:
     def fetch_headers(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, bytes]]:
         """Each message's header section through the blank line, with ``TOP n 0``."""
         wanted = self._checked(refs)
-        if self._capa_known and "TOP" not in self._caps:
+        if self._top_refused or (self._capa_known and "TOP" not in self._caps):
             raise UnsupportedByServer(f"{self._endpoint.describe()} does not offer TOP")
         return self._fetch_headers(wanted)
 
@@ -264,6 +265,12 @@ class Pop3Source:
             ref, pend = in_flight.popleft()
             in_flight_bytes -= ref.size if by_size else 0
             reply = conn.take_reply(pend)
+            if not reply.ok and verb == "TOP" and not self._top_refused:
+                # The maildrop is locked for the session: TOP of a listed message fails only
+                # when the server does not really have it. Callers fall back to RETR.
+                self._top_refused = True
+                self._log(f"the server refused TOP ({reply.text}); doing without it")
+                raise UnsupportedByServer(f"{self._endpoint.describe()} refused TOP")
             if not reply.ok:
                 raise TransientSourceError(
                     f"{verb} of message {ref.number} failed (deleted by another client?): "

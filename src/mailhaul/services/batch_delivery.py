@@ -1,0 +1,189 @@
+"""One batch of messages from source to sink, in the order that loses nothing.
+
+1. record each as *pending* with the sink's receipt (one commit);
+2. stream each from the source into the sink (Maildir: tmp/, fsync, new/), checking that
+   what arrived is the listed message (``domain/integrity.py``) before it is committed;
+3. flush the sink (fsync the directories), then mark them *delivered* (one commit).
+Deleting or flagging them on the source is the caller's next step, never earlier.
+
+A message the backend refuses for good is recorded as *refused* (it stays on the server and
+is skipped until retried). A copy that is not the listed message is not delivered: with
+``refuse_mismatches`` it is recorded as refused with the reason, otherwise it is handed back
+to the caller (its pending record dropped) for a second look.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.utils import formatdate
+
+from mailhaul import __version__
+from mailhaul.adapters.db.records import DeliveredRecord, PendingRecord
+from mailhaul.domain.errors import MessageMismatch, PermanentDeliveryError, ProtocolViolation
+from mailhaul.domain.fingerprint import MAX_HEADER, fingerprint, header_end, header_section
+from mailhaul.domain.integrity import Received, size_agrees, size_mismatch, stand_in
+from mailhaul.domain.messages import MessageRef
+from mailhaul.domain.options import Security
+from mailhaul.services.poll_run import PollRun
+
+OVERSIZE_SLACK = 1024 * 1024
+"""How far past the size limit a server may stream before the message is cut off."""
+
+
+@dataclass
+class BatchOutcome:
+    """What one batch did: delivered (and recorded), and copies that were not the message."""
+
+    delivered: list[MessageRef] = field(default_factory=list)
+    mismatched: list[tuple[MessageRef, str]] = field(default_factory=list)
+
+
+class BatchDelivery:
+    """Delivers batches of one folder of one run."""
+
+    def __init__(self, run: PollRun, folder: str, uidvalidity: int) -> None:
+        self.run = run
+        self.folder = folder
+        self.uidvalidity = uidvalidity
+
+    def deliver(self, batch: list[MessageRef], refuse_mismatches: bool) -> BatchOutcome:
+        """Fetch, deliver and record ``batch``; see the module docstring."""
+        run, deps = self.run, self.run.deps
+        account_id, destination = run.account.id, run.destination
+        pending = [
+            PendingRecord(
+                self.folder,
+                self.uidvalidity,
+                ref.uid,
+                deps.sink.planned_receipt(destination, ref.uid),
+                destination,
+            )
+            for ref in batch
+        ]
+        receipts = {record.uid: record.receipt for record in pending}
+        with deps.db.begin() as conn:
+            deps.records.add_pending(conn, account_id, pending, time.time())
+        outcome = BatchOutcome()
+        records: list[DeliveredRecord] = []
+        refusals: list[tuple[str, str]] = []
+        received = self._received_header()
+        try:
+            for ref, chunks in run.source.fetch(batch):
+                try:
+                    size, head = self._deliver(ref, chunks, receipts.get(ref.uid), received)
+                except PermanentDeliveryError as exc:
+                    # Kept on the server, remembered as refused: no retry storm.
+                    note = run.log.scrub(str(exc))[:1000]
+                    self._refuse(ref, f"refused for good by the local backend ({note})")
+                    refusals.append((ref.uid, note))
+                    continue
+                except MessageMismatch as exc:
+                    why = run.log.scrub(str(exc))[:1000]
+                    if refuse_mismatches:
+                        note = f"what the server sent was not the listed message: {why}"
+                        self._refuse(ref, note)
+                        refusals.append((ref.uid, note))
+                    else:
+                        outcome.mismatched.append((ref, why))
+                    continue
+                outcome.delivered.append(ref)
+                record = DeliveredRecord(ref.uid, fingerprint(head, ref.size), ref.size)
+                if receipts.get(ref.uid) is None:
+                    # A hand-off (LMTP, SMTP, MDA) cannot be checked after a crash: record
+                    # it at once, so a crash can deliver again only the message in hand.
+                    with deps.db.begin() as conn:
+                        deps.records.mark_delivered(
+                            conn, account_id, self.folder, self.uidvalidity, [record], time.time()
+                        )
+                else:
+                    records.append(record)
+                run.delivered(size)
+                if run.stop.is_set():
+                    break  # finish the message in hand, record it, then log out politely
+        finally:
+            self._record(batch, outcome.delivered, records, refusals)
+        return outcome
+
+    def _refuse(self, ref: MessageRef, note: str) -> None:
+        run = self.run
+        run.counts.skipped += 1
+        run.log(
+            f"message {ref.uid}: {note}; left on the server, skipped until "
+            f"`mailhaul retry {run.account.id}`"
+        )
+
+    def _received_header(self) -> bytes:
+        account = self.run.account
+        spec = account.spec
+        endpoint = account.endpoint(self.run.deps.timeout)
+        protocol = str(endpoint.protocol).upper()
+        if endpoint.security is not Security.NONE:
+            protocol += "S"
+        return (
+            f"Received: from {spec.host} by mailhaul with {protocol}\r\n"
+            f"\t(mailhaul {__version__}, account {account.id})\r\n"
+            f"\tfor <{self.run.destination}>; {formatdate(localtime=False)}\r\n"
+        ).encode()
+
+    def _deliver(
+        self, ref: MessageRef, chunks: Iterator[bytes], receipt: str | None, received: bytes
+    ) -> tuple[int, bytes]:
+        """Stream one message into the sink; returns its size and header section."""
+        run = self.run
+        delivery = run.deps.sink.begin(run.destination, receipt)
+        limit = run.options.max_size + OVERSIZE_SLACK
+        try:
+            delivery.write(received)
+            head = bytearray()
+            head_done = False
+            total = feeds = 0
+            for chunk in chunks:
+                total += len(chunk)
+                feeds += chunk.count(b"\n")
+                run.renew_lease_if_due()
+                if total > limit:
+                    raise ProtocolViolation(
+                        f"message {ref.uid}: the server sent more than the size limit "
+                        f"while it listed {ref.size} bytes"
+                    )
+                if not head_done:
+                    head += chunk[: MAX_HEADER - len(head)]
+                    head_done = len(head) >= MAX_HEADER or header_end(head) is not None
+                delivery.write(chunk)
+            _check_copy(ref, Received(total, feeds, bytes(head)))
+            delivery.commit()
+        except BaseException:
+            delivery.abort()
+            raise
+        return total, bytes(head)
+
+    def _record(
+        self,
+        batch: list[MessageRef],
+        delivered: list[MessageRef],
+        records: list[DeliveredRecord],
+        refusals: list[tuple[str, str]],
+    ) -> None:
+        """Make deliveries durable, then record them; forget pending ones that never came."""
+        deps, account_id = self.run.deps, self.run.account.id
+        if delivered:
+            deps.sink.flush()
+        done = {ref.uid for ref in delivered} | {uid for uid, _ in refusals}
+        missing = [ref.uid for ref in batch if ref.uid not in done]
+        now = time.time()
+        folder, uidvalidity = self.folder, self.uidvalidity
+        with deps.db.begin() as conn:
+            deps.records.mark_delivered(conn, account_id, folder, uidvalidity, records, now)
+            deps.records.mark_refused(conn, account_id, folder, uidvalidity, refusals, now)
+            deps.records.drop_pending(conn, account_id, folder, uidvalidity, missing)
+
+
+def _check_copy(ref: MessageRef, received: Received) -> None:
+    """Raise MessageMismatch unless what arrived can be the listed message."""
+    kind = stand_in(header_section(received.head))
+    if kind is not None:
+        raise MessageMismatch(f"the server sent {kind} instead of it")
+    if not size_agrees(ref.size, received):
+        raise MessageMismatch(size_mismatch(ref.size, received))

@@ -1,0 +1,105 @@
+"""A poll run and what it stands on: the dependencies runs share, and one run's own state.
+
+``PollDeps`` is frozen: a run takes the ``PollDeps`` in force when it starts and keeps them
+to its end, so a settings change (a new sink, another schedule policy) reaches the next
+run, never one halfway through. ``PollRun`` is what one run of one account carries from
+folder to folder: the account, the connected source, the run log, the counts, the lease it
+holds, the stop request and the progress callback.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mailhaul.adapters.db.accounts import AccountStore
+from mailhaul.adapters.db.database import Database
+from mailhaul.adapters.db.folders import FolderRecords
+from mailhaul.adapters.db.records import MessageRecords
+from mailhaul.adapters.db.runs import RunStore
+from mailhaul.adapters.secrets import SecretBox
+from mailhaul.domain.account import Account
+from mailhaul.domain.options import Credentials, RetrievalOptions, SourceEndpoint
+from mailhaul.domain.ports import LogFn, MailSink, MailSource
+from mailhaul.domain.scheduling import SchedulePolicy
+from mailhaul.services.leases import Leases
+from mailhaul.services.runlog import RunLog
+
+SourceFactory = Callable[[SourceEndpoint, Credentials, LogFn], MailSource]
+
+ProgressFn = Callable[[int, int, int, int], None]
+"""Called with (account id, messages done, messages planned, bytes done)."""
+
+
+@dataclass(frozen=True)
+class PollDeps:
+    """What polls need from the outside world (one set per delivery configuration)."""
+
+    db: Database
+    accounts: AccountStore
+    records: MessageRecords
+    runs: RunStore
+    secret_box: SecretBox
+    sink: MailSink
+    open_source: SourceFactory
+    timeout: float
+    leases: Leases
+    policy: SchedulePolicy = field(default_factory=SchedulePolicy)
+    folders: FolderRecords = field(default_factory=FolderRecords)
+
+
+@dataclass
+class RunCounts:
+    """What a run has done so far."""
+
+    fetched: int = 0
+    bytes: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    planned: int = 0
+
+
+@dataclass
+class PollRun:
+    """One run of one account, carried from folder to folder."""
+
+    deps: PollDeps
+    account: Account
+    source: MailSource
+    log: RunLog
+    lease_owner: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    progress: ProgressFn | None = None
+    counts: RunCounts = field(default_factory=RunCounts)
+    renew_at: float = 0.0
+
+    @property
+    def destination(self) -> str:
+        """The address this account's mail is delivered to."""
+        return self.account.spec.destination
+
+    @property
+    def options(self) -> RetrievalOptions:
+        """The account's retrieval options."""
+        return self.account.spec.options
+
+    def renew_lease(self) -> None:
+        """Extend the lease (per batch, and during a long message); AccountBusy if lost."""
+        leases = self.deps.leases
+        leases.renew(self.account.id, self.lease_owner)
+        self.renew_at = time.monotonic() + leases.ttl / 3
+
+    def renew_lease_if_due(self) -> None:
+        """``renew_lease()`` once a third of the lease has passed since the last renewal."""
+        if time.monotonic() > self.renew_at:
+            self.renew_lease()
+
+    def delivered(self, size: int) -> None:
+        """Count one delivered message and tell whoever watches the progress."""
+        counts = self.counts
+        counts.fetched += 1
+        counts.bytes += size
+        if self.progress is not None:
+            self.progress(self.account.id, counts.fetched, counts.planned, counts.bytes)
