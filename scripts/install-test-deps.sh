@@ -183,7 +183,7 @@ stop_system_mailutils() {
     # servers always get `--no-site-config`.
     local pid args
     for pid in $(pgrep -x 'imap4d|pop3d' || true); do
-        args="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+        args="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" || true)"
         [[ "$args" == *--no-site-config* ]] && continue
         say "stopping the system ${args%% *} (pid $pid)"
         as_root kill -TERM "$pid" 2>/dev/null || true
