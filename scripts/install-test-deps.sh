@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a Debian 12 machine, idempotently:
-#   - Debian packages: Dovecot (IMAP, POP3, LMTP), openssl, fetchmail, getmail6, python3-venv,
-#     and chromium (/usr/bin/chromium, driven headless by the pinned Python playwright: no
-#     `playwright install`, no browser downloads), installed behind a policy-rc.d that forbids
-#     starting services, so no system Dovecot or fetchmail daemon starts;
-#   - no system Dovecot left listening on the standard ports 110/143/993/995;
+#   - Debian packages: Dovecot (IMAP, POP3, LMTP), GNU Mailutils' imap4d and pop3d (a second
+#     real IMAP/POP3 server, run privately by tests/support/mailutils.py), openssl, fetchmail,
+#     getmail6, python3-venv, and chromium (/usr/bin/chromium, driven headless by the pinned
+#     Python playwright: no `playwright install`, no browser downloads), installed behind a
+#     policy-rc.d that forbids starting services, so no system Dovecot, imap4d, pop3d or
+#     fetchmail daemon starts;
+#   - no system Dovecot, imap4d or pop3d left running or listening on the standard ports
+#     110/143/993/995;
 #   - the unprivileged system user "mailhaul-test" that owns the Maildirs the test Dovecot serves;
 #   - a PostgreSQL server on 127.0.0.1:5432 where the role postgres (and root) can log in to the
 #     database "test" without a password: Debian's `postgresql` is installed (behind the same
@@ -18,6 +21,7 @@ set -euo pipefail
 
 PACKAGES=(
     dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd
+    mailutils-imap4d mailutils-pop3d
     openssl fetchmail getmail6 python3-venv
     chromium
 )
@@ -144,12 +148,14 @@ else
     say "Debian packages present"
 fi
 
-# --- no system Dovecot on the standard ports ---------------------------------------------------
+# --- no system Dovecot, imap4d or pop3d: none running, none on the standard ports -------------
 
 stop_system_dovecot() {
     local pidfile=/run/dovecot/master.pid pid
     if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
-        for unit in dovecot.service dovecot.socket fetchmail.service; do
+        for unit in dovecot.service dovecot.socket fetchmail.service \
+            imap4d.service imap4d.socket pop3d.service pop3d.socket \
+            mailutils-imap4d.service mailutils-pop3d.service; do
             if systemctl is-enabled --quiet "$unit" 2>/dev/null \
                 || systemctl is-active --quiet "$unit" 2>/dev/null; then
                 say "disabling and stopping $unit"
@@ -171,19 +177,34 @@ stop_system_dovecot() {
     fi
 }
 
+stop_system_mailutils() {
+    # A system imap4d/pop3d (started by an inetd or a daemon of its own: the packages ship
+    # no service, but an admin's setup may) is one not run by the test suite, whose private
+    # servers always get `--no-site-config`.
+    local pid args
+    for pid in $(pgrep -x 'imap4d|pop3d' || true); do
+        args="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" || true)"
+        [[ "$args" == *--no-site-config* ]] && continue
+        say "stopping the system ${args%% *} (pid $pid)"
+        as_root kill -TERM "$pid" 2>/dev/null || true
+    done
+}
+
 standard_port_listeners() {
-    # Lines of `ss` output for dovecot processes listening on 110/143/993/995 (any address).
+    # Lines of `ss` output for dovecot, imap4d or pop3d processes listening on
+    # 110/143/993/995 (any address).
     command -v ss >/dev/null 2>&1 || return 0
     as_root ss -Hltnp 2>/dev/null \
-        | awk '$4 ~ /:(110|143|993|995)$/' | grep -i dovecot || true
+        | awk '$4 ~ /:(110|143|993|995)$/' | grep -iE 'dovecot|imap4d|pop3d' || true
 }
 
 stop_system_dovecot
+stop_system_mailutils
 listeners="$(standard_port_listeners)"
 if [[ -n "$listeners" ]]; then
-    # Not the pid-file master: kill the dovecot processes that hold the standard ports.
+    # Not the pid-file master: kill the processes that hold the standard ports.
     pids="$(grep -o 'pid=[0-9]*' <<<"$listeners" | cut -d= -f2 | sort -u)"
-    say "killing dovecot processes on standard ports: $(tr '\n' ' ' <<<"$pids")"
+    say "killing mail server processes on standard ports: $(tr '\n' ' ' <<<"$pids")"
     # shellcheck disable=SC2086
     as_root kill -TERM $pids 2>/dev/null || true
     for _ in $(seq 50); do
@@ -194,7 +215,7 @@ if [[ -n "$listeners" ]]; then
     [[ -z "$(standard_port_listeners)" ]] || as_root kill -KILL $pids 2>/dev/null || true
     sleep 0.2
     listeners="$(standard_port_listeners)"
-    [[ -z "$listeners" ]] || die "a dovecot still listens on a standard port: $listeners"
+    [[ -z "$listeners" ]] || die "a mail server still listens on a standard port: $listeners"
 fi
 
 # --- PostgreSQL server, role and database ------------------------------------------------------

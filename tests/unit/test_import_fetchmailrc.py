@@ -132,3 +132,44 @@ def test_same_reading_as_fetchmail_configdump(tmp_path: Path):
     }
     ours = {a.username: (a.password, a.keep, a.fetchall, a.flush) for a in parsed().accounts}
     assert ours == theirs
+
+
+UTF7_RC = """\
+poll imap.example.net proto imap user anna pass "pw" is anna here ssl
+    folder INBOX "INBOX.&BB8EQAQ4BDIENQRC-" "INBOX.Caf&AOk- &- Co" Archive
+"""
+
+
+def test_modified_utf7_folder_names_are_stored_as_unicode_and_said_so_by_line():
+    [anna] = parse_fetchmailrc(UTF7_RC, "rc").accounts
+    assert anna.folders == ("INBOX", "INBOX.Привет", "INBOX.Café & Co", "Archive")
+    assert sorted(n for n in anna.notes if "modified UTF-7" in n) == [
+        "rc:2: folder 'INBOX.&BB8EQAQ4BDIENQRC-' read as modified UTF-7: 'INBOX.Привет'",
+        "rc:2: folder 'INBOX.Caf&AOk- &- Co' read as modified UTF-7: 'INBOX.Café & Co'",
+    ]
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "R&D",  # no terminating '-'
+        "Q&A-",  # 'A' is not base64 of UTF-16
+        "&AGE-",  # 'a' shifted: not the canonical form of any name
+        "&AOk-&AOk-",  # two adjacent shifted runs: not canonical
+        "&ABA-",  # decodes to a control character
+        "Входящие",  # UTF-8 as written, no '&'
+        "Sent Items",
+    ],
+)
+def test_folder_names_that_are_not_modified_utf7_stay_as_written(written: str):
+    rc = f'poll h.example proto imap user u pass "pw" is u here ssl folder "{written}"\n'
+    [account] = parse_fetchmailrc(rc, "rc").accounts
+    assert account.folders == (written,)
+    assert not [n for n in account.notes if "UTF-7" in n]
+
+
+def test_modified_utf7_folders_on_pop3_are_ignored_without_decoding():
+    rc = UTF7_RC.replace("proto imap", "proto pop3")
+    [account] = parse_fetchmailrc(rc, "rc").accounts
+    assert account.folders == ("INBOX",)
+    assert not [n for n in account.notes if "UTF-7" in n]
