@@ -172,7 +172,6 @@ def test_keep_delivers_each_message_once_while_the_server_rewrites_its_mbox(
     assert sorted(without_bookkeeping(m) for m in on_server) == sorted(originals)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the bookkeeping-header-free fingerprint")
 @pytest.mark.parametrize("protocol", BOTH)
 def test_a_folder_emptied_and_refilled_under_a_new_uidvalidity_delivers_only_the_new_mail(
     home: Home, mailbox: MailutilsMailbox, protocol: Protocol
