@@ -21,6 +21,8 @@ MailhaulError
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class MailhaulError(Exception):
     """Base of every error mailhaul raises on purpose."""
@@ -87,22 +89,42 @@ class AccountBusy(MailhaulError):
     """Raised when another run already holds the account's lease."""
 
 
-def error_kind(exc: BaseException) -> str:
-    """The metrics ``kind`` of an exception a poll failed with."""
-    kinds: tuple[tuple[type[BaseException], str], ...] = (
-        (AuthenticationFailed, "auth"),
-        (TlsFailure, "tls"),
-        (TransientSourceError, "network"),
-        (SourceError, "protocol"),  # ProtocolViolation, UnsupportedByServer, the rest
-        (DestinationMissing, "destination_missing"),
-        (DeliveryError, "delivery"),
-        (StorageError, "storage"),
-        (ConfigError, "config"),
-        (NotFound, "config"),
-    )
-    for cls, kind in kinds:
+class ErrorKind(StrEnum):
+    """What kind of failure ended a poll (a metrics label, and the API's ``error_kind``)."""
+
+    AUTH = "auth"
+    TLS = "tls"
+    NETWORK = "network"
+    PROTOCOL = "protocol"
+    DELIVERY = "delivery"
+    DESTINATION_MISSING = "destination_missing"
+    CONFIG = "config"
+    STORAGE = "storage"
+    INTERNAL = "internal"
+
+
+_KINDS: tuple[tuple[type[BaseException], ErrorKind], ...] = (
+    (AuthenticationFailed, ErrorKind.AUTH),
+    (TlsFailure, ErrorKind.TLS),
+    (TransientSourceError, ErrorKind.NETWORK),
+    (SourceError, ErrorKind.PROTOCOL),  # ProtocolViolation, UnsupportedByServer, the rest
+    (DestinationMissing, ErrorKind.DESTINATION_MISSING),
+    (DeliveryError, ErrorKind.DELIVERY),
+    (StorageError, ErrorKind.STORAGE),
+    (ConfigError, ErrorKind.CONFIG),
+    (NotFound, ErrorKind.CONFIG),
+)
+
+
+def error_kind(exc: BaseException) -> ErrorKind:
+    """The kind of failure an exception a poll failed with is."""
+    for cls, kind in _KINDS:
         if isinstance(exc, cls):
             return kind
     if isinstance(exc, OSError) and not isinstance(exc, MailhaulError):
-        return "network" if isinstance(exc, ConnectionError | TimeoutError) else "internal"
-    return "internal"
+        return (
+            ErrorKind.NETWORK
+            if isinstance(exc, ConnectionError | TimeoutError)
+            else ErrorKind.INTERNAL
+        )
+    return ErrorKind.INTERNAL

@@ -9,6 +9,13 @@ MAX_BACKOFF = 6 * 3600.0
 PAUSED_LOGIN = "login failed: check the password"
 
 
+class RunResult(StrEnum):
+    """How a run ended, as recorded in its run row and counted in the metrics."""
+
+    OK = "ok"
+    ERROR = "error"
+
+
 class Outcome(StrEnum):
     """How a run ended, as the schedule sees it (also the account's state)."""
 

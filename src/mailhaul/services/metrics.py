@@ -16,22 +16,14 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from mailhaul.domain.errors import ErrorKind
+from mailhaul.domain.scheduling import RunResult
 from mailhaul.services.status import LiveGauges
 
 logger = logging.getLogger(__name__)
 
-ERROR_KINDS = (
-    "auth",
-    "tls",
-    "network",
-    "protocol",
-    "delivery",
-    "destination_missing",
-    "config",
-    "storage",
-    "internal",
-)
-POLL_RESULTS = ("ok", "error")
+ERROR_KINDS = tuple(ErrorKind)
+POLL_RESULTS = tuple(RunResult)
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 # A scrape reuses live values read less than this many seconds ago (see `refresh`).
 LIVE_MAX_AGE = 2.0

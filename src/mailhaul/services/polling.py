@@ -19,11 +19,12 @@ from mailhaul.domain.errors import (
     AccountBusy,
     AuthenticationFailed,
     DestinationMissing,
+    ErrorKind,
     MailhaulError,
     error_kind,
 )
 from mailhaul.domain.options import Credentials, Security
-from mailhaul.domain.scheduling import Outcome, SchedulePolicy, after_run
+from mailhaul.domain.scheduling import Outcome, RunResult, SchedulePolicy, after_run
 from mailhaul.services.folder_poll import FolderPoll
 from mailhaul.services.leases import Leases, new_owner
 from mailhaul.services.poll_run import PollDeps, PollRun, ProgressFn, RunCounts, SourceFactory
@@ -47,14 +48,14 @@ class RunSummary:
 
     account_id: int
     run_id: int | None
-    result: str  # ok | error | busy
+    result: str  # a RunResult; `mailhaul fetch` adds its own for polls that did not run
     fetched: int = 0
     bytes: int = 0
     deleted: int = 0
     skipped: int = 0
     error: str | None = None
     duration: float = 0.0
-    error_kind: str | None = None  # auth, tls, network, … (services.metrics.error_kind)
+    error_kind: ErrorKind | None = None
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ class Poller:
         if stale:
             log("an earlier run was interrupted (its process stopped); picking up from there")
         counts = RunCounts()
-        kind: str | None = None
+        kind: ErrorKind | None = None
         try:
             password = deps.secret_box.decrypt(token, account_id)
             log.add_secret(password)
@@ -143,7 +144,7 @@ class Poller:
             kind = error_kind(exc)
             log(f"error: {ending.error}")
         except Exception as exc:  # a bug: keep the service alive and say what happened
-            kind = "internal"
+            kind = ErrorKind.INTERNAL
             logger.exception("account %s: internal error", account_id)
             ending = _Ending(log.scrub(f"internal error: {type(exc).__name__}: {exc}"))
             log(ending.error or "")
@@ -158,7 +159,7 @@ class Poller:
         return RunSummary(
             account_id=account_id,
             run_id=run_id,
-            result="error" if error else "ok",
+            result=RunResult.ERROR if error else RunResult.OK,
             fetched=counts.fetched,
             bytes=counts.bytes,
             deleted=counts.deleted,
@@ -203,7 +204,7 @@ class Poller:
             deps.runs.finish(
                 conn,
                 run_id,
-                result="error" if error else "ok",
+                result=RunResult.ERROR if error else RunResult.OK,
                 finished_at=finished,
                 fetched=counts.fetched,
                 size=counts.bytes,
@@ -217,7 +218,7 @@ class Poller:
                 account.id,
                 owner,
                 state=nxt.state.value,
-                result="error" if error else "ok",
+                result=RunResult.ERROR if error else RunResult.OK,
                 error=error,
                 finished_at=finished,
                 next_poll_at=nxt.at,
