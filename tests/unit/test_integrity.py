@@ -84,3 +84,9 @@ def test_bookkeeping_a_server_adds_while_serving_may_be_missing_from_its_listed_
     assert size_agrees(len(lf_stored), Received(len(served), feeds, served))
     other = b"X-Spam-Flag: YES\r\n" + stored  # not bookkeeping: a different message
     assert not size_agrees(len(stored), Received(len(other), feeds, other))
+
+
+def test_each_bookkeeping_field_alone_is_left_out():
+    for field in (b"X-Mozilla-Status: 0001", b"X-Mozilla-Status2: 0", b"status: RO", b"X-UID: 9"):
+        alone = field + b"\r\n" + HEAD
+        assert fingerprint(alone, 100 + len(alone) - len(HEAD)) == fingerprint(HEAD, 100), field

@@ -22,7 +22,7 @@ from email.utils import formatdate
 from mailhaul import __version__
 from mailhaul.adapters.db.records import DeliveredRecord, PendingRecord
 from mailhaul.domain.errors import MessageMismatch, PermanentDeliveryError, ProtocolViolation
-from mailhaul.domain.fingerprint import MAX_HEADER, fingerprint, header_end, header_section
+from mailhaul.domain.fingerprint import MAX_HEADER, fingerprint, header_end
 from mailhaul.domain.integrity import Received, size_agrees, size_mismatch, stand_in
 from mailhaul.domain.messages import MessageRef
 from mailhaul.domain.options import Security
@@ -182,7 +182,7 @@ class BatchDelivery:
 
 def _check_copy(ref: MessageRef, received: Received) -> None:
     """Raise MessageMismatch unless what arrived can be the listed message."""
-    kind = stand_in(header_section(received.head))
+    kind = stand_in(received.head)
     if kind is not None:
         raise MessageMismatch(f"the server sent {kind} instead of it")
     if not size_agrees(ref.size, received):
