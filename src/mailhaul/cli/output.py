@@ -19,12 +19,19 @@ if TYPE_CHECKING:
     from mailhaul.domain.account import Account
 
 
+PIPED_WIDTH = 100_000
+"""Columns a table may take when stdout is not a terminal: whole values for grep and awk."""
+
+
 @cache
 def console() -> Console:
-    """The console tables are printed on (stdout)."""
+    """The console tables are printed on (stdout): the terminal's width, or, piped, as wide
+    as the values are (rich would otherwise cut every table to 80 columns)."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    if sys.stdout.isatty():
+        return Console(highlight=False)
+    return Console(highlight=False, width=PIPED_WIDTH, soft_wrap=True)
 
 
 @cache
@@ -36,7 +43,7 @@ def err_console() -> Console:
 
 
 def print_table(table: Table) -> None:
-    """Print a table (laid out for the terminal's width; 80 columns when not a terminal)."""
+    """Print a table (laid out for the terminal's width; whole values when piped)."""
     console().print(table)
 
 

@@ -53,6 +53,17 @@ class Access(StrEnum):
             return principal.role in (Role.ADMIN, Role.DOMAIN_ADMIN)
         return True
 
+    def refusal(self, what: str, principal: Principal) -> str:
+        """Why ``principal`` may not use ``what`` (a page, this request), in the roles' names."""
+        who = {
+            Access.ADMIN: "an admin",
+            Access.MANAGER: "an admin or a domain admin",
+        }.get(self, "a signed-in user")
+        role = {Role.ADMIN: "an admin", Role.DOMAIN_ADMIN: "a domain admin"}.get(
+            principal.role, "a user"
+        )
+        return f"{what} is for {who}; you are signed in as {role}"
+
 
 class NotAuthenticated(Exception):
     """No valid session or API key: the API answers 401, a page redirects to the login."""
@@ -111,7 +122,7 @@ def api_access(access: Access) -> Callable[[Request], Principal]:
     def dependency(request: Request) -> Principal:
         principal = api_principal(request)
         if not access.allows(principal):
-            raise AccessDenied(f"this needs the {access} role")
+            raise AccessDenied(access.refusal("this request", principal))
         return principal
 
     return _mark(dependency, access)
@@ -152,7 +163,7 @@ def page_access(access: Access) -> Callable[[Request], Any]:
             raise NotAuthenticated(api=False)
         await _check_csrf(request, info.csrf_token)
         if not access.allows(info.principal):
-            raise AccessDenied(f"this page needs the {access} role")
+            raise AccessDenied(access.refusal("this page", info.principal))
         return info
 
     return _mark(dependency, access)
