@@ -12,6 +12,8 @@ MailhaulError
 │   ├── TemporaryDeliveryError  disk full, backend down: message stays, run stops
 │   ├── PermanentDeliveryError  the backend refused this message for good
 │   └── DestinationMissing      the backend says the destination mailbox does not exist
+├── StorageError             the database cannot be read or written
+│   └── DatabaseUnusable     not a database, damaged, or read-only: fix it and retry
 └── AccountBusy              another run holds this account's lease
 """
 
@@ -68,6 +70,10 @@ class PermanentDeliveryError(DeliveryError):
 
 class StorageError(MailhaulError):
     """Raised when the database cannot be read or written (full, locked, unreachable)."""
+
+
+class DatabaseUnusable(StorageError):
+    """Raised when the database is no database, is damaged or is read-only (no retry helps)."""
 
 
 class DestinationMissing(DeliveryError):
