@@ -16,6 +16,7 @@ from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.records import MessageRecords
 from mailhaul.adapters.db.runs import RunStore
+from mailhaul.adapters.private_dirs import make_private_dirs
 from mailhaul.adapters.secrets import SecretBox
 from mailhaul.adapters.sinks.maildir import MaildirSink
 from mailhaul.domain.errors import ConfigError
@@ -108,7 +109,7 @@ def close_sink(sink: MailSink) -> None:
 def init_home(settings: Settings) -> list[str]:
     """Create the home, key file, settings file and database if missing; what was made."""
     made: list[str] = []
-    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dirs(settings.home)
     if not settings.config_file.exists():
         settings.config_file.write_text(DEFAULT_TOML)
         made.append(str(settings.config_file))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mailhaul.domain.errors import ConfigError
-from mailhaul.domain.validation import MIN_INTERVAL
+from mailhaul.domain.validation import MAX_MAX_SIZE, MIN_INTERVAL
 from mailhaul.settings_keys import (
     CONFIG_NAME,
     DEFAULT_MAILDIR,
@@ -172,6 +172,11 @@ def read_layers(
     )
 
 
+EMPTY_ENV_IS_A_VALUE = frozenset({"web.listen"})
+"""Settings whose empty value means something (``web.listen = ""``: no web UI), so that an
+empty ``MAILHAUL_…`` variable sets them; for the others an empty variable counts as unset."""
+
+
 def env_name(name: str) -> str:
     """The environment variable of a setting: ``poll.interval`` → ``MAILHAUL_POLL_INTERVAL``."""
     return "MAILHAUL_" + name.replace(".", "_").upper()
@@ -192,7 +197,8 @@ class SettingsLayers:
         section, _, key = name.partition(".")
         if name in self.flags:
             return "flag"
-        if self.environ.get(env_name(name)):
+        variable = self.environ.get(env_name(name))
+        if variable or (variable == "" and name in EMPTY_ENV_IS_A_VALUE):
             return "environment"
         if stored and name in stored:
             return "database"
@@ -258,6 +264,8 @@ class SettingsLayers:
             raise InvalidSetting(
                 "poll.interval", f"setting poll.interval must be at least {MIN_INTERVAL} seconds"
             )
+        if values["poll.max_size"] > MAX_MAX_SIZE:
+            raise InvalidSetting("poll.max_size", "setting poll.max_size must be at most 1 TiB")
         if values["runs.keep_days"] < 0:
             raise InvalidSetting("runs.keep_days", "setting runs.keep_days must be 0 or more")
         if values["poll.timeout"] <= 0:

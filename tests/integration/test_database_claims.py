@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +19,7 @@ from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.tables import accounts
 from mailhaul.domain.account import AccountSpec
 from mailhaul.domain.options import Protocol, Security
+from mailhaul.services.leases import Leases
 
 NOW = 1_000_000.0
 TTL = 300.0
@@ -83,6 +88,24 @@ def test_claim_due_takes_over_dead_holders_and_expired_leases(db: Database):
     with db.begin() as conn:
         assert store.claim_due(conn, "w", NOW, TTL, 10, steal_from={"here:99:x"}) == [dead]
     assert claim_due(db, "w2", limit=10, now=NOW + 200) != []  # both leases expired by then
+
+
+def test_dead_local_holders_are_the_unexpired_leases_of_gone_processes_on_this_host(
+    db: Database,
+):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid is free now (and not reused within this test, in practice)
+    host = socket.gethostname()
+    dead = f"{host}:{gone.pid}:x"
+    add(db, lease_owner=dead, lease_expires=NOW + 100)
+    add(db, lease_owner=dead, lease_expires=NOW + 100)
+    add(db, lease_owner=f"{host}:{gone.pid}:y", lease_expires=NOW - 1)  # expired: free anyway
+    add(db, lease_owner=f"{host}:{os.getppid()}:x", lease_expires=NOW + 100)  # alive
+    add(db, lease_owner=f"{host}:{os.getpid()}:x", lease_expires=NOW + 100)  # this process
+    add(db, lease_owner=f"elsewhere-{host}:{gone.pid}:x", lease_expires=NOW + 100)
+    leases = Leases(db, store)
+    with db.begin() as conn:
+        assert leases.dead_local_holders(conn, NOW) == [dead]
 
 
 def test_claim_due_with_no_room_claims_nothing(db: Database):

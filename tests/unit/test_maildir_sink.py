@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailhaul.adapters.private_dirs import make_private_dirs
 from mailhaul.adapters.sinks.maildir import MaildirSink
 from mailhaul.domain.errors import ConfigError, TemporaryDeliveryError
 
@@ -82,3 +84,42 @@ def test_disk_full_is_a_temporary_delivery_error(tmp_path: Path):
     with pytest.raises(TemporaryDeliveryError, match="disk full"):
         delivery.write(b"x" * 10000)
     assert not (maildir / "new" / "full").exists()
+
+
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    """A umask that takes nothing off (0o000), as a careless service manager may set it."""
+    previous = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def test_every_folder_made_for_a_maildir_outside_the_home_is_private(
+    tmp_path: Path, permissive_umask: None
+):
+    outside = tmp_path / "srv"
+    outside.mkdir(mode=0o755)  # exists already: its mode is the admin's business
+    sink = MaildirSink(f"{outside}/vmail/{{domain}}/{{local}}", tmp_path / "home")
+    path = _deliver(sink, [b"Subject: x\r\n\r\nhi\r\n"], "a@example.org")
+    maildir = path.parent.parent
+    made = [outside / "vmail", outside / "vmail" / "example.org", maildir]
+    made += [maildir / sub for sub in ("cur", "new", "tmp")]
+    assert {str(p): oct(p.stat().st_mode & 0o777) for p in made} == {str(p): "0o700" for p in made}
+    assert outside.stat().st_mode & 0o777 == 0o755
+    assert path.read_bytes() == b"Subject: x\n\nhi\n"  # and the message is there
+
+
+def test_make_private_dirs_leaves_existing_folders_alone_and_beats_a_strict_umask(
+    tmp_path: Path,
+):
+    (tmp_path / "kept").mkdir(mode=0o750)
+    previous = os.umask(0o277)  # would take the owner's write and search bits off
+    try:
+        make_private_dirs(tmp_path / "kept" / "a" / "b")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "kept").stat().st_mode & 0o777 == 0o750
+    assert (tmp_path / "kept" / "a").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "kept" / "a" / "b").stat().st_mode & 0o777 == 0o700

@@ -146,3 +146,17 @@ def test_a_bad_file_still_fails_as_before(tmp_path: Path):
     (tmp_path / "mailhaul.toml").write_text("[poll]\ninterval = -1\n")
     with pytest.raises(ConfigError, match=r"poll\.interval must be positive"):
         load_settings(tmp_path, environ={})
+
+
+def test_an_empty_web_listen_variable_switches_the_web_ui_off_other_empties_are_unset(
+    home: Path,
+):
+    (home / "mailhaul.toml").write_text(
+        '[web]\nlisten = "127.0.0.1:9999"\n[poll]\ninterval = 120\n'
+    )
+    assert load_settings(home, environ={}).web_listen == "127.0.0.1:9999"
+    env = {"MAILHAUL_WEB_LISTEN": "", "MAILHAUL_POLL_INTERVAL": ""}
+    settings = load_settings(home, environ=env)
+    assert settings.web_listen == ""
+    assert settings.interval == 120  # an empty number variable still counts as unset
+    assert read_layers(home, environ=env).source_of("web.listen") == "environment"

@@ -38,6 +38,16 @@ def _refuse_password_flag(password: str | None) -> None:
         )
 
 
+def _check_numbers(port: int | None, max_size: int | None) -> None:
+    """The rules the web form and the API apply too, before the options are built."""
+    from mailhaul.domain.validation import check_max_size, check_port
+
+    if port is not None:
+        check_port(port)
+    if max_size is not None:
+        check_max_size(max_size)
+
+
 @app.command("add")
 @click.option("--owner", required=True, help="Local address of the user who owns the account.")
 @click.option("--host", required=True, help="The POP3/IMAP server's host name.")
@@ -64,7 +74,12 @@ def _refuse_password_flag(password: str | None) -> None:
 @click.option("--flush/--no-flush", default=False, help="Delete old messages before fetching.")
 @click.option("--deliver-to", help="Local address to deliver to (default: the owner).")
 @click.option("--interval", type=int, help="Seconds between polls.")
-@click.option("--max-size", type=int, help="Leave messages larger than this (bytes) on the server.")
+@click.option(
+    "--max-size",
+    type=int,
+    help="Leave messages larger than this (bytes, 1 to 2^40) on the server. "
+    "Default: poll.max_size.",
+)
 @click.option("--inactive", is_flag=True, help="Add it switched off.")
 @json_option
 @click.pass_context
@@ -98,13 +113,14 @@ def add(
         fail("the account needs a password: pipe it in with --password-stdin")
     cli = state(ctx)
     with errors_to_exit():
+        _check_numbers(port, max_size)
         app_ = cli.app()
         settings = app_.settings
         spec = AccountSpec(
             owner=owner,
             protocol=protocol,
             host=host,
-            port=port or default_port(protocol, security),
+            port=default_port(protocol, security) if port is None else port,
             security=security,
             username=username,
             verify_cert=not no_verify_cert,
@@ -113,11 +129,11 @@ def add(
                 keep=keep,
                 fetchall=fetchall,
                 flush=flush,
-                max_size=max_size or settings.max_size,
+                max_size=settings.max_size if max_size is None else max_size,
                 folders=folder or ("INBOX",),
             ),
             deliver_to=deliver_to or "",
-            interval=interval or settings.interval,
+            interval=settings.interval if interval is None else interval,
             active=not inactive,
         )
         account = app_.accounts.add(spec, read_password_stdin())
@@ -206,6 +222,7 @@ def edit(
     """Change an account's settings (only the options given)."""
     _refuse_password_flag(password)
     with errors_to_exit():
+        _check_numbers(port, max_size)
         service = state(ctx).app().accounts
         spec = service.get(account_id).spec
         opts = spec.options

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from mailhaul.domain.errors import AccountBusy, ConfigError, MailhaulError, NotFound
+from mailhaul.domain.errors import (
+    AccountBusy,
+    ConfigError,
+    DatabaseUnusable,
+    MailhaulError,
+    NotFound,
+)
 
 if TYPE_CHECKING:
     from mailhaul.bootstrap import App
@@ -22,7 +28,7 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # a run (or part of the work) failed
-EXIT_USAGE = 2  # bad command line, settings or input
+EXIT_USAGE = 2  # bad command line, settings or input; a database mailhaul cannot use
 EXIT_NOT_FOUND = 3
 EXIT_BUSY = 4
 
@@ -56,9 +62,11 @@ class CliState:
                     f"{settings.home} is not set up yet: run `mailhaul init` first "
                     "(or set MAILHAUL_HOME / --home to the right place)"
                 )
-            self._app = App(settings)
+            app = App(settings)
+            app.db.check_not_newer()  # an older mailhaul must not write a newer schema
+            self._app = app
             if stored_settings:
-                self._app.refresh_settings()
+                app.refresh_settings()
         return self._app
 
 
@@ -84,7 +92,7 @@ def errors_to_exit() -> Iterator[None]:
         fail(str(exc), EXIT_NOT_FOUND)
     except AccountBusy as exc:
         fail(str(exc), EXIT_BUSY)
-    except ConfigError as exc:
+    except (ConfigError, DatabaseUnusable) as exc:
         fail(str(exc), EXIT_USAGE)
     except MailhaulError as exc:
         from mailhaul.domain.access import Forbidden

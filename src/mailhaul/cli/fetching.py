@@ -11,7 +11,7 @@ import click
 
 from mailhaul.cli.context import EXIT_FAILED, EXIT_OK, errors_to_exit, fail, state
 from mailhaul.cli.output import human_bytes, print_json
-from mailhaul.domain.errors import AccountBusy, MailhaulError, NotFound
+from mailhaul.domain.errors import AccountBusy, DatabaseUnusable, MailhaulError, NotFound
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -114,9 +114,9 @@ def fetch_accounts(
     service = app.accounts
     if all_:
         account_ids = [a.id for a in service.list_all() if a.spec.active]
+    for account_id in account_ids:
+        service.get(account_id)  # NotFound (exit 3) before anything is polled or queued
     if not here and account_ids and service.workers_alive():
-        for account_id in account_ids:
-            service.get(account_id)  # NotFound before anything is queued
         if not json_out:
             sys.stderr.write(f"asking the running service to poll {len(account_ids)} account(s)…\n")
         summaries = _through_service(app, account_ids, timeout=max(300.0, app.settings.timeout * 5))
@@ -128,6 +128,8 @@ def fetch_accounts(
             on_progress = None if progress is None else _Bar(progress, account_id)
             try:
                 summary = app.poller.poll(account_id, trigger="manual", progress=on_progress)
+            except DatabaseUnusable:
+                raise  # every account would fail alike: one error, exit 2
             except (AccountBusy, NotFound) as exc:
                 summary = RunSummary(
                     account_id,

@@ -28,9 +28,21 @@ key_argument = click.argument(
 )
 value_argument = click.argument(
     "value",
-    help='The value, as in mailhaul.toml (600, true, "110,995"); for delivery.domains.DOMAIN '
-    'a JSON table, e.g. \'{"method": "lmtp", "lmtp": "127.0.0.1:24"}\'.',
+    help="The value: 600, true, 110,995, 127.0.0.1:24 (a value quoted as in mailhaul.toml, "
+    "'\"110,995\"', is taken too); for delivery.domains.DOMAIN a JSON table, e.g. "
+    '\'{"method": "lmtp", "lmtp": "127.0.0.1:24"}\'.',
 )
+
+
+def _plain(value: str) -> str:
+    """``value`` without TOML string quotes (``"110,995"`` → ``110,995``); else as typed."""
+    import tomllib
+
+    try:
+        parsed = tomllib.loads(f"value = {value}")["value"]
+    except tomllib.TOMLDecodeError:
+        return value
+    return parsed if isinstance(parsed, str) else value
 
 
 def _admin(ctx: click.Context) -> SettingsAdmin:
@@ -108,7 +120,7 @@ def set_value(ctx: click.Context, key: str, value: str) -> None:
         target = _domain_key(key)
         change: dict[str, Any]
         if target is None:
-            change = {key: value}
+            change = {key: _plain(value)}
         elif target[1] is None:
             try:
                 table = json.loads(value)
@@ -117,7 +129,7 @@ def set_value(ctx: click.Context, key: str, value: str) -> None:
             change = {"delivery.domains": {target[0]: table}}
         else:
             domain, name = target[0], target[1]
-            table = {**_stored_table(admin, domain), name: value}
+            table = {**_stored_table(admin, domain), name: _plain(value)}
             change = {"delivery.domains": {domain: table}}
         admin.change(Principal.system(), change)
     print(f"{key} saved; running services apply it within seconds")

@@ -16,6 +16,7 @@ MailhaulError
 │   └── DestinationMissing      the backend says the destination mailbox does not exist
 ├── NotFound                 no such account (or other record)
 ├── StorageError             the database cannot be read or written
+│   └── DatabaseUnusable     not a database, damaged, or read-only: fix it and retry
 └── AccountBusy              another run holds this account's lease
 """
 
@@ -79,6 +80,10 @@ class PermanentDeliveryError(DeliveryError):
 
 class StorageError(MailhaulError):
     """Raised when the database cannot be read or written (full, locked, unreachable)."""
+
+
+class DatabaseUnusable(StorageError):
+    """Raised when the database is no database, is damaged or is read-only (no retry helps)."""
 
 
 class DestinationMissing(DeliveryError):

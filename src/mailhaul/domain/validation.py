@@ -13,6 +13,8 @@ from mailhaul.domain.options import Protocol
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MIN_INTERVAL = 10
+MIN_MAX_SIZE = 1
+MAX_MAX_SIZE = 2**40  # 1 TiB: "no limit" in practice (there is no 0 for "unlimited")
 
 
 class FieldError(ConfigError):
@@ -61,6 +63,32 @@ def check_password(password: str) -> None:
         raise FieldError("password", "is longer than 1024 characters")
 
 
+def check_port(port: int) -> None:
+    """A TCP port: 1 to 65535 (0 is not "the default port": leave the port out for that)."""
+    if not 1 <= port <= 65535:
+        raise FieldError("port", f"{port} is not a TCP port (1-65535)")
+
+
+def check_max_size(max_size: int) -> None:
+    """A per-message size limit in bytes: 1 byte to 1 TiB.
+
+    0 is refused rather than read as "no limit" (fetchmail's ``limit 0``): the limit is
+    there so that one huge message cannot fill the disk; 1 TiB is the way to say "any".
+    """
+    if not MIN_MAX_SIZE <= max_size <= MAX_MAX_SIZE:
+        raise FieldError(
+            "max_size",
+            f"{max_size} is not a size limit: from {MIN_MAX_SIZE} byte to 1 TiB "
+            f'({MAX_MAX_SIZE} bytes); there is no 0 for "no limit"',
+        )
+
+
+def check_interval(interval: int) -> None:
+    """Seconds between polls: at least MIN_INTERVAL."""
+    if interval < MIN_INTERVAL:
+        raise FieldError("interval", f"must be at least {MIN_INTERVAL} seconds")
+
+
 def validated_spec(spec: AccountSpec) -> AccountSpec:
     """The spec with host and addresses normalised, or a FieldError naming what is wrong."""
     from dataclasses import replace
@@ -76,8 +104,8 @@ def validated_spec(spec: AccountSpec) -> AccountSpec:
         except ConfigError as exc:
             raise FieldError("deliver_to", str(exc)) from None
     host = normalise_host(spec.host)
-    if not 1 <= spec.port <= 65535:
-        raise FieldError("port", f"{spec.port} is not a TCP port (1-65535)")
+    check_port(spec.port)
+    check_max_size(spec.options.max_size)
     check_text("username", spec.username)
     folders = spec.options.folders
     for folder in folders:
@@ -86,8 +114,7 @@ def validated_spec(spec: AccountSpec) -> AccountSpec:
         raise FieldError("folder", "the same folder is named twice")
     if spec.protocol is Protocol.POP3 and folders != ("INBOX",):
         raise FieldError("folder", "POP3 has only the INBOX; folders need IMAP")
-    if spec.interval < MIN_INTERVAL:
-        raise FieldError("interval", f"must be at least {MIN_INTERVAL} seconds")
+    check_interval(spec.interval)
     if spec.ca_file is not None:
         check_text("ca_file", spec.ca_file, 4096)
     return replace(spec, owner=owner, deliver_to=deliver_to, host=host)

@@ -60,6 +60,11 @@ class Leases:
         if not self.accounts.claim(conn, account_id, owner, now, self.ttl, steal_from=steal):
             raise AccountBusy(f"account {account_id} is being polled by {holder} right now")
 
+    def dead_local_holders(self, conn: Connection, now: float) -> list[str]:
+        """Owners of unexpired leases that were processes on this host and have died."""
+        holders = self.accounts.live_lease_holders(conn, now, prefix=f"{_HOST}:")
+        return [holder for holder in holders if _dead_local_owner(holder)]
+
     def renew(self, account_id: int, owner: str) -> None:
         """Extend the lease; raise AccountBusy if another process took it over."""
         with self.db.begin() as conn:

@@ -16,6 +16,8 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
+from sqlalchemy import Connection
+
 from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.workers import HEARTBEAT_EVERY, WorkerStore
@@ -30,6 +32,10 @@ REQUESTS_EVERY = 1.0
 """Seconds between looks for "fetch now" requests. Finding them reads every account row
 (there is no index on requests), so a claim right after a poll finished leaves them out
 unless this long has passed; accounts due by time are found through an index at once."""
+DEAD_HOLDERS_EVERY = 5.0
+"""Seconds between looks for leases held by dead processes on this host (a `serve` or
+`fetch` that was killed): their accounts are claimed at once, not after the lease's TTL.
+The first claim of a (re)started scheduler looks."""
 ResultHook = Callable[[RunSummary], None]
 
 
@@ -59,6 +65,7 @@ class Scheduler:
         self.worker_store = WorkerStore()
         self._wake = threading.Event()
         self._requests_at = 0.0  # monotonic time of the next look for "fetch now" requests
+        self._dead_at = 0.0  # monotonic time of the next look for dead local lease holders
 
     def _poll(self, account_id: int, owner: str) -> RunSummary | None:
         try:
@@ -103,12 +110,14 @@ class Scheduler:
         claimed: list[tuple[int, str, str]] = []
         requested = time.monotonic() >= self._requests_at
         with self.db.begin() as conn:
+            now = time.time()
             ids = self.accounts.claim_due(
                 conn,
                 owner,
-                time.time(),
+                now,
                 self.poller.leases.ttl,
                 free,
+                steal_from=self._dead_holders(conn, now),
                 exclude_hosts=full,
                 requested=requested,
             )
@@ -123,6 +132,16 @@ class Scheduler:
         if requested:
             self._requests_at = time.monotonic() + REQUESTS_EVERY
         return claimed
+
+    def _dead_holders(self, conn: Connection, now: float) -> list[str]:
+        """Dead local lease holders, looked for every DEAD_HOLDERS_EVERY seconds."""
+        if time.monotonic() < self._dead_at:
+            return []
+        self._dead_at = time.monotonic() + DEAD_HOLDERS_EVERY
+        dead = self.poller.leases.dead_local_holders(conn, now)
+        if dead:
+            logger.info("taking over the leases of %d dead process(es) on this host", len(dead))
+        return dead
 
     def run(self, grace: float = 60.0) -> None:
         """Poll until ``stop`` is set; then let running polls finish (at most ``grace`` s)."""

@@ -152,6 +152,13 @@ class AccountStore:
             raise NotFound(f"account {account_id} does not exist")
         return row.lease_owner, row.lease_expires
 
+    def live_lease_holders(self, conn: Connection, now: float, prefix: str) -> list[str]:
+        """The distinct owners of unexpired leases whose name starts with ``prefix``."""
+        c = accounts.c
+        query = select(c.lease_owner).distinct()
+        query = query.where(c.lease_owner.startswith(prefix, autoescape=True))
+        return [str(owner) for owner in conn.scalars(query.where(c.lease_expires >= now))]
+
     def claim(
         self,
         conn: Connection,

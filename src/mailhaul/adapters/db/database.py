@@ -9,13 +9,42 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy import (
+    Connection,
+    Engine,
+    column,
+    create_engine,
+    event,
+    inspect,
+    make_url,
+    select,
+    table,
+)
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 
-from mailhaul.domain.errors import ConfigError, StorageError
+from mailhaul.adapters.private_dirs import make_private_dirs
+from mailhaul.domain.errors import ConfigError, DatabaseUnusable, MailhaulError, StorageError
 
 if TYPE_CHECKING:
     from mailhaul.adapters.db.schema import SchemaState
+
+
+VERSION_TABLE = "alembic_version"
+_MIGRATION_SCRIPTS = Path(__file__).resolve().with_name("migrations") / "versions"
+# What SQLite's error names (and PostgreSQL's SQLSTATE 25006) say about an unusable database.
+_UNUSABLE = {
+    "SQLITE_NOTADB": "is not a SQLite database (or is damaged)",
+    "SQLITE_CORRUPT": "is damaged (restore it from a backup)",
+    "SQLITE_READONLY": "is read-only: mailhaul must be able to write it "
+    "(check the permissions of the file and of its folder)",
+}
+
+
+def known_revisions() -> frozenset[str]:
+    """The schema revisions this code knows, from its migration scripts' names
+    (``0004_quiet_folders.py`` is revision ``0004``). Cheap: Alembic is not imported; a test
+    checks this against Alembic's own list."""
+    return frozenset(path.name.split("_", 1)[0] for path in _MIGRATION_SCRIPTS.glob("[0-9]*_*.py"))
 
 
 class Database:
@@ -52,6 +81,7 @@ class Database:
         """``alembic upgrade head``; a home from before migrations is stamped at 0001 first."""
         from mailhaul.adapters.db import schema  # alembic: imported when needed
 
+        self.check_not_newer()
         with self._errors():
             if not self.is_sqlite:
                 with self.engine.begin() as conn:
@@ -93,13 +123,28 @@ class Database:
         elif found.legacy:
             problem = f"{where} was created before schema migrations"
         elif found.current not in schema.known_revisions():
-            raise ConfigError(
-                f"{where} is at schema revision {found.current}, newer than this mailhaul "
-                f"knows (head {found.head}): upgrade mailhaul"
-            )
+            raise ConfigError(self._newer_schema(str(found.current)))
         else:
             problem = f"{where} is at schema revision {found.current}, not {found.head}"
         raise ConfigError(f"{problem}: run `mailhaul db upgrade`")
+
+    def check_not_newer(self) -> None:
+        """Raise ConfigError if the schema is at a revision this code does not know: a newer
+        mailhaul's, which an older one must neither use nor "upgrade". Cheap (no Alembic)."""
+        with self.read() as conn:
+            if not inspect(conn).has_table(VERSION_TABLE):
+                return
+            version = table(VERSION_TABLE, column("version_num"))
+            current = conn.scalar(select(version.c.version_num).limit(1))
+        if current is not None and current not in known_revisions():
+            raise ConfigError(self._newer_schema(str(current)))
+
+    def _newer_schema(self, current: str) -> str:
+        head = max(known_revisions())
+        return (
+            f"the database {self.safe_url} is at schema revision {current}, newer than this "
+            f"mailhaul knows (head {head}): upgrade mailhaul"
+        )
 
     def schema_differences(self) -> list[Any]:
         """Differences between the database and ``tables.metadata`` (none when current)."""
@@ -108,12 +153,39 @@ class Database:
         with self._errors(), self.engine.connect() as conn:
             return schema.differences(conn)
 
+    def _unusable(self, exc: DBAPIError) -> DatabaseUnusable | None:
+        """DatabaseUnusable if ``exc`` says the database is no database, damaged or read-only."""
+        name = str(getattr(exc.orig, "sqlite_errorname", "") or "")
+        for prefix, what in _UNUSABLE.items():
+            if name == prefix or name.startswith(prefix + "_"):
+                return DatabaseUnusable(f"the database {self.safe_url} {what} ({exc.orig})")
+        if getattr(exc.orig, "sqlstate", None) == "25006":  # read_only_sql_transaction
+            what = _UNUSABLE["SQLITE_READONLY"].split(":", 1)[0]
+            return DatabaseUnusable(f"the database {self.safe_url} {what} ({exc.orig})")
+        return None
+
+    def _translated(self, exc: DBAPIError) -> MailhaulError | None:
+        """The mailhaul error for a driver error in a transaction (None: let it through)."""
+        unusable = self._unusable(exc)
+        if unusable is not None:
+            return unusable
+        if not isinstance(exc, OperationalError):
+            return None  # e.g. an IntegrityError, which callers handle themselves
+        if "unable to open database" in str(exc.orig):
+            return ConfigError(f"cannot open database {self.safe_url}: {exc.orig}")
+        return StorageError(f"database error: {exc.orig}")
+
     @contextmanager
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except OperationalError as exc:
-            raise ConfigError(f"cannot open database {self.safe_url}: {exc.orig}") from exc
+        except DBAPIError as exc:
+            unusable = self._unusable(exc)
+            if unusable is not None:
+                raise unusable from exc
+            if isinstance(exc, OperationalError):
+                raise ConfigError(f"cannot open database {self.safe_url}: {exc.orig}") from exc
+            raise
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -121,10 +193,11 @@ class Database:
         try:
             with self.engine.begin() as conn:
                 yield conn
-        except OperationalError as exc:
-            if "unable to open database" in str(exc.orig):
-                raise ConfigError(f"cannot open database {self.url}: {exc.orig}") from exc
-            raise StorageError(f"database error: {exc.orig}") from exc
+        except DBAPIError as exc:
+            translated = self._translated(exc)
+            if translated is None:
+                raise
+            raise translated from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -135,10 +208,11 @@ class Database:
                 conn = conn.execution_options(mailhaul_read_only=True)
                 with conn.begin():
                     yield conn
-        except OperationalError as exc:
-            if "unable to open database" in str(exc.orig):
-                raise ConfigError(f"cannot open database {self.url}: {exc.orig}") from exc
-            raise StorageError(f"database error: {exc.orig}") from exc
+        except DBAPIError as exc:
+            translated = self._translated(exc)
+            if translated is None:
+                raise
+            raise translated from exc
 
     def dispose(self) -> None:
         """Close pooled connections."""
@@ -149,7 +223,7 @@ def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(Path(path).parent)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)

@@ -1,5 +1,8 @@
 """Maildir delivery: tmp/ → fsync → new/, one Maildir per destination address.
 
+Every folder it creates (the Maildir, tmp/new/cur, and missing parents of a
+``delivery.maildir_path`` outside the home) is 0700, whatever the umask.
+
 Messages are written byte for byte as the server sent them, except that CRLF line ends
 become LF, as Maildir requires. ``commit()`` finishes a file in tmp/; ``flush()`` then
 fsyncs every file of the batch (in parallel, so the file system can group the journal
@@ -22,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailhaul.adapters.private_dirs import make_private_dirs
 from mailhaul.domain.addresses import split_address
 from mailhaul.domain.errors import ConfigError, TemporaryDeliveryError
 
@@ -162,7 +166,7 @@ class MaildirSink:
             return
         try:
             for sub in ("tmp", "new", "cur"):
-                (maildir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+                make_private_dirs(maildir / sub)
         except OSError as exc:
             raise _delivery_error("create Maildir", maildir, exc) from exc
         with self._lock:
