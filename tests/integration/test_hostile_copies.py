@@ -328,3 +328,18 @@ def test_pop3_kept_mail_with_some_uidls_changed_is_recognised(home: ScriptedHome
     assert summary.fetched == 1, home.log(account)
     assert home.delivered() == sorted([*messages, mail(4)])
     assert "1 of 2 new UIDL(s) recognised" in home.log(account)
+
+
+def test_pop3_top_advertised_but_refused_falls_back_to_retr(home: ScriptedHome) -> None:
+    refuse_top = Fault("TOP", "reply", data=b"-ERR not today\r\n", apply=False, repeat=True)
+    script = Pop3Script(messages=[mail(1)], uidl_numbers=True, faults=[refuse_top])
+    with ScriptedPop3Server(script) as server:
+        account = pop3(home, server)
+        home.poll(account)
+        server.mailbox.append(("new", mail(2)))
+        summary = home.poll(account)
+        assert on_server(server) == []
+        assert "TOP" in server.verbs() and server.verbs().count("RETR") == 3
+    assert summary.result == "ok" and summary.fetched == 1, home.log(account)
+    assert home.delivered() == [mail(1), mail(2)]
+    assert "refused TOP" in home.log(account)
