@@ -18,10 +18,41 @@ DEFAULT_ALLOWED_PORTS = frozenset({110, 143, 993, 995})
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+_NAT64 = (
+    ipaddress.IPv6Network("64:ff9b::/96"),  # RFC 6052 well-known prefix
+    ipaddress.IPv6Network("64:ff9b:1::/48"),  # RFC 8215 local-use prefix
+)
+_SIIT = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 IPv4-translated
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 form carries and reaches, if any.
+
+    IPv4-mapped (``::ffff:127.0.0.1``), IPv4-compatible (``::127.0.0.1``, deprecated but
+    still routed by some stacks), IPv4-translated (``::ffff:0:127.0.0.1``), NAT64
+    (``64:ff9b::7f00:1``), 6to4 (``2002:7f00:1::``) and Teredo (its client address).
+    """
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    last = ipaddress.IPv4Address(address.packed[12:])
+    if address in _SIIT or any(address in net for net in _NAT64):
+        return last
+    if address.packed[:12] == bytes(12) and int(address) > 1:  # not :: or ::1
+        return last
+    return None
+
+
 def is_public(address: IpAddress) -> bool:
-    """Whether the address is globally routable (not loopback, private, link-local, …)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return is_public(address.ipv4_mapped)
+    """Whether the address is globally routable (not loopback, private, link-local, …);
+    an IPv6 form that embeds an IPv4 address is judged by that address too."""
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = embedded_ipv4(address)
+        if inner is not None and not is_public(inner):
+            return False
     return address.is_global and not address.is_multicast
 
 
