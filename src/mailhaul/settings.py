@@ -28,6 +28,7 @@ from mailhaul.settings_keys import (
     InvalidSetting,
     coerce_setting,
     ports_setting,
+    proxies_setting,
     stored_domains,
 )
 
@@ -98,6 +99,7 @@ class Settings:
     web_listen: str = "127.0.0.1:8025"
     web_cookie_secure: bool = True
     web_session_hours: int = 12
+    web_trusted_proxies: tuple[str, ...] = ()
     sources_allow_private: bool = False
     sources_allowed_ports: frozenset[int] = frozenset({110, 143, 993, 995})
     # Where these came from: the fixed layers, and the database's values laid on top of them
@@ -292,6 +294,7 @@ class SettingsLayers:
             web_listen=values["web.listen"],
             web_cookie_secure=values["web.cookie_secure"],
             web_session_hours=values["web.session_hours"],
+            web_trusted_proxies=proxies_setting(values["web.trusted_proxies"]),
             sources_allow_private=values["sources.allow_private"],
             sources_allowed_ports=ports_setting(values["sources.allowed_ports"]),
             layers=self,

@@ -69,6 +69,7 @@ SETTING_SCHEMA: dict[tuple[str, str], tuple[type, Any]] = {
     ("web", "listen"): (str, "127.0.0.1:8025"),
     ("web", "cookie_secure"): (bool, True),
     ("web", "session_hours"): (int, 12),
+    ("web", "trusted_proxies"): (str, ""),
     ("sources", "allow_private"): (bool, False),
     ("sources", "allowed_ports"): (str, "110,143,993,995"),
 }
@@ -123,6 +124,8 @@ syslog = false        # also log to /dev/log, facility mail (lands in /var/log/m
 listen = "127.0.0.1:8025"   # the web UI, /api/v1, /healthz and /metrics; "" switches it off
 cookie_secure = true        # session cookies only over HTTPS (browsers also allow localhost)
 session_hours = 12          # a login lasts this long
+trusted_proxies = ""        # reverse proxies whose X-Forwarded-For is believed ("127.0.0.1",
+                            # "10.0.0.0/8, ::1"); none by default: the peer address counts
 
 [sources]
 # Source hosts non-admin users may enter: by default no loopback, private or link-local
@@ -234,6 +237,26 @@ def ports_setting(text: str) -> frozenset[int]:
             )
         ports.add(int(part))
     return frozenset(ports)
+
+
+def proxies_setting(text: str) -> tuple[str, ...]:
+    """``"127.0.0.1, 10.0.0.0/8"`` → the addresses and networks, normalised; a clear error on
+    anything else."""
+    import ipaddress
+
+    found: list[str] = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise InvalidSetting(
+                "web.trusted_proxies",
+                "setting web.trusted_proxies must list addresses or networks like "
+                f'"127.0.0.1, 10.0.0.0/8", not {text!r}',
+            ) from None
+    return tuple(found)
 
 
 def canonical_setting(name: str, value: Any) -> Any:

@@ -79,7 +79,7 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
         http = None
         listen = parse_listen(settings.web_listen) if web else None
         if listen is not None:
-            http = start_http(create_app(app, metrics), *listen)
+            http = start_http(create_app(app, metrics), *listen, app.settings.web_trusted_proxies)
             logger.info("web UI and API on %s", http.url)
             if app.users.count() == 0:
                 logger.warning(

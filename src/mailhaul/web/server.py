@@ -80,9 +80,17 @@ class HttpServer:
 
 
 def start_http(
-    app: ASGIApp, host: str, port: int, startup_timeout: float = STARTUP_TIMEOUT
+    app: ASGIApp,
+    host: str,
+    port: int,
+    trusted_proxies: tuple[str, ...] = (),
+    startup_timeout: float = STARTUP_TIMEOUT,
 ) -> HttpServer:
     """Serve ``app`` on ``host:port`` (port 0: any free one) from a daemon thread.
+
+    ``X-Forwarded-For``/``-Proto`` are believed only from ``trusted_proxies`` (addresses or
+    networks; none by default): uvicorn would otherwise trust them from 127.0.0.1, and any
+    local client could then pose as another address, past the login throttle.
 
     Raises ConfigError when the address cannot be bound, or the server does not start.
     """
@@ -98,6 +106,8 @@ def start_http(
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=5,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=list(trusted_proxies) or None,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
