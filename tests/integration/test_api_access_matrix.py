@@ -84,7 +84,12 @@ def _new_user(world: World, who: Person | None) -> dict[str, Any]:
 
 
 def _replace_body(world: World, _who: Person | None) -> dict[str, Any]:
-    return {"protocol": "imap", "host": "mail.example.net", "username": "renamed"}
+    return {
+        "protocol": "imap",  # another server than the stored one's: the password comes again
+        "host": "mail.example.net",
+        "username": "renamed",
+        "password": "matrix-source-secret",
+    }
 
 
 ACCOUNT = "/accounts/{account_id}"

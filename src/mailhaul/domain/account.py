@@ -82,3 +82,26 @@ class Account:
     def endpoint(self, timeout: float) -> SourceEndpoint:
         """The connection parameters of this account's source."""
         return self.spec.endpoint(timeout)
+
+
+def retargeted(before: AccountSpec, after: AccountSpec) -> list[str]:
+    """What in ``after`` would send ``before``'s stored password where it was not entered for.
+
+    Another server (protocol, host, port), a weaker channel to it (security ``none``,
+    certificate checks off) or another CA file (which could vouch for anyone's server). A
+    new username goes to the same server, so it does not count.
+    """
+    changed = []
+    if after.protocol is not before.protocol:
+        changed.append("protocol")
+    if after.host.lower() != before.host.lower():
+        changed.append("host")
+    if after.port != before.port:
+        changed.append("port")
+    if after.security is Security.NONE and before.security is not Security.NONE:
+        changed.append("security")
+    if before.verify_cert and not after.verify_cert:
+        changed.append("verify_cert")
+    if after.ca_file != before.ca_file:
+        changed.append("ca_file")
+    return changed

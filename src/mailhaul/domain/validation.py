@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from mailhaul.domain.account import AccountSpec
+from mailhaul.domain.account import AccountSpec, retargeted
 from mailhaul.domain.addresses import normalise_address
 from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.options import Protocol
@@ -118,3 +118,15 @@ def validated_spec(spec: AccountSpec) -> AccountSpec:
     if spec.ca_file is not None:
         check_text("ca_file", spec.ca_file, 4096)
     return replace(spec, owner=owner, deliver_to=deliver_to, host=host)
+
+
+def password_needed(before: AccountSpec, after: AccountSpec) -> FieldError | None:
+    """The error for an edit that re-targets the stored password without its being typed."""
+    changed = retargeted(before, after)
+    if not changed:
+        return None
+    return FieldError(
+        "password",
+        f"enter the password again to change the {', '.join(changed)}: the stored password "
+        f"is only ever sent to the server it was entered for",
+    )

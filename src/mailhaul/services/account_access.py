@@ -18,7 +18,7 @@ from mailhaul.domain.access import Principal, Role
 from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.errors import NotFound
 from mailhaul.domain.source_policy import IpAddress, SourcePolicy
-from mailhaul.domain.validation import FieldError, validated_spec
+from mailhaul.domain.validation import FieldError, password_needed, validated_spec
 from mailhaul.services.accounts import AccountService
 from mailhaul.services.connection_check import ConnectionReport, SourceFactory, check_connection
 from mailhaul.services.status import AccountStatus, StatusService
@@ -176,6 +176,10 @@ class AccountAccess:
         """Test an account's settings (or changed ones), with the stored password by default."""
         previous = self.get(actor, account_id)
         spec = self._checked(actor, spec or previous.spec, previous=previous.spec)
+        if not password:
+            needed = password_needed(previous.spec, spec)
+            if needed is not None:
+                raise needed  # the stored password goes to the stored server only
         secret = password if password else self.accounts.password_of(account_id)
         return check_connection(spec, secret, self.open_source, self.timeout)
 

@@ -12,7 +12,7 @@ from mailhaul.adapters.db.runs import RunRecord, RunStore
 from mailhaul.adapters.db.workers import WorkerStore
 from mailhaul.adapters.secrets import SecretBox
 from mailhaul.domain.account import Account, AccountSpec
-from mailhaul.domain.validation import FieldError, check_password, validated_spec
+from mailhaul.domain.validation import FieldError, check_password, password_needed, validated_spec
 
 
 def _check_ca_file(spec: AccountSpec) -> None:
@@ -55,12 +55,20 @@ class AccountService:
             return self.accounts.get(conn, account_id)
 
     def edit(self, account_id: int, spec: AccountSpec, password: str | None = None) -> Account:
-        """Replace an account's settings (and its password, when given)."""
+        """Replace an account's settings (and its password, when given).
+
+        Without a password, an edit may not send the stored one anywhere else (another host,
+        port or protocol, no TLS, no certificate check, another CA file): FieldError.
+        """
         spec = validated_spec(spec)
         if password is not None:
             check_password(password)
         _check_ca_file(spec)
         with self.db.begin() as conn:
+            if password is None:
+                needed = password_needed(self.accounts.get(conn, account_id).spec, spec)
+                if needed is not None:
+                    raise needed
             self.accounts.update_spec(conn, account_id, spec, time.time())
             if password is not None:
                 self.accounts.set_password(
