@@ -21,6 +21,7 @@ from mailhaul.adapters.db.records import MessageRecords, PendingRecord
 from mailhaul.adapters.db.runs import RunStore
 from mailhaul.adapters.secrets import SecretBox
 from mailhaul.domain.account import Account
+from mailhaul.domain.deadlines import RunGuard, RunningGuards
 from mailhaul.domain.errors import (
     AccountBusy,
     AuthenticationFailed,
@@ -81,6 +82,7 @@ class Poller:
         leases: Leases | None = None,
         policy: SchedulePolicy | None = None,
         folders: FolderRecords | None = None,
+        stall_timeout: float | None = None,
     ) -> None:
         self.db = db
         self.accounts = accounts
@@ -93,6 +95,10 @@ class Poller:
         self.timeout = timeout
         self.leases = leases or Leases(db, accounts)
         self.policy = policy or SchedulePolicy()
+        self.stall_timeout = stall_timeout
+        """A run without progress for this long ends (None: no limit); see RunGuard."""
+        self.running = RunningGuards()
+        """The guards of the polls in progress (shared by copies), so a stop can cut them."""
         self._random = random.Random()
 
     # the run as a whole ------------------------------------------------------------------
@@ -140,9 +146,17 @@ class Poller:
         try:
             password = self.secret_box.decrypt(token, account_id)
             log.add_secret(password)
-            self._run(
-                account, password, pending, log, counts, owner, stop or threading.Event(), progress
-            )
+            with self.running.track(RunGuard(stall_timeout=self.stall_timeout)):
+                self._run(
+                    account,
+                    password,
+                    pending,
+                    log,
+                    counts,
+                    owner,
+                    stop or threading.Event(),
+                    progress,
+                )
         except MailhaulError as exc:
             failure = exc
             error = log.scrub(str(exc))
