@@ -100,14 +100,16 @@ class Wire:
         self._depth = 0
         self._payload = 0  # bytes of asked-for message data since the last progress
         self._unregister: Callable[[], None] | None = None
+        self._timeout_set = endpoint.timeout  # the socket's timeout now
 
     # connection -------------------------------------------------------------------------
     def open(self) -> None:
         """Connect; with ``security=ssl`` also complete the TLS handshake."""
         ep = self.endpoint
         self._stop_if_over()
+        self._timeout_set = self._wait_limit()
         try:
-            sock = socket.create_connection((ep.host, ep.port), timeout=self._wait_limit())
+            sock = socket.create_connection((ep.host, ep.port), timeout=self._timeout_set)
         except TimeoutError as exc:
             raise TransientSourceError(f"connect to {ep.host}:{ep.port} timed out") from exc
         except OSError as exc:
@@ -129,7 +131,7 @@ class Wire:
         self._stop_if_over()
         try:
             # The timeout bounds the whole handshake (Python's TLS calls use it as a deadline).
-            self._sock.settimeout(self._wait_limit())
+            self._set_timeout(self._sock, self._wait_limit())
             self._sock = context.wrap_socket(self._sock, server_hostname=self.endpoint.host)
         except ssl.SSLCertVerificationError as exc:
             self.abort()
@@ -207,6 +209,12 @@ class Wire:
             limits.append(remaining)
         return max(min(limits), 0.001)
 
+    def _set_timeout(self, sock: socket.socket, limit: float) -> None:
+        """Give ``sock`` the timeout ``limit`` (no system call when it has it already)."""
+        if limit != self._timeout_set:
+            sock.settimeout(limit)
+            self._timeout_set = limit
+
     def _stop_if_over(self, timed_out: bool = False) -> None:
         """Raise ServerStalled if the command or the run is out of time (or cancelled);
         ``timed_out``: a wait shorter than the idle timeout just ran out."""
@@ -231,7 +239,7 @@ class Wire:
         self._stop_if_over()
         limit = self._wait_limit()
         try:
-            sock.settimeout(limit)
+            self._set_timeout(sock, limit)
             sock.sendall(data)
         except TimeoutError as exc:
             self._stop_if_over(timed_out=limit < self.endpoint.timeout)
@@ -254,7 +262,7 @@ class Wire:
         try:
             self._stop_if_over()
             limit = self._wait_limit()
-            sock.settimeout(limit)
+            self._set_timeout(sock, limit)
             data = sock.recv(RECV_SIZE)
         except TimeoutError as exc:
             self._stop_if_over(timed_out=limit < self.endpoint.timeout)
