@@ -9,6 +9,8 @@ the chosen way until the test stops it:
 - ``literal``: (IMAP) an unsolicited ``* 1 FETCH (UID 1 BODY[] {10000000000}`` and
   endless bytes of it;
 - ``drip``: the start of an answer, then one byte every ``drip_every`` seconds, for ever;
+- ``slow``: every answer from then on complete and correct, but sent a byte every
+  ``drip_every`` seconds;
 - ``silence``: nothing at all (the connection stays open).
 
 What the clients did is recorded: ``commands`` (texts after the tag), ``sessions``,
@@ -33,7 +35,7 @@ HUGE_LITERAL = 10_000_000_000
 class Misbehaviour:
     """How a hostile server misbehaves, and from which command on."""
 
-    mode: str  # flood | literal | drip | silence
+    mode: str  # flood | literal | drip | slow | silence
     at: str  # command prefix, or "greeting"
     line: LineFn = lambda i: b"* OK still working\r\n"
     start: bytes = b""  # sent before the flood or the drip (e.g. "+OK\r\n")
@@ -52,14 +54,19 @@ class _Peer:
     sock: socket.socket
     stopping: threading.Event
     buf: bytearray = field(default_factory=bytearray)
+    byte_every: float = 0.0  # > 0: send a byte at a time, this many seconds apart
 
     def send(self, data: bytes) -> None:
-        if self.stopping.is_set():
-            raise _Closed
-        try:
-            self.sock.sendall(data)
-        except OSError:
-            raise _Closed from None
+        pieces = [data[i : i + 1] for i in range(len(data))] if self.byte_every else [data]
+        for piece in pieces:
+            if self.stopping.is_set():
+                raise _Closed
+            try:
+                self.sock.sendall(piece)
+            except OSError:
+                raise _Closed from None
+            if self.byte_every:
+                time.sleep(self.byte_every)
 
     def readline(self) -> bytes:
         while b"\n" not in self.buf:
@@ -154,9 +161,13 @@ class HostileServer:
         raise NotImplementedError
 
     def misbehave(self, peer: _Peer, tag: str = "") -> None:
-        """Misbehave until the server stops or the client leaves (never returns normally)."""
+        """Misbehave until the server stops or the client leaves (returns only when ``slow``:
+        the conversation goes on, slowly)."""
         how = self.misbehaviour
         self.misbehaved.set()
+        if how.mode == "slow":
+            peer.byte_every = how.drip_every
+            return
         peer.send(how.start.replace(b"$TAG", tag.encode()))
         if how.mode == "flood":
             i = 1

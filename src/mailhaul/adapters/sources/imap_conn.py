@@ -215,18 +215,22 @@ class ImapConnection:
         allow_continuation: bool,
     ) -> Status | Continuation:
         """The next tagged completion (or continuation), passing untagged data on."""
-        while True:
-            response = self.read_response(line_limit=line_limit)
-            assert not isinstance(response, BodyStart)
-            if isinstance(response, Status) and response.tag is not None:
-                return response
-            if isinstance(response, Continuation):
-                if allow_continuation:
+        self.wire.begin_attending()  # handling what the server sends is its time too
+        try:
+            while True:
+                response = self.read_response(line_limit=line_limit)
+                assert not isinstance(response, BodyStart)
+                if isinstance(response, Status) and response.tag is not None:
                     return response
-                raise self._violation("server sent an unexpected continuation request")
-            if on_data is not None:
-                with self.guard():
-                    on_data(response)
+                if isinstance(response, Continuation):
+                    if allow_continuation:
+                        return response
+                    raise self._violation("server sent an unexpected continuation request")
+                if on_data is not None:
+                    with self.guard():
+                        on_data(response)
+        finally:
+            self.wire.end_attending()
 
     def read_response(
         self,
