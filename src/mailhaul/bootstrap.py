@@ -301,6 +301,7 @@ class App:
             open_source=self.open_source,
             timeout=self.settings.timeout,
             leases=Leases(self.db, self.account_store, ttl=float(self.settings.lease_ttl)),
+            stall_timeout=self.settings.stall_timeout,
             policy=SchedulePolicy(
                 max_backoff=float(self.settings.max_backoff),
                 auth_failures_to_pause=self.settings.auth_failures_to_pause,

@@ -91,6 +91,8 @@ class Settings:
     max_backoff: int = 6 * 3600
     auth_failures_to_pause: int = 5
     lease_ttl: int = 300
+    stall_timeout: float = 1800.0
+    stop_grace: float = 60.0
     delivery_domains: dict[str, DeliverySettings] = field(default_factory=dict)
     runs_keep_days: int = 30
     log_format: str = "text"
@@ -270,8 +272,11 @@ class SettingsLayers:
             raise InvalidSetting("poll.max_size", "setting poll.max_size must be at most 1 TiB")
         if values["runs.keep_days"] < 0:
             raise InvalidSetting("runs.keep_days", "setting runs.keep_days must be 0 or more")
-        if values["poll.timeout"] <= 0:
-            raise InvalidSetting("poll.timeout", "setting poll.timeout must be positive")
+        for name in ("poll.timeout", "poll.stall_timeout"):
+            if values[name] <= 0:
+                raise InvalidSetting(name, f"setting {name} must be positive")
+        if values["poll.stop_grace"] < 0:
+            raise InvalidSetting("poll.stop_grace", "setting poll.stop_grace must be 0 or more")
         delivery = DeliverySettings(**{key: values[f"delivery.{key}"] for key in DELIVERY_KEYS})
         delivery.check("delivery")
         return Settings(
@@ -287,6 +292,8 @@ class SettingsLayers:
             max_backoff=values["poll.max_backoff"],
             auth_failures_to_pause=values["poll.auth_failures_to_pause"],
             lease_ttl=values["poll.lease_ttl"],
+            stall_timeout=values["poll.stall_timeout"],
+            stop_grace=values["poll.stop_grace"],
             runs_keep_days=values["runs.keep_days"],
             log_format=values["log.format"],
             log_level=values["log.level"],

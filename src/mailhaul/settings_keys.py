@@ -62,6 +62,8 @@ SETTING_SCHEMA: dict[tuple[str, str], tuple[type, Any]] = {
     ("poll", "max_backoff"): (int, 6 * 3600),
     ("poll", "auth_failures_to_pause"): (int, 5),
     ("poll", "lease_ttl"): (int, 300),
+    ("poll", "stall_timeout"): (float, 1800.0),
+    ("poll", "stop_grace"): (float, 60.0),
     ("runs", "keep_days"): (int, 30),
     ("log", "format"): (str, "text"),
     ("log", "level"): (str, "info"),
@@ -111,6 +113,8 @@ per_host_limit = 4    # polls of accounts on one source host at once (per proces
 max_backoff = 21600   # longest wait after repeated failures, seconds
 auth_failures_to_pause = 5  # login failures in a row before an account is paused
 lease_ttl = 300       # seconds a dead process's lease blocks an account
+stall_timeout = 1800  # a run with no command answered and no message data this long ends
+stop_grace = 60       # on SIGTERM, seconds running polls get before their connections are cut
 
 [runs]
 keep_days = 30        # run history (and run logs) older than this is deleted; 0 keeps all

@@ -29,7 +29,8 @@ def serve(ctx: click.Context, workers: int | None) -> None:
     """Run the service: poll every active account on its interval until stopped.
 
     SIGTERM or Ctrl-C stop it cleanly: running polls finish the message in hand, record
-    it and log out.
+    it and log out; after poll.stop_grace seconds the connections of polls still running
+    are cut (what they had in hand stays on the server).
     """
     run_service(state(ctx), workers)
 
@@ -99,7 +100,7 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
         )
         housekeeping.scheduler = scheduler
         try:
-            scheduler.run()
+            scheduler.run(grace=settings.stop_grace)
         finally:
             if http is not None:
                 http.stop()

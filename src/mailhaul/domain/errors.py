@@ -4,6 +4,7 @@ MailhaulError
 ├── ConfigError              bad settings, options or command-line input; fix and retry
 ├── SourceError              the remote POP3/IMAP side failed
 │   ├── TransientSourceError network drop, timeout, server busy: retry next run
+│   │   └── ServerStalled    endless, dripping or useless replies held a command or the run
 │   ├── ProtocolViolation    the server sent something that breaks the protocol
 │   │   └── MessageMismatch  what it sent for one message is not that message (size, UID,
 │   │                        a stand-in): that message stays on the server, the run goes on
@@ -43,6 +44,11 @@ class SourceError(MailhaulError):
 
 class TransientSourceError(SourceError):
     """Raised on network drops, timeouts and temporary server errors; the next run retries."""
+
+
+class ServerStalled(TransientSourceError):
+    """Raised when a server holds a command or a run past its bounds (endless, dripping or
+    useless replies, a listing too large); the next run retries."""
 
 
 class ProtocolViolation(SourceError):

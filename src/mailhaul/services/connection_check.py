@@ -1,4 +1,9 @@
-""" "Test connection": connect, log in and look at the folders; fetch and change nothing."""
+""" "Test connection": connect, log in and look at the folders; fetch and change nothing.
+
+It runs in a web request, for whatever host a user typed: one answer may take at most
+``CHECK_STEP`` seconds (or ``poll.timeout``, if shorter), the whole check ``CHECK_STEPS``
+times that, and what it keeps (log lines, folder names) is bounded.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailhaul.domain.account import AccountSpec
+from mailhaul.domain.deadlines import RunGuard
 from mailhaul.domain.errors import MailhaulError, error_kind
 from mailhaul.domain.options import Credentials, SourceEndpoint
 from mailhaul.domain.ports import LogFn, MailSource
 
 SourceFactory = Callable[[SourceEndpoint, Credentials, LogFn], MailSource]
+
+CHECK_STEP = 10.0
+"""Longest wait for one answer during a check, in seconds (poll.timeout if shorter)."""
+CHECK_STEPS = 4
+"""The whole check's time limit in steps: connect, log in, list the folders, count them."""
+MAX_LOG_LINES = 200
+"""Log lines a check keeps (a chatty server could send millions)."""
+MAX_SERVER_FOLDERS = 1000
+"""Server folder names a check reports."""
 
 
 @dataclass(frozen=True)
@@ -41,13 +56,24 @@ def check_connection(
     spec: AccountSpec, password: str, open_source: SourceFactory, timeout: float
 ) -> ConnectionReport:
     """Connect with ``spec``'s settings, authenticate and count each configured folder."""
+    step = min(timeout, CHECK_STEP)
+    with RunGuard(total=step * CHECK_STEPS).active():
+        return _check(spec, password, open_source, step)
+
+
+def _check(
+    spec: AccountSpec, password: str, open_source: SourceFactory, timeout: float
+) -> ConnectionReport:
     lines: list[str] = []
 
     def scrub(text: str) -> str:  # a server may echo what it was sent
         return text.replace(password, "********") if password else text
 
     def log(line: str) -> None:
-        lines.append(scrub(line))
+        if len(lines) < MAX_LOG_LINES:
+            lines.append(scrub(line))
+        elif len(lines) == MAX_LOG_LINES:
+            lines.append("... more lines not kept")
 
     endpoint = spec.endpoint(timeout)
     source = open_source(endpoint, Credentials(spec.username, password), log)
@@ -57,7 +83,7 @@ def check_connection(
         source.connect()
         list_folders = getattr(source, "list_folders", None)
         if callable(list_folders):
-            server_folders = list(list_folders())
+            server_folders = list(list_folders())[:MAX_SERVER_FOLDERS]
         for folder in spec.options.folders:
             counts[folder] = len(source.select(folder).messages)
     except MailhaulError as exc:

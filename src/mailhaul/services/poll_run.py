@@ -48,6 +48,8 @@ class PollDeps:
     leases: Leases
     policy: SchedulePolicy = field(default_factory=SchedulePolicy)
     folders: FolderRecords = field(default_factory=FolderRecords)
+    stall_timeout: float | None = None
+    """A run without progress for this long ends (None: no limit); see ``RunGuard``."""
 
 
 @dataclass

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from mailhaul.adapters.db.records import PendingRecord
 from mailhaul.domain.account import Account
+from mailhaul.domain.deadlines import RunGuard, RunningGuards
 from mailhaul.domain.errors import (
     AccountBusy,
     AuthenticationFailed,
@@ -77,6 +78,8 @@ class Poller:
 
     def __init__(self, deps: PollDeps) -> None:
         self.deps = deps
+        self.running = RunningGuards()
+        """The guards of the polls in progress, so a stop can cut their connections."""
         self._random = random.Random()
 
     @property
@@ -137,7 +140,8 @@ class Poller:
             source = deps.open_source(account.endpoint(deps.timeout), credentials, log)
             run = PollRun(deps, account, source, log, owner, stop or threading.Event())
             run.progress, run.counts = progress, counts
-            self._run(run, pending)
+            with self.running.track(RunGuard(stall_timeout=deps.stall_timeout)):
+                self._run(run, pending)
             ending = _Ending()
         except MailhaulError as exc:
             ending = _Ending(log.scrub(str(exc)), exc)

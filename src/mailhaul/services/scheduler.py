@@ -4,7 +4,10 @@ Due accounts ("fetch now" requests first, then by next-poll time) are claimed th
 database with a lease, so several processes on several machines can share the work and
 an account is never polled twice at once. Polls run in a bounded thread pool, with at
 most ``per_host_limit`` at a time against one source host. A stop request lets running
-polls finish the message in hand, record it and log out, for at most ``grace`` seconds.
+polls finish the message in hand, record it and log out, for at most ``grace`` seconds; then
+the connections of the polls still running are cut (``RunGuard.cancel``: a blocked read
+wakes at once, the message in hand is not recorded and stays on the server), and they get
+``CANCEL_WAIT`` more seconds to write their run records.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from mailhaul.services.polling import Poller, RunSummary
 logger = logging.getLogger(__name__)
 
 IDLE_WAIT = 1.0
+CANCEL_WAIT = 5.0
+"""Seconds polls get, after their connections were cut at the end of the grace period, to
+record their runs."""
 REQUESTS_EVERY = 1.0
 """Seconds between looks for "fetch now" requests. Finding them reads every account row
 (there is no index on requests), so a claim right after a poll finished leaves them out
@@ -169,9 +175,24 @@ class Scheduler:
             self.stop.set()
             if inflight:
                 logger.info("stopping: waiting for %d running poll(s)", len(inflight))
-                wait([future for _, future in inflight.values()], timeout=grace)
+                futures = [future for _, future in inflight.values()]
+                _, still = wait(futures, timeout=grace)
+                if still:
+                    self._cut(len(still), grace)
+                    wait(still, timeout=CANCEL_WAIT)
             pool.shutdown(wait=False, cancel_futures=True)
             self._beat(unregister=True)
+
+    def _cut(self, running: int, grace: float) -> None:
+        """Cut the connections of the polls still running after the grace period."""
+        logger.warning(
+            "stopping: %d poll(s) still running after %g s; cutting their connections",
+            running,
+            grace,
+        )
+        self.poller.running.cancel_all(
+            f"the service is stopping: the connection was cut after the {grace:g} s grace period"
+        )
 
     def _beat(self, register: bool = False, unregister: bool = False, running: int = 0) -> None:
         """Heartbeat in the workers table (and the periodic housekeeping)."""

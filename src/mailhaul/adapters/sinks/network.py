@@ -14,6 +14,10 @@ Where each error can come from:
 - ``commit()``: the reply after the data: 4xx → ``TemporaryDeliveryError``, 5xx →
   ``PermanentDeliveryError`` with the server's text; a lost connection → temporary.
 
+Each reply must be complete within ``timeout`` (a dripping or endless reply is given up on).
+While a delivery is open its connection is registered with the run's ``RunGuard``: a
+service that stops cuts it (the message is not recorded and stays on the source).
+
 ``abort()`` never delivers: during ``DATA`` it drops the connection without sending the
 terminator (the server throws the partial message away); before it, it sends ``RSET``.
 
@@ -31,6 +35,7 @@ import time
 
 from mailhaul.adapters.sinks.envelope import HeaderBuffer, is_plain_address
 from mailhaul.adapters.sinks.smtp_client import Reply, SmtpClient, parse_address, tls_context
+from mailhaul.domain.deadlines import current_guard
 from mailhaul.domain.errors import (
     ConfigError,
     DeliveryError,
@@ -72,6 +77,7 @@ class NetworkDelivery:
         self._client: SmtpClient | None = client
         self._destination = destination
         self._header: HeaderBuffer | None = None
+        self._unregister = current_guard().register(client.interrupt)
         if sender is None:
             self._header = HeaderBuffer()
         else:
@@ -135,6 +141,7 @@ class NetworkDelivery:
             self.abort()
             raise
         self._client = None
+        self._unregister()
         self._sink.release(client)
         for reply in replies:
             if not 200 <= reply.code < 300:
@@ -147,6 +154,7 @@ class NetworkDelivery:
         self._header = None
         if client is None:
             return
+        self._unregister()
         if client.in_data or not client.connected:
             client.close()  # no terminator: the server discards what it got
             self._sink.release(client)
@@ -231,7 +239,8 @@ class NetworkSink:
 
     def release(self, client: SmtpClient) -> None:
         """Keep a connection that ended its transaction for this thread's next message."""
-        if not client.connected:
+        if not client.connected or client.interrupted:
+            client.close()
             return
         old: SmtpClient | None = getattr(self._local, "client", None)
         if old is not None and old is not client:

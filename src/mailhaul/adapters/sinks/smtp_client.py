@@ -8,6 +8,10 @@ reads one reply per accepted recipient over LMTP (RFC 2033).
 Every failure of the connection itself (refused, reset, timeout, a reply that is not SMTP, TLS
 that cannot be had) is a ``TemporaryDeliveryError``: the message stays on the source. How a
 refusal in a reply is classified is up to the caller (``classify``).
+
+``timeout`` bounds each whole reply, not one read: a server that drips a reply a byte at a
+time, or sends continuation lines for ever, is given up on after ``timeout`` seconds.
+``interrupt()`` (from any thread) shuts the socket down and wakes a blocked read or write.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import contextlib
 import re
 import socket
 import ssl
+import time
 from base64 import b64encode
 from dataclasses import dataclass
 
@@ -129,6 +134,9 @@ class SmtpClient:
         self._encoder: DataEncoder | None = None
         self._accepted = 0
         self.in_transaction = False  # MAIL sent, the transaction not finished
+        self._reply_deadline: float | None = None  # when the reply being read is overdue
+        self._reply_bytes = 0  # bytes of it received so far
+        self.interrupted = False
 
     @property
     def name(self) -> str:
@@ -144,7 +152,17 @@ class SmtpClient:
         reason = f": {exc}" if exc is not None and str(exc) else ""
         if isinstance(exc, TimeoutError):
             reason = f": no answer within {self.timeout:g} s"
+        if self.interrupted:
+            what, reason = "the delivery was cut off because the service is stopping", ""
         return TemporaryDeliveryError(f"{self.name} server {self.address}: {what}{reason}")
+
+    def interrupt(self) -> None:
+        """From any thread: shut the connection down (a blocked read or write wakes up)."""
+        self.interrupted = True
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     # --- connection ------------------------------------------------------------------------
 
@@ -234,10 +252,12 @@ class SmtpClient:
     # --- the wire ----------------------------------------------------------------------------
 
     def _send(self, data: bytes) -> None:
-        if self._sock is None:
+        sock = self._sock
+        if sock is None:
             raise TemporaryDeliveryError(f"{self.name} server {self.address}: not connected")
         try:
-            self._sock.sendall(data)
+            sock.settimeout(self.timeout)  # a total for the whole write
+            sock.sendall(data)
         except OSError as exc:
             raise self._fail("connection lost while sending", exc) from exc
 
@@ -250,18 +270,43 @@ class SmtpClient:
                 return line
             if len(self._buf) > MAX_LINE:
                 raise self._fail("sent a reply line that is far too long")
-            if self._sock is None:
+            sock = self._sock
+            if sock is None:
                 raise TemporaryDeliveryError(f"{self.name} server {self.address}: not connected")
+            left = self.timeout
+            if self._reply_deadline is not None:
+                left = self._reply_deadline - time.monotonic()
+                if left <= 0:
+                    raise self._overdue()
             try:
-                data = self._sock.recv(65536)
+                sock.settimeout(left)
+                data = sock.recv(65536)
+            except TimeoutError as exc:
+                if self._reply_bytes:
+                    raise self._overdue() from None
+                raise self._fail("connection lost while waiting for a reply", exc) from exc
             except OSError as exc:
                 raise self._fail("connection lost while waiting for a reply", exc) from exc
             if not data:
                 raise self._fail("closed the connection")
+            self._reply_bytes += len(data)
             self._buf += data
+
+    def _overdue(self) -> TemporaryDeliveryError:
+        return self._fail(
+            f"kept sending without finishing its reply; gave up after {self.timeout:g} s"
+        )
 
     def read_reply(self) -> Reply:
         """One reply, all its lines (``250-…`` continuation, ``250 …`` last)."""
+        self._reply_deadline = time.monotonic() + self.timeout
+        self._reply_bytes = 0
+        try:
+            return self._read_reply()
+        finally:
+            self._reply_deadline = None
+
+    def _read_reply(self) -> Reply:
         code: bytes | None = None
         lines: list[str] = []
         while True:
@@ -341,9 +386,12 @@ class SmtpClient:
     def quit(self) -> None:
         """``QUIT`` politely (unless in the middle of DATA), then close; never raises."""
         if self._sock is not None and self._encoder is None:
-            with contextlib.suppress(TemporaryDeliveryError, OSError):
-                self._sock.settimeout(min(self.timeout, 5.0))
-                self.command("QUIT")
+            timeout, self.timeout = self.timeout, min(self.timeout, 5.0)
+            try:
+                with contextlib.suppress(TemporaryDeliveryError, OSError):
+                    self.command("QUIT")
+            finally:
+                self.timeout = timeout
         self.close()
 
     def close(self) -> None:

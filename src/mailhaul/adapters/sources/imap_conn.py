@@ -6,6 +6,11 @@ cannot make us allocate without limit. Message bodies are never read into memory
 handed to the caller to stream (``BodyStart``) or skipped. Untagged ``EXISTS``,
 ``EXPUNGE``, ``FETCH``, ``CAPABILITY`` and ``BYE`` keep its state (message count, which
 UID each sequence number holds) current, whatever command they arrive with.
+
+No command can hold the session for ever: besides the ``Wire``'s time bounds, at most
+``MAX_IDLE_UNTAGGED`` untagged responses (or ``MAX_IDLE_BYTES``) may arrive between two
+signs of progress (a command sent or completed, a listing line the caller found useful:
+``useful()``), and the server's warnings are logged ``MAX_WARNINGS`` times per command.
 """
 
 from __future__ import annotations
@@ -27,7 +32,12 @@ from mailhaul.adapters.sources.imap_parser import (
     show,
 )
 from mailhaul.adapters.sources.wire import Wire
-from mailhaul.domain.errors import ProtocolViolation, SourceError, TransientSourceError
+from mailhaul.domain.errors import (
+    ProtocolViolation,
+    ServerStalled,
+    SourceError,
+    TransientSourceError,
+)
 from mailhaul.domain.ports import LogFn
 
 MAX_LINE = 64 * 1024
@@ -36,6 +46,14 @@ MAX_LITERAL = 1024 * 1024
 CHUNK_SIZE = 256 * 1024
 MAX_SEQ_GROWTH = 1_000_000
 """Largest jump of EXISTS we track sequence numbers for (more stops that bookkeeping)."""
+MAX_TRACKED = 2_000_000
+"""Most sequence numbers tracked at all (a server inflating EXISTS stops the bookkeeping)."""
+MAX_IDLE_UNTAGGED = 100_000
+"""Untagged responses accepted between two signs of progress."""
+MAX_IDLE_BYTES = 16 * 1024 * 1024
+"""Bytes of untagged responses accepted between two signs of progress."""
+MAX_WARNINGS = 10
+"""Untagged NO/BAD warnings logged per command; the rest are counted."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,9 @@ class ImapConnection:
         self.deferred: dict[str, _Deferred] = {}
         """Tags of commands sent during a fetch, checked when their completion arrives."""
         self.logging_out = False
+        self._idle_untagged = 0  # untagged responses since the last progress
+        self._idle_mark = 0  # wire.received at the last progress
+        self._warnings = 0  # server warnings since the last completed command
 
     # failure handling -------------------------------------------------------------------
     @contextlib.contextmanager
@@ -144,12 +165,14 @@ class ImapConnection:
             lines.append(tag.encode("ascii") + b" " + command + b"\r\n")
         with self.guard():
             self.wire.send(b"".join(lines))
+        self.useful()
         return tags
 
     def send_raw(self, data: bytes) -> None:
         """Send bytes that continue a command (literal data, SASL responses)."""
         with self.guard():
             self.wire.send(data)
+        self.useful()
 
     def command(
         self,
@@ -199,18 +222,22 @@ class ImapConnection:
         allow_continuation: bool,
     ) -> Status | Continuation:
         """The next tagged completion (or continuation), passing untagged data on."""
-        while True:
-            response = self.read_response(line_limit=line_limit)
-            assert not isinstance(response, BodyStart)
-            if isinstance(response, Status) and response.tag is not None:
-                return response
-            if isinstance(response, Continuation):
-                if allow_continuation:
+        self.wire.begin_attending()  # handling what the server sends is its time too
+        try:
+            while True:
+                response = self.read_response(line_limit=line_limit)
+                assert not isinstance(response, BodyStart)
+                if isinstance(response, Status) and response.tag is not None:
                     return response
-                raise self._violation("server sent an unexpected continuation request")
-            if on_data is not None:
-                with self.guard():
-                    on_data(response)
+                if isinstance(response, Continuation):
+                    if allow_continuation:
+                        return response
+                    raise self._violation("server sent an unexpected continuation request")
+                if on_data is not None:
+                    with self.guard():
+                        on_data(response)
+        finally:
+            self.wire.end_attending()
 
     def read_response(
         self,
@@ -220,9 +247,46 @@ class ImapConnection:
         literal_budget: int = MAX_LITERAL,
     ) -> Response | BodyStart:
         """Read one response; with ``stream_bodies`` stop at a message-body literal."""
-        with self.guard():
-            assembler = ResponseAssembler(self.wire.readline(line_limit))
-            return self.continue_response(assembler, stream_bodies, line_limit, literal_budget)
+        wire = self.wire
+        wire.begin_attending()
+        try:
+            with self.guard():
+                assembler = ResponseAssembler(wire.readline(line_limit))
+                response = self.continue_response(
+                    assembler, stream_bodies, line_limit, literal_budget
+                )
+                if isinstance(response, Continuation):
+                    self.progress()
+                elif not isinstance(response, Status) or response.tag is None:
+                    self._count_untagged()  # a body counts too: its completion is progress
+                return response
+        finally:
+            wire.end_attending()
+
+    def useful(self) -> None:
+        """The server sent what a command asked for: its untagged allowance starts again."""
+        self._idle_untagged = 0
+        self._idle_mark = self.wire.received
+
+    def progress(self) -> None:
+        """A command was answered: the server's time and untagged allowance start again."""
+        self.wire.progress()
+        self.useful()
+        self._warnings = 0
+
+    def _count_untagged(self) -> None:
+        self._idle_untagged += 1
+        size = self.wire.received - self._idle_mark
+        if self._idle_untagged > MAX_IDLE_UNTAGGED or size > MAX_IDLE_BYTES:
+            what = (
+                f"{self._idle_untagged} responses"
+                if self._idle_untagged > MAX_IDLE_UNTAGGED
+                else f"{size // (1024 * 1024)} MiB"
+            )
+            raise ServerStalled(
+                f"the server kept sending without answering the command; gave up after {what}"
+                " that answered nothing"
+            )
 
     def continue_response(
         self,
@@ -258,14 +322,14 @@ class ImapConnection:
         """Exactly ``size`` bytes (a bounded, non-body literal)."""
         data = bytearray()
         while len(data) < size:
-            data += self.wire.read_some(size - len(data))
+            data += self.wire.read_bytes(size - len(data))
         return bytes(data)
 
     def skip(self, size: int) -> None:
         """Read and discard ``size`` bytes (a message literal nobody wants)."""
         remaining = size
         while remaining > 0:
-            remaining -= len(self.wire.read_some(min(remaining, CHUNK_SIZE)))
+            remaining -= len(self.wire.read_bytes(min(remaining, CHUNK_SIZE)))
 
     def settle(self) -> None:
         """Finish every command still in flight (an abandoned fetch), discarding its data."""
@@ -316,6 +380,7 @@ class ImapConnection:
                     f"server answered with unknown tag {response.tag!r}: "
                     f"{show(self.redact(response.text).encode())}"
                 )
+            self.progress()
             group = self.deferred.pop(response.tag, None)
             if group is not None:
                 self._deferred_done(group, response)
@@ -366,13 +431,17 @@ class ImapConnection:
                     f"server ended the session: {self.redact(response.text)}"
                 )
             if response.kind in ("NO", "BAD"):
-                self._log(f"imap: server warning: {self.redact(response.text)}")
+                self._warnings += 1
+                if self._warnings <= MAX_WARNINGS:
+                    self._log(f"imap: server warning: {self.redact(response.text)}")
+                if self._warnings == MAX_WARNINGS:
+                    self._log("imap: more server warnings for this command are not logged")
 
     def _note_exists(self, count: int) -> None:
         self.exists = count
         seqs = self.uid_by_seq
         if seqs is not None and count > len(seqs):
-            if count - len(seqs) > MAX_SEQ_GROWTH:
+            if count - len(seqs) > MAX_SEQ_GROWTH or count > MAX_TRACKED:
                 self.uid_by_seq = None
             else:
                 seqs.extend([None] * (count - len(seqs)))

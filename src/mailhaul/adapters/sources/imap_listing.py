@@ -13,13 +13,19 @@ from collections.abc import Callable, Collection, Sequence
 from mailhaul.adapters.sources.imap_commands import compress_uids
 from mailhaul.adapters.sources.imap_conn import MAX_LISTING_LINE, ImapConnection
 from mailhaul.adapters.sources.imap_parser import MAX_UID, Fetch, Response, Status, Untagged
-from mailhaul.domain.errors import ProtocolViolation, TransientSourceError
+from mailhaul.domain.errors import ProtocolViolation, ServerStalled, TransientSourceError
 from mailhaul.domain.messages import MessageRef
 
 _NUMBER = re.compile(r"[0-9]{1,10}")
 
 SEARCH_LISTING_MAX = 100_000
 """Above this many messages, list with FETCH lines (a SEARCH line would be too long)."""
+MAX_LISTED = 1_000_000
+"""Most messages one folder listing may name (it is held in memory)."""
+
+
+def _too_many() -> ServerStalled:
+    return ServerStalled(f"the server listed more than {MAX_LISTED} messages in one folder")
 
 
 class FolderLister:
@@ -74,7 +80,12 @@ class FolderLister:
 
         def on_search(response: Response) -> None:
             if isinstance(response, Untagged) and response.name == "SEARCH":
-                results.extend(v for v in response.values if isinstance(v, int))
+                found = [v for v in response.values if isinstance(v, int)]
+                if found:  # an empty line would be no progress
+                    results.extend(found)
+                    if len(results) > MAX_LISTED:
+                        raise _too_many()
+                    self._conn.useful()
 
         status = self._conn.command(command, on_search, line_limit=MAX_LISTING_LINE)
         if status.kind == "NO":
@@ -98,11 +109,12 @@ class FolderLister:
         def on_esearch(response: Response) -> None:
             if isinstance(response, Untagged) and response.name == "ESEARCH":
                 tag, uid_set = _esearch_result(response.values)
-                if tag in tags:
+                if tag in tags and tag not in sets:
                     sets[tag] = uid_set
+                    self._conn.useful()
 
         done = self._conn.wait_all(tags, on_esearch, line_limit=MAX_LISTING_LINE)
-        limit = max(self._conn.exists or 0, SEARCH_LISTING_MAX)
+        limit = min(max(self._conn.exists or 0, SEARCH_LISTING_MAX), MAX_LISTED)
         found: list[list[int]] = []
         for tag in tags:
             status = done[tag]
@@ -128,10 +140,14 @@ class FolderLister:
                 if known is not None and response.flags() is not None:
                     found[uid] = MessageRef(known.uid, uid, known.size, response.seen())
                 return
+            if uid not in found:
+                self._conn.useful()
             found[uid] = MessageRef(str(uid), uid, size, response.seen())
             bound[0] = max(bound[0], self._conn.exists or 0)
             if len(found) > 2 * bound[0]:
                 raise ProtocolViolation("server listed far more messages than the folder holds")
+            if len(found) > MAX_LISTED:
+                raise _too_many()
 
         for uid_set in compress_uids(uids) if uids else ["1:*"]:
             status = self._conn.command(

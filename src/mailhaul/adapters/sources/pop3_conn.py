@@ -4,6 +4,9 @@ Every reply the server owes the client (a pipelined RETR, an abandoned body) is 
 and ``sync()`` reads and discards what a caller walked away from, so the session never
 falls out of step. Any I/O or protocol error drops the connection (it may be out of step)
 and any secret the server echoed back is scrubbed from the error's text.
+
+A status line or the end of a multi-line reply is progress for the ``Wire``'s command
+deadline, and so is message data read for a caller; a listing is bounded in size.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ class Body:
         """The next non-empty piece of the body (at most ``CHUNK_SIZE``), None after its end."""
         if self._cut:
             raise SourceError("message abandoned: the rest of it was skipped to stay in step")
-        return self._read()
+        return self._read(payload=True)
 
     def chunks(self) -> Iterator[bytes]:
         """The rest of the body, chunk by chunk."""
@@ -78,10 +81,10 @@ class Body:
         """Read and throw away the rest of the body."""
         if not self._decoder.done:
             self._cut = True
-        while self._read() is not None:
+        while self._read(payload=False) is not None:
             pass
 
-    def _read(self) -> bytes | None:
+    def _read(self, payload: bool) -> bytes | None:
         wire, decoder = self._wire, self._decoder
         try:
             while not decoder.done:
@@ -93,6 +96,8 @@ class Body:
                 out, used = decoder.feed(data)
                 wire.consume(used)
                 if out:
+                    if payload:
+                        wire.payload(len(out))
                     return out
                 if not used:
                     wire.fill()
@@ -100,6 +105,7 @@ class Body:
             self._cut = True
             self._on_error()
             raise
+        wire.progress()  # the reply is complete
         return None
 
 
@@ -148,6 +154,7 @@ class Pop3Connection:
     def parse(self, line: bytes) -> Reply:
         """A status line as a Reply, secrets scrubbed from its text (garbage drops the line)."""
         reply = self.guarded(parse_reply, line)
+        self.wire.progress()
         text = self.redact(reply.text)
         return reply if text == reply.text else dataclasses.replace(reply, text=text)
 
@@ -158,6 +165,7 @@ class Pop3Connection:
     def read_lines(self) -> list[bytes]:
         """The lines of a short multi-line reply (CAPA, UIDL, LIST), unstuffed."""
         block = self.guarded(self.wire.read_dot_block, REPLY_LIMIT)
+        self.wire.progress()
         return unstuff_block(block)
 
     def take_reply(self, pend: Pending) -> Reply:

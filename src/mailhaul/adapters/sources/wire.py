@@ -1,6 +1,14 @@
 """A buffered line/literal reader over a (possibly TLS) socket, shared by POP3 and IMAP.
 
 Every socket or TLS error becomes a domain ``SourceError``: callers never see ``OSError``.
+
+Bounds a server cannot extend by talking: one read waits at most ``endpoint.timeout``;
+between two signs of *progress* (a command sent or answered, ``PROGRESS_BYTES`` of message
+data the caller asked for) the server gets at most ``COMMAND_FACTOR`` times that of our
+attention (time waiting for it and, in ``attending()`` blocks, parsing what it sent; not
+the time the caller spends delivering); the run's ``RunGuard`` adds its stall limit, total
+deadline and cancellation (which shuts the socket down from another thread). Running out of
+any of them raises ``ServerStalled``.
 """
 
 from __future__ import annotations
@@ -12,10 +20,13 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 
 from mailhaul.adapters.tls import client_context
+from mailhaul.domain.deadlines import current_guard
 from mailhaul.domain.errors import (
     ProtocolViolation,
+    ServerStalled,
     TlsFailure,
     TransientSourceError,
 )
@@ -25,6 +36,12 @@ RECV_SIZE = 256 * 1024
 MAX_LINE = 64 * 1024
 _DOT_LINE = re.compile(rb"\n\.\r?\n")  # the final "." line of a multi-line reply
 _EMPTY_BLOCK = re.compile(rb"\.\r?\n")  # ... when it is the reply's only line
+MAX_BLOCK = 32 * 1024 * 1024
+"""The largest multi-line reply (a POP3 UIDL or LIST listing) accepted, in bytes."""
+COMMAND_FACTOR = 2.0
+"""A command gets this many times ``poll.timeout`` of the server's time without progress."""
+PROGRESS_BYTES = 64 * 1024
+"""Message data the caller asked for counts as progress in units of this many bytes."""
 CONTEXT_MAX_AGE = 600.0
 """Seconds a TLS client context is reused before the CAs are read again."""
 
@@ -66,7 +83,7 @@ def shared_context(endpoint: SourceEndpoint) -> ssl.SSLContext:
 
 
 class Wire:
-    """One connection to a source server, with a receive buffer."""
+    """One connection to a source server, with a receive buffer and the bounds above."""
 
     def __init__(self, endpoint: SourceEndpoint) -> None:
         self.endpoint = endpoint
@@ -74,19 +91,33 @@ class Wire:
         self._buf = bytearray()
         self._pos = 0
         self.tls_active = False
+        self.guard = current_guard()
+        self.command_timeout = COMMAND_FACTOR * endpoint.timeout
+        self.received = 0
+        """Bytes received from the server on this connection so far."""
+        self._spent = 0.0  # seconds of attention since the last progress
+        self._since: float | None = None  # when the outermost attending() block began
+        self._depth = 0
+        self._payload = 0  # bytes of asked-for message data since the last progress
+        self._unregister: Callable[[], None] | None = None
+        self._timeout_set = endpoint.timeout  # the socket's timeout now
 
     # connection -------------------------------------------------------------------------
     def open(self) -> None:
         """Connect; with ``security=ssl`` also complete the TLS handshake."""
         ep = self.endpoint
+        self._stop_if_over()
+        self._timeout_set = self._wait_limit()
         try:
-            sock = socket.create_connection((ep.host, ep.port), timeout=ep.timeout)
+            sock = socket.create_connection((ep.host, ep.port), timeout=self._timeout_set)
         except TimeoutError as exc:
             raise TransientSourceError(f"connect to {ep.host}:{ep.port} timed out") from exc
         except OSError as exc:
             raise TransientSourceError(f"cannot connect to {ep.host}:{ep.port}: {exc}") from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
+        self._unregister = self.guard.register(self.interrupt)
+        self.progress()  # the greeting is owed from now
         if ep.security is Security.SSL:
             self.start_tls()
 
@@ -97,7 +128,10 @@ class Wire:
             # Bytes after the go-ahead and before the handshake: a STARTTLS injection attempt.
             raise ProtocolViolation("server sent data before the TLS handshake")
         context = shared_context(self.endpoint)
+        self._stop_if_over()
         try:
+            # The timeout bounds the whole handshake (Python's TLS calls use it as a deadline).
+            self._set_timeout(self._sock, self._wait_limit())
             self._sock = context.wrap_socket(self._sock, server_hostname=self.endpoint.host)
         except ssl.SSLCertVerificationError as exc:
             self.abort()
@@ -106,49 +140,142 @@ class Wire:
             ) from exc
         except (ssl.SSLError, OSError) as exc:
             self.abort()
+            problem = self.guard.problem()
+            if problem is not None:
+                raise ServerStalled(problem) from None
             raise TlsFailure(f"TLS handshake with {self.endpoint.host} failed: {exc}") from exc
         self.tls_active = True
 
     def abort(self) -> None:
         """Close the socket without ceremony; never raises."""
         sock, self._sock = self._sock, None
+        unregister, self._unregister = self._unregister, None
+        if unregister is not None:
+            unregister()
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
+
+    def interrupt(self) -> None:
+        """From any thread: wake a blocked read or write (the socket is shut down)."""
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     @property
     def is_open(self) -> bool:
         """Whether the socket is still open."""
         return self._sock is not None
 
+    # bounds -----------------------------------------------------------------------------
+    def progress(self) -> None:
+        """A command was sent or answered: the server's time for the next one starts now."""
+        self._spent = 0.0
+        self._payload = 0
+        if self._since is not None:
+            self._since = time.monotonic()
+        self.guard.progress()
+
+    def payload(self, size: int) -> None:
+        """``size`` bytes of message data the caller asked for arrived (progress per unit)."""
+        self._payload += size
+        if self._payload >= PROGRESS_BYTES:
+            self.progress()
+
+    def begin_attending(self) -> None:
+        """From now until ``end_attending()``, time spent counts against the command."""
+        self._depth += 1
+        if self._depth == 1:
+            self._since = time.monotonic()
+
+    def end_attending(self) -> None:
+        """The end of a ``begin_attending()`` span."""
+        self._depth -= 1
+        if self._depth == 0 and self._since is not None:
+            self._spent += time.monotonic() - self._since
+            self._since = None
+
+    def _attention(self) -> float:
+        """Seconds of the server's time used since the last progress."""
+        since = self._since
+        return self._spent + (time.monotonic() - since if since is not None else 0.0)
+
+    def _wait_limit(self) -> float:
+        """How long the next blocking call may wait: the idle timeout or less."""
+        limits = [self.endpoint.timeout, self.command_timeout - self._attention()]
+        remaining = self.guard.remaining()
+        if remaining is not None:
+            limits.append(remaining)
+        return max(min(limits), 0.001)
+
+    def _set_timeout(self, sock: socket.socket, limit: float) -> None:
+        """Give ``sock`` the timeout ``limit`` (no system call when it has it already)."""
+        if limit != self._timeout_set:
+            sock.settimeout(limit)
+            self._timeout_set = limit
+
+    def _stop_if_over(self, timed_out: bool = False) -> None:
+        """Raise ServerStalled if the command or the run is out of time (or cancelled);
+        ``timed_out``: a wait shorter than the idle timeout just ran out."""
+        problem = self.guard.problem(slack=0.05 if timed_out else 0.0)
+        if problem is not None:
+            self.abort()
+            raise ServerStalled(problem)
+        if self._attention() >= self.command_timeout - (0.05 if timed_out else 0.0):
+            self.abort()
+            raise ServerStalled(
+                "the server kept sending without answering the command; gave up after"
+                f" {self.command_timeout:g} s"
+            )
+
     # sending ----------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
-        """Send all of ``data``."""
-        if self._sock is None:
+        """Send all of ``data`` (a command: progress)."""
+        sock = self._sock
+        if sock is None:
             raise TransientSourceError("connection is closed")
+        self.progress()
+        self._stop_if_over()
+        limit = self._wait_limit()
         try:
-            self._sock.sendall(data)
+            self._set_timeout(sock, limit)
+            sock.sendall(data)
         except TimeoutError as exc:
+            self._stop_if_over(timed_out=limit < self.endpoint.timeout)
             raise TransientSourceError("timed out sending to the server") from exc
         except OSError as exc:
+            self._stop_if_over()
             raise TransientSourceError(f"connection lost while sending: {exc}") from exc
 
     # receiving --------------------------------------------------------------------------
     def _fill(self) -> None:
         """Read more bytes from the socket into the buffer (compacting it first)."""
-        if self._sock is None:
+        sock = self._sock
+        if sock is None:
             raise TransientSourceError("connection is closed")
         if self._pos:
             del self._buf[: self._pos]
             self._pos = 0
+        self.begin_attending()
+        limit = self.endpoint.timeout
         try:
-            data = self._sock.recv(RECV_SIZE)
+            self._stop_if_over()
+            limit = self._wait_limit()
+            self._set_timeout(sock, limit)
+            data = sock.recv(RECV_SIZE)
         except TimeoutError as exc:
+            self._stop_if_over(timed_out=limit < self.endpoint.timeout)
             raise TransientSourceError("timed out waiting for the server") from exc
         except OSError as exc:
+            self._stop_if_over()
             raise TransientSourceError(f"connection lost: {exc}") from exc
+        finally:
+            self.end_attending()
         if not data:
+            self._stop_if_over()  # a shutdown by cancel() reads as an end of file
             raise TransientSourceError("the server closed the connection")
+        self.received += len(data)
         self._buf += data
 
     def buffered(self) -> int:
@@ -171,12 +298,13 @@ class Wire:
                 raise ProtocolViolation(f"server sent a line over {limit} bytes")
             self._fill()
 
-    def read_dot_block(self, line_limit: int = MAX_LINE) -> bytes:
+    def read_dot_block(self, line_limit: int = MAX_LINE, size_limit: int = MAX_BLOCK) -> bytes:
         """The lines of a multi-line reply, up to and without its final ``.`` line.
 
         One search of the buffer per read instead of a call per line (a UIDL listing of
         2,000 messages is 2,000 lines). Line endings and dot-stuffing are left as sent; a
-        line longer than ``line_limit`` is a violation.
+        line longer than ``line_limit`` is a violation, a reply over ``size_limit`` bytes
+        makes the server stalled (it is held in memory whole).
         """
         scanned = 0  # bytes after self._pos searched already
         while True:
@@ -193,13 +321,26 @@ class Wire:
                     raise ProtocolViolation(f"server sent a line over {line_limit} bytes")
                 return block
             scanned = len(buf) - pos
+            if scanned > size_limit:
+                self.abort()
+                raise ServerStalled(
+                    f"the server kept sending a listing past {size_limit // (1024 * 1024)} MiB"
+                    " without ending it; gave up"
+                )
             newline = buf.rfind(b"\n", pos)
             if len(buf) - (newline + 1 if newline >= 0 else pos) > line_limit:
                 raise ProtocolViolation(f"server sent a line over {line_limit} bytes")
             self._fill()
 
     def read_some(self, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` (at least one) bytes, from the buffer or the socket."""
+        """Up to ``max_bytes`` (at least one) bytes of message data the caller asked for:
+        from the buffer or the socket; counts as progress (see ``payload``)."""
+        chunk = self.read_bytes(max_bytes)
+        self.payload(len(chunk))
+        return chunk
+
+    def read_bytes(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` (at least one) bytes, not counted as progress."""
         if self._pos >= len(self._buf):
             self._fill()
         end = min(len(self._buf), self._pos + max_bytes)
