@@ -239,5 +239,5 @@ def test_pop3_uidl_renumbering_does_not_redeliver_kept_mail(home: Home, mailbox:
     summary = home.poll(account)
     assert summary.fetched == 1, home.log(account)
     assert home.delivered() == sorted([*(message(n) for n in range(3)), message(7)])
-    assert "3 of 4 recognised as already delivered" in home.log(account)
+    assert "3 of 4 new UIDL(s) recognised as already delivered" in home.log(account)
     assert home.poll(account).fetched == 0
