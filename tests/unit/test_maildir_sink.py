@@ -39,7 +39,7 @@ def test_crlf_becomes_lf_whatever_the_chunking(tmp_path_factory, data, cuts):
 def test_maildir_is_created_private_and_path_follows_template(tmp_path: Path):
     sink = MaildirSink("{home}/mail/{domain}/{local}", tmp_path)
     path = _deliver(sink, [b"Subject: x\r\n\r\nhi\r\n"], "Ivan@Example.ORG")
-    assert path.parent.parent == tmp_path / "mail" / "example.org" / "Ivan"
+    assert path.parent.parent == tmp_path / "mail" / "example.org" / "ivan"  # lower case
     for sub in ("cur", "new", "tmp"):
         assert (path.parent.parent / sub).stat().st_mode & 0o777 == 0o700
     assert path.read_bytes() == b"Subject: x\n\nhi\n"
@@ -123,3 +123,27 @@ def test_make_private_dirs_leaves_existing_folders_alone_and_beats_a_strict_umas
     assert (tmp_path / "kept").stat().st_mode & 0o777 == 0o750
     assert (tmp_path / "kept" / "a").stat().st_mode & 0o777 == 0o700
     assert (tmp_path / "kept" / "a" / "b").stat().st_mode & 0o777 == 0o700
+
+
+def test_one_person_one_maildir_whatever_the_case_of_the_address(tmp_path: Path):
+    sink = MaildirSink("{home}/mail/{domain}/{local}", tmp_path)
+    for address in ("Alice@Example.ORG", "alice@example.org", "ALICE@example.org"):
+        _deliver(sink, [b"Subject: x\r\n\r\nhi\r\n"], address)
+    assert os.listdir(tmp_path / "mail" / "example.org") == ["alice"]
+    assert len(os.listdir(tmp_path / "mail" / "example.org" / "alice" / "new")) == 3
+
+
+def test_a_receipt_recorded_under_a_mixed_case_address_is_found_in_its_old_maildir(
+    tmp_path: Path,
+):
+    """A run that crashed before addresses were lower-cased left its file in ``Alice/``."""
+    sink = MaildirSink("{home}/mail/{domain}/{local}", tmp_path)
+    old = tmp_path / "mail" / "example.org" / "Alice"
+    for sub in ("tmp", "new", "cur"):
+        (old / sub).mkdir(parents=True)
+    (old / "new" / "1.M1P1Q1.host").write_bytes(b"x")
+    (old / "cur" / "2.M1P1Q1.host:2,S").write_bytes(b"x")
+    assert sink.was_delivered("Alice@example.org", "1.M1P1Q1.host")
+    assert sink.was_delivered("Alice@example.org", "2.M1P1Q1.host")
+    assert not sink.was_delivered("Alice@example.org", "3.M1P1Q1.host")  # control
+    assert not sink.was_delivered("alice@example.org", "1.M1P1Q1.host")  # not its spelling

@@ -91,7 +91,8 @@ class Principal:
 
 def normalise_login(login: str, role: Role) -> str:
     """A user's login: a mailbox address for users and domain admins, a name or address
-    for admins (e.g. the first admin, ``admin``)."""
+    for admins (e.g. the first admin, ``admin``); in lower case, so it is one identity with
+    the same address as an account owner (domain.addresses)."""
     login = login.strip()
     if role is Role.ADMIN and "@" not in login:
         if not login or len(login) > 64 or not all(ch.isalnum() or ch in "._-" for ch in login):

@@ -1,4 +1,10 @@
-"""E-mail address checks for destinations and owners."""
+"""E-mail address checks for destinations and owners.
+
+One rule for case: an address names one person whatever the case it is typed in, so mailhaul
+stores and compares addresses in lower case, local part included (as Dovecot and Postfix
+treat local users by default: ``Alice@Example.ORG`` and ``alice@example.org`` are one
+mailbox, one Maildir, one login).
+"""
 
 from __future__ import annotations
 
@@ -32,6 +38,6 @@ def split_address(address: str) -> tuple[str, str]:
 
 
 def normalise_address(address: str) -> str:
-    """The address with its domain in lower-case ASCII (IDNA)."""
+    """The address in lower case, its domain in ASCII (IDNA): the form stored and compared."""
     local, domain = split_address(address.strip())
-    return f"{local}@{domain}"
+    return f"{local.lower()}@{domain}"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailhaul.adapters.private_dirs import make_private_dirs
-from mailhaul.domain.addresses import split_address
+from mailhaul.domain.addresses import normalise_address, split_address
 from mailhaul.domain.errors import ConfigError, TemporaryDeliveryError
 
 _counter = itertools.count()
@@ -144,11 +144,16 @@ class MaildirSink:
         self._hostname = _safe_hostname()
 
     def maildir_for(self, destination: str) -> Path:
-        """The Maildir path of a destination address."""
+        """The Maildir path of a destination address (in lower case: one person, one Maildir)."""
         cached = self._paths.get(destination)
         if cached is not None:
             return cached
-        local, domain = split_address(destination)
+        path = self._fill(*split_address(normalise_address(destination)))
+        with self._lock:
+            self._paths[destination] = path
+        return path
+
+    def _fill(self, local: str, domain: str) -> Path:
         try:
             path = self.path_template.format(
                 home=self.home, address=f"{local}@{domain}", domain=domain, local=local
@@ -157,9 +162,15 @@ class MaildirSink:
             raise ConfigError(
                 f"delivery.maildir_path {self.path_template!r} is not a valid template: {exc}"
             ) from exc
-        with self._lock:
-            self._paths[destination] = Path(path)
         return Path(path)
+
+    def _maildirs_of(self, destination: str) -> list[Path]:
+        """Where a receipt for ``destination`` may be: its Maildir, and the one named in the
+        case it was recorded in, if that differs (a record from before addresses were kept
+        in lower case, whose file may sit in a Maildir such as ``.../Alice``)."""
+        maildir = self.maildir_for(destination)
+        as_recorded = self._fill(*split_address(destination))
+        return [maildir] if as_recorded == maildir else [maildir, as_recorded]
 
     def _ensure(self, maildir: Path) -> None:
         if maildir in self._ready:
@@ -242,16 +253,22 @@ class MaildirSink:
         A leftover in tmp/ (a crash before the batch was made durable) is not delivered;
         it is removed here, since the caller will fetch the message again.
         """
-        maildir = self.maildir_for(destination)
-        if (maildir / "new" / receipt).exists():
+        maildirs = self._maildirs_of(destination)
+        if any(_holds(maildir, receipt) for maildir in maildirs):
             return True
-        prefix = receipt + ":"
-        try:
-            with os.scandir(maildir / "cur") as entries:
-                if any(e.name == receipt or e.name.startswith(prefix) for e in entries):
-                    return True
-        except FileNotFoundError:
-            pass
-        with contextlib.suppress(OSError):
-            (maildir / "tmp" / receipt).unlink(missing_ok=True)
+        for maildir in maildirs:
+            with contextlib.suppress(OSError):
+                (maildir / "tmp" / receipt).unlink(missing_ok=True)
+        return False
+
+
+def _holds(maildir: Path, receipt: str) -> bool:
+    """Whether the Maildir has the file in new/, or in cur/ (with any flags suffix)."""
+    if (maildir / "new" / receipt).exists():
+        return True
+    prefix = receipt + ":"
+    try:
+        with os.scandir(maildir / "cur") as entries:
+            return any(e.name == receipt or e.name.startswith(prefix) for e in entries)
+    except FileNotFoundError:
         return False
