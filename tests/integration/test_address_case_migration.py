@@ -38,7 +38,7 @@ OLD_LOGINS = [
 ]
 
 
-def old_home(tmp_path: Path, url: str) -> App:
+def old_home(tmp_path: Path, url: str, server: FakeServer) -> App:
     """A home whose database is at revision 0004 with rows as the older code stored them."""
     db = Database(url)
     db.upgrade("0004")
@@ -46,7 +46,7 @@ def old_home(tmp_path: Path, url: str) -> App:
     settings = load_settings(tmp_path / "home", {"database.url": url}, environ={})
     settings.home.mkdir(mode=0o700)
     SecretBox.create(settings.key_file)
-    app = App(settings)
+    app = App(settings, open_source=server.source)
     now = time.time()
     with app.db.begin() as conn:
         for owner, deliver_to in OLD_ACCOUNTS:
@@ -76,9 +76,8 @@ def poll_one_message(app: App, server: FakeServer, account_id: int) -> None:
 def test_mixed_case_rows_are_one_person_before_and_after_the_upgrade(
     tmp_path: Path, empty_database_url: str
 ):
-    app = old_home(tmp_path, empty_database_url)
     server = FakeServer(pop3=True)
-    app.poller.source_factory = server.source
+    app = old_home(tmp_path, empty_database_url, server)
     domain_dir = app.settings.home / "mail" / "example.org"
     try:
         poll_one_message(app, server, 1)  # before the upgrade: the sink folds the case
