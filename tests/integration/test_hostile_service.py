@@ -16,7 +16,7 @@ from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security
 from mailhaul.services.scheduler import Scheduler
 from mailhaul.settings import load_settings
-from support.hostile import HostileImap, HostilePop3, HostileServer, Misbehaviour
+from support.hostile import HostileImap, HostileLmtp, HostilePop3, HostileServer, Misbehaviour
 from support.processes import ServeProcess
 
 
@@ -153,3 +153,35 @@ def test_sigterm_ends_serve_within_its_grace_period(tmp_path: Path) -> None:
         assert took < 2 + 8, f"serve took {took:.1f} s to stop:\n{serve.log}"
         assert "cutting their connections" in serve.log
         assert all(server.deletions == [] for server in servers)
+
+
+def test_a_stop_cuts_a_delivery_held_by_a_silent_lmtp_peer(tmp_path: Path) -> None:
+    with HostileLmtp(Misbehaviour("silence", "end of data")) as lmtp:
+        overrides = {
+            "poll.timeout": 30.0,
+            "delivery.method": "lmtp",
+            "delivery.lmtp": f"127.0.0.1:{lmtp.port}",
+            "delivery.timeout": 60.0,
+        }
+        settings = load_settings(tmp_path / "home", overrides, environ={})
+        init_home(settings)
+        app = App(settings)
+        with HostileImap(Misbehaviour("silence", "NEVER")) as imap:
+            account = add_account(app, imap)
+            scheduler = Scheduler(app.db, app.account_store, app.poller, workers=1)
+            thread = threading.Thread(target=scheduler.run, kwargs={"grace": 1.0})
+            thread.start()
+            try:
+                assert wait_until(lambda: lmtp.misbehaved.is_set(), 20)
+            finally:
+                stopped = time.monotonic()
+                scheduler.stop.set()
+                thread.join(30)
+            assert wait_until(lambda: last_run(app, account).result != "running", 10)
+            assert time.monotonic() - stopped < 8
+            run = last_run(app, account)
+            assert run.result == "error"
+            assert "the service is stopping" in (run.error or ""), run.error
+            assert imap.deletions == []
+            assert run.fetched == 0
+        app.db.dispose()
