@@ -112,7 +112,7 @@ def _flags(i: int) -> bytes:
 
 
 @pytest.mark.parametrize("line", [_ok, _no, _exists, _flags], ids=["ok", "no", "exists", "flags"])
-@pytest.mark.parametrize("at", ["SELECT", "UID FETCH 1:*"])
+@pytest.mark.parametrize("at", ["SELECT", "UID FETCH 1:*", "UID FETCH 1 BODY"])
 def test_an_imap_flood_of_untagged_responses_ends_the_run(
     app: App, line: Callable[[int], bytes], at: str
 ) -> None:
