@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from support.hostile import MESSAGE, HostileImap, HostileLmtp, HostilePop3, Misb
 
 TIMEOUT = 1.0  # poll.timeout: one read; a command gets twice that without progress
 BOUND = 15.0  # generous: each run below must end in about 2 s
+MEMORY = 64 * 1024 * 1024  # what a flooded run may allocate at its peak
 
 
 def make_app(path: Path, **settings: Any) -> App:
@@ -55,6 +57,16 @@ def poll_within(app: App, account: Account, bound: float = BOUND) -> RunSummary:
     assert result, "the poll raised"
     assert time.monotonic() - started < bound
     return result[0]
+
+
+def poll_measured(app: App, account: Account) -> tuple[RunSummary, int]:
+    """``poll_within`` and the peak of memory allocated meanwhile (every thread's)."""
+    tracemalloc.start()
+    try:
+        summary = poll_within(app, account)
+        return summary, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def assert_free(app: App, account: Account) -> None:
@@ -100,14 +112,15 @@ def _flags(i: int) -> bytes:
 
 
 @pytest.mark.parametrize("line", [_ok, _no, _exists, _flags], ids=["ok", "no", "exists", "flags"])
-@pytest.mark.parametrize("at", ["SELECT", "UID FETCH 1:*"])
+@pytest.mark.parametrize("at", ["SELECT", "UID FETCH 1:*", "UID FETCH 1 BODY"])
 def test_an_imap_flood_of_untagged_responses_ends_the_run(
     app: App, line: Callable[[int], bytes], at: str
 ) -> None:
     with HostileImap(Misbehaviour("flood", at, line=line)) as server:
         account = add_account(app, Protocol.IMAP, server.port)
-        summary = poll_within(app, account)
+        summary, peak = poll_measured(app, account)
         assert server.misbehaved.is_set()
+    assert peak < MEMORY, f"the run allocated {peak} bytes at its peak"
     assert_temporary_and_untouched(
         app, account, summary, server, "kept sending without answering the command"
     )
@@ -116,8 +129,9 @@ def test_an_imap_flood_of_untagged_responses_ends_the_run(
 def test_an_unsolicited_huge_literal_during_the_listing_ends_the_run(app: App) -> None:
     with HostileImap(Misbehaviour("literal", "UID FETCH 1:*")) as server:
         account = add_account(app, Protocol.IMAP, server.port)
-        summary = poll_within(app, account)
+        summary, peak = poll_measured(app, account)
         assert server.misbehaved.is_set()
+    assert peak < MEMORY, f"the run allocated {peak} bytes at its peak"
     assert_temporary_and_untouched(app, account, summary, server, "gave up after")
 
 
@@ -149,7 +163,8 @@ def test_an_endless_pop3_listing_ends_the_run(app: App) -> None:
 
     with HostilePop3(Misbehaviour("flood", "UIDL", line=uidl_line, start=b"+OK\r\n")) as server:
         account = add_account(app, Protocol.POP3, server.port)
-        summary = poll_within(app, account)
+        summary, peak = poll_measured(app, account)
+    assert peak < 3 * MEMORY, f"the run allocated {peak} bytes at its peak"  # 32 MiB listing
     assert_temporary_and_untouched(app, account, summary, server, "gave up")
 
 

@@ -225,6 +225,7 @@ class SmtpClient:
         assert self._sock is not None
         hostname = self.address.host or "localhost"
         try:
+            self._sock.settimeout(self.timeout)  # for the whole handshake
             self._sock = context.wrap_socket(self._sock, server_hostname=hostname)
         except (OSError, ssl.SSLError) as exc:
             raise self._fail("TLS handshake failed", exc) from exc

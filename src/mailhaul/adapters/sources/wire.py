@@ -5,10 +5,10 @@ Every socket or TLS error becomes a domain ``SourceError``: callers never see ``
 Bounds a server cannot extend by talking: one read waits at most ``endpoint.timeout``;
 between two signs of *progress* (a command sent or answered, ``PROGRESS_BYTES`` of message
 data the caller asked for) the server gets at most ``COMMAND_FACTOR`` times that of our
-attention (time waiting for it and, in ``attending()`` blocks, parsing what it sent; not
-the time the caller spends delivering); the run's ``RunGuard`` adds its stall limit, total
-deadline and cancellation (which shuts the socket down from another thread). Running out of
-any of them raises ``ServerStalled``.
+attention (time waiting for it and, between ``begin_attending()`` and ``end_attending()``,
+handling what it sent; not the time the caller spends delivering); the run's ``RunGuard``
+adds its stall limit, total deadline and cancellation (which shuts the socket down from
+another thread). Running out of any of them raises ``ServerStalled``.
 """
 
 from __future__ import annotations
@@ -129,6 +129,7 @@ class Wire:
             raise ProtocolViolation("server sent data before the TLS handshake")
         context = shared_context(self.endpoint)
         self._stop_if_over()
+        self.begin_attending()
         try:
             # The timeout bounds the whole handshake (Python's TLS calls use it as a deadline).
             self._set_timeout(self._sock, self._wait_limit())
@@ -138,12 +139,18 @@ class Wire:
             raise TlsFailure(
                 f"certificate of {self.endpoint.host} rejected: {exc.verify_message}"
             ) from exc
-        except (ssl.SSLError, OSError) as exc:
+        except TimeoutError as exc:  # a server too slow (or dripping) in the handshake
+            self._stop_if_over(timed_out=True)
             self.abort()
-            problem = self.guard.problem()
-            if problem is not None:
-                raise ServerStalled(problem) from None
+            raise TransientSourceError(
+                f"TLS handshake with {self.endpoint.host} timed out"
+            ) from exc
+        except (ssl.SSLError, OSError) as exc:
+            self._stop_if_over()  # cancelled
+            self.abort()
             raise TlsFailure(f"TLS handshake with {self.endpoint.host} failed: {exc}") from exc
+        finally:
+            self.end_attending()
         self.tls_active = True
 
     def abort(self) -> None:
