@@ -136,11 +136,12 @@ class Poller:
         try:
             password = deps.secret_box.decrypt(token, account_id)
             log.add_secret(password)
-            credentials = Credentials(account.spec.username, password)
-            source = deps.open_source(account.endpoint(deps.timeout), credentials, log)
-            run = PollRun(deps, account, source, log, owner, stop or threading.Event())
-            run.progress, run.counts = progress, counts
             with self.running.track(RunGuard(stall_timeout=deps.stall_timeout)):
+                # The source's connections take the run's guard when they are made.
+                credentials = Credentials(account.spec.username, password)
+                source = deps.open_source(account.endpoint(deps.timeout), credentials, log)
+                run = PollRun(deps, account, source, log, owner, stop or threading.Event())
+                run.progress, run.counts = progress, counts
                 self._run(run, pending)
             ending = _Ending()
         except MailhaulError as exc:
