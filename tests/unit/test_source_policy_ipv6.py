@@ -39,3 +39,11 @@ def test_public_addresses_stay_allowed(text: str) -> None:
     address = ipaddress.ip_address(text)
     assert is_public(address)
     SourcePolicy().check_addresses("mail.example", [address])  # positive control: no error
+
+
+def test_the_machines_own_public_address_in_an_ipv6_form_is_refused() -> None:
+    own = ipaddress.ip_address("93.184.216.34")
+    mapped = ipaddress.ip_address("::ffff:93.184.216.34")
+    with pytest.raises(FieldError):
+        SourcePolicy().check_addresses("me.example", [mapped], own=[own])
+    SourcePolicy().check_addresses("other.example", [mapped], own=[])  # positive control

@@ -86,7 +86,8 @@ class SourcePolicy:
             return
         own_set = set(own)
         for address in addresses:
-            if address in own_set or not is_public(address):
+            inner = embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
+            if address in own_set or inner in own_set or not is_public(address):
                 raise FieldError(
                     "host",
                     f"{host} resolves to {address}, a private or local address; "

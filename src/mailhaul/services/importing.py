@@ -287,7 +287,8 @@ class ImportService:
             return action, len(self._new_records(existing.id, state))
         seen = self._write_state(existing.id, spec, state)
         if action == "updated":
-            self.accounts.edit(existing.id, spec, None if same_password else password)
+            # The file's password goes with it: a change of server needs it again.
+            self.accounts.edit(existing.id, spec, password)
         return action, seen
 
     def _password_of(self, account_id: int) -> str | None:
