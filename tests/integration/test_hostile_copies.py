@@ -343,3 +343,18 @@ def test_pop3_top_advertised_but_refused_falls_back_to_retr(home: ScriptedHome) 
     assert summary.result == "ok" and summary.fetched == 1, home.log(account)
     assert home.delivered() == [mail(1), mail(2)]
     assert "refused TOP" in home.log(account)
+
+
+def test_pop3_body_far_longer_than_listed_is_cut_off_and_the_rest_delivered(
+    home: ScriptedHome,
+) -> None:
+    huge = mail(1, b"x" * 76 + b"\r\n") + b"y" * 78 * 4000 + b"\r\n"  # ~300 KB, listed as 100
+    script = Pop3Script(messages=[huge, mail(2)], listed_sizes={"uid-1": 100})
+    with ScriptedPop3Server(script) as server:
+        account = pop3(home, server)
+        summary = home.poll(account)
+        assert on_server(server) == [huge]
+    assert summary.result == "ok" and summary.fetched == 1, home.log(account)
+    assert home.delivered() == [mail(2)]
+    [refused] = home.refused(account)
+    assert "cut off" in refused.note

@@ -57,7 +57,14 @@ class ProtocolViolation(SourceError):
 
 class MessageMismatch(ProtocolViolation):
     """Raised when what the server sent for a message is not that message (its size or UID
-    disagrees with the listing, or it is a stand-in); the session is still in step."""
+    disagrees with the listing, or it is a stand-in); the session is still in step.
+
+    ``final``: no second look can help (a body far longer than listed): refuse it at once.
+    """
+
+    def __init__(self, message: str, final: bool = False) -> None:
+        super().__init__(message)
+        self.final = final
 
 
 class AuthenticationFailed(SourceError):

@@ -91,6 +91,16 @@ def size_agrees(listed: int, received: Received) -> bool:
     return extra > 0 and listed in (size - extra, size - extra - (feeds - extra_feeds))
 
 
+BOOKKEEPING_SLACK = 64 * 1024
+"""Most bytes of bookkeeping fields a server may add to a message while serving it."""
+
+
+def past_any_agreement(listed: int, received_so_far: int) -> bool:
+    """Whether a message still arriving is already too long to agree with ``listed``: even
+    a server counting bare LFs sends at most twice the bytes, plus its bookkeeping."""
+    return received_so_far > 2 * listed + BOOKKEEPING_SLACK
+
+
 def size_mismatch(listed: int, received: Received) -> str:
     """The run-log words for a size disagreement."""
     return f"the server listed {listed} bytes but sent {received.size}"

@@ -23,7 +23,13 @@ from mailhaul import __version__
 from mailhaul.adapters.db.records import DeliveredRecord, PendingRecord
 from mailhaul.domain.errors import MessageMismatch, PermanentDeliveryError, ProtocolViolation
 from mailhaul.domain.fingerprint import MAX_HEADER, fingerprint, header_end
-from mailhaul.domain.integrity import Received, size_agrees, size_mismatch, stand_in
+from mailhaul.domain.integrity import (
+    Received,
+    past_any_agreement,
+    size_agrees,
+    size_mismatch,
+    stand_in,
+)
 from mailhaul.domain.messages import MessageRef
 from mailhaul.domain.options import Security
 from mailhaul.services.poll_run import PollRun
@@ -81,7 +87,7 @@ class BatchDelivery:
                     continue
                 except MessageMismatch as exc:
                     why = run.log.scrub(str(exc))[:1000]
-                    if refuse_mismatches:
+                    if refuse_mismatches or exc.final:
                         note = f"what the server sent was not the listed message: {why}"
                         self._refuse(ref, note)
                         refusals.append((ref.uid, note))
@@ -147,6 +153,11 @@ class BatchDelivery:
                     raise ProtocolViolation(
                         f"message {ref.uid}: the server sent more than the size limit "
                         f"while it listed {ref.size} bytes"
+                    )
+                if past_any_agreement(ref.size, total):
+                    raise MessageMismatch(
+                        f"the server listed {ref.size} bytes but sent over {total}; cut off",
+                        final=True,
                     )
                 if not head_done:
                     head += chunk[: MAX_HEADER - len(head)]
