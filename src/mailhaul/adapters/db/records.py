@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, delete, insert, select, update
 
 from mailhaul.adapters.db.tables import messages
 from mailhaul.domain.messages import KnownMessages, RecordState
@@ -47,6 +47,26 @@ class RefusedRecord:
 def _chunks(items: Sequence[str]) -> Iterable[list[str]]:
     for start in range(0, len(items), _CHUNK):
         yield list(items[start : start + _CHUNK])
+
+
+def _delete_uids(
+    conn: Connection,
+    where: tuple[int, str, int],
+    uids: Sequence[str],
+    state: ColumnElement[bool],
+) -> None:
+    """Delete the records of ``uids`` in (account, folder, UIDVALIDITY) whose state matches."""
+    account_id, folder, uidvalidity = where
+    for chunk in _chunks(uids):
+        conn.execute(
+            delete(messages).where(
+                messages.c.account_id == account_id,
+                messages.c.folder == folder,
+                messages.c.uidvalidity == uidvalidity,
+                messages.c.uid.in_(chunk),
+                state,
+            )
+        )
 
 
 class MessageRecords:
@@ -227,16 +247,8 @@ class MessageRecords:
         self, conn: Connection, account_id: int, folder: str, uidvalidity: int, uids: Sequence[str]
     ) -> None:
         """Forget pending records of deliveries that did not happen."""
-        for chunk in _chunks(uids):
-            conn.execute(
-                delete(messages).where(
-                    messages.c.account_id == account_id,
-                    messages.c.folder == folder,
-                    messages.c.uidvalidity == uidvalidity,
-                    messages.c.uid.in_(chunk),
-                    messages.c.state == RecordState.PENDING,
-                )
-            )
+        where = (account_id, folder, uidvalidity)
+        _delete_uids(conn, where, uids, messages.c.state == RecordState.PENDING)
 
     def prune(
         self, conn: Connection, account_id: int, folder: str, uidvalidity: int, gone: Sequence[str]
@@ -250,16 +262,8 @@ class MessageRecords:
                 messages.c.state != RecordState.PENDING,
             )
         )
-        for chunk in _chunks(gone):
-            conn.execute(
-                delete(messages).where(
-                    messages.c.account_id == account_id,
-                    messages.c.folder == folder,
-                    messages.c.uidvalidity == uidvalidity,
-                    messages.c.uid.in_(chunk),
-                    messages.c.state != RecordState.PENDING,
-                )
-            )
+        settled = messages.c.state != RecordState.PENDING
+        _delete_uids(conn, (account_id, folder, uidvalidity), gone, settled)
 
     def delivered_prints(
         self, conn: Connection, account_id: int, folder: str, uidvalidity: int, uids: Sequence[str]
@@ -284,16 +288,8 @@ class MessageRecords:
         self, conn: Connection, account_id: int, folder: str, uidvalidity: int, uids: Sequence[str]
     ) -> None:
         """Forget settled records of some UIDs (the server now gives them to other mail)."""
-        for chunk in _chunks(uids):
-            conn.execute(
-                delete(messages).where(
-                    messages.c.account_id == account_id,
-                    messages.c.folder == folder,
-                    messages.c.uidvalidity == uidvalidity,
-                    messages.c.uid.in_(chunk),
-                    messages.c.state != RecordState.PENDING,
-                )
-            )
+        settled = messages.c.state != RecordState.PENDING
+        _delete_uids(conn, (account_id, folder, uidvalidity), uids, settled)
 
     def fingerprints(self, conn: Connection, account_id: int, folder: str) -> set[str]:
         """Fingerprints of everything delivered from a folder, under any UIDVALIDITY."""
