@@ -18,7 +18,7 @@ from mailhaul.domain.errors import (
     PermanentDeliveryError,
     TemporaryDeliveryError,
 )
-from support.dovecot import _write_certificates
+from support.dovecot import write_certificates
 from support.smtp_server import Handler, SmtpTestServer
 
 RECEIVED = b"Received: from pop.example.net by mailhaul with POP3S\r\n\tfor <to@example.test>\r\n"
@@ -69,7 +69,7 @@ def sink(server: SmtpTestServer) -> Iterator[SmtpSink]:
 def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ssl.SSLContext]:
     root = tmp_path_factory.mktemp("certs")
     ca, cert, key = root / "ca.pem", root / "cert.pem", root / "key.pem"
-    _write_certificates(ca, cert, key)
+    write_certificates(ca, cert, key)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return ca, context

@@ -15,7 +15,6 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
-import ctypes
 import datetime
 import imaplib
 import ipaddress
@@ -26,9 +25,7 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import ssl
-import stat
 import subprocess
 import tempfile
 import time
@@ -42,10 +39,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from support.local_servers import (
+    HOST,
+    accepts,
+    die_with_parent,
+    free_ports,
+    pid_alive,
+    reachable_by_others,
+    runtime_parent,
+)
+
 DOVECOT_BINARY = Path("/usr/sbin/dovecot")
 DOVEADM_BINARY = Path("/usr/bin/doveadm")
 MAIL_USER = "mailhaul-test"
-HOST = "127.0.0.1"
 SEPARATOR = "/"
 INSTALL_HINT = "run scripts/install-test-deps.sh (as root) to install Dovecot and its test user"
 
@@ -53,7 +59,6 @@ _RUNTIME_PREFIX = "mailhaul-dovecot-"
 _START_TIMEOUT = 20.0
 _STOP_TIMEOUT = 10.0
 _MAX_UNIX_PATH = 100  # sun_path is 108 bytes; Dovecot appends socket names to base_dir
-_PR_SET_PDEATHSIG = 1
 _MAILDIR_FLAGS = frozenset("DFRST")  # draft, flagged, replied, seen, trashed (\Deleted)
 
 
@@ -477,12 +482,12 @@ class DovecotServer:
     def _prepare(self) -> None:
         self._root.mkdir(parents=True, exist_ok=True)
         srv = self._root / "srv"
-        if _reachable_by_others(self._root) and len(str(srv)) < _MAX_UNIX_PATH - 40:
+        if reachable_by_others(self._root) and len(str(srv)) < _MAX_UNIX_PATH - 40:
             srv.mkdir(mode=0o711)
             self._runtime_is_external = False
             runtime = srv
         else:
-            runtime = Path(tempfile.mkdtemp(prefix=_RUNTIME_PREFIX, dir=_runtime_parent()))
+            runtime = Path(tempfile.mkdtemp(prefix=_RUNTIME_PREFIX, dir=runtime_parent()))
             (runtime / "owner").write_text(f"{os.getpid()}\n")
             srv.symlink_to(runtime)
             self._runtime_is_external = True
@@ -491,7 +496,7 @@ class DovecotServer:
             (runtime / sub).mkdir(mode=mode)
             os.chmod(runtime / sub, mode)
         self._runtime = runtime
-        _write_certificates(self.ca_path, self.cert_path, self.key_path)
+        write_certificates(self.ca_path, self.cert_path, self.key_path)
         self._ports = _free_ports()
 
     def _write_config(self) -> None:
@@ -612,7 +617,7 @@ service pop3 {{
                 stdout=err,
                 stderr=err,
                 start_new_session=True,  # setsid: its own session and process group
-                preexec_fn=_die_with_parent,  # only calls prctl(2)
+                preexec_fn=die_with_parent,  # only calls prctl(2)
                 cwd=runtime,
             )
         deadline = time.monotonic() + _START_TIMEOUT
@@ -625,7 +630,7 @@ service pop3 {{
                     f"dovecot exited with status {code} while starting\n{self.log_tail()}"
                 )
             for port in sorted(pending):
-                if _accepts(port):
+                if accepts(port):
                     pending.discard(port)
             if pending and time.monotonic() > deadline:
                 self.stop()
@@ -728,54 +733,14 @@ class Mailbox:
 
 
 def _free_ports(count: int = 5) -> Ports:
-    """Distinct free TCP ports on the loopback address (held together while chosen)."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(s)
-            s.bind((HOST, 0))
-        numbers = [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-    return Ports(*numbers)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _reachable_by_others(path: Path) -> bool:
-    """True when a user who is neither owner nor in the group can traverse to `path`."""
-    return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents))
-
-
-def _runtime_parent() -> str:
-    for candidate in (tempfile.gettempdir(), "/tmp", "/var/tmp"):
-        if _reachable_by_others(Path(candidate)):
-            return candidate
-    raise DovecotError("no temp directory that the mail user can traverse")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Distinct free TCP ports on the loopback address."""
+    return Ports(*free_ports(count))
 
 
 def _sweep_stale_runtimes() -> None:
     """Remove runtime trees left by test runs that were killed (their owner process is gone),
     ending any Dovecot of theirs that survived."""
-    parent = Path(_runtime_parent())
+    parent = Path(runtime_parent())
     for runtime in parent.glob(_RUNTIME_PREFIX + "*"):
         try:
             if runtime.is_symlink() or runtime.stat().st_uid != os.geteuid():
@@ -783,7 +748,7 @@ def _sweep_stale_runtimes() -> None:
             owner = int((runtime / "owner").read_text().split()[0])
         except (OSError, ValueError, IndexError):
             continue
-        if _pid_alive(owner):
+        if pid_alive(owner):
             continue
         with contextlib.suppress(OSError, ValueError):
             master = int((runtime / "run" / "master.pid").read_text().split()[0])
@@ -793,15 +758,7 @@ def _sweep_stale_runtimes() -> None:
         shutil.rmtree(runtime, ignore_errors=True)
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the test process dies, even by SIGKILL."""
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
-def _write_certificates(ca_path: Path, cert_path: Path, key_path: Path) -> None:
+def write_certificates(ca_path: Path, cert_path: Path, key_path: Path) -> None:
     """A test CA and a server certificate for localhost / 127.0.0.1 signed by it."""
     now = datetime.datetime.now(datetime.UTC)
     not_before = now - datetime.timedelta(days=1)

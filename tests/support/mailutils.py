@@ -35,7 +35,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -45,12 +44,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from support.dovecot import _die_with_parent, _write_certificates
+from support.dovecot import write_certificates
+from support.local_servers import HOST, accepts, die_with_parent, free_ports, runtime_parent
 
 IMAP4D_BINARY = Path("/usr/sbin/imap4d")
 POP3D_BINARY = Path("/usr/sbin/pop3d")
 MAIL_USER = "mailhaul-test"
-HOST = "127.0.0.1"
 SEPARATOR = "/"
 INSTALL_HINT = (
     "run scripts/install-test-deps.sh (as root) to install mailutils-imap4d and mailutils-pop3d"
@@ -408,7 +407,7 @@ class MailutilsServer:
 
     def _prepare(self) -> None:
         self._root.mkdir(parents=True, exist_ok=True)
-        runtime = Path(tempfile.mkdtemp(prefix=_RUNTIME_PREFIX, dir=_runtime_parent()))
+        runtime = Path(tempfile.mkdtemp(prefix=_RUNTIME_PREFIX, dir=runtime_parent()))
         (runtime / "owner").write_text(f"{os.getpid()}\n")
         os.chmod(runtime, 0o711)  # noqa: S103 - the mail user must traverse to its files
         srv = self._root / "srv"
@@ -418,7 +417,7 @@ class MailutilsServer:
         self._runtime = runtime
         for sub in ("home", "passwd", "run", "tls"):
             self._mkdir_owned(runtime / sub, 0o700 if sub == "tls" else 0o755)
-        _write_certificates(self.ca_path, runtime / "tls" / "cert.pem", runtime / "tls" / "key.pem")
+        write_certificates(self.ca_path, runtime / "tls" / "cert.pem", runtime / "tls" / "key.pem")
         for name in ("cert.pem", "key.pem"):
             os.chown(runtime / "tls" / name, self._uid, self._gid)
             os.chmod(runtime / "tls" / name, 0o600)
@@ -475,7 +474,7 @@ max-children 64;
                     stdout=log,
                     stderr=log,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,  # only calls prctl(2)
+                    preexec_fn=die_with_parent,  # only calls prctl(2)
                     cwd=runtime,
                     user=user,
                     group=group,
@@ -494,7 +493,7 @@ max-children 64;
                 raise MailutilsError(
                     f"{name} exited with status {proc.returncode} while starting\n{self.log_tail()}"
                 )
-            pending = {port for port in pending if not _accepts(port)}
+            pending = {port for port in pending if not accepts(port)}
             if pending and time.monotonic() > deadline:
                 raise MailutilsError(
                     f"{name} did not listen on {sorted(pending)} within {_START_TIMEOUT:.0f} s"
@@ -554,39 +553,13 @@ def _mail_gid(default: int) -> int:
 
 
 def _free_ports(count: int = 4) -> Ports:
-    """Distinct free TCP ports on the loopback address (held together while chosen)."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(s)
-            s.bind((HOST, 0))
-        numbers = [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-    return Ports(*numbers)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _runtime_parent() -> str:
-    for candidate in (tempfile.gettempdir(), "/tmp", "/var/tmp"):
-        mode = os.stat(candidate).st_mode
-        if mode & 0o001:
-            return candidate
-    raise MailutilsError("no temp directory that the mail user can traverse")
+    """Distinct free TCP ports on the loopback address."""
+    return Ports(*free_ports(count))
 
 
 def _sweep_stale_runtimes() -> None:
     """Remove runtime trees of killed test runs (their owner process is gone)."""
-    for runtime in Path(_runtime_parent()).glob(_RUNTIME_PREFIX + "*"):
+    for runtime in Path(runtime_parent()).glob(_RUNTIME_PREFIX + "*"):
         try:
             if runtime.is_symlink() or runtime.stat().st_uid != os.geteuid():
                 continue

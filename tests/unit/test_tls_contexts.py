@@ -11,12 +11,12 @@ import pytest
 from mailhaul.adapters.sources.wire import shared_context
 from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.options import Protocol, SourceEndpoint
-from support.dovecot import _write_certificates
+from support.dovecot import write_certificates
 
 
 def test_a_context_is_shared_until_its_ca_file_changes(tmp_path: Path):
     ca = tmp_path / "ca.pem"
-    _write_certificates(ca, tmp_path / "cert.pem", tmp_path / "key.pem")
+    write_certificates(ca, tmp_path / "cert.pem", tmp_path / "key.pem")
     endpoint = SourceEndpoint(Protocol.IMAP, "mail.example.net", 993, ca_file=str(ca))
     first = shared_context(endpoint)
     assert shared_context(dataclasses.replace(endpoint, port=995)) is first
