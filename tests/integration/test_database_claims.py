@@ -86,9 +86,10 @@ def test_claim_due_takes_over_dead_holders_and_expired_leases(db: Database):
 
 
 def test_claim_due_with_no_room_claims_nothing(db: Database):
-    add(db)
+    due = add(db)
     assert claim_due(db, "w", limit=0) == []
     assert set(holders(db).values()) == {None}
+    assert claim_due(db, "w", limit=1) == [due]  # positive control: it was due
 
 
 def test_workers_claiming_at_once_never_share_an_account(db: Database):
