@@ -44,7 +44,7 @@ def main() -> None:
         if args.list_in_full:
             with app.db.begin() as conn:
                 for folder in account.spec.options.folders:
-                    app.poller.folders.set_quiet(conn, args.account, folder, None)
+                    app.poller.deps.folders.set_quiet(conn, args.account, folder, None)
         if profiler:
             profiler.enable()
         started = time.perf_counter()

@@ -207,7 +207,7 @@ class Imap:
         self.tag += 1
         tag = b"a%d " % self.tag
         self.conn.send(tag + cmd.encode() + b"\r\n")
-        lines = []
+        lines: list[bytes] = []
         while True:
             line = self.conn.readline()
             if line.startswith(tag):

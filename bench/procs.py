@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import NCPU, busy_seconds, session_seconds
+
 _live: set[int] = set()  # process groups still running, ended by kill_all() on exit
 
 # The peak RSS of a process that was forked from this (big) Python process starts at this
@@ -44,36 +46,6 @@ def launcher_kind() -> str:
     if os.access(TIME, os.X_OK):
         return "GNU time -f %M (ru_maxrss of the tool process)"
     return "a python -S fork/wait4 launcher (ru_maxrss; floor about 8 MB)"
-
-
-_CLK = os.sysconf("SC_CLK_TCK")
-_NCPU = os.cpu_count() or 1
-
-
-def _busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / _CLK
-
-
-def _session_seconds(sid: int | None) -> float:
-    """CPU seconds used by the processes of one session (and their reaped children)."""
-    if sid is None:
-        return 0.0
-    total = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        rest = stat[stat.rfind(b")") + 2 :].split()
-        if int(rest[3]) == sid:  # field 6: session
-            total += sum(int(x) for x in rest[11:15])  # utime stime cutime cstime
-    return total / _CLK
 
 
 def _ours_seconds() -> float:
@@ -122,7 +94,7 @@ def run_measured(
         kwargs.update(user=uid, group=gid, extra_groups=[])
         os.chown(log_dir, uid, gid)  # the launcher writes the peak RSS file in there
     with out_path.open("wb") as out, err_path.open("wb") as err:
-        cpu_before = (_busy_seconds(), _ours_seconds(), _session_seconds(server_session))
+        cpu_before = (busy_seconds(), _ours_seconds(), session_seconds(server_session))
         started = time.perf_counter()
         proc = subprocess.Popen(
             list(argv),
@@ -152,7 +124,7 @@ def run_measured(
                 proc.stdin.close()
             _pid, status, _usage = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - started
-            cpu_after = (_busy_seconds(), _ours_seconds(), _session_seconds(server_session))
+            cpu_after = (busy_seconds(), _ours_seconds(), session_seconds(server_session))
         finally:
             timer.cancel()
             _live.discard(proc.pid)
@@ -172,7 +144,7 @@ def run_measured(
         stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),
         timed_out=timed_out.is_set(),
-        other_cpu=max(0.0, busy - ours - server) / (wall * _NCPU),
+        other_cpu=max(0.0, busy - ours - server) / (wall * NCPU),
     )
 
 

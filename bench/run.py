@@ -18,30 +18,39 @@ import os
 import platform
 import poplib
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
+from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-sys.path[:0] = [str(BENCH), str(REPO / "tests")]
+import common
+import peers
+from common import (
+    BENCH,
+    PYTHON,
+    REPO,
+    RESULTS,
+    base_problems,
+    cpu_model,
+    dovecot_version,
+    interrupt_on_signals,
+    mailhaul_version,
+    make_work_dir,
+    remove_work_dir,
+    say,
+    write_result,
+)
+from corpus import Corpus, fill, make_corpus, stage
+from procs import Measured, kill_all, launcher_kind, run_measured, user_ids
+from verify import verify
 
-import peers  # noqa: E402
-from corpus import Corpus, fill, make_corpus, stage  # noqa: E402
-from procs import Measured, kill_all, launcher_kind, run_measured, user_ids  # noqa: E402
-from verify import verify  # noqa: E402
-
+sys.path[:0] = [str(REPO / "tests")]
 from support.dovecot import MAIL_USER, DovecotServer, Mailbox  # noqa: E402
 
-PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv").is_dir() else sys.executable
-RESULTS = BENCH / "results"
 OWNER = "owner@local.test"
 MB = 1_000_000
 GETMAIL_STALL_LIMIT = 150.0  # getmail6 6.18.11 sometimes waits out a 180 s timeout
@@ -181,11 +190,11 @@ class Bench:
             pid_file = self.work / "dovecot" / "srv" / "run" / "master.pid"
             self.sid = os.getsid(int(pid_file.read_text().split()[0]))
 
-    def measure(self, argv: list[str], **kwargs: object) -> Measured:
+    def measure(self, argv: list[str], **kwargs: Any) -> Measured:
         """One tool run: settle the disk first (write back what the last run left dirty),
         then run it, noting the CPU that unrelated processes used meanwhile."""
         os.sync()
-        return run_measured(argv, server_session=self.sid, **kwargs)  # type: ignore[arg-type]
+        return run_measured(argv, server_session=self.sid, **kwargs)
 
     def corpus(self, key: str) -> Corpus:
         if key not in self.corpora:
@@ -277,13 +286,13 @@ class Bench:
     # one run of one tool -------------------------------------------------------------------
     def run_mailhaul_poll(
         self, home: Path, account: int, d: Path, polls: int = 1, list_in_full: bool = False
-    ) -> tuple[Measured, list[dict[str, object]]]:
+    ) -> tuple[Measured, list[dict[str, Any]]]:
         argv = [PYTHON, str(BENCH / "mailhaul_worker.py"), str(home), str(account)]
         argv += ["--polls", str(polls)] + (["--list-in-full"] if list_in_full else [])
         m = self.measure(argv, log_dir=d / f"log-poll-{time.monotonic_ns()}", env=clean_env())
         if m.returncode != 0:
             raise BenchError(f"mailhaul worker failed ({m.returncode}): {m.stderr[-2000:]}")
-        polls_out: list[dict[str, object]] = json.loads(m.stdout.strip().splitlines()[-1])["polls"]
+        polls_out: list[dict[str, Any]] = json.loads(m.stdout.strip().splitlines()[-1])["polls"]
         for p in polls_out:
             if p["result"] != "ok":
                 raise BenchError(f"mailhaul poll: {p['result']}: {p['error']}")
@@ -369,7 +378,7 @@ class Bench:
             if tool == "mailhaul-poll":
                 home, account = self.mailhaul_home(row, box, d, keep=False)
                 m, polls = self.run_mailhaul_poll(home, account, d)
-                seconds = float(polls[0]["seconds"])  # type: ignore[arg-type]
+                seconds = float(polls[0]["seconds"])
             elif tool == "mailhaul-cli":
                 home, account = self.mailhaul_home(row, box, d, keep=False)
                 m = self.run_mailhaul_cli(home, account, d)
@@ -438,12 +447,12 @@ class Bench:
                 m, polls = self.run_mailhaul_poll(home, account, d, polls=n + 1)
                 for i, p in enumerate(polls):
                     label = "mailhaul-poll-cold" if i == 0 else "mailhaul-poll"
-                    self._idle_sample(row, label, float(p["seconds"]), m, p["fetched"])  # type: ignore[arg-type]
+                    self._idle_sample(row, label, float(p["seconds"]), m, p["fetched"])
                 if row.protocol == "imap":  # what the poll costs when STATUS cannot be used
                     m, polls = self.run_mailhaul_poll(home, account, d, n + 1, list_in_full=True)
                     for p in polls[1:]:
                         sample = float(p["seconds"])
-                        self._idle_sample(row, "mailhaul-poll-listed", sample, m, p["fetched"])  # type: ignore[arg-type]
+                        self._idle_sample(row, "mailhaul-poll-listed", sample, m, p["fetched"])
             elif tool == "minimal":
                 _m, out = self.run_minimal(row, box, d, keep=True)
                 self._check_initial(d, corpus, name, row, tool, out["fetched"])
@@ -542,7 +551,7 @@ class Bench:
             repeats = 1 if row.idle else self.repeats_of(row)
             say(f"== {row.label(self.specs)} ({row.key}), {repeats} repeat(s)")
             wanted = self.args.tools or ("mailhaul", "fetchmail", "getmail6", "minimal")
-            tools = (
+            tools: tuple[str, ...] = (
                 ("mailhaul", "fetchmail", "getmail6", "minimal") if row.idle else THROUGHPUT_TOOLS
             )
             tools = tuple(t for t in tools if t.split("-")[0] in wanted)
@@ -569,10 +578,6 @@ class Stalled(BenchError):
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def say(text: str) -> None:
-    print(text, flush=True)
-
-
 def rss(m: Measured) -> float:
     return m.maxrss_kb / 1024
 
@@ -584,11 +589,9 @@ def clean_env() -> dict[str, str]:
     PYTHONDONTWRITEBYTECODE=1 would compile every module from source on every run
     (~0.4 s), a cost no user pays. ``compile_bytecode()`` writes it once before any run.
     """
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("MAILHAUL_") and k != "PYTHONDONTWRITEBYTECODE"
-    }
+    env = common.clean_env()
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def compile_bytecode() -> None:
@@ -647,37 +650,17 @@ def fmt(x: float, digits: int = 1) -> str:
     return "–" if x != x else f"{x:,.{digits}f}"
 
 
-def mailhaul_version() -> str:
-    with contextlib.suppress(OSError, subprocess.SubprocessError, IndexError):
-        out = subprocess.run(
-            [PYTHON, "-m", "mailhaul", "--version"], capture_output=True, text=True, check=False
-        ).stdout
-        return out.split()[-1]
-    return "?"
-
-
 def machine() -> dict[str, str]:
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     mem = "?"
     with contextlib.suppress(OSError, ValueError, IndexError):
         kb = int(Path("/proc/meminfo").read_text().split()[1])
         mem = f"{kb / 1024 / 1024:.0f} GiB"
-    dovecot = "?"
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        dovecot = subprocess.run(
-            ["/usr/sbin/dovecot", "--version"], capture_output=True, text=True, check=False
-        ).stdout.strip()
     return {
-        "cpu": f"{os.cpu_count()} cores, {cpu}",
+        "cpu": f"{os.cpu_count()} cores, {cpu_model()}",
         "memory": mem,
         "os": platform.platform(),
         "python": platform.python_version(),
-        "dovecot": dovecot,
+        "dovecot": dovecot_version(),
     }
 
 
@@ -869,16 +852,10 @@ def targets(bench: Bench, rows: list[Row]) -> Iterator[str]:
 
 
 def preflight() -> None:
-    problems = []
-    if os.geteuid() != 0:
-        problems.append("run as root (the test Dovecot and the peers' user switch need it)")
-    for binary in ("/usr/sbin/dovecot", peers.FETCHMAIL, peers.GETMAIL):
+    problems = base_problems("the test Dovecot and the peers' user switch need it", MAIL_USER)
+    for binary in (peers.FETCHMAIL, peers.GETMAIL):
         if not Path(binary).exists():
             problems.append(f"{binary} is missing: run scripts/install-test-deps.sh")
-    try:
-        user_ids(MAIL_USER)
-    except KeyError:
-        problems.append(f"no user {MAIL_USER}: run scripts/install-test-deps.sh")
     if problems:
         raise SystemExit("bench: " + "; ".join(problems))
 
@@ -904,20 +881,8 @@ def main(argv: list[str] | None = None) -> int:
     preflight()
     rows = [ALL_ROWS[k] for k in (args.rows or DEFAULT_ROWS)]
     started = time.monotonic()
-
-    def on_term(signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
-    # Creating files under /tmp is ~10x slower than elsewhere on the same disk on these
-    # machines (0.6 ms vs 0.02-0.06 ms per file), which would swamp every tool's numbers:
-    # work (Maildirs, Dovecot's homes) in $MAILHAUL_BENCH_DIR, default /var/tmp.
-    base = os.environ.get("MAILHAUL_BENCH_DIR", "/var/tmp")
-    os.environ["TMPDIR"] = base
-    tempfile.tempdir = base
-    work = Path(tempfile.mkdtemp(prefix="mailhaul-bench-", dir=base))
-    os.chmod(work, 0o711)  # noqa: S103 - the mail user must reach its Maildirs in here
+    interrupt_on_signals()
+    work = make_work_dir("mailhaul-bench-")  # Maildirs, Dovecot's homes
     bench: Bench | None = None
     code = 0
     try:
@@ -926,11 +891,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.start()
         say(f"bench: work dir {work}, Dovecot ports {bench.server.ports}")
         bench.run(rows)
-        text = report(bench, rows, started)
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "latest.md").write_text(text)
-        say("\n" + text)
-        say(f"written to {RESULTS / 'latest.md'}")
+        write_result("latest.md", report(bench, rows, started))
     except KeyboardInterrupt:
         say("bench: interrupted, cleaning up")
         code = 130
@@ -938,10 +899,7 @@ def main(argv: list[str] | None = None) -> int:
         kill_all()
         if bench is not None:
             bench.server.close()
-        if args.keep_work:
-            say(f"bench: work dir kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        remove_work_dir(work, args.keep_work)
     return code
 
 

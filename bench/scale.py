@@ -43,13 +43,11 @@ import platform
 import random
 import re
 import secrets
-import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -57,17 +55,32 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-sys.path[:0] = [str(BENCH), str(REPO / "tests")]
+from common import (
+    CLK,
+    NCPU,
+    PYTHON,
+    REPO,
+    RESULTS,
+    base_problems,
+    busy_seconds,
+    clean_env,
+    cpu_model,
+    dovecot_version,
+    interrupt_on_signals,
+    mailhaul_version,
+    make_work_dir,
+    remove_work_dir,
+    say,
+    session_seconds,
+    stat_fields,
+    write_result,
+)
 
+sys.path[:0] = [str(REPO / "tests")]
 from support.dovecot import MAIL_USER, DovecotServer  # noqa: E402
 
-PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv").is_dir() else sys.executable
-RESULTS = BENCH / "results"
 OWNER = "owner@scale.test"
 SOURCE_DOMAIN = "scale.test"
 LOCAL_DOMAIN = "local.test"
@@ -76,48 +89,20 @@ PG_ADMIN = os.environ.get(
 )
 PG_DATABASE = "mailhaul_bench_scale"
 SYSTEM_CAS = Path("/etc/ssl/certs/ca-certificates.crt")
-CLK = os.sysconf("SC_CLK_TCK")
-NCPU = os.cpu_count() or 1
 MB = 1024 * 1024
 CAUGHT_UP = 5.0  # seconds of queue lag under which the warm-up (first round) is over
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
 
 
 # --- process accounting (from /proc) -------------------------------------------------------------
 
 
-def _stat_fields(pid: int | str) -> list[bytes] | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    return raw[raw.rfind(b")") + 2 :].split()  # fields from 3 (state) on
-
-
 def cpu_seconds(pid: int, children: bool = False) -> float:
     """utime + stime of a process, all threads (plus its reaped children's, if asked)."""
-    rest = _stat_fields(pid)
+    rest = stat_fields(pid)
     if rest is None:
         return 0.0
     end = 15 if children else 13
     return sum(int(x) for x in rest[11:end]) / CLK
-
-
-def session_seconds(sid: int | None) -> float:
-    """CPU seconds of every process in a session, with the children they reaped."""
-    if sid is None:
-        return 0.0
-    total = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            rest = _stat_fields(entry.name)
-            if rest is not None and int(rest[3]) == sid:
-                total += sum(int(x) for x in rest[11:15])
-    return total / CLK
 
 
 def command_seconds(name: bytes) -> float:
@@ -132,17 +117,10 @@ def command_seconds(name: bytes) -> float:
                     continue
         except OSError:
             continue
-        rest = _stat_fields(entry.name)
+        rest = stat_fields(entry.name)
         if rest is not None:
             total += sum(int(x) for x in rest[11:15])
     return total / CLK
-
-
-def busy_seconds() -> float:
-    """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / CLK
 
 
 def own_seconds() -> float:
@@ -211,12 +189,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILHAUL_")}
-    env.update(extra)
-    return env
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -876,15 +848,6 @@ def write_samples(samples: list[Sample], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def mailhaul_version() -> str:
-    with contextlib.suppress(OSError, subprocess.SubprocessError, IndexError):
-        out = subprocess.run(
-            [PYTHON, "-m", "mailhaul", "--version"], capture_output=True, text=True, check=False
-        ).stdout
-        return out.split()[-1]
-    return "?"
-
-
 def git_commit() -> str:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         head = subprocess.run(
@@ -904,19 +867,9 @@ def git_commit() -> str:
 
 
 def machine() -> str:
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        dovecot = subprocess.run(
-            ["/usr/sbin/dovecot", "--version"], capture_output=True, text=True, check=False
-        ).stdout.strip()
     return (
-        f"{NCPU} cores ({cpu}), {platform.platform()}, Python {platform.python_version()}, "
-        f"Dovecot {dovecot}"
+        f"{NCPU} cores ({cpu_model()}), {platform.platform()}, "
+        f"Python {platform.python_version()}, Dovecot {dovecot_version()}"
     )
 
 
@@ -1046,17 +999,7 @@ def render(rep: Report) -> str:
 
 
 def preflight(args: argparse.Namespace) -> None:
-    problems = []
-    if os.geteuid() != 0:
-        problems.append("run as root (the test Dovecot runs mail processes as another user)")
-    if not Path("/usr/sbin/dovecot").exists():
-        problems.append("/usr/sbin/dovecot is missing: run scripts/install-test-deps.sh")
-    try:
-        import pwd
-
-        pwd.getpwnam(MAIL_USER)
-    except KeyError:
-        problems.append(f"no user {MAIL_USER}: run scripts/install-test-deps.sh")
+    problems = base_problems("the test Dovecot runs mail processes as another user", MAIL_USER)
     if problems:
         raise SystemExit("bench: " + "; ".join(problems))
 
@@ -1085,18 +1028,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     preflight(args)
     random.seed()
-
-    def on_term(signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
-    # Creating files under /tmp is ~10x slower than elsewhere on these machines (run.py).
-    base = os.environ.get("MAILHAUL_BENCH_DIR", "/var/tmp")
-    os.environ["TMPDIR"] = base
-    tempfile.tempdir = base
-    work = Path(tempfile.mkdtemp(prefix="mailhaul-scale-", dir=base))
-    os.chmod(work, 0o711)  # noqa: S103 - the mail user must reach its Maildirs in here
+    interrupt_on_signals()
+    work = make_work_dir("mailhaul-scale-")
     bench = ScaleBench(work, args)
     code = 0
     try:
@@ -1106,21 +1039,14 @@ def main(argv: list[str] | None = None) -> int:
             bench.run_serve()
         if "workers" not in args.skip:
             bench.run_workers()
-        text = render(bench.report)
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "scale.md").write_text(text)
-        say("\n" + text)
-        say(f"written to {RESULTS / 'scale.md'}")
+        write_result("scale.md", render(bench.report))
     except KeyboardInterrupt:
         say("bench: interrupted, cleaning up")
         code = 130
     finally:
         kill_children()
         bench.server.close()
-        if args.keep_work:
-            say(f"bench: work dir kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        remove_work_dir(work, args.keep_work)
     return code
 
 

@@ -314,7 +314,7 @@ fi
 # package or a test tool went missing from the venv.
 venv_complete() {
     local tool
-    for tool in pytest ruff mypy; do
+    for tool in pytest ruff mypy coverage; do
         [[ -x "$VENV/bin/$tool" ]] || return 1
     done
     "$VENV/bin/python" -c 'import mailhaul' >/dev/null 2>&1

@@ -14,6 +14,10 @@ of each kind. PostgreSQL tests get a database of their own with the current sche
 rows (see PostgresServer) on the server of MAILHAUL_TEST_POSTGRES_URL (default
 postgresql://postgres@127.0.0.1:5432/test, the maintenance connection); an unreachable server
 fails them (it does not skip them): run scripts/install-test-deps.sh, or select sqlite only.
+One exception, for `pytest tests/unit` on a laptop without PostgreSQL: when no databases are
+selected (neither --databases nor MAILHAUL_TEST_DATABASES) and the server cannot be reached,
+the tests in tests/unit run on SQLite only, and the run ends with a line saying so. An explicit
+selection is strict, and so are integration and e2e tests; scripts/test (CI) selects both.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -54,11 +59,17 @@ POSTGRES_HINT = (
     "MAILHAUL_TEST_POSTGRES_URL, or run on SQLite only: MAILHAUL_TEST_DATABASES=sqlite"
 )
 _TEST_DB = re.compile(r"mh_(\d+)_[0-9a-f]{12}")
+UNIT_TESTS = Path(__file__).resolve().parent / "unit"
+
+
+def explicit_selection(option: str | None) -> str | None:
+    """The databases asked for: --databases, else MAILHAUL_TEST_DATABASES; None if neither."""
+    return option or os.environ.get("MAILHAUL_TEST_DATABASES") or None
 
 
 def selected_databases(option: str | None) -> list[str]:
     """The databases to run on: --databases, else MAILHAUL_TEST_DATABASES, else all."""
-    raw = option or os.environ.get("MAILHAUL_TEST_DATABASES") or ",".join(DATABASES)
+    raw = explicit_selection(option) or ",".join(DATABASES)
     kinds = [kind.strip().lower() for kind in raw.split(",") if kind.strip()]
     unknown = sorted(set(kinds) - set(DATABASES))
     if unknown or not kinds:
@@ -173,6 +184,47 @@ class PostgresServer:
                 self.drop_database(name)
 
 
+@dataclass
+class UnitFallback:
+    """Whether the unit tests of this session run without PostgreSQL, and why."""
+
+    checked: bool = False
+    reason: str | None = None  # set: PostgreSQL cannot be reached, unit tests on SQLite only
+
+
+_UNIT_FALLBACK = pytest.StashKey[UnitFallback]()
+
+
+def postgres_unreachable() -> str | None:
+    """Why the PostgreSQL test server cannot be connected to, or None if it can."""
+    url = make_url(os.environ.get("MAILHAUL_TEST_POSTGRES_URL") or POSTGRES_URL)
+    where = url.render_as_string(hide_password=True)
+    try:
+        import psycopg
+    except ImportError:
+        return f"psycopg is not installed (pip install -e '.[test,postgres]') for {where}"
+    try:
+        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        psycopg.connect(conninfo, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"{where}: {first_line}"
+    return None
+
+
+def _unit_tests_without_postgres(metafunc: pytest.Metafunc) -> bool:
+    """True for a unit test when no databases were selected and PostgreSQL is not there."""
+    if explicit_selection(metafunc.config.getoption("databases")) is not None:
+        return False
+    if not Path(metafunc.definition.path).resolve().is_relative_to(UNIT_TESTS):
+        return False
+    fallback = metafunc.config.stash.setdefault(_UNIT_FALLBACK, UnitFallback())
+    if not fallback.checked:
+        fallback.checked = True
+        fallback.reason = postgres_unreachable()
+    return fallback.reason is not None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -213,7 +265,20 @@ def _kinds(metafunc: pytest.Metafunc) -> list[str]:
     only = metafunc.definition.get_closest_marker("databases")
     if only is not None:
         kinds = [kind for kind in kinds if kind in only.args]
+    if "postgresql" in kinds and _unit_tests_without_postgres(metafunc):
+        kinds.remove("postgresql")
     return kinds
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    fallback = terminalreporter.config.stash.get(_UNIT_FALLBACK, None)
+    if fallback is not None and fallback.reason is not None:
+        terminalreporter.write_line(
+            f"PostgreSQL was not found ({fallback.reason}): unit tests ran on SQLite only. "
+            "scripts/test and CI run them on both.",
+            yellow=True,
+            bold=True,
+        )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -310,16 +310,19 @@ UNDECLARED_ROUTES = frozenset({"/static", "/metrics"})
 
 def test_every_route_declares_its_access(world: World):
     undeclared = []
+    checked = 0
     for path, context in walk(world.http.routes):
         route = context.original_route
         if path in UNDECLARED_ROUTES:
             continue
         if isinstance(route, APIRoute):
+            checked += 1
             if len(declared_access(context.dependant)) != 1:
                 undeclared.append(f"{sorted(context.methods or ())} {path}")
         else:
             undeclared.append(f"{type(route).__name__} {path}: not a FastAPI route")
     assert undeclared == [], "routes without exactly one declared Access: " + ", ".join(undeclared)
+    assert checked >= len(api_routes(world.http))  # positive control: the API's routes were seen
 
 
 def test_a_user_manages_their_own_api_keys(world: World):

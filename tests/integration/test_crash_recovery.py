@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,7 @@ def assert_exactly_once(home: Home, mailbox: Mailbox, sent: list[bytes], keep: b
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Home:
+def home(tmp_path: Path) -> Iterator[Home]:
     home = Home.create(tmp_path / "home")
     yield home
     home.app.db.dispose()
@@ -73,11 +74,15 @@ def test_sigkill_after_n_messages_then_rerun_delivers_each_once(
     for raw in sent:
         mailbox.deliver(raw)
     account = home.add(mailbox, protocol, keep=keep)
-    maildir = home.app.sink.maildir_for("owner@local.test")
+    maildir = home.maildir_for("owner@local.test")
     killed_at = []
     for target in (1, 70, 150):
         proc = start_fetch(home, account.id, subprocess.PIPE)
-        if kill_when(proc, lambda t=target: count_new(maildir) >= t):
+
+        def reached(t: int = target) -> bool:
+            return count_new(maildir) >= t
+
+        if kill_when(proc, reached):
             killed_at.append(count_new(maildir))
         if not keep:  # what was delivered and recorded may already be gone from the server
             assert len(mailbox.list_messages()) + count_new(maildir) >= len(sent)
@@ -98,7 +103,7 @@ def test_sigkill_during_a_large_message_then_rerun(
     for raw in sent:
         mailbox.deliver(raw)
     account = home.add(mailbox, protocol)
-    maildir = home.app.sink.maildir_for("owner@local.test")
+    maildir = home.maildir_for("owner@local.test")
     proc = start_fetch(home, account.id, subprocess.PIPE)
     assert kill_when(proc, lambda: large_file_in_tmp(maildir, 2_000_000))
     assert len(mailbox.list_messages()) >= 4  # the big one and those after it are still there

@@ -109,9 +109,10 @@ def test_dead_local_holders_are_the_unexpired_leases_of_gone_processes_on_this_h
 
 
 def test_claim_due_with_no_room_claims_nothing(db: Database):
-    add(db)
+    due = add(db)
     assert claim_due(db, "w", limit=0) == []
     assert set(holders(db).values()) == {None}
+    assert claim_due(db, "w", limit=1) == [due]  # positive control: it was due
 
 
 def test_workers_claiming_at_once_never_share_an_account(db: Database):

@@ -41,7 +41,11 @@ def files_in(directory: Path) -> list[Path]:
 def crash_and_rerun(home: Home, source: Mailbox, account_id: int, delivered_files) -> int:
     kills = 0
     for target in (1, 40, 90):
-        if kill_when(start_fetch(home, account_id), lambda t=target: len(delivered_files()) >= t):
+
+        def reached(t: int = target) -> bool:
+            return len(delivered_files()) >= t
+
+        if kill_when(start_fetch(home, account_id), reached):
             kills += 1
     final = start_fetch(home, account_id)
     assert final.wait(timeout=120) == 0

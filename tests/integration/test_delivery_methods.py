@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def bodies(mailbox: Mailbox) -> list[bytes]:
 
 
 @pytest.fixture
-def lmtp_home(tmp_path: Path, dovecot: DovecotServer) -> Home:
+def lmtp_home(tmp_path: Path, dovecot: DovecotServer) -> Iterator[Home]:
     toml = f'[delivery]\nmethod = "lmtp"\nlmtp = "127.0.0.1:{dovecot.ports.lmtp}"\n'
     home = Home.create(tmp_path / "home", toml)
     yield home

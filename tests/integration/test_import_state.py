@@ -7,6 +7,7 @@ import poplib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,8 +21,6 @@ from mailhaul.services.import_state import FetchidsState, OldmailState
 from mailhaul.services.importing import ImportDefaults, ImportService
 from support.dovecot import Mailbox
 from support.mailhaul_home import OWNER, Home
-
-pytestmark = pytest.mark.integration
 
 
 def message(n: int) -> bytes:
@@ -122,7 +121,7 @@ def test_getmail_oldmail_then_poll_delivers_only_what_getmail_had_not(
     assert home.delivered() == [message(1), message(2)]
 
 
-def _comparable(data: dict) -> list[dict]:
+def _comparable(data: dict[str, Any]) -> list[dict[str, Any]]:
     drop = {"id", "last_run_at", "last_result", "password"}
     out = []
     for account in data["accounts"]:

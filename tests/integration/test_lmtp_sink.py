@@ -15,6 +15,7 @@ from mailhaul.domain.errors import (
     PermanentDeliveryError,
     TemporaryDeliveryError,
 )
+from mailhaul.domain.ports import Delivery
 from support.dovecot import DovecotServer, Mailbox
 
 RECEIVED = b"Received: from pop.example.net by mailhaul with POP3S\r\n\tfor <x@example.test>\r\n"
@@ -39,7 +40,7 @@ lmtp_rcpt_check_quota = yes
 
 
 def deliver(sink: LmtpSink, dest: str, chunks: list[bytes]) -> None:
-    delivery = sink.begin(dest, None)
+    delivery: Delivery = sink.begin(dest, None)  # commit() as the protocol promises
     try:
         delivery.write(RECEIVED)
         for chunk in chunks:

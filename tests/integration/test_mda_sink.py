@@ -173,6 +173,9 @@ def test_abort_kills_before_the_end_of_the_message(
 ) -> None:
     out = tmp_path / "out"
     sink = MdaSink(script(f"open({str(out)!r}, 'wb').write(sys.stdin.buffer.read())"), 10)
+    deliver(sink, "a@example.org", [MESSAGE])  # positive control: completed, it writes
+    assert out.read_bytes() == (RECEIVED + MESSAGE).replace(b"\r\n", b"\n")
+    out.unlink()
     delivery = sink.begin("a@example.org", None)
     delivery.write(RECEIVED)
     delivery.write(MESSAGE)

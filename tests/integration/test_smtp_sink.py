@@ -18,6 +18,7 @@ from mailhaul.domain.errors import (
     PermanentDeliveryError,
     TemporaryDeliveryError,
 )
+from mailhaul.domain.ports import Delivery
 from support.dovecot import write_certificates
 from support.smtp_server import Handler, SmtpTestServer
 
@@ -36,7 +37,7 @@ DEST = "to@example.test"
 
 
 def deliver(sink: SmtpSink, chunks: list[bytes], dest: str = DEST) -> None:
-    delivery = sink.begin(dest, None)
+    delivery: Delivery = sink.begin(dest, None)  # commit() as the protocol promises
     try:
         delivery.write(RECEIVED)
         for chunk in chunks:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from mailhaul.adapters.sinks.maildir import MaildirSink
 from mailhaul.bootstrap import App, init_home
 from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security
@@ -37,7 +38,9 @@ class Harness:
         return self.app.accounts.add(spec, "s3cret-pw")
 
     def maildir_files(self, address: str = "owner@example.org") -> list[bytes]:
-        maildir = self.app.sink.maildir_for(address)
+        sink = self.app.sink
+        assert isinstance(sink, MaildirSink)
+        maildir = sink.maildir_for(address)
         files = [*(maildir / "new").glob("*"), *(maildir / "cur").glob("*")]
         return sorted(path.read_bytes() for path in files)
 

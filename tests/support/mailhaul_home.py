@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
+from mailhaul.adapters.sinks.maildir import MaildirSink
+from mailhaul.adapters.sinks.routing import RoutingSink
 from mailhaul.bootstrap import App, init_home
 from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security
@@ -58,7 +62,7 @@ class Home:
         password: str | None = None,
         **options: object,
     ) -> Account:
-        folders = tuple(options.pop("folders", ("INBOX",)))  # type: ignore[call-overload]
+        folders = tuple(cast("Iterable[str]", options.pop("folders", ("INBOX",))))
         spec = AccountSpec(
             owner=OWNER,
             protocol=protocol,
@@ -79,10 +83,17 @@ class Home:
     def log(self, account: Account) -> str:
         return self.app.accounts.runs_of(account.id, 1)[0].log
 
+    def maildir_for(self, address: str = OWNER) -> Path:
+        """The Maildir that mail for ``address`` is delivered to."""
+        sink = self.app.sink
+        if isinstance(sink, RoutingSink):
+            sink = sink.route(address)
+        assert isinstance(sink, MaildirSink), f"{address} is not delivered to a Maildir"
+        return sink.maildir_for(address)
+
     def delivered(self, address: str = OWNER) -> list[bytes]:
         """Delivered messages, without mailhaul's Received header, sorted."""
-        sink = self.app.sink
-        maildir = (sink.route(address) if hasattr(sink, "route") else sink).maildir_for(address)
+        maildir = self.maildir_for(address)
         result = []
         for path in [*(maildir / "new").glob("*"), *(maildir / "cur").glob("*")]:
             data = path.read_bytes()

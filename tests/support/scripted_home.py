@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailhaul.adapters.db.records import RefusedRecord
+from mailhaul.adapters.sinks.maildir import MaildirSink
 from mailhaul.bootstrap import App, init_home
 from mailhaul.domain.account import AccountSpec
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security
@@ -46,7 +47,9 @@ class ScriptedHome:
 
     def delivered(self) -> list[bytes]:
         """Delivered messages, mailhaul's Received header taken off, CRLF as sent."""
-        maildir = self.app.sink.maildir_for(OWNER)
+        sink = self.app.sink
+        assert isinstance(sink, MaildirSink)
+        maildir = sink.maildir_for(OWNER)
         found = []
         for path in sorted([*(maildir / "new").glob("*"), *(maildir / "cur").glob("*")]):
             data = path.read_bytes()

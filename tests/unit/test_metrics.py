@@ -76,6 +76,7 @@ def test_errors_outside_a_poll_are_counted_too():
 def test_two_metrics_objects_do_not_share_a_registry():
     first, second = Metrics(), Metrics()
     first.observe(RunSummary(account_id=1, run_id=1, result="ok"))
+    assert sample(first, "mailhaul_polls_total", result="ok") == 1
     assert sample(second, "mailhaul_polls_total", result="ok") == 0
 
 

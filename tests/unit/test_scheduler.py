@@ -34,13 +34,22 @@ def test_due_accounts_are_polled_and_stop_ends_the_loop(imap: Harness):
 
 
 def test_inactive_accounts_are_not_polled(imap: Harness):
-    account = imap.add()
+    inactive = imap.add()
+    active = imap.add()  # the positive control: due at the same time, and polled
     app = imap.app
-    app.accounts.set_active(account.id, False)
-    scheduler = Scheduler(app.db, app.account_store, imap.poller, workers=1)
-    thread = threading.Thread(target=scheduler.run)
+    app.accounts.set_active(inactive.id, False)
+    # Two workers: a scheduler that ignored the flag would claim both in its first round.
+    scheduler = Scheduler(app.db, app.account_store, imap.poller, workers=2)
+    thread = threading.Thread(target=scheduler.run, kwargs={"grace": 5})
     thread.start()
-    time.sleep(1.5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        runs = app.accounts.runs_of(active.id)
+        if runs and runs[0].result != "running":
+            break
+        time.sleep(0.05)
     scheduler.stop.set()
-    thread.join(timeout=10)
-    assert app.accounts.runs_of(account.id) == []
+    thread.join(timeout=10)  # polls in hand finish (grace) before run() returns
+    assert not thread.is_alive()
+    assert app.accounts.get(active.id).last_result == "ok"
+    assert app.accounts.runs_of(inactive.id) == []
