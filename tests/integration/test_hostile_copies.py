@@ -358,3 +358,18 @@ def test_pop3_body_far_longer_than_listed_is_cut_off_and_the_rest_delivered(
     assert home.delivered() == [mail(2)]
     [refused] = home.refused(account)
     assert "cut off" in refused.note
+
+
+def test_pop3_honest_size_deviations_still_deliver_byte_for_byte(home: ScriptedHome) -> None:
+    # Cyrus adds the final CRLF a stored message lacks (and lists the size without it); an
+    # mbox server may list the size of its bare-LF file while it sends CRLF.
+    no_final_crlf = mail(1, b"last line without a break")
+    lf_counted = mail(2, b"a\r\nb\r\nc\r\n")
+    lf_size = len(lf_counted.replace(b"\r\n", b"\n"))
+    script = Pop3Script(messages=[no_final_crlf, lf_counted], listed_sizes={"uid-2": lf_size})
+    with ScriptedPop3Server(script) as server:
+        account = pop3(home, server)
+        summary = home.poll(account)
+        assert on_server(server) == []
+    assert summary.fetched == 2 and home.refused(account) == [], home.log(account)
+    assert sorted(home.delivered()) == sorted([no_final_crlf, lf_counted])
