@@ -38,6 +38,7 @@ from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.tables import metadata
 from support import mailhaul_home
 from support.dovecot import DOVECOT_BINARY, INSTALL_HINT, DovecotError, DovecotServer, Mailbox
+from support.local_servers import pid_alive
 
 # Fixtures that give a test a database; a test using one runs once per selected database.
 DATABASE_FIXTURES = frozenset({"harness", "imap", "pop3", "database_url", "empty_database_url"})
@@ -180,7 +181,7 @@ class PostgresServer:
             names = conn.scalars(text("SELECT datname FROM pg_database")).all()
         for name in names:
             match = _TEST_DB.fullmatch(name)
-            if match and not _alive(int(match.group(1))):
+            if match and not pid_alive(int(match.group(1))):
                 self.drop_database(name)
 
 
@@ -223,16 +224,6 @@ def _unit_tests_without_postgres(metafunc: pytest.Metafunc) -> bool:
         fallback.checked = True
         fallback.reason = postgres_unreachable()
     return fallback.reason is not None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def pytest_configure(config: pytest.Config) -> None:
