@@ -117,6 +117,10 @@ def configure_logging(
     stderr.setFormatter(JsonFormatter() if format == "json" else logging.Formatter(TEXT_FORMAT))
     _install(root, stderr)
     root.setLevel(numeric)
+    # Alembic says which plugins and dialect it set up at INFO on every start: internals,
+    # not news for an operator. Its warnings and errors still show; at debug, everything.
+    quiet = numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
+    logging.getLogger("alembic").setLevel(quiet)
     if address is not None:
         handler = _syslog_handler(address)
         if handler is not None:

@@ -138,3 +138,22 @@ def test_log_settings(tmp_path: Path):
     (tmp_path / "mailhaul.toml").write_text('[log]\nformat = "json"\nsyslog = true\n')
     settings = load_settings(tmp_path, environ={"MAILHAUL_LOG_LEVEL": "debug"})
     assert (settings.log_format, settings.log_level, settings.log_syslog) == ("json", "debug", True)
+
+
+def test_alembic_internals_stay_out_of_the_log_at_info_and_show_at_debug():
+    import io
+    import logging
+
+    from mailhaul.logsetup import configure_logging
+
+    out = io.StringIO()
+    configure_logging(level="info", stream=out)
+    logging.getLogger("alembic.runtime.plugins").info("setup plugin x")
+    logging.getLogger("alembic.runtime.migration").warning("a real problem")
+    logging.getLogger("mailhaul.test").info("our own news")
+    text = out.getvalue()
+    assert "setup plugin" not in text
+    assert "a real problem" in text and "our own news" in text  # positive controls
+    configure_logging(level="debug", stream=out)
+    logging.getLogger("alembic.runtime.plugins").info("setup plugin y")
+    assert "setup plugin y" in out.getvalue()
