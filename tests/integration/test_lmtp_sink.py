@@ -15,7 +15,7 @@ from mailhaul.domain.errors import (
     PermanentDeliveryError,
     TemporaryDeliveryError,
 )
-from mailhaul.domain.ports import Delivery
+from mailhaul.domain.ports import Delivery, DeliverySession
 from support.dovecot import DovecotServer, Mailbox
 
 RECEIVED = b"Received: from pop.example.net by mailhaul with POP3S\r\n\tfor <x@example.test>\r\n"
@@ -39,8 +39,8 @@ lmtp_rcpt_check_quota = yes
 """
 
 
-def deliver(sink: LmtpSink, dest: str, chunks: list[bytes]) -> None:
-    delivery: Delivery = sink.begin(dest, None)  # commit() as the protocol promises
+def deliver(session: DeliverySession, dest: str, chunks: list[bytes]) -> None:
+    delivery: Delivery = session.begin(dest, None)  # commit() as the protocol promises
     try:
         delivery.write(RECEIVED)
         for chunk in chunks:
@@ -52,69 +52,82 @@ def deliver(sink: LmtpSink, dest: str, chunks: list[bytes]) -> None:
 
 
 @pytest.fixture
-def sink(dovecot: DovecotServer) -> Iterator[LmtpSink]:
+def session(dovecot: DovecotServer) -> Iterator[DeliverySession]:
+    """One run's delivery session of an LMTP sink."""
     s = LmtpSink(f"{dovecot.host}:{dovecot.lmtp_port}", timeout=10)
-    yield s
+    run = s.open_session("1")
+    yield run
+    run.close()
     s.close()
 
 
 def test_message_lands_byte_exact_after_dovecots_own_headers(
-    sink: LmtpSink, mailbox: Mailbox
+    session: DeliverySession, mailbox: Mailbox
 ) -> None:
-    deliver(sink, mailbox.user, [MESSAGE[:3], MESSAGE[3:140], MESSAGE[140:]])
+    deliver(session, mailbox.user, [MESSAGE[:3], MESSAGE[3:140], MESSAGE[140:]])
     (stored,) = mailbox.list_messages()
     assert stored.raw.endswith(RECEIVED + MESSAGE)
     added = stored.raw[: -len(RECEIVED + MESSAGE)]
     # Dovecot prepends Return-Path (our envelope sender), Delivered-To and its Received.
     assert added.startswith(b"Return-Path: <bounce@example.net>\r\nDelivered-To: ")
     assert not stored.seen
-    assert sink.planned_receipt(mailbox.user, "1") is None
-    assert sink.was_delivered(mailbox.user, "x") is None
+    assert session.planned_receipt(mailbox.user, "1") is None
+    assert session.was_delivered(mailbox.user, "x") is None
 
 
 def test_unix_socket_and_connection_reuse(dovecot: DovecotServer, mailbox: Mailbox) -> None:
     path = (dovecot.root / "srv").resolve() / "run" / "lmtp"
     sink = LmtpSink(str(path), timeout=10, sender="")
     try:
+        run = sink.open_session("1")
         for n in range(3):
-            deliver(sink, mailbox.user, [MESSAGE.replace(b"lmtp-1", b"lmtp-%d" % n)])
-        client = sink._local.client
-        deliver(sink, mailbox.user, [MESSAGE])
-        assert sink._local.client is client  # the same connection, after RSET
+            deliver(run, mailbox.user, [MESSAGE.replace(b"lmtp-1", b"lmtp-%d" % n)])
+        client = run._client
+        assert client is not None
+        deliver(run, mailbox.user, [MESSAGE])
+        assert run._client is client  # the same connection, after RSET
+        run.close()
+        next_run = sink.open_session("2")
+        deliver(next_run, mailbox.user, [MESSAGE])
+        assert next_run._client is client  # the next run takes it from the sink
+        next_run.close()
     finally:
         sink.close()
+    assert not client.connected  # closing the sink QUIT the idle connection
     stored = mailbox.list_messages()
-    assert len(stored) == 4
+    assert len(stored) == 5
     assert all(m.raw.startswith(b"Return-Path: <>\r\n") for m in stored)
 
 
 def test_unknown_user_is_destination_missing(
-    dovecot: DovecotServer, sink: LmtpSink, mailbox: Mailbox
+    dovecot: DovecotServer, session: DeliverySession, mailbox: Mailbox
 ) -> None:
     nobody = "nobody-here@example.test"
-    delivery = sink.begin(nobody, None)
+    delivery = session.begin(nobody, None)
     delivery.write(RECEIVED)
     with pytest.raises(DestinationMissing, match=r"550 5\.1\.1"):
         delivery.write(MESSAGE)  # the write that completes the header opens the transaction
     delivery.abort()
     fixed = LmtpSink(f"{dovecot.host}:{dovecot.lmtp_port}", timeout=10, sender="a@example.net")
     try:
+        fixed_run = fixed.open_session("1")
         with pytest.raises(DestinationMissing, match="User doesn't exist"):
-            fixed.begin(nobody, None)  # a fixed sender: RCPT is sent by begin()
-        deliver(fixed, mailbox.user, [MESSAGE])  # the connection survived the refusal
+            fixed_run.begin(nobody, None)  # a fixed sender: RCPT is sent by begin()
+        deliver(fixed_run, mailbox.user, [MESSAGE])  # the connection survived the refusal
+        fixed_run.close()
     finally:
         fixed.close()
-    deliver(sink, mailbox.user, [MESSAGE])
+    deliver(session, mailbox.user, [MESSAGE])
     assert len(mailbox.list_messages()) == 2
 
 
-def test_abort_mid_message_delivers_nothing(sink: LmtpSink, mailbox: Mailbox) -> None:
-    delivery = sink.begin(mailbox.user, None)
+def test_abort_mid_message_delivers_nothing(session: DeliverySession, mailbox: Mailbox) -> None:
+    delivery = session.begin(mailbox.user, None)
     delivery.write(RECEIVED)
     delivery.write(MESSAGE)
     delivery.write(b"the source failed here\r\n")
     delivery.abort()
-    deliver(sink, mailbox.user, [MESSAGE])
+    deliver(session, mailbox.user, [MESSAGE])
     assert [m.raw.endswith(RECEIVED + MESSAGE) for m in mailbox.list_messages()] == [True]
 
 
@@ -148,16 +161,16 @@ def test_closed_port_is_temporary(mailbox: Mailbox) -> None:
         port = s.getsockname()[1]
     sink = LmtpSink(f"127.0.0.1:{port}", timeout=2)
     with pytest.raises(TemporaryDeliveryError, match="cannot connect"):
-        sink.begin(mailbox.user, None)
+        sink.open_session("1").begin(mailbox.user, None)
     sink = LmtpSink("/nonexistent/lmtp", timeout=2)
     with pytest.raises(TemporaryDeliveryError, match="cannot connect"):
-        sink.begin(mailbox.user, None)
+        sink.open_session("1").begin(mailbox.user, None)
 
 
 def test_quota_refusals_are_permanent_and_a_stopped_server_temporary(tmp_path: Path) -> None:
     with DovecotServer(tmp_path / "quota", extra_config=QUOTA) as server:
         box = server.new_mailbox()
-        sink = LmtpSink(f"{server.host}:{server.lmtp_port}", timeout=10)
+        sink = LmtpSink(f"{server.host}:{server.lmtp_port}", timeout=10).open_session("1")
         try:
             big = MESSAGE + b"x" * 6000 + b"\r\n"
             with pytest.raises(PermanentDeliveryError, match=r"552 5\.2\.2") as after_data:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailhaul.adapters.sinks.mda import MdaSink
+from mailhaul.adapters.sinks.mda import MdaSession, MdaSink
 from mailhaul.adapters.sinks.routing import RoutingSink
 from mailhaul.domain.errors import (
     ConfigError,
@@ -32,8 +32,12 @@ MESSAGE = (
 )
 
 
-def deliver(sink: MdaSink | RoutingSink, dest: str, chunks: list[bytes]) -> None:
-    delivery = sink.begin(dest, None)
+def deliver(
+    sink: MdaSink | RoutingSink, dest: str, chunks: list[bytes], account: str = "1"
+) -> None:
+    """Deliver one message in a session of its own (a run's, for ``account``)."""
+    session = sink.open_session(account)
+    delivery = session.begin(dest, None)
     try:
         delivery.write(RECEIVED)
         for chunk in chunks:
@@ -42,6 +46,8 @@ def deliver(sink: MdaSink | RoutingSink, dest: str, chunks: list[bytes]) -> None
     except BaseException:
         delivery.abort()
         raise
+    finally:
+        session.close()
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +127,7 @@ def test_message_and_arguments_reach_the_program(
         "{unknown}",
     ]
     sink = MdaSink(command, timeout=10)
-    sink.account_label = "acct-7"
-    deliver(sink, "Ivan@Example.ORG", [MESSAGE[:41], MESSAGE[41:]])
+    deliver(sink, "Ivan@Example.ORG", [MESSAGE[:41], MESSAGE[41:]], account="acct-7")
     args, _, data = out.read_bytes().partition(b"|")
     assert eval(args) == [  # noqa: S307 - our own repr
         "Ivan@Example.ORG",
@@ -176,7 +181,7 @@ def test_abort_kills_before_the_end_of_the_message(
     deliver(sink, "a@example.org", [MESSAGE])  # positive control: completed, it writes
     assert out.read_bytes() == (RECEIVED + MESSAGE).replace(b"\r\n", b"\n")
     out.unlink()
-    delivery = sink.begin("a@example.org", None)
+    delivery = sink.open_session("1").begin("a@example.org", None)
     delivery.write(RECEIVED)
     delivery.write(MESSAGE)
     delivery.abort()
@@ -196,12 +201,12 @@ def test_shell_metacharacters_in_the_destination_run_nothing(
     assert out.read_text() == dest
     assert not pwned.exists()
     with pytest.raises(DestinationMissing):
-        sink.begin("-oQ/tmp/x@example.org", None)
+        sink.open_session("1").begin("-oQ/tmp/x@example.org", None)
 
 
 def test_missing_program_is_temporary_and_bad_commands_are_config_errors() -> None:
     with pytest.raises(TemporaryDeliveryError, match="cannot run"):
-        MdaSink(["/nonexistent/mda"], 5, sender="").begin("a@example.org", None)
+        MdaSink(["/nonexistent/mda"], 5, sender="").open_session("1").begin("a@example.org", None)
     with pytest.raises(ConfigError):
         MdaSink("", 5)
     with pytest.raises(ConfigError):
@@ -218,9 +223,11 @@ def test_routing_sink_picks_by_domain(script: Callable[[str], list[str]], tmp_pa
     assert (tmp_path / "one").exists() and not (tmp_path / "other").exists()
     deliver(routing, "a@example.net", [MESSAGE])
     assert (tmp_path / "other").exists()
-    assert routing.planned_receipt("a@example.org", "1") is None
-    assert routing.was_delivered("a@example.org", "r") is None
-    routing.account_label = "x"
-    assert one.account_label == other.account_label == "x"
-    routing.flush()
+    session = routing.open_session("x")
+    assert session.planned_receipt("a@example.org", "1") is None
+    assert session.was_delivered("a@example.net", "r") is None
+    session.flush()
+    opened = [s for s in session._open.values() if isinstance(s, MdaSession)]
+    assert sorted(s.account_label for s in opened) == ["x", "x"]  # {account} for both
+    session.close()
     routing.close()

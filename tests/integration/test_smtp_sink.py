@@ -18,7 +18,7 @@ from mailhaul.domain.errors import (
     PermanentDeliveryError,
     TemporaryDeliveryError,
 )
-from mailhaul.domain.ports import Delivery
+from mailhaul.domain.ports import Delivery, DeliverySession
 from support.dovecot import write_certificates
 from support.smtp_server import Handler, SmtpTestServer
 
@@ -36,8 +36,10 @@ MESSAGE = (
 DEST = "to@example.test"
 
 
-def deliver(sink: SmtpSink, chunks: list[bytes], dest: str = DEST) -> None:
-    delivery: Delivery = sink.begin(dest, None)  # commit() as the protocol promises
+def deliver(to: SmtpSink | DeliverySession, chunks: list[bytes], dest: str = DEST) -> None:
+    """Deliver one message in a run's session (a sink: in a session of its own)."""
+    session = to.open_session("1") if isinstance(to, SmtpSink) else to
+    delivery: Delivery = session.begin(dest, None)  # commit() as the protocol promises
     try:
         delivery.write(RECEIVED)
         for chunk in chunks:
@@ -46,6 +48,9 @@ def deliver(sink: SmtpSink, chunks: list[bytes], dest: str = DEST) -> None:
     except BaseException:
         delivery.abort()
         raise
+    finally:
+        if session is not to:
+            session.close()
 
 
 @pytest.fixture
@@ -60,9 +65,12 @@ def server(handler: Handler) -> Iterator[SmtpTestServer]:
 
 
 @pytest.fixture
-def sink(server: SmtpTestServer) -> Iterator[SmtpSink]:
+def session(server: SmtpTestServer) -> Iterator[DeliverySession]:
+    """One run's delivery session of an SMTP sink."""
     s = SmtpSink(server.address, timeout=5)
-    yield s
+    run = s.open_session("1")
+    yield run
+    run.close()
     s.close()
 
 
@@ -77,11 +85,11 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ssl.SSLContex
 
 
 def test_message_arrives_byte_for_byte_dot_stuffing_round_trip(
-    sink: SmtpSink, handler: Handler
+    session: DeliverySession, handler: Handler
 ) -> None:
     # Split everywhere that matters: inside CRLF, right before a dot at a line start.
     cuts = [MESSAGE[:5], MESSAGE[5:70], MESSAGE[70:99], MESSAGE[99:100], MESSAGE[100:]]
-    deliver(sink, cuts)
+    deliver(session, cuts)
     (got,) = handler.messages
     assert got.data == RECEIVED + MESSAGE
     assert got.mail_from == "bounce@example.net"  # Return-Path beats From:
@@ -102,20 +110,24 @@ def test_envelope_sender_from_header_or_fixed(server: SmtpTestServer, handler: H
     assert [m.mail_from for m in handler.messages] == ["ann@example.net", "<>", "<>"]
 
 
-def test_bare_lf_becomes_crlf_and_last_line_is_ended(sink: SmtpSink, handler: Handler) -> None:
-    deliver(sink, [b"Subject: lf\n\n.a\nb"])
+def test_bare_lf_becomes_crlf_and_last_line_is_ended(
+    session: DeliverySession, handler: Handler
+) -> None:
+    deliver(session, [b"Subject: lf\n\n.a\nb"])
     assert handler.messages[0].data == RECEIVED + b"Subject: lf\r\n\r\n.a\r\nb\r\n"
 
 
-def test_one_connection_is_reused_for_several_messages(sink: SmtpSink, handler: Handler) -> None:
+def test_one_connection_is_reused_for_several_messages(
+    session: DeliverySession, handler: Handler
+) -> None:
     for n in range(3):
-        deliver(sink, [MESSAGE + b"%d\r\n" % n])
+        deliver(session, [MESSAGE + b"%d\r\n" % n])
     assert len(handler.messages) == 3
     assert handler.hellos == 1
 
 
 def test_451_at_rcpt_is_temporary_550_is_destination_missing(
-    sink: SmtpSink, handler: Handler
+    session: DeliverySession, handler: Handler
 ) -> None:
     handler.rcpt_replies = {
         "busy@example.test": "451 4.3.0 try later",
@@ -123,16 +135,16 @@ def test_451_at_rcpt_is_temporary_550_is_destination_missing(
         "relay@example.test": "554 5.7.1 relay denied",
     }
     with pytest.raises(TemporaryDeliveryError, match=r"451 4\.3\.0 try later"):
-        deliver(sink, [MESSAGE], "busy@example.test")
+        deliver(session, [MESSAGE], "busy@example.test")
     # The sender comes from the header, so the refusal comes from the write() that ends it.
-    delivery = sink.begin("gone@example.test", None)
+    delivery = session.begin("gone@example.test", None)
     delivery.write(RECEIVED)
     with pytest.raises(DestinationMissing, match=r"550 5\.1\.1 no such user"):
         delivery.write(MESSAGE)
     delivery.abort()
     with pytest.raises(PermanentDeliveryError, match="relay denied"):
-        deliver(sink, [MESSAGE], "relay@example.test")
-    deliver(sink, [MESSAGE])  # the connection is still good
+        deliver(session, [MESSAGE], "relay@example.test")
+    deliver(session, [MESSAGE])  # the connection is still good
     assert len(handler.messages) == 1
 
 
@@ -143,7 +155,7 @@ def test_refusal_at_rcpt_comes_from_begin_with_a_fixed_sender(
     sink = SmtpSink(server.address, timeout=5, sender="me@example.test")
     try:
         with pytest.raises(DestinationMissing):
-            sink.begin("gone@example.test", None)
+            sink.open_session("1").begin("gone@example.test", None)
     finally:
         sink.close()
 
@@ -157,24 +169,24 @@ def test_refusal_at_rcpt_comes_from_begin_with_a_fixed_sender(
     ],
 )
 def test_reply_after_data(
-    sink: SmtpSink, handler: Handler, reply: str, error: type[Exception]
+    session: DeliverySession, handler: Handler, reply: str, error: type[Exception]
 ) -> None:
     handler.data_reply = reply
     with pytest.raises(error, match=reply):
-        deliver(sink, [MESSAGE])
+        deliver(session, [MESSAGE])
     handler.data_reply = "250 OK"
-    deliver(sink, [MESSAGE])
+    deliver(session, [MESSAGE])
     assert len(handler.messages) == 1
 
 
-def test_abort_during_data_delivers_nothing(sink: SmtpSink, handler: Handler) -> None:
-    delivery = sink.begin(DEST, None)
+def test_abort_during_data_delivers_nothing(session: DeliverySession, handler: Handler) -> None:
+    delivery = session.begin(DEST, None)
     delivery.write(RECEIVED)
     delivery.write(MESSAGE)
     delivery.write(b"more body\r\n")
     delivery.abort()
     delivery.abort()  # twice is fine
-    deliver(sink, [MESSAGE])
+    deliver(session, [MESSAGE])
     assert [m.data for m in handler.messages] == [RECEIVED + MESSAGE]
 
 
@@ -184,7 +196,7 @@ def test_closed_port_is_temporary() -> None:
         port = s.getsockname()[1]
     sink = SmtpSink(f"127.0.0.1:{port}", timeout=2)
     with pytest.raises(TemporaryDeliveryError, match="cannot connect"):
-        sink.begin(DEST, None)
+        sink.open_session("1").begin(DEST, None)
 
 
 def _scripted(replies: list[bytes]) -> tuple[socket.socket, threading.Thread]:
@@ -226,7 +238,7 @@ def test_garbage_or_refusing_server_is_temporary(replies: list[bytes]) -> None:
     with listener:
         sink = SmtpSink(f"127.0.0.1:{listener.getsockname()[1]}", timeout=2, sender="")
         with pytest.raises(TemporaryDeliveryError):
-            sink.begin(DEST, None)
+            sink.open_session("1").begin(DEST, None)
         sink.close()
     thread.join(5)
 
@@ -235,13 +247,13 @@ def test_server_that_never_answers_times_out() -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts, never speaks
         sink = SmtpSink(f"127.0.0.1:{listener.getsockname()[1]}", timeout=0.3)
         with pytest.raises(TemporaryDeliveryError, match=r"no answer within 0\.3 s"):
-            sink.begin(DEST, None)
+            sink.open_session("1").begin(DEST, None)
 
 
 def test_starttls_required_but_not_offered_is_refused(server: SmtpTestServer) -> None:
     sink = SmtpSink(server.address, timeout=5, starttls=True)
     with pytest.raises(TemporaryDeliveryError, match="does not offer it"):
-        sink.begin(DEST, None)
+        sink.open_session("1").begin(DEST, None)
 
 
 def test_starttls_verifies_the_certificate_and_auth_works(
@@ -251,12 +263,12 @@ def test_starttls_verifies_the_certificate_and_auth_works(
     with SmtpTestServer(handler, tls_context=context, credentials=("relay", "s3cret")) as server:
         untrusted = SmtpSink(server.address, timeout=5, starttls=True, sender="")
         with pytest.raises(TemporaryDeliveryError, match="TLS handshake failed"):
-            untrusted.begin(DEST, None)
+            untrusted.open_session("1").begin(DEST, None)
         wrong = SmtpSink(
             server.address, 5, starttls=True, ca_file=str(ca), username="relay", password="x"
         )
         with pytest.raises(TemporaryDeliveryError, match="rejected the relay credentials"):
-            wrong.begin(DEST, None)
+            wrong.open_session("1").begin(DEST, None)
         no_auth = SmtpSink(server.address, timeout=5, starttls=True, ca_file=str(ca))
         with pytest.raises(TemporaryDeliveryError, match="530"):  # our setup, not the message
             deliver(no_auth, [MESSAGE])

@@ -17,12 +17,14 @@ from mailhaul.domain.errors import ConfigError, TemporaryDeliveryError
 
 
 def _deliver(sink: MaildirSink, chunks: list[bytes], dest: str = "a@example.org") -> Path:
-    receipt = sink.planned_receipt(dest, "1")
-    delivery = sink.begin(dest, receipt)
+    session = sink.open_session("1")
+    receipt = session.planned_receipt(dest, "1")
+    delivery = session.begin(dest, receipt)
     for chunk in chunks:
         delivery.write(chunk)
     assert delivery.commit() == receipt
-    sink.flush()
+    session.flush()
+    session.close()
     return sink.maildir_for(dest) / "new" / receipt
 
 
@@ -57,7 +59,7 @@ def test_receipt_is_found_in_new_and_in_cur_with_flags(tmp_path: Path):
 
 def test_aborted_delivery_leaves_nothing(tmp_path: Path):
     sink = MaildirSink("{home}/{local}", tmp_path)
-    delivery = sink.begin("a@example.org", None)
+    delivery = sink.open_session("1").begin("a@example.org", None)
     delivery.write(b"partial")
     delivery.abort()
     maildir = sink.maildir_for("a@example.org")
@@ -70,14 +72,34 @@ def test_bad_template_and_unwritable_maildir_are_clear_errors(tmp_path: Path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(TemporaryDeliveryError, match="cannot create Maildir"):
-        MaildirSink(str(blocker) + "/{local}", tmp_path).begin("a@example.org", None)
+        MaildirSink(str(blocker) + "/{local}", tmp_path).open_session("1").begin(
+            "a@example.org", None
+        )
+
+
+def test_each_session_flushes_its_own_messages_and_closing_drops_the_unflushed(tmp_path: Path):
+    sink = MaildirSink("{home}/{local}", tmp_path)
+    maildir = sink.maildir_for("a@example.org")
+    one, two = sink.open_session("1"), sink.open_session("2")
+    first = one.begin("a@example.org", "first")
+    first.write(b"one")
+    first.commit()
+    second = two.begin("a@example.org", "second")
+    second.write(b"two")
+    second.commit()
+    two.flush()
+    assert os.listdir(maildir / "new") == ["second"]  # not the other run's message
+    one.close()  # the run ended before its flush: its message was never recorded
+    assert os.listdir(maildir / "tmp") == [] and os.listdir(maildir / "new") == ["second"]
+    assert not sink.was_delivered("a@example.org", "first")
+    assert sink.was_delivered("a@example.org", "second")
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_disk_full_is_a_temporary_delivery_error(tmp_path: Path):
     sink = MaildirSink("{home}/{local}", tmp_path)
     maildir = sink.maildir_for("a@example.org")
-    delivery = sink.begin("a@example.org", "full")
+    delivery = sink.open_session("1").begin("a@example.org", "full")
     # Point the tmp file at /dev/full, which answers every write with ENOSPC.
     os.close(delivery._fd)  # type: ignore[arg-type]
     delivery._fd = os.open("/dev/full", os.O_WRONLY)

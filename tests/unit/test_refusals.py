@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mailhaul.adapters.db.records import MessageRecords
-from mailhaul.adapters.sinks.maildir import MaildirDelivery, MaildirSink
+from mailhaul.adapters.sinks.maildir import MaildirDelivery, MaildirSession, MaildirSink
 from mailhaul.domain.errors import (
     DestinationMissing,
     PermanentDeliveryError,
@@ -37,15 +37,26 @@ class Refusing:
         self.inner.abort()
 
 
-class RefusingSink(MaildirSink):
-    """Maildir delivery that refuses marked messages and unknown destinations."""
+class RefusingSession(MaildirSession):
+    """A run's Maildir deliveries that refuse marked messages and unknown destinations."""
 
-    missing: set[str] = set()  # noqa: RUF012
+    def __init__(self, sink: RefusingSink) -> None:
+        super().__init__(sink)
+        self.missing = sink.missing
 
     def begin(self, destination: str, receipt: str | None) -> Refusing:  # type: ignore[override]
         if destination in self.missing:
             raise DestinationMissing(f"550 5.1.1 <{destination}>: no such user")
         return Refusing(super().begin(destination, receipt))
+
+
+class RefusingSink(MaildirSink):
+    """Maildir delivery that refuses marked messages and unknown destinations."""
+
+    missing: set[str] = set()  # noqa: RUF012
+
+    def open_session(self, account_label: str) -> RefusingSession:
+        return RefusingSession(self)
 
 
 def refusing(harness: Harness) -> RefusingSink:

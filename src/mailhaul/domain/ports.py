@@ -92,7 +92,7 @@ class Delivery(Protocol):
         ...
 
     def commit(self) -> str | None:
-        """Complete the message (durable once the sink's ``flush()`` returns); its receipt.
+        """Complete the message (durable once its session's ``flush()`` returns); its receipt.
 
         A hand-off (LMTP, SMTP, MDA) is durable when ``commit()`` returns, and has no receipt
         (None).
@@ -104,14 +104,19 @@ class Delivery(Protocol):
         ...
 
 
-class MailSink(Protocol):
-    """A local destination: Maildir, LMTP, SMTP or an MDA.
+class DeliverySession(Protocol):
+    """One run's deliveries into a sink: opened when the run starts, closed when it ends.
+
+    The session holds what the run's deliveries share and nothing outlives it: the messages
+    waiting to be made durable (Maildir), the connection (LMTP, SMTP: given back to the sink
+    for the next session when this one closes), the account label (an MDA's ``{account}``).
+    One session is used by one thread at a time.
 
     ``begin()`` may raise a ``DeliveryError`` (backend unreachable: temporary; destination
     refused: ``DestinationMissing``). Hand-off sinks (LMTP, SMTP, MDA) return None from
     ``planned_receipt()`` and ``was_delivered()``: a run that dies between the backend's
     acceptance and the poller's record fetches that message again (the one duplicate window
-    those methods leave). Network sinks also offer ``close()`` (QUIT their idle connections).
+    those methods leave).
     """
 
     def planned_receipt(self, destination: str, hint: str) -> str | None:
@@ -123,9 +128,35 @@ class MailSink(Protocol):
         ...
 
     def flush(self) -> None:
-        """Make every committed delivery durable (e.g. fsync the Maildir directories)."""
+        """Make every delivery this session committed since the last flush durable.
+
+        Maildir: fsync the files, move them into new/, fsync new/ (if one cannot be made
+        durable, none of them is delivered and a ``TemporaryDeliveryError`` says why). A
+        hand-off is durable when its ``commit()`` returns: nothing to do.
+        """
         ...
 
     def was_delivered(self, destination: str, receipt: str) -> bool | None:
         """Whether a message with this receipt is in the destination; None if unknowable."""
+        ...
+
+    def close(self) -> None:
+        """End the session; never raises. Deliveries committed but not flushed are thrown
+        away (they were never recorded as delivered, so they are fetched again)."""
+        ...
+
+
+class MailSink(Protocol):
+    """A local destination: Maildir, LMTP, SMTP or an MDA (one per delivery configuration).
+
+    Safe to share between threads: each run opens its own ``DeliverySession``.
+    """
+
+    def open_session(self, account_label: str) -> DeliverySession:
+        """Start one run's deliveries; ``account_label`` fills an MDA's ``{account}``."""
+        ...
+
+    def close(self) -> None:
+        """Let go of what no session holds (LMTP/SMTP: QUIT idle connections); never
+        raises. The sink stays usable."""
         ...

@@ -3,7 +3,7 @@
 1. record each as *pending* with the sink's receipt (one commit);
 2. stream each from the source into the sink (Maildir: tmp/, fsync, new/), checking that
    what arrived is the listed message (``domain/integrity.py``) before it is committed;
-3. flush the sink (fsync the directories), then mark them *delivered* (one commit).
+3. flush the run's delivery session (fsync, new/), then mark them *delivered* (one commit).
 Deleting or flagging them on the source is the caller's next step, never earlier.
 
 A message the backend refuses for good is recorded as *refused* (it stays on the server and
@@ -63,7 +63,7 @@ class BatchDelivery:
                 self.folder,
                 self.uidvalidity,
                 ref.uid,
-                deps.sink.planned_receipt(destination, ref.uid),
+                run.delivery.planned_receipt(destination, ref.uid),
                 destination,
             )
             for ref in batch
@@ -138,7 +138,7 @@ class BatchDelivery:
     ) -> tuple[int, bytes]:
         """Stream one message into the sink; returns its size and header section."""
         run = self.run
-        delivery = run.deps.sink.begin(run.destination, receipt)
+        delivery = run.delivery.begin(run.destination, receipt)
         limit = run.options.max_size + OVERSIZE_SLACK
         try:
             delivery.write(received)
@@ -180,7 +180,7 @@ class BatchDelivery:
         """Make deliveries durable, then record them; forget pending ones that never came."""
         deps, account_id = self.run.deps, self.run.account.id
         if delivered:
-            deps.sink.flush()
+            self.run.delivery.flush()
         done = {ref.uid for ref in delivered} | {uid for uid, _ in refusals}
         missing = [ref.uid for ref in batch if ref.uid not in done]
         now = time.time()

@@ -3,8 +3,8 @@
 ``PollDeps`` is frozen: a run takes the ``PollDeps`` in force when it starts and keeps them
 to its end, so a settings change (a new sink, another schedule policy) reaches the next
 run, never one halfway through. ``PollRun`` is what one run of one account carries from
-folder to folder: the account, the connected source, the run log, the counts, the lease it
-holds, the stop request and the progress callback.
+folder to folder: the account, the connected source, the delivery session, the run log, the
+counts, the lease it holds, the stop request and the progress callback.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from mailhaul.adapters.db.runs import RunStore
 from mailhaul.adapters.secrets import SecretBox
 from mailhaul.domain.account import Account
 from mailhaul.domain.options import Credentials, RetrievalOptions, SourceEndpoint
-from mailhaul.domain.ports import LogFn, MailSink, MailSource
+from mailhaul.domain.ports import DeliverySession, LogFn, MailSink, MailSource
 from mailhaul.domain.scheduling import SchedulePolicy
 from mailhaul.services.leases import Leases
 from mailhaul.services.runlog import RunLog
@@ -70,6 +70,7 @@ class PollRun:
     deps: PollDeps
     account: Account
     source: MailSource
+    delivery: DeliverySession
     log: RunLog
     lease_owner: str
     stop: threading.Event = field(default_factory=threading.Event)

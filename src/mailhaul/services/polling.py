@@ -1,7 +1,7 @@
 """Polling one account: lease → run record → connect → each folder → finish.
 
 The per-folder work (and the never-lose ordering) is in ``folder_poll``. A crash leaves
-pending records: the next run first asks the sink whether each receipt arrived and
+pending records: the next run first asks its delivery session whether each receipt arrived and
 confirms or drops it, so the message is neither lost nor delivered twice.
 """
 
@@ -140,9 +140,14 @@ class Poller:
                 # The source's connections take the run's guard when they are made.
                 credentials = Credentials(account.spec.username, password)
                 source = deps.open_source(account.endpoint(deps.timeout), credentials, log)
-                run = PollRun(deps, account, source, log, owner, stop or threading.Event())
-                run.progress, run.counts = progress, counts
-                self._run(run, pending)
+                delivery = deps.sink.open_session(str(account.id))
+                try:
+                    stop = stop or threading.Event()
+                    run = PollRun(deps, account, source, delivery, log, owner, stop)
+                    run.progress, run.counts = progress, counts
+                    self._run(run, pending)
+                finally:
+                    delivery.close()
             ending = _Ending()
         except MailhaulError as exc:
             ending = _Ending(log.scrub(str(exc)), exc)
@@ -248,8 +253,6 @@ class Poller:
         log(f"connecting to {endpoint.describe()} as {account.spec.username}")
         if endpoint.security is not Security.NONE and not endpoint.verify_cert:
             log("warning: certificate verification is switched off for this account")
-        if hasattr(deps.sink, "account_label"):  # fills {account} in an MDA command line
-            deps.sink.account_label = str(account.id)
         try:
             source.connect()
             for folder in account.spec.options.folders:
@@ -270,7 +273,7 @@ class Poller:
         confirmed = dropped = 0
         for record in pending:
             known = (
-                deps.sink.was_delivered(record.destination, record.receipt)
+                run.delivery.was_delivered(record.destination, record.receipt)
                 if record.receipt
                 else None
             )

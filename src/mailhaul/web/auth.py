@@ -129,10 +129,13 @@ def api_access(access: Access) -> Callable[[Request], Principal]:
 
 
 # --- the pages: session cookies and CSRF ----------------------------------------------------
+_UNREAD = object()  # the session cookie has not been looked up yet for this request
+
+
 def page_session(request: Request) -> SessionInfo | None:
     """The request's session, or None."""
-    if hasattr(request.state, "session_info"):
-        cached = request.state.session_info
+    cached = getattr(request.state, "session_info", _UNREAD)
+    if cached is not _UNREAD:
         return cached if isinstance(cached, SessionInfo) else None
     token = request.cookies.get(SESSION_COOKIE, "")
     info = app_of(request).users.session(token) if token else None

@@ -9,7 +9,8 @@ fsyncs every file of the batch (in parallel, so the file system can group the jo
 commits), renames them into new/ and fsyncs the new/ directories. A file is never in
 new/ before it is durable. The unique file name is chosen before delivery and recorded
 as the receipt, so a run that crashed between delivering and recording can later find
-out whether the file made it (``was_delivered``).
+out whether the file made it (``was_delivered``). What waits for ``flush()`` belongs to
+the run's ``MaildirSession``; closing the session removes what was never flushed.
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ class _Finished:
 class MaildirDelivery:
     """One message being written into a Maildir's tmp/."""
 
-    def __init__(self, sink: MaildirSink, maildir: Path, name: str) -> None:
-        self._sink = sink
+    def __init__(self, session: MaildirSession, maildir: Path, name: str) -> None:
+        self._session = session
         self._maildir = maildir
         self._name = name
         base = str(maildir)
@@ -112,13 +113,13 @@ class MaildirDelivery:
             raise _delivery_error("write", self._tmp, exc) from exc
 
     def commit(self) -> str:
-        """Finish the file in tmp/; the sink's flush() makes it durable and moves it to new/."""
+        """Finish the file in tmp/; the session's flush() makes it durable and moves it to new/."""
         if self._pending_cr:
             self._pending_cr = False
             self._write_raw(b"\r")
         assert self._fd is not None
         fd, self._fd = self._fd, None
-        self._sink.finished(_Finished(fd, self._maildir, self._tmp, self._new))
+        self._session.finished(_Finished(fd, self._maildir, self._tmp, self._new))
         return self._name
 
     def abort(self) -> None:
@@ -139,7 +140,6 @@ class MaildirSink:
         self.home = home
         self._ready: set[Path] = set()
         self._paths: dict[str, Path] = {}
-        self._local = threading.local()  # per thread: messages waiting for flush()
         self._lock = threading.Lock()
         self._hostname = _safe_hostname()
 
@@ -172,7 +172,8 @@ class MaildirSink:
         as_recorded = self._fill(*split_address(destination))
         return [maildir] if as_recorded == maildir else [maildir, as_recorded]
 
-    def _ensure(self, maildir: Path) -> None:
+    def ensure(self, maildir: Path) -> None:
+        """Create the Maildir's tmp/, new/ and cur/ (0700) unless done already."""
         if maildir in self._ready:
             return
         try:
@@ -189,39 +190,65 @@ class MaildirSink:
         sec, usec = int(now), int((now % 1) * 1_000_000)
         return f"{sec}.M{usec}P{os.getpid()}Q{next(_counter)}.{self._hostname}"
 
+    def open_session(self, account_label: str) -> MaildirSession:
+        """One run's deliveries (the label is not used: a Maildir has no ``{account}``)."""
+        return MaildirSession(self)
+
+    def close(self) -> None:
+        """Nothing to let go of: sessions hold the files waiting for their flush."""
+
+    def was_delivered(self, destination: str, receipt: str) -> bool:
+        """Whether the file is in new/ or cur/ (with any flags suffix).
+
+        A leftover in tmp/ (a crash before the batch was made durable) is not delivered;
+        it is removed here, since the caller will fetch the message again.
+        """
+        maildirs = self._maildirs_of(destination)
+        if any(_holds(maildir, receipt) for maildir in maildirs):
+            return True
+        for maildir in maildirs:
+            with contextlib.suppress(OSError):
+                (maildir / "tmp" / receipt).unlink(missing_ok=True)
+        return False
+
+
+class MaildirSession:
+    """One run's deliveries into the Maildirs: the messages waiting for ``flush()``."""
+
+    def __init__(self, sink: MaildirSink) -> None:
+        self._sink = sink
+        self._waiting: list[_Finished] = []
+
+    def planned_receipt(self, destination: str, hint: str) -> str:
+        """A unique Maildir file name (see ``MaildirSink.planned_receipt``)."""
+        return self._sink.planned_receipt(destination, hint)
+
     def begin(self, destination: str, receipt: str | None) -> MaildirDelivery:
         """Open a tmp/ file for one message."""
-        maildir = self.maildir_for(destination)
-        self._ensure(maildir)
-        name = receipt or self.planned_receipt(destination, "")
+        sink = self._sink
+        maildir = sink.maildir_for(destination)
+        sink.ensure(maildir)
+        name = receipt or sink.planned_receipt(destination, "")
         return MaildirDelivery(self, maildir, name)
 
-    def _waiting(self) -> list[_Finished]:
-        waiting: list[_Finished] | None = getattr(self._local, "waiting", None)
-        if waiting is None:
-            waiting = self._local.waiting = []
-        return waiting
-
     def finished(self, message: _Finished) -> None:
-        """Note a message complete in tmp/ (per thread), for the next flush()."""
-        self._waiting().append(message)
+        """Note a message complete in tmp/, for the next flush()."""
+        self._waiting.append(message)
 
     def flush(self) -> None:
-        """fsync this thread's finished messages, move them into new/, fsync new/.
+        """fsync the finished messages, move them into new/, fsync new/.
 
         If any of them cannot be made durable, none is moved: all are removed from tmp/
         and a TemporaryDeliveryError says why (the messages stay on the server).
         """
-        waiting = self._waiting()
-        if not waiting:
+        if not self._waiting:
             return
-        batch = list(waiting)
-        waiting.clear()
+        batch, self._waiting = self._waiting, []
         try:
             results = _fsync_pool().map(lambda m: _fsync_path(m.fd, m.tmp_path), batch)
             list(results)
         except TemporaryDeliveryError:
-            self._discard(batch)
+            _discard(batch)
             raise
         for message in batch:
             with contextlib.suppress(OSError):
@@ -240,26 +267,22 @@ class MaildirSink:
         except OSError as exc:
             raise _delivery_error("move into new/ of", batch[0].maildir, exc) from exc
 
-    def _discard(self, batch: list[_Finished]) -> None:
-        for message in batch:
-            with contextlib.suppress(OSError):
-                os.close(message.fd)
-            with contextlib.suppress(OSError):
-                os.unlink(message.tmp_path)
-
     def was_delivered(self, destination: str, receipt: str) -> bool:
-        """Whether the file is in new/ or cur/ (with any flags suffix).
+        """See ``MaildirSink.was_delivered``."""
+        return self._sink.was_delivered(destination, receipt)
 
-        A leftover in tmp/ (a crash before the batch was made durable) is not delivered;
-        it is removed here, since the caller will fetch the message again.
-        """
-        maildirs = self._maildirs_of(destination)
-        if any(_holds(maildir, receipt) for maildir in maildirs):
-            return True
-        for maildir in maildirs:
-            with contextlib.suppress(OSError):
-                (maildir / "tmp" / receipt).unlink(missing_ok=True)
-        return False
+    def close(self) -> None:
+        """Remove from tmp/ what was committed but never flushed; never raises."""
+        batch, self._waiting = self._waiting, []
+        _discard(batch)
+
+
+def _discard(batch: list[_Finished]) -> None:
+    for message in batch:
+        with contextlib.suppress(OSError):
+            os.close(message.fd)
+        with contextlib.suppress(OSError):
+            os.unlink(message.tmp_path)
 
 
 def _holds(maildir: Path, receipt: str) -> bool:

@@ -5,8 +5,8 @@ The command is an argument list (a string is split with ``shlex.split``); each a
 ``{address}``, ``{local}``, ``{domain}``, ``{sender}`` and ``{account}`` replaced by plain
 string substitution, in one pass (a value that itself contains ``{…}`` is not expanded
 again). The program is started without a shell (``shell=False``), so a destination full of
-shell metacharacters is one literal argument and runs nothing. ``{account}`` is
-``account_label``, set by the caller per thread before ``begin()`` ("" when unset).
+shell metacharacters is one literal argument and runs nothing. ``{account}`` is the label
+the run's session was opened with (the account's id).
 
 The message is streamed to stdin as the poller writes it (LF line ends by default, as an MDA
 reading a local mailbox expects; ``line_ends="crlf"`` passes the bytes as received). Without
@@ -36,7 +36,6 @@ import selectors
 import shlex
 import signal
 import subprocess
-import threading
 import time
 from typing import IO, Literal
 
@@ -291,19 +290,24 @@ class MdaSink:
         self.timeout = timeout
         self.sender = sender
         self.line_ends = line_ends
-        self._local = threading.local()
 
-    @property
-    def account_label(self) -> str:
-        """What ``{account}`` becomes for deliveries begun on this thread ("" when unset)."""
-        label: str = getattr(self._local, "account", "")
-        return label
+    def open_session(self, account_label: str) -> MdaSession:
+        """One run's deliveries; ``account_label`` is what ``{account}`` becomes."""
+        return MdaSession(self, account_label)
 
-    @account_label.setter
-    def account_label(self, value: str) -> None:
-        self._local.account = value
+    def close(self) -> None:
+        """Nothing to let go of: each MDA process ends with its message."""
+
+
+class MdaSession:
+    """One run's deliveries through the MDA (one process per message)."""
+
+    def __init__(self, sink: MdaSink, account_label: str) -> None:
+        self._sink = sink
+        self.account_label = account_label
 
     def planned_receipt(self, destination: str, hint: str) -> str | None:
+        """None: an exit status leaves nothing to look up later."""
         return None
 
     def begin(self, destination: str, receipt: str | None) -> MdaDelivery:
@@ -311,7 +315,8 @@ class MdaSink:
         if destination.startswith("-") or "\0" in destination:
             raise DestinationMissing(f"{destination!r} cannot be given to an MDA")
         local, _, domain = destination.rpartition("@")
-        sender = self.sender
+        sink = self._sink
+        sender = sink.sender
         values = {
             "address": destination,
             "local": local,
@@ -319,11 +324,15 @@ class MdaSink:
             "account": self.account_label,
             "sender": sender or "",
         }
-        needs_sender = sender is None and any("{sender}" in arg for arg in self.command)
-        return MdaDelivery(self, values, needs_sender)
+        needs_sender = sender is None and any("{sender}" in arg for arg in sink.command)
+        return MdaDelivery(sink, values, needs_sender)
 
     def flush(self) -> None:
         """Nothing to do: exit status 0 means the MDA has stored the message."""
 
     def was_delivered(self, destination: str, receipt: str) -> bool | None:
+        """None: an exit status cannot be checked afterwards."""
         return None
+
+    def close(self) -> None:
+        """Nothing to end: every delivery has ended with its process."""

@@ -1,5 +1,6 @@
-"""What the LMTP and SMTP sinks share: one reused connection per thread, one transaction per
-message, the message streamed into ``DATA`` as the poller writes it.
+"""What the LMTP and SMTP sinks share: one connection per run's session (reused from message to
+message, and given back to the sink for the next session), one transaction per message, the
+message streamed into ``DATA`` as the poller writes it.
 
 Where each error can come from:
 
@@ -71,9 +72,9 @@ class NetworkDelivery:
     """One message on its way into ``DATA``."""
 
     def __init__(
-        self, sink: NetworkSink, client: SmtpClient, destination: str, sender: str | None
+        self, session: NetworkSession, client: SmtpClient, destination: str, sender: str | None
     ) -> None:
-        self._sink = sink
+        self._session = session
         self._client: SmtpClient | None = client
         self._destination = destination
         self._header: HeaderBuffer | None = None
@@ -142,7 +143,7 @@ class NetworkDelivery:
             raise
         self._client = None
         self._unregister()
-        self._sink.release(client)
+        self._session.release(client)
         for reply in replies:
             if not 200 <= reply.code < 300:
                 raise _refusal(client, f"the message for {self._destination}", reply)
@@ -157,7 +158,7 @@ class NetworkDelivery:
         self._unregister()
         if client.in_data or not client.connected:
             client.close()  # no terminator: the server discards what it got
-            self._sink.release(client)
+            self._session.release(client)
             return
         if client.in_transaction:
             try:
@@ -165,11 +166,12 @@ class NetworkDelivery:
                     client.close()
             except DeliveryError:
                 client.close()
-        self._sink.release(client)
+        self._session.release(client)
 
 
 class NetworkSink:
-    """Delivers over SMTP or LMTP; one connection per thread, reused while it answers RSET."""
+    """Delivers over SMTP or LMTP; each run's session holds one connection, reused while it
+    answers RSET, and idle connections wait here for the next session."""
 
     default_port = 25
 
@@ -201,11 +203,11 @@ class NetworkSink:
         self._ca_file = ca_file
         self._username = username
         self._password = password
-        self._local = threading.local()
         self._lock = threading.Lock()
-        self._idle: set[SmtpClient] = set()  # every thread's idle connection, for close()
+        self._idle: list[tuple[SmtpClient, float]] = []  # no session holds these
 
-    def _new_client(self) -> SmtpClient:
+    def new_client(self) -> SmtpClient:
+        """A client for one more connection (not yet connected)."""
         return SmtpClient(
             self.address,
             self.timeout,
@@ -216,55 +218,91 @@ class NetworkSink:
             password=self._password,
         )
 
+    def take_idle(self) -> tuple[SmtpClient, float] | None:
+        """The most recently used idle connection and since when it is idle, if any."""
+        with self._lock:
+            return self._idle.pop() if self._idle else None
+
+    def give_back(self, client: SmtpClient, idle_since: float) -> None:
+        """Keep a connection a session no longer needs, for the next session."""
+        if not client.connected or client.interrupted:
+            client.close()
+            return
+        now = time.monotonic()
+        with self._lock:
+            stale = [(c, t) for c, t in self._idle if now - t >= MAX_IDLE]
+            self._idle = [(c, t) for c, t in self._idle if now - t < MAX_IDLE]
+            self._idle.append((client, idle_since))
+        for old, _since in stale:  # the server will have hung up on these
+            with contextlib.suppress(Exception):
+                old.quit()
+
+    # --- MailSink ------------------------------------------------------------------------------
+
+    def open_session(self, account_label: str) -> NetworkSession:
+        """One run's deliveries (the label is not used over the network)."""
+        return NetworkSession(self)
+
+    def close(self) -> None:
+        """QUIT every idle connection; the sink stays usable."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for client, _since in idle:
+            with contextlib.suppress(Exception):
+                client.quit()
+
+
+class NetworkSession:
+    """One run's deliveries over LMTP or SMTP: the connection it holds between messages."""
+
+    def __init__(self, sink: NetworkSink) -> None:
+        self._sink = sink
+        self._client: SmtpClient | None = None
+        self._idle_since = 0.0
+
     def _acquire(self) -> SmtpClient:
-        """This thread's idle connection if it still answers RSET, else a new one."""
-        client: SmtpClient | None = getattr(self._local, "client", None)
-        idle_since: float = getattr(self._local, "idle_since", 0.0)
-        self._local.client = None
+        """The session's connection (else an idle one of the sink) if it still answers RSET,
+        else a new one."""
+        client, since = self._client, self._idle_since
+        self._client = None
+        if client is None:
+            taken = self._sink.take_idle()
+            if taken is not None:
+                client, since = taken
         if client is not None:
-            with self._lock:
-                ours = client in self._idle  # not when close() has taken it meanwhile
-                self._idle.discard(client)
-            if ours and client.connected and time.monotonic() - idle_since < MAX_IDLE:
+            if client.connected and time.monotonic() - since < MAX_IDLE:
                 try:
                     if client.rset().code == 250:
                         return client
                 except DeliveryError:
                     pass
-            if ours:
-                client.quit()
-        client = self._new_client()
+            client.quit()
+        client = self._sink.new_client()
         client.connect()
         return client
 
     def release(self, client: SmtpClient) -> None:
-        """Keep a connection that ended its transaction for this thread's next message."""
+        """Keep a connection that ended its transaction for the session's next message."""
         if not client.connected or client.interrupted:
             client.close()
             return
-        old: SmtpClient | None = getattr(self._local, "client", None)
+        old = self._client
         if old is not None and old is not client:
-            with self._lock:
-                self._idle.discard(old)
             old.quit()
-        self._local.client = client
-        self._local.idle_since = time.monotonic()
-        with self._lock:
-            self._idle.add(client)
-
-    # --- MailSink ------------------------------------------------------------------------------
+        self._client = client
+        self._idle_since = time.monotonic()
 
     def planned_receipt(self, destination: str, hint: str) -> str | None:
         """None: a network hand-off leaves nothing to look up later."""
         return None
 
     def begin(self, destination: str, receipt: str | None) -> NetworkDelivery:
-        """Connect (or reuse this thread's connection) and start a transaction."""
+        """Connect (or reuse the session's connection) and start a transaction."""
         if not is_plain_address(destination):
             raise DestinationMissing(f"{destination!r} is not an address that can be sent to")
         client = self._acquire()
         try:
-            return NetworkDelivery(self, client, destination, self.sender)
+            return NetworkDelivery(self, client, destination, self._sink.sender)
         except DeliveryError:
             raise  # the delivery has ended its transaction and given the connection back
         except BaseException:
@@ -279,9 +317,8 @@ class NetworkSink:
         return None
 
     def close(self) -> None:
-        """QUIT every idle connection (of every thread); the sink stays usable."""
-        with self._lock:
-            idle, self._idle = self._idle, set()
-        for client in idle:
+        """Give the connection back to the sink for the next session; never raises."""
+        client, self._client = self._client, None
+        if client is not None:
             with contextlib.suppress(Exception):
-                client.quit()
+                self._sink.give_back(client, self._idle_since)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 
-from mailhaul.domain.ports import Delivery, MailSink
+from mailhaul.domain.ports import Delivery, DeliverySession, MailSink
 
 
 class RoutingSink:
-    """Delegates each call to ``by_domain[domain]`` (domain in lower case), else ``default``.
+    """Delegates each destination to ``by_domain[domain]`` (domain in lower case), else
+    ``default``.
 
     Every call names the destination, so a receipt is always checked by the sink that made it
     (as long as the routing table has not changed in between).
@@ -23,42 +24,56 @@ class RoutingSink:
         domain = destination.rpartition("@")[2].lower().rstrip(".")
         return self.by_domain.get(domain, self.default)
 
-    def _sinks(self) -> list[MailSink]:
+    def sinks(self) -> list[MailSink]:
+        """Every sink routed to, each once."""
         unique: dict[int, MailSink] = {id(self.default): self.default}
         for sink in self.by_domain.values():
             unique.setdefault(id(sink), sink)
         return list(unique.values())
 
-    def planned_receipt(self, destination: str, hint: str) -> str | None:
-        return self.route(destination).planned_receipt(destination, hint)
-
-    def begin(self, destination: str, receipt: str | None) -> Delivery:
-        return self.route(destination).begin(destination, receipt)
-
-    def flush(self) -> None:
-        """Flush every sink (each one tracks per thread what needs it)."""
-        for sink in self._sinks():
-            sink.flush()
-
-    def was_delivered(self, destination: str, receipt: str) -> bool | None:
-        return self.route(destination).was_delivered(destination, receipt)
-
-    @property
-    def account_label(self) -> str:
-        label = getattr(self.default, "account_label", "")
-        return label if isinstance(label, str) else ""
-
-    @account_label.setter
-    def account_label(self, value: str) -> None:
-        """Passed on to every sink that fills ``{account}`` (the MDA sink)."""
-        for sink in self._sinks():
-            if hasattr(sink, "account_label"):
-                sink.account_label = value
+    def open_session(self, account_label: str) -> RoutingSession:
+        """A session that opens the routed sinks' own sessions as destinations need them."""
+        return RoutingSession(self, account_label)
 
     def close(self) -> None:
-        """Close every sink that holds connections; never raises."""
-        for sink in self._sinks():
-            close = getattr(sink, "close", None)
-            if callable(close):
-                with contextlib.suppress(Exception):
-                    close()
+        """Close every sink routed to; never raises."""
+        for sink in self.sinks():
+            with contextlib.suppress(Exception):
+                sink.close()
+
+
+class RoutingSession:
+    """One run's deliveries through a ``RoutingSink``: one session per sink it has used."""
+
+    def __init__(self, sink: RoutingSink, account_label: str) -> None:
+        self._sink = sink
+        self._label = account_label
+        self._open: dict[int, DeliverySession] = {}
+
+    def _session(self, destination: str) -> DeliverySession:
+        sink = self._sink.route(destination)
+        session = self._open.get(id(sink))
+        if session is None:
+            session = self._open[id(sink)] = sink.open_session(self._label)
+        return session
+
+    def planned_receipt(self, destination: str, hint: str) -> str | None:
+        return self._session(destination).planned_receipt(destination, hint)
+
+    def begin(self, destination: str, receipt: str | None) -> Delivery:
+        return self._session(destination).begin(destination, receipt)
+
+    def flush(self) -> None:
+        """Flush every session this one has opened."""
+        for session in self._open.values():
+            session.flush()
+
+    def was_delivered(self, destination: str, receipt: str) -> bool | None:
+        return self._session(destination).was_delivered(destination, receipt)
+
+    def close(self) -> None:
+        """Close every session this one has opened; never raises."""
+        sessions, self._open = list(self._open.values()), {}
+        for session in sessions:
+            with contextlib.suppress(Exception):
+                session.close()
