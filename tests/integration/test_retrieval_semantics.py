@@ -101,7 +101,7 @@ def test_imap_folder_that_has_not_changed_is_checked_with_one_status(home: Home,
     assert home.delivered() == sorted([*(message(n) for n in range(3)), message(9)])
 
 
-def test_a_settled_folder_is_listed_again_when_another_client_or_the_options_change_it(
+def test_a_quiet_folder_is_listed_again_when_another_client_or_the_options_change_it(
     home: Home, mailbox: Mailbox
 ):
     mailbox.deliver(message(1), seen=True)  # old: left alone without fetchall

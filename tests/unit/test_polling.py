@@ -135,7 +135,7 @@ class Crash(BaseException):
     """Stands for SIGKILL: nothing after it runs in the poll."""
 
 
-def test_crash_between_delivery_and_record_is_settled_without_duplicates(
+def test_crash_between_delivery_and_record_is_resolved_without_duplicates(
     harness: Harness, monkeypatch
 ):
     for n in range(4):

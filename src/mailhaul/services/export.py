@@ -78,7 +78,7 @@ def export_data(
         }
         with service.db.begin() as conn:
             data["folder_uidvalidity"] = FolderRecords().folder_uidvalidities(conn, account.id)
-            data["messages"] = records.settled_rows(conn, account.id)
+            data["messages"] = records.handled_rows(conn, account.id)
             token = service.accounts.password_token(conn, account.id)
         if key is not None and token:
             plain = service.secret_box.decrypt(token, account.id)

@@ -260,7 +260,7 @@ class ImportService:
         self, spec: AccountSpec, password: str | None, state: AccountState, dry_run: bool
     ) -> tuple[str, int | None, int]:
         if dry_run:
-            return "created", None, len(_settled(state.records))
+            return "created", None, len(_handled(state.records))
         if password is None:
             with self.accounts.db.begin() as conn:
                 account_id = self.accounts.accounts.add(
@@ -300,7 +300,7 @@ class ImportService:
             return None
 
     def _new_records(self, account_id: int, state: AccountState) -> list[dict[str, Any]]:
-        rows = _settled(state.records)
+        rows = _handled(state.records)
         with self.accounts.db.begin() as conn:
             known: dict[tuple[str, int], set[str]] = {}
             for folder, uidvalidity in {(r["folder"], r["uidvalidity"]) for r in rows}:
@@ -316,14 +316,14 @@ class ImportService:
             for r in self._new_records(account_id, state)
         ]
         with self.accounts.db.begin() as conn:
-            self.records.add_settled(conn, account_id, rows, time.time())
+            self.records.add_handled(conn, account_id, rows, time.time())
             for folder, uidvalidity in state.folders.items():
                 if self.folders.folder_uidvalidity(conn, account_id, folder) is None:
                     self.folders.set_folder_uidvalidity(conn, account_id, folder, uidvalidity)
         return len(rows)
 
 
-def _settled(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _handled(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     states = {RecordState.DELIVERED.value, RecordState.REFUSED.value}
     unique: dict[tuple[str, int, str], dict[str, Any]] = {}
     for r in records:

@@ -287,7 +287,7 @@ class Poller:
                     )
                     dropped += 1
         run.log(
-            f"settled an interrupted run: {confirmed} message(s) had been delivered, "
+            f"resolved an interrupted run: {confirmed} message(s) had been delivered, "
             f"{dropped} had not and will be fetched again"
         )
 

@@ -262,8 +262,8 @@ class MessageRecords:
                 messages.c.state != RecordState.PENDING,
             )
         )
-        settled = messages.c.state != RecordState.PENDING
-        _delete_uids(conn, (account_id, folder, uidvalidity), gone, settled)
+        handled = messages.c.state != RecordState.PENDING
+        _delete_uids(conn, (account_id, folder, uidvalidity), gone, handled)
 
     def delivered_prints(
         self, conn: Connection, account_id: int, folder: str, uidvalidity: int, uids: Sequence[str]
@@ -287,9 +287,10 @@ class MessageRecords:
     def forget(
         self, conn: Connection, account_id: int, folder: str, uidvalidity: int, uids: Sequence[str]
     ) -> None:
-        """Forget settled records of some UIDs (the server now gives them to other mail)."""
-        settled = messages.c.state != RecordState.PENDING
-        _delete_uids(conn, (account_id, folder, uidvalidity), uids, settled)
+        """Forget handled records (delivered or refused) of UIDs the server now gives to other
+        mail."""
+        handled = messages.c.state != RecordState.PENDING
+        _delete_uids(conn, (account_id, folder, uidvalidity), uids, handled)
 
     def fingerprints(self, conn: Connection, account_id: int, folder: str) -> set[str]:
         """Fingerprints of everything delivered from a folder, under any UIDVALIDITY."""
@@ -318,7 +319,7 @@ class MessageRecords:
         )
         return {row.uid for row in rows}
 
-    def settled_rows(self, conn: Connection, account_id: int) -> list[dict[str, Any]]:
+    def handled_rows(self, conn: Connection, account_id: int) -> list[dict[str, Any]]:
         """An account's delivered and refused records (not pending ones), for export."""
         rows = conn.execute(
             select(messages)
@@ -343,7 +344,7 @@ class MessageRecords:
             for r in rows
         ]
 
-    def add_settled(
+    def add_handled(
         self, conn: Connection, account_id: int, rows: Sequence[dict[str, Any]], now: float
     ) -> None:
         """Insert delivered/refused records as given (imported state); the caller skips UIDs
