@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from mailhaul.domain.errors import ConfigError
+from mailhaul.domain.options import Credentials
+from mailhaul.domain.redaction import MASK, Redactor
 from mailhaul.logsetup import configure_logging
 from mailhaul.services.runlog import RunLog
 
@@ -89,12 +91,12 @@ def test_a_run_log_never_carries_the_password_into_the_process_log():
     out = io.StringIO()
     configure_logging("json", "info", stream=out)
     log = RunLog(account_id=5)
-    log.add_secret(PASSWORD)
+    log.hide(Redactor.for_credentials(Credentials("user", PASSWORD)))
     log(f"LOGIN user {PASSWORD}")
     log(f"server said: AUTHENTICATE failed for {PASSWORD!r}")
     text = out.getvalue()
     assert PASSWORD not in text
-    assert "********" in text
+    assert f"LOGIN user {MASK}" in text
     assert all(line["logger"] == "mailhaul.run" for line in json_lines(out))
 
 

@@ -242,7 +242,7 @@ def test_password_never_reaches_log_error_or_run_history(harness: Harness):
     run = harness.app.accounts.runs_of(account.id)[0]
     for text in (summary.error or "", run.log, run.error or ""):
         assert "s3cret-pw" not in text
-    assert "********" in run.log
+    assert "server said: bad password ***" in run.log
 
 
 def test_failures_back_off_and_success_resets(harness: Harness):

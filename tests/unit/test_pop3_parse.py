@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import itertools
 from collections.abc import Callable
@@ -17,8 +16,6 @@ from mailhaul.adapters.sources.pop3_wire import (
     parse_reply,
     parse_scan_listing,
     parse_uid_listing,
-    plain_initial_response,
-    redact,
     safe_text,
     scan_listing_by_line,
     uid_listing_by_line,
@@ -113,12 +110,6 @@ def test_arguments_with_line_breaks_are_refused_without_echoing_them() -> None:
     with pytest.raises(ConfigError) as caught:
         check_argument("hunter2\r\nDELE 1", "password")
     assert "hunter2" not in str(caught.value)
-
-
-def test_plain_response_and_redaction() -> None:
-    response = plain_initial_response("alice", "pässword")
-    assert base64.b64decode(response) == "\0alice\0pässword".encode()
-    assert redact("bad pässword!", ("pässword", "")) == "bad ***!"
 
 
 # --- the fast paths agree with the line-by-line ones ------------------------------------

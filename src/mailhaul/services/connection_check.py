@@ -16,6 +16,7 @@ from mailhaul.domain.deadlines import RunGuard
 from mailhaul.domain.errors import MailhaulError, error_kind
 from mailhaul.domain.options import Credentials, SourceEndpoint
 from mailhaul.domain.ports import LogFn, MailSource
+from mailhaul.domain.redaction import Redactor
 
 SourceFactory = Callable[[SourceEndpoint, Credentials, LogFn], MailSource]
 
@@ -65,9 +66,8 @@ def _check(
     spec: AccountSpec, password: str, open_source: SourceFactory, timeout: float
 ) -> ConnectionReport:
     lines: list[str] = []
-
-    def scrub(text: str) -> str:  # a server may echo what it was sent
-        return text.replace(password, "********") if password else text
+    credentials = Credentials(spec.username, password)
+    scrub = Redactor.for_credentials(credentials)  # a server may echo what it was sent
 
     def log(line: str) -> None:
         if len(lines) < MAX_LOG_LINES:
@@ -76,7 +76,7 @@ def _check(
             lines.append("... more lines not kept")
 
     endpoint = spec.endpoint(timeout)
-    source = open_source(endpoint, Credentials(spec.username, password), log)
+    source = open_source(endpoint, credentials, log)
     counts: dict[str, int] = {}
     server_folders: list[str] = []
     try:

@@ -25,6 +25,7 @@ from mailhaul.domain.errors import (
     error_kind,
 )
 from mailhaul.domain.options import Credentials, Security
+from mailhaul.domain.redaction import Redactor
 from mailhaul.domain.scheduling import Outcome, RunResult, SchedulePolicy, after_run
 from mailhaul.services.folder_poll import FolderPoll
 from mailhaul.services.leases import Leases, new_owner
@@ -135,10 +136,10 @@ class Poller:
         kind: ErrorKind | None = None
         try:
             password = deps.secret_box.decrypt(token, account_id)
-            log.add_secret(password)
+            credentials = Credentials(account.spec.username, password)
+            log.hide(Redactor.for_credentials(credentials))
             with self.running.track(RunGuard(stall_timeout=deps.stall_timeout)):
                 # The source's connections take the run's guard when they are made.
-                credentials = Credentials(account.spec.username, password)
                 source = deps.open_source(account.endpoint(deps.timeout), credentials, log)
                 delivery = deps.sink.open_session(str(account.id))
                 try:

@@ -5,34 +5,33 @@ from __future__ import annotations
 import logging
 import time
 
+from mailhaul.domain.redaction import Redactor
+
 logger = logging.getLogger("mailhaul.run")
 
 MAX_LINES = 2000
 
 
 class RunLog:
-    """Collects time-stamped lines of one run; any registered secret is masked."""
+    """Collects time-stamped lines of one run; the run's secret is masked once known."""
 
     def __init__(self, account_id: int) -> None:
         self.account_id = account_id
         self._lines: list[str] = []
-        self._secrets: list[str] = []
+        self._redact = Redactor()
         self._dropped = 0
 
-    def add_secret(self, secret: str) -> None:
-        """Never let ``secret`` appear in a line."""
-        if secret:
-            self._secrets.append(secret)
+    def hide(self, redact: Redactor) -> None:
+        """From now on, mask what ``redact`` masks in every line."""
+        self._redact = redact
 
     def scrub(self, text: str) -> str:
-        """``text`` with every registered secret masked."""
-        for secret in self._secrets:
-            text = text.replace(secret, "********")
-        return text
+        """``text`` with the run's secret masked."""
+        return self._redact(text)
 
     def __call__(self, line: str) -> None:
         """Add a line."""
-        line = self.scrub(line)
+        line = self._redact(line)
         logger.info("account %s: %s", self.account_id, line)
         if len(self._lines) >= MAX_LINES:
             self._dropped += 1

@@ -17,7 +17,6 @@ half-read message's chunk iterator raises instead of ending, so it is never half
 
 from __future__ import annotations
 
-import base64
 import contextlib
 from collections.abc import Collection, Iterable, Iterator, Sequence
 
@@ -46,6 +45,7 @@ from mailhaul.domain.errors import (
 from mailhaul.domain.messages import FolderListing, FolderState, MessageRef
 from mailhaul.domain.options import Credentials, Security, SourceEndpoint
 from mailhaul.domain.ports import LogFn
+from mailhaul.domain.redaction import Redactor, sasl_plain
 
 MAX_DEFERRED_BYTES = 16 * 1024
 """Most command bytes pipelined into a running fetch (more waits for the fetch to end)."""
@@ -61,6 +61,7 @@ class ImapSource:
         self._credentials = credentials
         self._log = log
         self._wire = Wire(endpoint)
+        self._redact = Redactor.for_credentials(credentials)
         self._conn = ImapConnection(self._wire, log, self._redact)
         self._caps: frozenset[str] = frozenset()
         self._broken: set[str] = set()
@@ -68,20 +69,9 @@ class ImapSource:
         self._utf8 = False
         """``ENABLE UTF8=ACCEPT`` succeeded (RFC 6855): folder names travel as UTF-8."""
         self._selected: str | None = None
-        secret = credentials.password
-        user = credentials.username.encode("utf-8")
-        sasl = base64.b64encode(b"\0" + user + b"\0" + secret.encode("utf-8")).decode()
-        forms = {secret, repr(secret.encode("utf-8"))[2:-1], sasl} if secret else set()
-        self._secret_forms = sorted(forms, key=len, reverse=True)
 
     def __repr__(self) -> str:
         return f"ImapSource({self._endpoint.describe()}, user={self._credentials.username!r})"
-
-    def _redact(self, text: str) -> str:
-        """``text`` without the password, also as quoted in error excerpts or in SASL."""
-        for form in self._secret_forms:
-            text = text.replace(form, "***")
-        return text
 
     # connecting -------------------------------------------------------------------------
     def connect(self) -> None:
@@ -182,10 +172,10 @@ class ImapSource:
         if "LOGINDISABLED" not in caps:
             status = self._send_with_literals(b"LOGIN", [user, secret], "LITERAL+" in caps)
         elif "AUTH=PLAIN" in caps:
-            status = self._authenticate_plain(user, secret, "SASL-IR" in caps)
+            status = self._authenticate_plain("SASL-IR" in caps)
             if status.kind == "BAD" and "SASL-IR" in caps:
                 self._refused_extension("SASL-IR", status)
-                status = self._authenticate_plain(user, secret, False)
+                status = self._authenticate_plain(False)
         else:
             raise UnsupportedByServer(
                 f"{self._endpoint.host} disables LOGIN and offers no AUTH=PLAIN"
@@ -223,8 +213,9 @@ class ImapSource:
         conn.send_raw(pending + b"\r\n")
         return conn.wait(tag)
 
-    def _authenticate_plain(self, user: bytes, secret: bytes, initial: bool) -> Status:
-        token = base64.b64encode(b"\0" + user + b"\0" + secret)
+    def _authenticate_plain(self, initial: bool) -> Status:
+        credentials = self._credentials
+        token = sasl_plain(credentials.username, credentials.password).encode("ascii")
         conn = self._conn
         if initial:
             return conn.command(b"AUTHENTICATE PLAIN " + token)

@@ -39,6 +39,7 @@ from mailhaul.domain.errors import (
     TransientSourceError,
 )
 from mailhaul.domain.ports import LogFn
+from mailhaul.domain.redaction import Redactor
 
 MAX_LINE = 64 * 1024
 MAX_LISTING_LINE = 1024 * 1024
@@ -93,7 +94,7 @@ class Interruptible(Protocol):
 class ImapConnection:
     """One IMAP session's command/response plumbing (no policy: see ``ImapSource``)."""
 
-    def __init__(self, wire: Wire, log: LogFn, redact: Callable[[str], str]) -> None:
+    def __init__(self, wire: Wire, log: LogFn, redact: Redactor) -> None:
         self.wire = wire
         self._log = log
         self.redact = redact
@@ -124,13 +125,10 @@ class ImapConnection:
         try:
             yield
         except SourceError as exc:
-            text = str(exc)
-            clean = self.redact(text)
-            if clean == text:
-                self.fail(exc)
-                raise
-            redacted = type(exc)(clean)  # server bytes quoted in the error held the password
+            redacted = self.redact.scrubbed(exc)  # server bytes quoted in it may hold the password
             self.fail(redacted)
+            if redacted is exc:
+                raise
             raise redacted from None
 
     def fail(self, exc: SourceError) -> None:

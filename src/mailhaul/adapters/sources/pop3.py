@@ -20,7 +20,6 @@ from mailhaul.adapters.sources.pop3_wire import (
     parse_capabilities,
     parse_scan_listing,
     parse_uid_listing,
-    plain_initial_response,
     without_protocol_crlf,
 )
 from mailhaul.domain.errors import (
@@ -35,6 +34,7 @@ from mailhaul.domain.errors import (
 from mailhaul.domain.messages import POP3_FOLDER, FolderListing, FolderState, MessageRef
 from mailhaul.domain.options import Credentials, Protocol, Security, SourceEndpoint
 from mailhaul.domain.ports import LogFn
+from mailhaul.domain.redaction import Redactor, sasl_plain
 
 PIPELINE_DEPTH = 32
 """How many commands are sent ahead of their replies when the server offers PIPELINING."""
@@ -55,11 +55,8 @@ class Pop3Source:
         self._endpoint = endpoint
         self._credentials = credentials
         self._log_fn = log
-        self._secrets = (
-            credentials.password,
-            plain_initial_response(credentials.username, credentials.password),
-        )
-        self._conn = Pop3Connection(endpoint, self._secrets)
+        self._redact = Redactor.for_credentials(credentials)
+        self._conn = Pop3Connection(endpoint, self._redact)
         self._caps: frozenset[str] = frozenset()
         self._capa_known = False
         self._listing: dict[int, str] | None = None
@@ -80,7 +77,7 @@ class Pop3Source:
         self._listing = None
         self._session_tag = secrets.token_hex(8)  # names messages of servers without UIDL
         self._conn.kill()
-        self._conn = conn = Pop3Connection(self._endpoint, self._secrets)
+        self._conn = conn = Pop3Connection(self._endpoint, self._redact)
         scrubbed: BaseException | None = None
         try:
             conn.open()
@@ -99,9 +96,9 @@ class Pop3Source:
                 self._refresh_capabilities()  # RFC 2449: they may change after login
         except BaseException as exc:
             conn.kill()
-            if not conn.needs_scrub(exc):
+            scrubbed = self._redact.scrubbed(exc)  # raised below: no __context__ keeps it
+            if scrubbed is exc:
                 raise
-            scrubbed = conn.scrubbed(exc)  # raised below, so no __context__ keeps the secret
         if scrubbed is not None:
             raise scrubbed
         self._log(f"logged in to {where} as {self._credentials.username}")
@@ -321,7 +318,7 @@ class Pop3Source:
 
     def _auth_plain(self) -> None:
         conn = self._conn
-        response = plain_initial_response(self._credentials.username, self._credentials.password)
+        response = sasl_plain(self._credentials.username, self._credentials.password)
         command = f"AUTH PLAIN {response}\r\n"
         if len(command) <= MAX_AUTH_COMMAND:
             conn.send(command)
@@ -374,4 +371,4 @@ class Pop3Source:
         return wanted
 
     def _log(self, line: str) -> None:
-        self._log_fn(self._conn.redact(line))
+        self._log_fn(self._redact(line))

@@ -21,12 +21,12 @@ from mailhaul.adapters.sources.pop3_wire import (
     DotUnstuffer,
     Reply,
     parse_reply,
-    redact,
     unstuff_block,
 )
 from mailhaul.adapters.sources.wire import Wire
 from mailhaul.domain.errors import SourceError
 from mailhaul.domain.options import SourceEndpoint
+from mailhaul.domain.redaction import Redactor
 
 CHUNK_SIZE = 256 * 1024
 """The largest chunk a message body is yielded in."""
@@ -112,9 +112,10 @@ class Body:
 class Pop3Connection:
     """One POP3 connection: sends commands, reads replies, keeps track of what is owed."""
 
-    def __init__(self, endpoint: SourceEndpoint, secrets: tuple[str, ...]) -> None:
+    def __init__(self, endpoint: SourceEndpoint, redact: Redactor) -> None:
         self.wire = Wire(endpoint)
-        self._secrets = secrets
+        self.redact = redact
+        """Masks the password in any text the server sent back."""
         self._pending: deque[Pending] = deque()
         self._body: Body | None = None
         self.broken = False
@@ -206,19 +207,7 @@ class Pop3Connection:
             return call(*args, **kwargs)
         except SourceError as exc:
             self.kill()
-            if not self.needs_scrub(exc):
+            scrubbed = self.redact.scrubbed(exc)  # raised below: no __context__ keeps it
+            if scrubbed is exc:
                 raise
-            scrubbed = self.scrubbed(exc)  # raised below, so no __context__ keeps the secret
         raise scrubbed
-
-    def needs_scrub(self, exc: BaseException) -> bool:
-        """Whether the text of ``exc`` contains a secret."""
-        return redact(str(exc), self._secrets) != str(exc)
-
-    def scrubbed(self, exc: BaseException) -> BaseException:
-        """A copy of ``exc`` with every secret in its text replaced by ``***``."""
-        return type(exc)(redact(str(exc), self._secrets))
-
-    def redact(self, text: str) -> str:
-        """``text`` with every secret replaced by ``***``."""
-        return redact(text, self._secrets)

@@ -6,7 +6,6 @@ Nothing here does I/O: the POP3 client feeds received bytes in and gets values (
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -287,20 +286,6 @@ def check_argument(value: str, what: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ConfigError(f"the {what} is not valid Unicode text") from None
-
-
-def plain_initial_response(username: str, password: str) -> str:
-    """The SASL PLAIN response (RFC 4616): base64 of ``\\0user\\0password``."""
-    raw = "\0".join(("", username, password)).encode("utf-8", "surrogatepass")
-    return base64.b64encode(raw).decode("ascii")
-
-
-def redact(text: str, secrets: tuple[str, ...]) -> str:
-    """``text`` with every non-empty secret replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def without_protocol_crlf(chunks: Iterator[bytes], listed_size: int) -> Iterator[bytes]:
