@@ -4,7 +4,9 @@ MailhaulError
 ├── ConfigError              bad settings, options or command-line input; fix and retry
 ├── SourceError              the remote POP3/IMAP side failed
 │   ├── TransientSourceError network drop, timeout, server busy: retry next run
-│   │   └── ServerStalled    endless, dripping or useless replies held a command or the run
+│   │   ├── ServerStalled    endless, dripping or useless replies held a command or the run
+│   │   ├── SessionRefused   the server turned the session away at its greeting (busy, full)
+│   │   └── LoginDeferred    the server refused the login for now (in use, unavailable)
 │   ├── ProtocolViolation    the server sent something that breaks the protocol
 │   │   └── MessageMismatch  what it sent for one message is not that message (size, UID,
 │   │                        a stand-in): that message stays on the server, the run goes on
@@ -49,6 +51,16 @@ class TransientSourceError(SourceError):
 class ServerStalled(TransientSourceError):
     """Raised when a server holds a command or a run past its bounds (endless, dripping or
     useless replies, a listing too large); the next run retries."""
+
+
+class SessionRefused(TransientSourceError):
+    """Raised when the server turns the session away in its greeting (POP3 ``-ERR``, IMAP
+    ``BYE``); the next run retries."""
+
+
+class LoginDeferred(TransientSourceError):
+    """Raised when the server refuses the login for now (a response code such as
+    ``IN-USE``, ``LOGIN-DELAY`` or ``UNAVAILABLE``), not for a wrong password."""
 
 
 class ProtocolViolation(SourceError):

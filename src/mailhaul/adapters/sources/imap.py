@@ -36,6 +36,7 @@ from mailhaul.adapters.sources.wire import Wire
 from mailhaul.domain.errors import (
     AuthenticationFailed,
     ConfigError,
+    LoginDeferred,
     MailhaulError,
     ProtocolViolation,
     TlsFailure,
@@ -138,7 +139,8 @@ class ImapSource:
             self._refused_extension("UTF8=ACCEPT", status)
 
     def _greeting(self) -> bool:
-        response = self._conn.read_response()
+        response = self._conn.read_response()  # a BYE here raises SessionRefused
+        self._conn.greeted = True
         if not isinstance(response, Status) or response.tag is not None:
             raise ProtocolViolation("the server's first line is not an IMAP greeting")
         if response.kind not in ("OK", "PREAUTH"):
@@ -191,7 +193,7 @@ class ImapSource:
             f" {code}{self._redact(status.text)}"
         )
         if status.code in TRANSIENT_CODES:
-            raise TransientSourceError(message)
+            raise LoginDeferred(message)
         raise AuthenticationFailed(message)
 
     def _send_with_literals(self, name: bytes, args: list[bytes], literal_plus: bool) -> Status:

@@ -35,6 +35,7 @@ from mailhaul.adapters.sources.wire import Wire
 from mailhaul.domain.errors import (
     ProtocolViolation,
     ServerStalled,
+    SessionRefused,
     SourceError,
     TransientSourceError,
 )
@@ -113,6 +114,8 @@ class ImapConnection:
         self.deferred: dict[str, _Deferred] = {}
         """Tags of commands sent during a fetch, checked when their completion arrives."""
         self.logging_out = False
+        self.greeted = False
+        """The greeting was read: a ``BYE`` from now on ends a session, not refuses one."""
         self._idle_untagged = 0  # untagged responses since the last progress
         self._idle_mark = 0  # wire.received at the last progress
         self._warnings = 0  # server warnings since the last completed command
@@ -424,6 +427,11 @@ class ImapConnection:
         elif isinstance(response, Status):
             if response.code == "CAPABILITY":
                 self.server_caps = caps_from(response.code_args)
+            if response.kind == "BYE" and not self.greeted:
+                raise SessionRefused(
+                    f"{self.wire.endpoint.describe()} refused the session:"
+                    f" {self.redact(response.text)}"
+                )
             if response.kind == "BYE" and not self.logging_out:
                 raise TransientSourceError(
                     f"server ended the session: {self.redact(response.text)}"

@@ -25,7 +25,9 @@ from mailhaul.adapters.sources.pop3_wire import (
 from mailhaul.domain.errors import (
     AuthenticationFailed,
     ConfigError,
+    LoginDeferred,
     ProtocolViolation,
+    SessionRefused,
     SourceError,
     TlsFailure,
     TransientSourceError,
@@ -83,7 +85,7 @@ class Pop3Source:
             conn.open()
             greeting = conn.read_reply()
             if not greeting.ok:
-                raise TransientSourceError(f"{where} refused the session: {greeting.text}")
+                raise SessionRefused(f"{where} refused the session: {greeting.text}")
             self._refresh_capabilities()
             if self._endpoint.security is Security.STARTTLS:
                 self._start_tls()
@@ -348,7 +350,7 @@ class Pop3Source:
     def _login_error(self, reply: Reply) -> SourceError:
         who = f"{self._endpoint.describe()} for {self._credentials.username}"
         if reply.code in TRANSIENT_CODES:
-            return TransientSourceError(f"login to {who} failed for now: {reply.text}")
+            return LoginDeferred(f"login to {who} failed for now: {reply.text}")
         return AuthenticationFailed(f"login to {who} rejected: {reply.text}")
 
     def _refresh_capabilities(self) -> None:
