@@ -37,11 +37,18 @@ BOOKKEEPING_PREFIXES = (b"x-mozilla-status",)
 """Name prefixes of bookkeeping fields (``X-Mozilla-Status``, ``X-Mozilla-Status2``)."""
 
 
-def header_end(data: bytes | bytearray) -> int | None:
-    """The offset just past the header section's blank line, or None if not found."""
-    crlf = data.find(b"\r\n\r\n")
+def header_end(data: bytes | bytearray, start: int = 0) -> int | None:
+    """The offset just past the header section's blank line, or None if not found.
+
+    The one rule of where a header section ends, for fingerprints and envelope senders
+    alike: the first CRLF CRLF, or the first LF LF if it comes earlier (a message with bare
+    LF line ends; ``\r\n\n`` counts, ``\n\r\n`` does not). A caller adding chunks passes
+    ``start`` = where the data held before the last chunk ended, less 3: no earlier search
+    found a blank line, so none ends before that.
+    """
+    crlf = data.find(b"\r\n\r\n", start)
     # a bare-LF blank line counts only before the first CRLF one (no scan past it)
-    lf = data.find(b"\n\n", 0, len(data) if crlf < 0 else crlf + 2)
+    lf = data.find(b"\n\n", start, len(data) if crlf < 0 else crlf + 2)
     if lf >= 0:
         return lf + 2
     return crlf + 4 if crlf >= 0 else None

@@ -2,7 +2,7 @@
 
 SMTP's ``MAIL FROM`` (and an MDA's ``-f``) must come before the message data, but a sink
 sees the headers only with the first writes. ``HeaderBuffer`` holds the first bytes of a
-message until its header section is complete (the first blank line, at most 64 KiB), then
+message until its header section is complete (``header_end``'s blank line, at most 64 KiB), then
 ``sender_from_header`` finds the sender: the ``Return-Path``, else the first ``From:``
 address, else the null sender (``""``, sent as ``<>``). Anything that is not a plain
 ``local@domain`` (spaces, quotes, brackets, control or non-ASCII characters) gives the null
@@ -14,14 +14,13 @@ from __future__ import annotations
 import re
 from email.utils import getaddresses
 
-MAX_HEADER = 64 * 1024
+from mailhaul.domain.fingerprint import MAX_HEADER, header_end
 
 _ADDRESS = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
     r"|\[[0-9A-Fa-f:.]+\])"
 )
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
 
 def is_plain_address(value: str) -> bool:
@@ -75,13 +74,13 @@ class HeaderBuffer:
         """Add a chunk; ``complete`` once a blank line has arrived or 64 KiB are held."""
         start = max(0, len(self._data) - 3)  # a blank line may straddle the chunk end
         self._data += chunk
-        if _BLANK_LINE.search(self._data, start) or len(self._data) >= MAX_HEADER:
+        if header_end(self._data, start) is not None or len(self._data) >= MAX_HEADER:
             self.complete = True
 
     def header(self) -> bytes:
         """The header section held (through the blank line; all of it if none came)."""
-        found = _BLANK_LINE.search(self._data)
-        return bytes(self._data[: found.end()] if found else self._data[:MAX_HEADER])
+        end = header_end(self._data[:MAX_HEADER])
+        return bytes(self._data[: end if end is not None else MAX_HEADER])
 
     def take(self) -> bytes:
         """Everything held (header and whatever followed in the same chunk); empties it."""

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailhaul.adapters.private_dirs import make_private_dirs
+from mailhaul.adapters.sinks.transforms import CrlfToLf
 from mailhaul.domain.addresses import normalise_address, split_address
 from mailhaul.domain.errors import ConfigError, TemporaryDeliveryError
 
@@ -89,17 +90,11 @@ class MaildirDelivery:
             )
         except OSError as exc:
             raise _delivery_error("create", self._tmp, exc) from exc
-        self._pending_cr = False
+        self._lf = CrlfToLf()
 
     def write(self, chunk: bytes) -> None:
         """Append a chunk, turning CRLF into LF (a CR split from its LF is carried over)."""
-        if self._pending_cr:
-            chunk = b"\r" + chunk
-            self._pending_cr = False
-        if chunk.endswith(b"\r"):
-            chunk = chunk[:-1]
-            self._pending_cr = True
-        self._write_raw(chunk.replace(b"\r\n", b"\n"))
+        self._write_raw(self._lf.feed(chunk))
 
     def _write_raw(self, data: bytes) -> None:
         assert self._fd is not None
@@ -114,9 +109,8 @@ class MaildirDelivery:
 
     def commit(self) -> str:
         """Finish the file in tmp/; the session's flush() makes it durable and moves it to new/."""
-        if self._pending_cr:
-            self._pending_cr = False
-            self._write_raw(b"\r")
+        if tail := self._lf.finish():
+            self._write_raw(tail)
         assert self._fd is not None
         fd, self._fd = self._fd, None
         self._session.finished(_Finished(fd, self._maildir, self._tmp, self._new))

@@ -40,7 +40,7 @@ import time
 from typing import IO, Literal
 
 from mailhaul.adapters.sinks.envelope import HeaderBuffer
-from mailhaul.adapters.sinks.smtp_stream import CrlfToLf
+from mailhaul.adapters.sinks.transforms import CrlfToLf
 from mailhaul.domain.errors import (
     ConfigError,
     DeliveryError,

@@ -35,7 +35,8 @@ import threading
 import time
 
 from mailhaul.adapters.sinks.envelope import HeaderBuffer, is_plain_address
-from mailhaul.adapters.sinks.smtp_client import Reply, SmtpClient, parse_address, tls_context
+from mailhaul.adapters.sinks.smtp_client import Reply, SmtpClient, parse_address
+from mailhaul.adapters.tls import client_context
 from mailhaul.domain.deadlines import current_guard
 from mailhaul.domain.errors import (
     ConfigError,
@@ -195,7 +196,7 @@ class NetworkSink:
             raise ConfigError("relay credentials need STARTTLS (never sent in clear)")
         self.address = parse_address(address, self.default_port)
         if starttls:
-            tls_context(ca_file)  # a bad CA file is a settings error, found now
+            client_context(ca_file)  # a bad CA file is a settings error, found now
         self.timeout = timeout
         self.sender = sender
         self._lmtp = lmtp

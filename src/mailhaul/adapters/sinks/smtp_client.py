@@ -24,7 +24,8 @@ import time
 from base64 import b64encode
 from dataclasses import dataclass
 
-from mailhaul.adapters.sinks.smtp_stream import DataEncoder
+from mailhaul.adapters.sinks.transforms import DataEncoder
+from mailhaul.adapters.tls import shared_context
 from mailhaul.domain.errors import ConfigError, TemporaryDeliveryError
 
 MAX_LINE = 8192  # RFC 5321 allows 512 per reply line; be lenient
@@ -93,16 +94,6 @@ def _port(address: str, text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise ConfigError(f"delivery address {address!r}: {text!r} is not a port number")
     return int(text)
-
-
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """A verifying client context (system CAs or ``ca_file``), TLS 1.2 minimum."""
-    try:
-        context = ssl.create_default_context(cafile=ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"cannot read CA file {ca_file!r}: {exc}") from exc
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 class SmtpClient:
@@ -216,7 +207,7 @@ class SmtpClient:
             raise self._fail(
                 "STARTTLS is required but the server does not offer it (not sending in clear)"
             )
-        context = tls_context(self.ca_file)
+        context = shared_context(self.ca_file)
         reply = self.command("STARTTLS")
         if reply.code != 220:
             raise self._fail(f"refused STARTTLS ({reply})")

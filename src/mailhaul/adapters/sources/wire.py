@@ -14,15 +14,13 @@ another thread). Running out of any of them raises ``ServerStalled``.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable
 
-from mailhaul.adapters.tls import client_context
+from mailhaul.adapters.tls import shared_context
 from mailhaul.domain.deadlines import current_guard
 from mailhaul.domain.errors import (
     ProtocolViolation,
@@ -42,44 +40,6 @@ COMMAND_FACTOR = 2.0
 """A command gets this many times ``poll.timeout`` of the server's time without progress."""
 PROGRESS_BYTES = 64 * 1024
 """Message data the caller asked for counts as progress in units of this many bytes."""
-CONTEXT_MAX_AGE = 600.0
-"""Seconds a TLS client context is reused before the CAs are read again."""
-
-_ContextKey = tuple[str | None, bool, tuple[str | None, ...]]
-_contexts: dict[_ContextKey, tuple[float, tuple[int, int, int] | None, ssl.SSLContext]] = {}
-_contexts_lock = threading.Lock()
-
-
-def _file_stamp(path: str | None) -> tuple[int, int, int] | None:
-    if path is None:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def shared_context(endpoint: SourceEndpoint) -> ssl.SSLContext:
-    """``client_context(endpoint)``, reused by every connection with the same CA settings.
-
-    Building a context reads the CA store (the system's: ~20 ms of CPU), which would be
-    most of a "nothing new" poll's cost. A context is rebuilt when its ``ca_file`` changes
-    on disk, when SSL_CERT_FILE/SSL_CERT_DIR change, and after CONTEXT_MAX_AGE seconds (so
-    updated system CAs are picked up by a long-running service).
-    """
-    env = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
-    key: _ContextKey = (endpoint.ca_file, endpoint.verify_cert, env)
-    stamp = _file_stamp(endpoint.ca_file)
-    now = time.monotonic()
-    with _contexts_lock:
-        cached = _contexts.get(key)
-    if cached is not None and cached[1] == stamp and now - cached[0] < CONTEXT_MAX_AGE:
-        return cached[2]
-    context = client_context(endpoint)  # raises ConfigError for an unreadable CA file
-    with _contexts_lock:
-        _contexts[key] = (now, stamp, context)
-    return context
 
 
 class Wire:
@@ -127,7 +87,7 @@ class Wire:
         if self._pos < len(self._buf):
             # Bytes after the go-ahead and before the handshake: a STARTTLS injection attempt.
             raise ProtocolViolation("server sent data before the TLS handshake")
-        context = shared_context(self.endpoint)
+        context = shared_context(self.endpoint.ca_file, self.endpoint.verify_cert)
         self._stop_if_over()
         self.begin_attending()
         try:

@@ -4,7 +4,8 @@
   end becomes CRLF (a bare LF or a bare CR too, as the stdlib's ``smtplib`` does, so no
   receiver can be tricked into seeing an early end of data), a line starting with ``.`` gets
   one more, and ``finish()`` ends the last line and adds the ``.`` terminator.
-- ``CrlfToLf``: CRLF → LF (what an MDA reading a local file expects); bare CRs stay.
+- ``CrlfToLf``: CRLF → LF (what a Maildir file and an MDA reading a local file expect); bare
+  CRs stay.
 """
 
 from __future__ import annotations

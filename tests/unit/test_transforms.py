@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailhaul.adapters.sinks.envelope import HeaderBuffer, sender_from_header
-from mailhaul.adapters.sinks.smtp_stream import (
+from mailhaul.adapters.sinks.transforms import (
     CrlfToLf,
     DataEncoder,
     decode_data,
