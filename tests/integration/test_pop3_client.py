@@ -246,6 +246,7 @@ def test_top_not_offered_is_unsupported(serve: Serve) -> None:
 
 def test_only_inbox_exists(serve: Serve) -> None:
     _, source = serve(script())
+    assert source.list_folders() == ["INBOX"]
     with pytest.raises(ConfigError, match="INBOX"):
         source.select("Sent")
     assert source.select("inbox").messages == ()

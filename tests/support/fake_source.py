@@ -101,6 +101,10 @@ class FakeSource:
     def folder_state(self, folder: str) -> FolderState | None:
         return None  # every poll lists the folder in full (the quick check needs real IMAP)
 
+    def list_folders(self) -> list[str]:
+        self._fault("list_folders")
+        return list(self.server.folders)
+
     def select(self, folder: str, known: Collection[str] = ()) -> FolderListing:
         self._fault("select")
         if folder not in self.server.folders:

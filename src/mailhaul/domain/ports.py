@@ -27,6 +27,10 @@ class MailSource(Protocol):
         """The server's capabilities after login (upper-case)."""
         ...
 
+    def list_folders(self) -> list[str]:
+        """The names of the server's folders (POP3: only ``INBOX``)."""
+        ...
+
     def select(self, folder: str, known: Collection[str] = ()) -> FolderListing:
         """Open ``folder`` (POP3: only ``INBOX``) and list its messages with sizes.
 

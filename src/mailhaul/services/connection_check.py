@@ -81,9 +81,7 @@ def _check(
     server_folders: list[str] = []
     try:
         source.connect()
-        list_folders = getattr(source, "list_folders", None)
-        if callable(list_folders):
-            server_folders = list(list_folders())[:MAX_SERVER_FOLDERS]
+        server_folders = source.list_folders()[:MAX_SERVER_FOLDERS]
         for folder in spec.options.folders:
             counts[folder] = len(source.select(folder).messages)
     except MailhaulError as exc:

@@ -55,7 +55,7 @@ TRANSIENT_CODES = frozenset({"UNAVAILABLE", "INUSE", "SERVERBUG", "LIMIT", "OVER
 
 
 class ImapSource:
-    """An IMAP4rev1 mailbox implementing ``MailSource`` (plus ``list_folders``)."""
+    """An IMAP4rev1 mailbox implementing ``MailSource``."""
 
     def __init__(self, endpoint: SourceEndpoint, credentials: Credentials, log: LogFn) -> None:
         self._endpoint = endpoint
@@ -236,7 +236,7 @@ class ImapSource:
     # folders ----------------------------------------------------------------------------
     def list_folders(self) -> list[str]:
         """All folder names (``LIST "" "*"``), decoded from modified UTF-7."""
-        self._conn.settle()
+        self._conn.drain()
         names: list[str] = []
 
         def on_data(response: Response) -> None:
@@ -252,7 +252,7 @@ class ImapSource:
         """Open ``folder`` and list its messages (UID, size, \\Seen)."""
         encoded = _encoded_folder(folder, self._utf8)
         conn = self._conn
-        conn.settle()
+        conn.drain()
         self._selected = None
         conn.exists, conn.uid_by_seq = None, []
         uidvalidity: list[int] = []
@@ -302,7 +302,7 @@ class ImapSource:
         server does not answer it in full; SELECT then says what is wrong, if anything."""
         encoded = _encoded_folder(folder, self._utf8)
         conn = self._conn
-        conn.settle()
+        conn.drain()
         items: dict[str, int] = {}
 
         def on_status(response: Response) -> None:
@@ -379,7 +379,7 @@ class ImapSource:
             told = (fallback, self._uidplus_lied) if fallback else None
             conn.send_deferred(commands, what, then, told)
             return
-        conn.settle()
+        conn.drain()
         for batch in (commands, then or []):
             tags = conn.send_commands(batch) if batch else []
             statuses = conn.wait_all(tags)
@@ -406,7 +406,7 @@ class ImapSource:
             conn = self._conn
             unfinished = conn.active_stream is not None or "UID FETCH" in conn.pending.values()
             if conn.failure is None and self._wire.is_open and (conn.deferred or not unfinished):
-                conn.settle()
+                conn.drain()
                 conn.logging_out = True
                 conn.command(b"LOGOUT")
         self._wire.abort()

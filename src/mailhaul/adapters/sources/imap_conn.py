@@ -107,7 +107,7 @@ class ImapConnection:
         self.exists: int | None = None
         self.uid_by_seq: list[int | None] | None = None
         self.generation = 0
-        """Bumped whenever ``settle()`` cuts short an operation still reading responses."""
+        """Bumped whenever ``drain()`` cuts short an operation still reading responses."""
         self.active_stream: Interruptible | None = None
         self.fetch_active = False
         """A fetch generator is running: flag changes are pipelined into it, not waited for."""
@@ -332,7 +332,7 @@ class ImapConnection:
         while remaining > 0:
             remaining -= len(self.wire.read_bytes(min(remaining, CHUNK_SIZE)))
 
-    def settle(self) -> None:
+    def drain(self) -> None:
         """Finish every command still in flight (an abandoned fetch), discarding its data."""
         if self.active_stream is not None:
             self.active_stream.interrupt()

@@ -120,7 +120,7 @@ def fetch_bodies(
     conn: ImapConnection, refs: Sequence[MessageRef], log: LogFn
 ) -> Iterator[tuple[MessageRef, Iterator[bytes]]]:
     """Pipelined ``UID FETCH <uid> BODY.PEEK[]``; see the module docstring."""
-    conn.settle()
+    conn.drain()
     conn.fetch_active = True
     wanted: dict[int, MessageRef] = {}
     for ref in refs:
@@ -239,7 +239,7 @@ def fetch_headers(
     A ref listed without its size (size 0: known UIDs listed by SEARCH) comes back with the
     size the server gives now, which a fingerprint needs.
     """
-    conn.settle()
+    conn.drain()
     conn.fetch_active = True
     wanted = {ref.number: ref for ref in refs}
     for uid_set in compress_uids(wanted):

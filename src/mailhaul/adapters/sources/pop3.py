@@ -113,6 +113,10 @@ class Pop3Source:
         """None: POP3 has no way to tell "unchanged" short of listing every UIDL."""
         return None
 
+    def list_folders(self) -> list[str]:
+        """``["INBOX"]``: a POP3 maildrop is one folder."""
+        return [POP3_FOLDER]
+
     def select(self, folder: str, known: Collection[str] = ()) -> FolderListing:
         """List INBOX with UIDL and LIST (sent together when the server offers PIPELINING)."""
         if folder.upper() != POP3_FOLDER:
