@@ -21,8 +21,8 @@ import pstats
 import time
 from pathlib import Path
 
-import mailhaul.adapters.sources.imap
-import mailhaul.adapters.sources.pop3  # noqa: F401  (imported before timing)
+import mailhaul.adapters.sources.imap.source
+import mailhaul.adapters.sources.pop3.source  # noqa: F401  (imported before timing)
 from mailhaul.bootstrap import App
 from mailhaul.settings import load_settings
 

@@ -41,10 +41,10 @@ if TYPE_CHECKING:
 def open_source(endpoint: SourceEndpoint, credentials: Credentials, log: LogFn) -> MailSource:
     """A source adapter for the endpoint's protocol."""
     if endpoint.protocol is Protocol.POP3:
-        from mailhaul.adapters.sources.pop3 import Pop3Source
+        from mailhaul.adapters.sources.pop3.source import Pop3Source
 
         return Pop3Source(endpoint, credentials, log)
-    from mailhaul.adapters.sources.imap import ImapSource
+    from mailhaul.adapters.sources.imap.source import ImapSource
 
     return ImapSource(endpoint, credentials, log)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mailhaul.adapters.sources.imap_utf7 import encode_mailbox
+from mailhaul.domain.imap_utf7 import encode_mailbox
 from mailhaul.domain.options import Protocol
 from support.scripted_home import ScriptedHome, make_scripted_home
 from support.scripted_imap import ImapScript, Mailbox, Message, ScriptedImapServer

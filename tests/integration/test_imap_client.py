@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from mailhaul.adapters.sources.imap import ImapSource
+from mailhaul.adapters.sources.imap.source import ImapSource
 from mailhaul.domain.errors import (
     AuthenticationFailed,
     ConfigError,

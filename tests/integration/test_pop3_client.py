@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from mailhaul.adapters.sources.pop3 import Pop3Source
+from mailhaul.adapters.sources.pop3.source import Pop3Source
 from mailhaul.domain.errors import (
     AuthenticationFailed,
     ConfigError,

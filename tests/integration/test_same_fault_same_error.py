@@ -7,8 +7,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from mailhaul.adapters.sources.imap import ImapSource
-from mailhaul.adapters.sources.pop3 import Pop3Source
+from mailhaul.adapters.sources.imap.source import ImapSource
+from mailhaul.adapters.sources.pop3.source import Pop3Source
 from mailhaul.domain.errors import (
     AuthenticationFailed,
     ErrorKind,

@@ -47,7 +47,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mailhaul.adapters.sources.imap_utf7 import encode_mailbox
+from mailhaul.domain.imap_utf7 import encode_mailbox
 
 COURIER_PLACEHOLDER = (
     b"From: System Administrator <root@localhost>\r\n"

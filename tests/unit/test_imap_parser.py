@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailhaul.adapters.sources.imap_commands import (
+from mailhaul.adapters.sources.imap.commands import (
     can_quote,
     compress_uids,
     expand_uid_set,
     quote,
 )
-from mailhaul.adapters.sources.imap_parser import (
+from mailhaul.adapters.sources.imap.parser import (
     Continuation,
     Fetch,
     ResponseAssembler,
@@ -25,8 +25,8 @@ from mailhaul.adapters.sources.imap_parser import (
     parse_response,
     parse_values,
 )
-from mailhaul.adapters.sources.imap_utf7 import Utf7Error, decode_mailbox, encode_mailbox
 from mailhaul.domain.errors import ProtocolViolation
+from mailhaul.domain.imap_utf7 import Utf7Error, decode_mailbox, encode_mailbox
 
 # --- status responses --------------------------------------------------------------------
 
@@ -358,7 +358,7 @@ def test_compress_uids_merges_runs(uids: list[int]) -> None:
 
 
 def test_search_responses_take_the_fast_path_and_empty_ones_work() -> None:
-    from mailhaul.adapters.sources.imap_parser import ResponseAssembler, Untagged
+    from mailhaul.adapters.sources.imap.parser import ResponseAssembler, Untagged
 
     full = ResponseAssembler(b"* SEARCH 1 2 30 4000000000\r\n").result()
     assert full == Untagged("SEARCH", None, (1, 2, 30, 4000000000))

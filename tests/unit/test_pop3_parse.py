@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailhaul.adapters.sources.pop3_wire import (
+from mailhaul.adapters.sources.pop3.parsing import (
     check_argument,
     parse_capabilities,
     parse_reply,

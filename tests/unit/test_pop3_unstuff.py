@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mailhaul.adapters.sources.pop3_wire import DotUnstuffer
+from mailhaul.adapters.sources.pop3.parsing import DotUnstuffer
 
 NEXT_REPLY = b"+OK next reply\r\n"
 

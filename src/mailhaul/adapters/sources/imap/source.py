@@ -1,10 +1,9 @@
 """The IMAP ``MailSource``: connect, secure, log in, list, stream, flag and expunge.
 
-Built on ``Wire`` (socket + TLS + buffer), ``ImapConnection`` (tags, bounded response
-reading, untagged bookkeeping), ``imap_parser`` (pure parsing) and ``imap_fetch``
-(pipelined streaming). Security: ``ssl`` is implicit TLS; ``starttls`` refuses to go on
-in plain text when STARTTLS is not offered or fails; ``none`` logs that the password
-travels in clear. The password never appears in a log line, an exception or ``repr``.
+Built on ``Wire`` (socket + TLS + buffer), ``ImapConnection`` (``session``: tags, bounded
+response reading, untagged bookkeeping), ``SignIn`` (``signin``: greeting, TLS, login),
+``parser`` (pure parsing) and ``fetching`` (pipelined streaming). The password never
+appears in a log line, an exception or ``repr``.
 
 While a ``fetch()`` or ``fetch_headers()`` iterator is running, ``mark_seen()`` and
 ``delete()`` may be called between messages (e.g. right after each delivery): their
@@ -20,38 +19,33 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Collection, Iterable, Iterator, Sequence
 
-from mailhaul.adapters.sources.imap_commands import can_quote, compress_uids, quote
-from mailhaul.adapters.sources.imap_conn import ImapConnection
-from mailhaul.adapters.sources.imap_fetch import fetch_bodies, fetch_headers
-from mailhaul.adapters.sources.imap_listing import SEARCH_LISTING_MAX, FolderLister
-from mailhaul.adapters.sources.imap_parser import (
+from mailhaul.adapters.sources.imap.commands import compress_uids, quote
+from mailhaul.adapters.sources.imap.fetching import fetch_bodies, fetch_headers
+from mailhaul.adapters.sources.imap.listing import SEARCH_LISTING_MAX, FolderLister
+from mailhaul.adapters.sources.imap.parser import (
     MAX_UID,
-    Continuation,
     Response,
     Status,
     Untagged,
 )
-from mailhaul.adapters.sources.imap_utf7 import Utf7Error, decode_mailbox, encode_mailbox
+from mailhaul.adapters.sources.imap.session import TRANSIENT_CODES, ImapConnection
+from mailhaul.adapters.sources.imap.signin import SignIn
 from mailhaul.adapters.sources.wire import Wire
 from mailhaul.domain.errors import (
-    AuthenticationFailed,
     ConfigError,
-    LoginDeferred,
     MailhaulError,
     ProtocolViolation,
     TlsFailure,
     TransientSourceError,
-    UnsupportedByServer,
 )
+from mailhaul.domain.imap_utf7 import Utf7Error, decode_mailbox, encode_mailbox
 from mailhaul.domain.messages import FolderListing, FolderState, MessageRef
-from mailhaul.domain.options import Credentials, Security, SourceEndpoint
+from mailhaul.domain.options import Credentials, SourceEndpoint
 from mailhaul.domain.ports import LogFn
-from mailhaul.domain.redaction import Redactor, sasl_plain
+from mailhaul.domain.redaction import Redactor
 
 MAX_DEFERRED_BYTES = 16 * 1024
 """Most command bytes pipelined into a running fetch (more waits for the fetch to end)."""
-TRANSIENT_CODES = frozenset({"UNAVAILABLE", "INUSE", "SERVERBUG", "LIMIT", "OVERQUOTA"})
-"""Response codes (RFC 5530) that mean "try again later" rather than "you are wrong"."""
 
 
 class ImapSource:
@@ -79,25 +73,8 @@ class ImapSource:
         """Connect, negotiate TLS as configured, and log in."""
         try:
             self._wire.open()
-            preauth = self._greeting()
-            security = self._endpoint.security
-            if security is Security.STARTTLS:
-                if preauth:
-                    raise TlsFailure(
-                        f"{self._endpoint.host} pre-authenticated the plain-text session,"
-                        " so STARTTLS is impossible; refusing to go on without TLS"
-                    )
-                self._starttls()
-            elif security is Security.NONE:
-                self._log(
-                    f"imap: the connection to {self._endpoint.host} is not encrypted:"
-                    " the password is sent in clear"
-                )
-            if preauth:
-                self._log("imap: the server pre-authenticated the session")
-            else:
-                self._login()
-            self._caps = self._server_caps()
+            signin = SignIn(self._conn, self._credentials, self._refused_extension)
+            self._caps = signin.run()
             if "UTF8=ACCEPT" in self._caps:
                 self._enable_utf8()
         except MailhaulError as exc:
@@ -138,101 +115,6 @@ class ImapSource:
         elif status.kind != "OK":
             self._refused_extension("UTF8=ACCEPT", status)
 
-    def _greeting(self) -> bool:
-        response = self._conn.read_response()  # a BYE here raises SessionRefused
-        self._conn.greeted = True
-        if not isinstance(response, Status) or response.tag is not None:
-            raise ProtocolViolation("the server's first line is not an IMAP greeting")
-        if response.kind not in ("OK", "PREAUTH"):
-            raise ProtocolViolation(f"unexpected IMAP greeting: {response.kind}")
-        return response.kind == "PREAUTH"
-
-    def _server_caps(self) -> frozenset[str]:
-        """The capabilities announced in this state, asking for them if needed."""
-        if self._conn.server_caps is None:
-            self._check(self._conn.command(b"CAPABILITY"), "CAPABILITY")
-        if self._conn.server_caps is None:
-            raise ProtocolViolation("server answered CAPABILITY without listing capabilities")
-        return self._conn.server_caps
-
-    def _starttls(self) -> None:
-        host = self._endpoint.host
-        if "STARTTLS" not in self._server_caps():
-            raise TlsFailure(f"{host} does not offer STARTTLS; refusing to log in without TLS")
-        status = self._conn.command(b"STARTTLS")
-        if status.kind != "OK":
-            raise TlsFailure(f"{host} refused STARTTLS: {self._redact(status.text)}")
-        with self._conn.guard():
-            self._wire.start_tls()
-        self._conn.server_caps = None  # capabilities from before TLS are not to be trusted
-
-    def _login(self) -> None:
-        caps = self._server_caps()
-        user = self._credentials.username.encode("utf-8")
-        secret = self._credentials.password.encode("utf-8")
-        self._conn.server_caps = None
-        if "LOGINDISABLED" not in caps:
-            status = self._send_with_literals(b"LOGIN", [user, secret], "LITERAL+" in caps)
-        elif "AUTH=PLAIN" in caps:
-            status = self._authenticate_plain("SASL-IR" in caps)
-            if status.kind == "BAD" and "SASL-IR" in caps:
-                self._refused_extension("SASL-IR", status)
-                status = self._authenticate_plain(False)
-        else:
-            raise UnsupportedByServer(
-                f"{self._endpoint.host} disables LOGIN and offers no AUTH=PLAIN"
-            )
-        if status.kind == "OK":
-            if status.code == "CAPABILITY":
-                self._conn.note(status)
-            self._log(f"imap: logged in to {self._endpoint.describe()} as {user.decode()}")
-            return
-        code = f"[{status.code}] " if status.code else ""
-        message = (
-            f"{self._endpoint.host} rejected the login of {self._credentials.username!r}:"
-            f" {code}{self._redact(status.text)}"
-        )
-        if status.code in TRANSIENT_CODES:
-            raise LoginDeferred(message)
-        raise AuthenticationFailed(message)
-
-    def _send_with_literals(self, name: bytes, args: list[bytes], literal_plus: bool) -> Status:
-        """A command whose arguments are quoted, or literals when they must be."""
-        conn = self._conn
-        tag = conn.new_command(name.decode("ascii"))
-        pending = tag.encode("ascii") + b" " + name
-        for value in args:
-            if can_quote(value):
-                pending += b" " + quote(value)
-            elif literal_plus:
-                pending += b" {%d+}\r\n" % len(value) + value
-            else:
-                conn.send_raw(pending + b" {%d}\r\n" % len(value))
-                reply = conn.wait_continuation(tag)
-                if isinstance(reply, Status):
-                    return reply
-                pending = value
-        conn.send_raw(pending + b"\r\n")
-        return conn.wait(tag)
-
-    def _authenticate_plain(self, initial: bool) -> Status:
-        credentials = self._credentials
-        token = sasl_plain(credentials.username, credentials.password).encode("ascii")
-        conn = self._conn
-        if initial:
-            return conn.command(b"AUTHENTICATE PLAIN " + token)
-        tag = conn.new_command("AUTHENTICATE")
-        conn.send_raw(tag.encode("ascii") + b" AUTHENTICATE PLAIN\r\n")
-        reply = conn.wait_continuation(tag)
-        if isinstance(reply, Status):
-            return reply
-        conn.send_raw(token + b"\r\n")
-        reply = conn.wait_continuation(tag)
-        if isinstance(reply, Continuation):  # the server wants more: cancel the exchange
-            conn.send_raw(b"*\r\n")
-            return conn.wait(tag)
-        return reply
-
     # folders ----------------------------------------------------------------------------
     def list_folders(self) -> list[str]:
         """All folder names (``LIST "" "*"``), decoded from modified UTF-7."""
@@ -245,7 +127,7 @@ class ImapSource:
             if len(response.values) >= 3:
                 names.append(_folder_name(response.values[2], self._utf8))
 
-        self._check(self._conn.command(b'LIST "" "*"', on_data), "LIST")
+        self._conn.check(self._conn.command(b'LIST "" "*"', on_data), "LIST")
         return names
 
     def select(self, folder: str, known: Collection[str] = ()) -> FolderListing:
@@ -254,7 +136,7 @@ class ImapSource:
         conn = self._conn
         conn.drain()
         self._selected = None
-        conn.exists, conn.uid_by_seq = None, []
+        conn.numbers.reset()
         uidvalidity: list[int] = []
         uidnext: list[int] = []
 
@@ -274,15 +156,15 @@ class ImapSource:
             raise ConfigError(
                 f"folder {folder!r} does not exist on the server: {self._redact(status.text)}"
             )
-        self._check(status, f"SELECT {folder!r}")
+        self._conn.check(status, f"SELECT {folder!r}")
         if not uidvalidity:
-            raise self._violation(f"server sent no UIDVALIDITY for folder {folder!r}")
+            raise self._conn.violation(f"server sent no UIDVALIDITY for folder {folder!r}")
         if status.code == "READ-ONLY":
             self._log(f"imap: folder {folder!r} is read-only: flags cannot be changed")
-        lister = FolderLister(conn, self._check, self._redact)
-        if conn.exists == 0:
+        lister = FolderLister(conn)
+        if conn.numbers.exists == 0:
             messages: list[MessageRef] = []
-        elif known and (conn.exists or 0) <= SEARCH_LISTING_MAX:
+        elif known and (conn.numbers.exists or 0) <= SEARCH_LISTING_MAX:
             found = lister.by_search(known, esearch=self._offers("ESEARCH"))
             if lister.esearch_refused is not None:
                 self._refused_extension("ESEARCH", lister.esearch_refused)
@@ -291,7 +173,7 @@ class ImapSource:
             messages = lister.by_fetch()
         self._selected = folder
         state = None
-        if uidnext and conn.exists == len(messages):  # nothing came or went while listing
+        if uidnext and conn.numbers.exists == len(messages):  # nothing came or went while listing
             unseen = sum(1 for ref in messages if not ref.seen)
             state = FolderState(uidvalidity[-1], uidnext[-1], len(messages), unseen)
         return FolderListing(folder, uidvalidity[-1], tuple(messages), state=state)
@@ -377,7 +259,7 @@ class ImapSource:
         fallback = _fallback(then)
         if conn.fetch_active and size <= MAX_DEFERRED_BYTES:
             told = (fallback, self._uidplus_lied) if fallback else None
-            conn.send_deferred(commands, what, then, told)
+            conn.deferred.send(commands, what, then, told)
             return
         conn.drain()
         for batch in (commands, then or []):
@@ -389,7 +271,7 @@ class ImapSource:
                 self._run(fallback, what)
                 return
             for tag in tags:
-                self._check(statuses[tag], what)
+                self._conn.check(statuses[tag], what)
 
     def _uidplus_lied(self, status: Status) -> None:
         self._refused_extension("UIDPLUS", status)
@@ -419,19 +301,6 @@ class ImapSource:
     def _require_selected(self) -> None:
         if self._selected is None:
             raise RuntimeError("select() a folder before using its messages")
-
-    def _check(self, status: Status, what: str) -> None:
-        if status.kind == "OK":
-            return
-        text = self._redact(status.text)
-        if status.kind == "NO":
-            raise TransientSourceError(f"server refused {what}: {text}")
-        raise self._violation(f"server rejected {what} as malformed: {text}")
-
-    def _violation(self, message: str) -> ProtocolViolation:
-        exc = ProtocolViolation(message)
-        self._conn.fail(exc)
-        return exc
 
 
 def _store_commands(uids: list[int], flag: bytes) -> list[bytes]:

@@ -25,9 +25,8 @@ import dataclasses
 from collections import deque
 from collections.abc import Iterator, Sequence
 
-from mailhaul.adapters.sources.imap_commands import compress_uids
-from mailhaul.adapters.sources.imap_conn import CHUNK_SIZE, BodyStart, ImapConnection
-from mailhaul.adapters.sources.imap_parser import (
+from mailhaul.adapters.sources.imap.commands import compress_uids
+from mailhaul.adapters.sources.imap.parser import (
     BODY_ITEMS,
     HEADER_ITEMS,
     Continuation,
@@ -35,6 +34,7 @@ from mailhaul.adapters.sources.imap_parser import (
     Status,
     Streamed,
 )
+from mailhaul.adapters.sources.imap.session import CHUNK_SIZE, BodyStart, ImapConnection
 from mailhaul.domain.errors import MessageMismatch, ProtocolViolation, TransientSourceError
 from mailhaul.domain.messages import MessageRef
 from mailhaul.domain.ports import LogFn
@@ -177,7 +177,7 @@ def fetch_bodies(
                 yield pair
         elif isinstance(response, Continuation):
             raise _fail(conn, "server sent an unexpected continuation request")
-    conn.finish_deferred()
+    conn.deferred.finish()
     conn.fetch_active = False
 
 
@@ -198,7 +198,7 @@ def _claim_body(
     with conn.guard():
         uid = Fetch(start.assembler.number or 0, start.assembler.partial_items()).uid()
     if uid is None and start.assembler.number is not None:
-        uid = conn.uid_at(start.assembler.number)  # a guess, until the UID item confirms it
+        uid = conn.numbers.uid_at(start.assembler.number)  # a guess, until the UID item confirms it
     if uid is None:
         uid = next((ref.number for ref in inflight.values() if ref.number in wanted), None)
     ref = wanted.pop(uid, None) if uid is not None else None
@@ -271,7 +271,7 @@ def fetch_headers(
                 if not ref.size and size is not None:
                     ref = dataclasses.replace(ref, size=size)
                 yield ref, found[1]
-    conn.finish_deferred()
+    conn.deferred.finish()
     conn.fetch_active = False
     if wanted:
         log(f"imap: server sent no header for {len(wanted)} message(s); they were skipped")

@@ -12,8 +12,7 @@ import secrets
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Sequence
 
-from mailhaul.adapters.sources.pop3_conn import Body, Pending, Pop3Connection
-from mailhaul.adapters.sources.pop3_wire import (
+from mailhaul.adapters.sources.pop3.parsing import (
     MAX_AUTH_COMMAND,
     Reply,
     check_argument,
@@ -22,6 +21,7 @@ from mailhaul.adapters.sources.pop3_wire import (
     parse_uid_listing,
     without_protocol_crlf,
 )
+from mailhaul.adapters.sources.pop3.session import Body, Pending, Pop3Connection
 from mailhaul.domain.errors import (
     AuthenticationFailed,
     ConfigError,

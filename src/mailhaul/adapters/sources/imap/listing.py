@@ -8,11 +8,11 @@ does not know.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 
-from mailhaul.adapters.sources.imap_commands import compress_uids
-from mailhaul.adapters.sources.imap_conn import MAX_LISTING_LINE, ImapConnection
-from mailhaul.adapters.sources.imap_parser import MAX_UID, Fetch, Response, Status, Untagged
+from mailhaul.adapters.sources.imap.commands import compress_uids
+from mailhaul.adapters.sources.imap.parser import MAX_UID, Fetch, Response, Status, Untagged
+from mailhaul.adapters.sources.imap.session import MAX_LISTING_LINE, ImapConnection
 from mailhaul.domain.errors import ProtocolViolation, ServerStalled, TransientSourceError
 from mailhaul.domain.messages import MessageRef
 
@@ -31,15 +31,8 @@ def _too_many() -> ServerStalled:
 class FolderLister:
     """Lists the selected folder of one IMAP connection."""
 
-    def __init__(
-        self,
-        conn: ImapConnection,
-        check: Callable[[Status, str], None],
-        redact: Callable[[str], str],
-    ) -> None:
+    def __init__(self, conn: ImapConnection) -> None:
         self._conn = conn
-        self._check = check
-        self._redact = redact
         self.esearch_refused: Status | None = None
         """The server advertised ESEARCH and answered ``SEARCH RETURN`` with BAD."""
 
@@ -90,7 +83,7 @@ class FolderLister:
         status = self._conn.command(command, on_search, line_limit=MAX_LISTING_LINE)
         if status.kind == "NO":
             raise TransientSourceError(
-                f"server could not search the folder: {self._redact(status.text)}"
+                f"server could not search the folder: {self._conn.redact(status.text)}"
             )
         if status.kind == "BAD":
             return None
@@ -114,7 +107,7 @@ class FolderLister:
                     self._conn.useful()
 
         done = self._conn.wait_all(tags, on_esearch, line_limit=MAX_LISTING_LINE)
-        limit = min(max(self._conn.exists or 0, SEARCH_LISTING_MAX), MAX_LISTED)
+        limit = min(max(self._conn.numbers.exists or 0, SEARCH_LISTING_MAX), MAX_LISTED)
         found: list[list[int]] = []
         for tag in tags:
             status = done[tag]
@@ -127,7 +120,7 @@ class FolderLister:
     def by_fetch(self, uids: Sequence[int] = ()) -> list[MessageRef]:
         """UID, flags and size of every message (or of ``uids``), in UID order."""
         found: dict[int, MessageRef] = {}
-        bound = [max(self._conn.exists or 0, 1000)]
+        bound = [max(self._conn.numbers.exists or 0, 1000)]
 
         def on_fetch(response: Response) -> None:
             if not isinstance(response, Fetch):
@@ -143,7 +136,7 @@ class FolderLister:
             if uid not in found:
                 self._conn.useful()
             found[uid] = MessageRef(str(uid), uid, size, response.seen())
-            bound[0] = max(bound[0], self._conn.exists or 0)
+            bound[0] = max(bound[0], self._conn.numbers.exists or 0)
             if len(found) > 2 * bound[0]:
                 raise ProtocolViolation("server listed far more messages than the folder holds")
             if len(found) > MAX_LISTED:
@@ -157,9 +150,9 @@ class FolderLister:
             )
             if status.kind == "NO":
                 raise TransientSourceError(
-                    f"server could not list the folder: {self._redact(status.text)}"
+                    f"server could not list the folder: {self._conn.redact(status.text)}"
                 )
-            self._check(status, "UID FETCH")
+            self._conn.check(status, "UID FETCH")
         return [found[uid] for uid in sorted(found)]
 
 

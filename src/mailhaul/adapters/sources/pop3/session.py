@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
-from mailhaul.adapters.sources.pop3_wire import (
+from mailhaul.adapters.sources.pop3.parsing import (
     DotUnstuffer,
     Reply,
     parse_reply,

@@ -20,7 +20,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from mailhaul.adapters.sources.imap_parser import (
+from mailhaul.adapters.sources.imap.deferred import DeferredCommands
+from mailhaul.adapters.sources.imap.numbers import MessageNumbers
+from mailhaul.adapters.sources.imap.parser import (
     BODY_ITEMS,
     Continuation,
     Fetch,
@@ -46,14 +48,12 @@ MAX_LINE = 64 * 1024
 MAX_LISTING_LINE = 1024 * 1024
 MAX_LITERAL = 1024 * 1024
 CHUNK_SIZE = 256 * 1024
-MAX_SEQ_GROWTH = 1_000_000
-"""Largest jump of EXISTS we track sequence numbers for (more stops that bookkeeping)."""
-MAX_TRACKED = 2_000_000
-"""Most sequence numbers tracked at all (a server inflating EXISTS stops the bookkeeping)."""
 MAX_IDLE_UNTAGGED = 100_000
 """Untagged responses accepted between two signs of progress."""
 MAX_IDLE_BYTES = 16 * 1024 * 1024
 """Bytes of untagged responses accepted between two signs of progress."""
+TRANSIENT_CODES = frozenset({"UNAVAILABLE", "INUSE", "SERVERBUG", "LIMIT", "OVERQUOTA"})
+"""Response codes (RFC 5530) that mean "try again later" rather than "you are wrong"."""
 MAX_WARNINGS = 10
 """Untagged NO/BAD warnings logged per command; the rest are counted."""
 
@@ -65,23 +65,6 @@ class BodyStart:
     assembler: ResponseAssembler
     item: str
     size: int
-
-
-Fallback = tuple[list[bytes], Callable[[Status], None]]
-"""Commands to send instead when a follow-up is refused, and whom to tell (with the refusal)."""
-
-
-@dataclass
-class _Deferred:
-    """Commands sent into a running fetch, and what to send once they all succeeded."""
-
-    what: str
-    tags: set[str]
-    then: list[bytes]
-    failed: bool = False
-    fallback: Fallback | None = None  # if these commands are refused
-    then_fallback: Fallback | None = None  # if the ``then`` commands are refused
-    fell_back: bool = False
 
 
 class Interruptible(Protocol):
@@ -97,22 +80,22 @@ class ImapConnection:
 
     def __init__(self, wire: Wire, log: LogFn, redact: Redactor) -> None:
         self.wire = wire
-        self._log = log
+        self.log = log
         self.redact = redact
         self._counter = 0
         self.pending: dict[str, str] = {}
         """Tags sent and not yet completed, with their command names."""
         self.failure: SourceError | None = None
         self.server_caps: frozenset[str] | None = None
-        self.exists: int | None = None
-        self.uid_by_seq: list[int | None] | None = None
+        self.numbers = MessageNumbers()
+        """The selected folder's message count and the UIDs of its message numbers."""
         self.generation = 0
         """Bumped whenever ``drain()`` cuts short an operation still reading responses."""
         self.active_stream: Interruptible | None = None
         self.fetch_active = False
         """A fetch generator is running: flag changes are pipelined into it, not waited for."""
-        self.deferred: dict[str, _Deferred] = {}
-        """Tags of commands sent during a fetch, checked when their completion arrives."""
+        self.deferred = DeferredCommands(self)
+        """Commands sent during a fetch, checked when their completion arrives."""
         self.logging_out = False
         self.greeted = False
         """The greeting was read: a ``BYE`` from now on ends a session, not refuses one."""
@@ -233,7 +216,7 @@ class ImapConnection:
                 if isinstance(response, Continuation):
                     if allow_continuation:
                         return response
-                    raise self._violation("server sent an unexpected continuation request")
+                    raise self.violation("server sent an unexpected continuation request")
                 if on_data is not None:
                     with self.guard():
                         on_data(response)
@@ -343,36 +326,21 @@ class ImapConnection:
             self.read_response()
         self.fetch_active = False
 
-    def send_deferred(
-        self,
-        commands: list[bytes],
-        what: str,
-        then: list[bytes] | None = None,
-        fallback: Fallback | None = None,
-    ) -> None:
-        """Send commands whose completions the running fetch will read (see ``deferred``).
-
-        ``then`` is sent once all of ``commands`` succeeded, never earlier: RFC 3501 §5.5
-        forbids pipelining a command whose outcome depends on another (an EXPUNGE after
-        the STORE of \\Deleted; Dovecot really expunges nothing when they overlap).
-        ``fallback`` (for the ``then`` commands): sent in their place if they are refused
-        (a server that advertises UIDPLUS and rejects UID EXPUNGE).
-        """
-        group = _Deferred(what, set(), then or [], then_fallback=fallback)
-        for tag in self.send_commands(commands):
-            group.tags.add(tag)
-            self.deferred[tag] = group
-
-    def finish_deferred(self) -> None:
-        """Read responses until every deferred command (and follow-up) has completed."""
-        while self.deferred:
-            self.read_response()
-
     # bookkeeping ------------------------------------------------------------------------
-    def _violation(self, message: str) -> ProtocolViolation:
+    def violation(self, message: str) -> ProtocolViolation:
+        """A ``ProtocolViolation`` that also leaves the session unusable (it is out of step)."""
         exc = ProtocolViolation(message)
         self.fail(exc)
         return exc
+
+    def check(self, status: Status, what: str) -> None:
+        """Raise unless ``status`` is OK: NO is temporary, BAD a protocol violation."""
+        if status.kind == "OK":
+            return
+        text = self.redact(status.text)
+        if status.kind == "NO":
+            raise TransientSourceError(f"server refused {what}: {text}")
+        raise self.violation(f"server rejected {what} as malformed: {text}")
 
     def _accept(self, response: Response) -> Response:
         if isinstance(response, Status) and response.tag is not None:
@@ -382,46 +350,20 @@ class ImapConnection:
                     f"{show(self.redact(response.text).encode())}"
                 )
             self.progress()
-            group = self.deferred.pop(response.tag, None)
-            if group is not None:
-                self._deferred_done(group, response)
+            self.deferred.completed(response)
             return response
         self.note(response)
         return response
 
-    def _send_then(self, group: _Deferred) -> None:
-        follow = _Deferred(group.what, set(), [], fallback=group.then_fallback)
-        for tag in self.send_commands(group.then):
-            follow.tags.add(tag)
-            self.deferred[tag] = follow
-
-    def _deferred_done(self, group: _Deferred, status: Status) -> None:
-        group.tags.discard(status.tag or "")
-        if status.kind != "OK" and (group.fallback is not None or group.fell_back):
-            if group.fallback is not None:  # once, however many of the commands fail
-                commands, tell = group.fallback
-                group.fallback, group.fell_back = None, True
-                tell(status)
-                self.send_deferred(commands, group.what)
-            return
-        if status.kind != "OK":
-            group.failed = True
-            text = self.redact(status.text)
-            if status.kind == "BAD":
-                raise ProtocolViolation(f"server rejected {group.what} as malformed: {text}")
-            self._log(f"imap: server refused {group.what}: {text}")
-        if not group.tags and group.then and not group.failed:
-            self._send_then(group)
-
     def note(self, response: Response) -> None:
         """Update the session state from untagged data."""
         if isinstance(response, Fetch):
-            self._note_fetch(response)
+            self.numbers.note_uid(response.seq, response.uid())
         elif isinstance(response, Untagged):
             if response.name == "EXISTS" and response.number is not None:
-                self._note_exists(response.number)
+                self.numbers.note_exists(response.number)
             elif response.name == "EXPUNGE" and response.number is not None:
-                self._note_expunge(response.number)
+                self.numbers.note_expunge(response.number)
             elif response.name == "CAPABILITY":
                 self.server_caps = caps_from(response.values)
         elif isinstance(response, Status):
@@ -439,41 +381,9 @@ class ImapConnection:
             if response.kind in ("NO", "BAD"):
                 self._warnings += 1
                 if self._warnings <= MAX_WARNINGS:
-                    self._log(f"imap: server warning: {self.redact(response.text)}")
+                    self.log(f"imap: server warning: {self.redact(response.text)}")
                 if self._warnings == MAX_WARNINGS:
-                    self._log("imap: more server warnings for this command are not logged")
-
-    def _note_exists(self, count: int) -> None:
-        self.exists = count
-        seqs = self.uid_by_seq
-        if seqs is not None and count > len(seqs):
-            if count - len(seqs) > MAX_SEQ_GROWTH or count > MAX_TRACKED:
-                self.uid_by_seq = None
-            else:
-                seqs.extend([None] * (count - len(seqs)))
-
-    def _note_expunge(self, seq: int) -> None:
-        if self.exists:
-            self.exists -= 1
-        seqs = self.uid_by_seq
-        if seqs is not None:
-            if 0 < seq <= len(seqs):
-                del seqs[seq - 1]
-            else:
-                self.uid_by_seq = None  # we lost track: stop guessing by number
-
-    def _note_fetch(self, fetch: Fetch) -> None:
-        seqs = self.uid_by_seq
-        uid = fetch.uid()
-        if seqs is not None and uid is not None and 0 < fetch.seq <= len(seqs):
-            seqs[fetch.seq - 1] = uid
-
-    def uid_at(self, seq: int) -> int | None:
-        """The UID the session believes message number ``seq`` has, if known."""
-        seqs = self.uid_by_seq
-        if seqs is not None and 0 < seq <= len(seqs):
-            return seqs[seq - 1]
-        return None
+                    self.log("imap: more server warnings for this command are not logged")
 
 
 def caps_from(values: tuple[object, ...] | list[object]) -> frozenset[str]:
