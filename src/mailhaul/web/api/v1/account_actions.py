@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 
+from mailhaul.domain.account import Trigger
 from mailhaul.domain.validation import check_password
 from mailhaul.web.api.v1 import convert, schemas
 from mailhaul.web.api.v1.accounts import account_body
@@ -79,7 +80,7 @@ def fetch_now(account_id: AccountId, actor: AnyUser, app: Mailhaul) -> schemas.F
     access = app.account_access
     if not access.get(actor, account_id).spec.active:
         raise AccountInactive(f"account {account_id} is disabled: enable it first")
-    access.fetch_now(actor, account_id)
+    access.fetch_now(actor, account_id, Trigger.API)
     record = access.get(actor, account_id)
     return schemas.FetchQueued(
         account_id=account_id,
