@@ -2,13 +2,17 @@
 
 `browser`: Debian's chromium for the session (missing: the tests fail, pointing at
 scripts/install-test-deps.sh). `page` / `page_no_js`: a page in a fresh context per test,
-with and without JavaScript. `serve`: `mailhaul serve` on `serve_home` (a fresh directory;
-override `serve_home` in a module to prepare the home first), stopped with SIGTERM after the
-test, which then fails unless it exited 0. Screenshots: `support.browser.save_screenshot`.
+with and without JavaScript. `serve`: `mailhaul serve` on `serve_home` (a fresh home made
+by `mailhaul init`; override `serve_home` in a module to prepare the home otherwise), stopped
+with SIGTERM after the test, which then fails unless it exited 0. Screenshots:
+`support.browser.save_screenshot`.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,8 +59,20 @@ def page_no_js(browser: Browser) -> Iterator[Page]:
 
 @pytest.fixture
 def serve_home(tmp_path: Path) -> Path:
-    """The home `serve` runs on: a fresh one (serve initialises it)."""
-    return tmp_path / "mh"
+    """The home `serve` runs on: a fresh one, initialised as `mailhaul init` does (serve
+    refuses a home nobody initialised)."""
+    home = tmp_path / "mh"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILHAUL_")}
+    made = subprocess.run(
+        [sys.executable, "-m", "mailhaul", "--home", str(home), "init"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    return home
 
 
 @pytest.fixture

@@ -192,7 +192,8 @@ def test_fetch_while_serve_runs_goes_through_the_service(cli: Cli, mailbox: Mail
         [result] = json.loads(fetched.stdout)
         assert result["fetched"] == 1
         history = json.loads(cli("runs", str(account_id), "--json").stdout)
-        assert history[0]["trigger"] == "schedule"  # run by the service, not beside it
+        # run by the service, not beside it, and recorded as asked for on the command line
+        assert history[0]["trigger"] == "cli"
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)

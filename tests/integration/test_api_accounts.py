@@ -305,6 +305,25 @@ def test_fetch_now_queues_the_account_for_the_scheduler(panel: Panel):
     assert api.post(f"/accounts/{account_id}/enable").json()["active"] is True
 
 
+def test_fetch_now_of_a_paused_account_is_refused_and_enable_resumes_it(panel: Panel):
+    api = panel.api(panel.user)
+    account_id = api.post("/accounts", public_account()).json()["id"]
+    with panel.app.db.begin() as conn:
+        paused = update(accounts).where(accounts.c.id == account_id)
+        conn.execute(paused.values(paused_reason="5 login failures in a row"))
+    refused = api.post(f"/accounts/{account_id}/fetch")
+    assert refused.status_code == 409
+    assert error_of(refused)["code"] == "inactive"
+    assert "paused (5 login failures in a row): resume or enable it" in refused.text
+    assert panel.app.accounts.get(account_id).fetch_requested_at is None
+    enabled = api.post(f"/accounts/{account_id}/enable").json()
+    assert enabled["paused_reason"] is None and enabled["state"] != "paused"
+    assert api.post(f"/accounts/{account_id}/fetch").status_code == 202
+    with panel.app.db.begin() as conn:
+        asked = panel.app.account_store.take_triggers(conn, [account_id])
+    assert asked == {account_id: "api"}
+
+
 def test_poll_queues_every_due_account_within_reach(panel: Panel):
     user_api = panel.api(panel.user)
 

@@ -26,7 +26,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from starlette.testclient import TestClient
 
 from mailhaul.adapters.db import tables
@@ -172,6 +172,14 @@ def _disabled(call: Call) -> dict[str, str]:
     return {}
 
 
+def _paused(call: Call) -> dict[str, str]:
+    accounts = tables.accounts
+    with call.world.app.db.begin() as conn:
+        paused = update(accounts).where(accounts.c.id == call.targets.account_id)
+        conn.execute(paused.values(paused_reason="5 login failures in a row"))
+    return {}
+
+
 def _refused_message(call: Call) -> dict[str, str]:
     row = {
         "account_id": call.targets.account_id,
@@ -231,6 +239,7 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("POST", ACCOUNT + "/fetch"): RouteCase(Access.USER, "account", 303),
     ("POST", ACCOUNT + "/enable"): RouteCase(Access.USER, "account", 303, _disabled),
     ("POST", ACCOUNT + "/disable"): RouteCase(Access.USER, "account", 303),
+    ("POST", ACCOUNT + "/resume"): RouteCase(Access.USER, "account", 303, _paused),
     ("POST", ACCOUNT + "/retry"): RouteCase(Access.USER, "account", 303, _refused_message),
     ("GET", ACCOUNT + "/delete"): RouteCase(Access.USER, "account", 200),
     ("POST", ACCOUNT + "/delete"): RouteCase(Access.USER, "account", 303),

@@ -12,7 +12,7 @@ from argon2 import PasswordHasher
 from mailhaul.adapters.passwords import PasswordHashes
 from mailhaul.bootstrap import App, init_home
 from mailhaul.domain.access import Forbidden, Principal, Role
-from mailhaul.domain.account import AccountSpec
+from mailhaul.domain.account import AccountSpec, Trigger
 from mailhaul.domain.errors import NotFound
 from mailhaul.domain.options import Protocol, Security
 from mailhaul.domain.validation import FieldError
@@ -172,7 +172,7 @@ def test_accounts_are_listed_and_reached_within_the_callers_scope(app: App):
         with pytest.raises(NotFound):
             access.delete(actor, hidden)
         with pytest.raises(NotFound):
-            access.fetch_now(actor, hidden)
+            access.fetch_now(actor, hidden, Trigger.WEB)
     assert access.get(SYSTEM, elsewhere.id).spec.owner == "zed@example.net"
 
 

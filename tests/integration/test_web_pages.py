@@ -773,3 +773,82 @@ def test_an_admin_adds_edits_and_removes_a_domains_delivery(app: App, admin: Bro
     removed = admin.post("/settings/domains/remove", {"domain": "b.test"})
     assert removed.status_code == 303
     assert app.settings.delivery_domains == {}
+
+
+def _pause(app: App, account_id: int, reason: str) -> None:
+    with app.db.begin() as conn:
+        paused = update(accounts).where(accounts.c.id == account_id)
+        conn.execute(paused.values(paused_reason=reason, state="login failed"))
+
+
+def test_a_paused_account_says_why_and_can_be_resumed(app: App, admin: Browser):
+    account_id = add_account(app, "ann@a.test")
+    fine = add_account(app, "bob@a.test")
+    _pause(app, account_id, "5 login failures in a row")
+    listed = admin.get("/accounts").text
+    assert "5 login failures in a row" in listed  # the reason, not only a badge
+    assert "not while paused" in listed
+    page = admin.get(f"/accounts/{account_id}").text
+    assert f'action="/accounts/{account_id}/resume"' in page
+    assert f'action="/accounts/{fine}/resume"' not in admin.get(f"/accounts/{fine}").text
+    fetched = admin.post(f"/accounts/{account_id}/fetch")
+    blocked = admin.get(fetched.headers["location"]).text
+    assert "paused (5 login failures in a row): resume or enable it to fetch" in blocked
+    assert app.accounts.get(account_id).fetch_requested_at is None
+    resumed = admin.post(f"/accounts/{account_id}/resume")
+    assert resumed.status_code == 303
+    assert "Resumed" in admin.get(f"/accounts/{account_id}").text
+    account = app.accounts.get(account_id)
+    assert (account.paused_reason, account.consecutive_failures) == (None, 0)
+
+
+def test_a_failing_account_shows_its_error_in_the_list(app: App, admin: Browser):
+    account_id = add_account(app, "ann@a.test")
+    with app.db.begin() as conn:
+        failing = update(accounts).where(accounts.c.id == account_id)
+        conn.execute(failing.values(state="error", last_error="cannot connect: refused"))
+    assert "cannot connect: refused" in admin.get("/accounts").text
+
+
+def test_the_account_form_reports_every_field_in_one_round_trip(admin: Browser):
+    response = admin.post(
+        "/accounts/new",
+        account_form(
+            host="", port="99999", interval="5", max_size="lots", username="", password=""
+        ),
+    )
+    assert response.status_code == 400
+    for field, words in (
+        ("host", "must not be empty"),
+        ("port", "a TCP port"),
+        ("interval", "number of seconds"),
+        ("max_size", "100M"),
+        ("username", "must not be empty"),
+        ("password", "must not be empty"),
+    ):
+        assert words in (field_error(response.text, field) or ""), field
+    assert field_error(response.text, "owner") is None
+    assert 'value="99999"' in response.text and 'value="lots"' in response.text  # as typed
+
+
+def test_a_users_form_shown_again_still_names_their_owner_and_destination(app: App):
+    ann = signed_in(app, "ann@a.test")
+    response = ann.post("/accounts/new", account_form(host="not a host!", port="0"))
+    assert response.status_code == 400
+    assert "Owner and destination" in response.text
+    owner = re.search(r'<span class="value">([^<]*)</span>', response.text)
+    assert owner is not None and owner.group(1) == "ann@a.test"
+    assert field_error(response.text, "host") and field_error(response.text, "port")
+
+
+def test_the_user_form_reports_every_field_and_keeps_what_was_typed(admin: Browser):
+    response = admin.post(
+        "/users/new",
+        {"login": "not an address", "role": "user", "domains": "x.test", "password": "short"},
+    )
+    assert response.status_code == 400
+    assert field_error(response.text, "login")
+    assert "only a domain admin" in (field_error(response.text, "domains") or "")
+    assert "at least 10" in (field_error(response.text, "password") or "")
+    assert 'value="not an address"' in response.text and 'value="x.test"' in response.text
+    assert 'value="short"' not in response.text  # a password never comes back

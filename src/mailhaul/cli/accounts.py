@@ -1,4 +1,4 @@
-"""`mailhaul account …`: add, list, show, edit, delete, enable, disable."""
+"""`mailhaul account …`: add, list, show, edit, delete, enable, disable, resume."""
 
 from __future__ import annotations
 
@@ -149,13 +149,15 @@ def add(
 def list_(ctx: click.Context, json_out: bool) -> None:
     """List every account."""
     with errors_to_exit():
-        accounts = state(ctx).app().accounts.list_all()
+        app_ = state(ctx).app()
+        accounts = app_.accounts.list_all()
+        statuses = {status.id: status for status in app_.status.accounts()}
     if json_out:
-        print_json([account_dict(a) for a in accounts])
+        print_json([account_dict(a, statuses.get(a.id)) for a in accounts])
     elif accounts:
         from mailhaul.cli.output import accounts_table
 
-        print_table(accounts_table(accounts))
+        print_table(accounts_table(accounts, list(statuses.values())))
     else:
         print("no accounts yet: add one with `mailhaul account add`")
 
@@ -167,13 +169,15 @@ def list_(ctx: click.Context, json_out: bool) -> None:
 def show(ctx: click.Context, account_id: int, json_out: bool) -> None:
     """Show one account."""
     with errors_to_exit():
-        account = state(ctx).app().accounts.get(account_id)
+        app_ = state(ctx).app()
+        account = app_.accounts.get(account_id)
+        status = app_.status.account(account_id)
     if json_out:
-        print_json(account_dict(account))
+        print_json(account_dict(account, status))
     else:
         from mailhaul.cli.output import account_details
 
-        print_table(account_details(account))
+        print_table(account_details(account, status))
 
 
 @app.command("edit")
@@ -285,8 +289,21 @@ def _set_active(ctx: click.Context, account_id: int, active: bool) -> None:
 @id_argument
 @click.pass_context
 def enable(ctx: click.Context, account_id: int) -> None:
-    """Switch polling on (due at once; earlier failures forgiven)."""
+    """Switch polling on (due at once; earlier failures forgiven; a paused account resumes)."""
     _set_active(ctx, account_id, True)
+
+
+@app.command("resume")
+@id_argument
+@click.pass_context
+def resume(ctx: click.Context, account_id: int) -> None:
+    """Resume an account paused after login failures (due at once; a disabled one stays off)."""
+    with errors_to_exit():
+        account = state(ctx).app().accounts.resume(account_id)
+    if account.spec.active:
+        print(f"account {account_id} resumed: its next poll is due now")
+    else:
+        print(f"account {account_id} resumed, but it is disabled: enable it to poll it")
 
 
 @app.command("disable")

@@ -30,7 +30,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # a run (or part of the work) failed
 EXIT_USAGE = 2  # bad command line, settings or input; a database mailhaul cannot use
 EXIT_NOT_FOUND = 3
-EXIT_BUSY = 4
+EXIT_BUSY = 4  # the account is being polled by another process
+EXIT_BLOCKED = 5  # the account is disabled or paused: nothing was polled
 
 
 @dataclass

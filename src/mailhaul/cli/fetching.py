@@ -9,8 +9,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mailhaul.cli.context import EXIT_FAILED, EXIT_OK, errors_to_exit, fail, state
+from mailhaul.cli.context import (
+    EXIT_BLOCKED,
+    EXIT_BUSY,
+    EXIT_FAILED,
+    EXIT_OK,
+    errors_to_exit,
+    fail,
+    state,
+)
 from mailhaul.cli.output import human_bytes, print_json
+from mailhaul.domain.account import Trigger
 from mailhaul.domain.errors import AccountBusy, DatabaseUnusable, MailhaulError, NotFound
 
 if TYPE_CHECKING:
@@ -33,7 +42,8 @@ def fetch(
     """Poll accounts now; exits 0 only if every one ran without error.
 
     While `mailhaul serve` or `worker` runs, the accounts go to the head of its queue and
-    this waits for their runs (a poll never runs beside another).
+    this waits for their runs (a poll never runs beside another); a disabled or paused
+    account is not queued: it is reported at once (exit 5).
     """
     if bool(account_ids) == all_:
         fail("name account ids, or --all")
@@ -43,6 +53,8 @@ def fetch(
 
 
 def _summary_line(summary: RunSummary, label: str) -> str:
+    if summary.result in BLOCKED:
+        return f"account {label}: {summary.error}"
     if summary.result == "ok":
         return (
             f"account {label}: ok, {summary.fetched} fetched ({human_bytes(summary.bytes)}), "
@@ -78,7 +90,7 @@ def _through_service(app: App, account_ids: list[int], timeout: float) -> list[R
     for account_id in account_ids:
         runs = service.runs_of(account_id, limit=1)
         before[account_id] = runs[0].id if runs else 0
-        service.request_fetch(account_id)
+        service.request_fetch(account_id, Trigger.CLI)
     results: dict[int, RunSummary] = {}
     deadline = time.monotonic() + timeout
     while len(results) < len(account_ids) and time.monotonic() < deadline:
@@ -100,6 +112,28 @@ def _through_service(app: App, account_ids: list[int], timeout: float) -> list[R
     return [results[account_id] for account_id in account_ids]
 
 
+def _fetch_through_service(app: App, account_ids: list[int], json_out: bool) -> int:
+    """Queue the accounts the running service may poll and wait for their runs; a disabled
+    or paused one is answered at once, in the words of the web UI."""
+    from mailhaul.services.polling import RunSummary
+
+    statuses = {status.id: status for status in app.status.accounts(account_ids)}
+    blocked: dict[int, RunSummary] = {}
+    for account_id in account_ids:
+        reason = statuses[account_id].fetch_blocked
+        if reason is not None:
+            result = "paused" if statuses[account_id].active else "disabled"
+            blocked[account_id] = RunSummary(account_id, None, result, error=reason)
+    asked = [account_id for account_id in account_ids if account_id not in blocked]
+    ran: list[RunSummary] = []
+    if asked:
+        if not json_out:
+            sys.stderr.write(f"asking the running service to poll {len(asked)} account(s)…\n")
+        ran = _through_service(app, asked, timeout=max(300.0, app.settings.timeout * 5))
+    by_id = blocked | {summary.account_id: summary for summary in ran}
+    return _report([by_id[account_id] for account_id in account_ids], json_out)
+
+
 def fetch_accounts(
     app: App, account_ids: list[int], all_: bool, json_out: bool, here: bool = False
 ) -> int:
@@ -117,17 +151,14 @@ def fetch_accounts(
     for account_id in account_ids:
         service.get(account_id)  # NotFound (exit 3) before anything is polled or queued
     if not here and account_ids and service.workers_alive():
-        if not json_out:
-            sys.stderr.write(f"asking the running service to poll {len(account_ids)} account(s)…\n")
-        summaries = _through_service(app, account_ids, timeout=max(300.0, app.settings.timeout * 5))
-        return _report(summaries, json_out)
+        return _fetch_through_service(app, account_ids, json_out)
     summaries = []
     progress = _progress() if sys.stderr.isatty() and not json_out else None
     with progress if progress is not None else nullcontext():
         for account_id in account_ids:
             on_progress = None if progress is None else _Bar(progress, account_id)
             try:
-                summary = app.poller.poll(account_id, trigger="manual", progress=on_progress)
+                summary = app.poller.poll(account_id, trigger=Trigger.CLI, progress=on_progress)
             except DatabaseUnusable:
                 raise  # every account would fail alike: one error, exit 2
             except (AccountBusy, NotFound) as exc:
@@ -170,7 +201,21 @@ def _report(summaries: list[RunSummary], json_out: bool, printed: bool = False) 
     elif not printed:
         for summary in summaries:
             print(_summary_line(summary, str(summary.account_id)))
-    return EXIT_FAILED if any(s.result != "ok" for s in summaries) else EXIT_OK
+    return _exit_code(summaries)
+
+
+BLOCKED = ("disabled", "paused")
+
+
+def _exit_code(summaries: list[RunSummary]) -> int:
+    """0 all ran well; else 1 if a run failed, 4 if an account was busy, 5 if disabled or
+    paused (in that order when several)."""
+    results = {summary.result for summary in summaries} - {"ok"}
+    if not results:
+        return EXIT_OK
+    if results - {"busy", *BLOCKED}:
+        return EXIT_FAILED
+    return EXIT_BUSY if "busy" in results else EXIT_BLOCKED
 
 
 def _progress() -> Progress:

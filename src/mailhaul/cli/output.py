@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from mailhaul.adapters.db.runs import RunRecord
     from mailhaul.domain.account import Account
+    from mailhaul.services.status import AccountStatus
 
 
 PIPED_WIDTH = 100_000
@@ -64,14 +65,18 @@ def human_bytes(size: int) -> str:
     return f"{size} B"
 
 
-def account_dict(account: Account) -> dict[str, Any]:
-    """An account as JSON-ready data; there is no password in it, by construction."""
+def account_dict(account: Account, status: AccountStatus | None = None) -> dict[str, Any]:
+    """An account as JSON-ready data; there is no password in it, by construction.
+
+    With its ``status``, the state is the one every view shows (``running``, ``paused``, …).
+    """
     spec = account.spec
     return {
         "id": account.id,
         **spec.as_dict(),
         "deliver_to": spec.destination,
-        "state": account.state,
+        "state": account.state if status is None else status.state,
+        "paused_reason": account.paused_reason,
         "last_run_at": account.last_run_at,
         "last_result": account.last_result,
         "last_error": account.last_error,
@@ -104,13 +109,14 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def accounts_table(accounts: list[Account]) -> Table:
-    """A table of accounts."""
+def accounts_table(accounts: list[Account], statuses: list[AccountStatus]) -> Table:
+    """A table of accounts, with their state as every view words it."""
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
     for column in ("ID", "OWNER", "SOURCE", "USER", "OPTIONS", "DELIVER TO", "ACTIVE", "STATE"):
         table.add_column(column)
+    state_of = {status.id: status.state_text for status in statuses}
     for account in accounts:
         spec = account.spec
         opts = [
@@ -130,20 +136,26 @@ def accounts_table(accounts: list[Account]) -> Table:
             ",".join(opts) or "-",
             spec.destination,
             "yes" if spec.active else "no",
-            account.state,
+            state_of.get(account.id, account.state),
         )
     return table
 
 
-def account_details(account: Account) -> Table:
-    """One account as a two-column table."""
+def account_details(account: Account, status: AccountStatus) -> Table:
+    """One account as a two-column table, its state in the words every view uses."""
     from rich.table import Table
 
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
-    for key, value in account_dict(account).items():
-        if key.endswith("_at"):
+    for key, value in account_dict(account, status).items():
+        if key == "state":
+            value = status.state_text
+        elif key == "paused_reason":
+            continue  # in the state's words
+        elif key == "next_poll_at" and status.next_run_text is not None:
+            value = status.next_run_text
+        elif key.endswith("_at"):
             value = when(value)
         elif isinstance(value, list):
             value = ", ".join(value)

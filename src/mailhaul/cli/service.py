@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mailhaul.cli.context import CliState, errors_to_exit, state
-from mailhaul.domain.errors import MailhaulError
+from mailhaul.domain.errors import ConfigError, MailhaulError
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -57,6 +57,14 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
 
     with errors_to_exit():
         settings = cli.settings()
+        if not settings.key_file.exists():
+            # A home `mailhaul init` never made: no key, no admin. Say what to run rather
+            # than start a service nobody can sign in to.
+            raise ConfigError(
+                f"{settings.home} is not set up yet: run `mailhaul init` first (it makes the "
+                "key, the database and the first web admin), or set MAILHAUL_HOME / --home "
+                "to the right place"
+            )
         configure_logging(settings.log_format, settings.log_level, settings.log_syslog)
         if settings.database_url.startswith("sqlite"):
             init_home(settings)  # creates or upgrades the embedded database

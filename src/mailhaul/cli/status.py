@@ -83,18 +83,15 @@ def accounts_table(accounts: list[AccountStatus]) -> Table:
         table.add_column(column)
     for account in accounts:
         last_at, result, counts = _last_run(account)
-        state_text = account.state if account.active else f"{account.state} (disabled)"
-        if account.paused_reason:
-            state_text += f": {account.paused_reason}"
         table.add_row(
             str(account.id),
             account.owner,
             account.source,
-            state_text,
+            account.state_text,
             last_at,
             result,
             counts,
-            when(account.next_poll_at) if account.active else "-",
+            account.next_run_text or when(account.next_poll_at),
             str(account.consecutive_failures),
         )
     return table

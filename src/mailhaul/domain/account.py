@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security, SourceEndpoint
@@ -62,6 +63,18 @@ class AccountSpec:
             "interval": self.interval,
             "active": self.active,
         }
+
+
+class Trigger(StrEnum):
+    """Who asked for a run (recorded on it): a person through the web UI, the CLI or the
+    API, an external cron through ``POST /poll``, the schedule, or (later) a push."""
+
+    WEB = "web"
+    CLI = "cli"
+    API = "api"
+    CRON = "cron"
+    SCHEDULE = "schedule"
+    PUSH = "push"
 
 
 @dataclass(frozen=True)

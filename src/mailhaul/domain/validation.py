@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from mailhaul.domain.account import AccountSpec, retargeted
 from mailhaul.domain.addresses import normalise_address
@@ -12,6 +14,7 @@ from mailhaul.domain.options import Protocol
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_FIELD_PREFIX = re.compile(r"^([a-z_]+): (.+)$", re.DOTALL)
 MIN_INTERVAL = 10
 MIN_MAX_SIZE = 1
 MAX_MAX_SIZE = 2**40  # 1 TiB: "no limit" in practice (there is no 0 for "unlimited")
@@ -24,6 +27,53 @@ class FieldError(ConfigError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class FieldErrors(FieldError):
+    """Raised when several fields are invalid at once; ``errors`` maps each field to its
+    message (the first is also ``field`` and ``message``)."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        field, message = next(iter(errors.items()))
+        super().__init__(field, message)
+        self.errors = dict(errors)
+        self.args = ("; ".join(f"{name}: {text}" for name, text in errors.items()),)
+
+
+class FieldChecks:
+    """Runs independent checks and keeps every field's first error, so a form can show
+    them all in one round trip: ``with checks.field(): ...`` then ``checks.raise_any()``."""
+
+    def __init__(self) -> None:
+        self.errors: dict[str, str] = {}
+
+    @contextmanager
+    def field(self) -> Iterator[None]:
+        """Note a FieldError raised inside (all of a FieldErrors') and carry on."""
+        try:
+            yield
+        except FieldErrors as exc:
+            for name, message in exc.errors.items():
+                self.errors.setdefault(name, message)
+        except FieldError as exc:
+            self.errors.setdefault(exc.field, exc.message)
+        except ConfigError as exc:  # worded "field: message" where it is about one field
+            found = _FIELD_PREFIX.match(str(exc))
+            if found is None:
+                raise
+            self.errors.setdefault(found.group(1), found.group(2))
+
+    def add(self, field: str, message: str) -> None:
+        """Note an error found without an exception."""
+        self.errors.setdefault(field, message)
+
+    def raise_any(self) -> None:
+        """FieldError for one bad field, FieldErrors for several; nothing if all are good."""
+        if len(self.errors) == 1:
+            [(field, message)] = self.errors.items()
+            raise FieldError(field, message)
+        if self.errors:
+            raise FieldErrors(self.errors)
 
 
 def normalise_host(host: str) -> str:
@@ -90,23 +140,41 @@ def check_interval(interval: int) -> None:
 
 
 def validated_spec(spec: AccountSpec) -> AccountSpec:
-    """The spec with host and addresses normalised, or a FieldError naming what is wrong."""
+    """The spec with host and addresses normalised, or an error naming what is wrong: a
+    FieldError for one field, FieldErrors for several (every bad field is reported)."""
     from dataclasses import replace
 
+    checks = FieldChecks()
+    owner, deliver_to, host = spec.owner, "", spec.host
     try:
         owner = normalise_address(spec.owner)
     except ConfigError as exc:
-        raise FieldError("owner", str(exc)) from None
-    deliver_to = ""
+        checks.add("owner", str(exc))
     if spec.deliver_to:
         try:
             deliver_to = normalise_address(spec.deliver_to)
         except ConfigError as exc:
-            raise FieldError("deliver_to", str(exc)) from None
-    host = normalise_host(spec.host)
-    check_port(spec.port)
-    check_max_size(spec.options.max_size)
-    check_text("username", spec.username)
+            checks.add("deliver_to", str(exc))
+    with checks.field():
+        host = normalise_host(spec.host)
+    with checks.field():
+        check_port(spec.port)
+    with checks.field():
+        check_max_size(spec.options.max_size)
+    with checks.field():
+        check_text("username", spec.username)
+    with checks.field():
+        _check_folders(spec)
+    with checks.field():
+        check_interval(spec.interval)
+    if spec.ca_file is not None:
+        with checks.field():
+            check_text("ca_file", spec.ca_file, 4096)
+    checks.raise_any()
+    return replace(spec, owner=owner, deliver_to=deliver_to, host=host)
+
+
+def _check_folders(spec: AccountSpec) -> None:
     folders = spec.options.folders
     for folder in folders:
         check_text("folder", folder, 1000)
@@ -114,10 +182,6 @@ def validated_spec(spec: AccountSpec) -> AccountSpec:
         raise FieldError("folder", "the same folder is named twice")
     if spec.protocol is Protocol.POP3 and folders != ("INBOX",):
         raise FieldError("folder", "POP3 has only the INBOX; folders need IMAP")
-    check_interval(spec.interval)
-    if spec.ca_file is not None:
-        check_text("ca_file", spec.ca_file, 4096)
-    return replace(spec, owner=owner, deliver_to=deliver_to, host=host)
 
 
 def password_needed(before: AccountSpec, after: AccountSpec) -> FieldError | None:

@@ -15,7 +15,7 @@ from mailhaul.adapters.db.runs import RunRecord
 from mailhaul.adapters.db.status import AccountScope
 from mailhaul.adapters.host_addresses import own_addresses, resolve_host
 from mailhaul.domain.access import Principal, Role
-from mailhaul.domain.account import Account, AccountSpec
+from mailhaul.domain.account import Account, AccountSpec, Trigger
 from mailhaul.domain.errors import NotFound
 from mailhaul.domain.source_policy import IpAddress, SourcePolicy
 from mailhaul.domain.validation import FieldError, password_needed, validated_spec
@@ -146,10 +146,15 @@ class AccountAccess:
         self.get(actor, account_id)
         return self.accounts.set_active(account_id, active)
 
-    def fetch_now(self, actor: Principal, account_id: int) -> None:
-        """Put the account at the head of the scheduler's queue."""
+    def resume(self, actor: Principal, account_id: int) -> Account:
+        """Unpause an account paused after login failures (due now)."""
         self.get(actor, account_id)
-        self.accounts.request_fetch(account_id)
+        return self.accounts.resume(account_id)
+
+    def fetch_now(self, actor: Principal, account_id: int, by: Trigger) -> None:
+        """Put the account at the head of the scheduler's queue, asked for ``by`` (web, api)."""
+        self.get(actor, account_id)
+        self.accounts.request_fetch(account_id, by)
 
     def poll_due(self, actor: Principal) -> int:
         """Request a fetch of every due account within reach ("start due polls now")."""

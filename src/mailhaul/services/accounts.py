@@ -11,7 +11,7 @@ from mailhaul.adapters.db.records import MessageRecords, RefusedRecord
 from mailhaul.adapters.db.runs import RunRecord, RunStore
 from mailhaul.adapters.db.workers import WorkerStore
 from mailhaul.adapters.secrets import SecretBox
-from mailhaul.domain.account import Account, AccountSpec
+from mailhaul.domain.account import Account, AccountSpec, Trigger
 from mailhaul.domain.validation import FieldError, check_password, password_needed, validated_spec
 
 
@@ -103,6 +103,15 @@ class AccountService:
             self.accounts.set_active(conn, account_id, active, time.time())
             return self.accounts.get(conn, account_id)
 
+    def resume(self, account_id: int) -> Account:
+        """Unpause an account (paused after login failures): due now, failures forgiven.
+
+        A disabled account stays disabled; enabling resumes too.
+        """
+        with self.db.begin() as conn:
+            self.accounts.resume(conn, account_id, time.time())
+            return self.accounts.get(conn, account_id)
+
     def runs_of(self, account_id: int, limit: int = 50) -> list[RunRecord]:
         """An account's run history, newest first."""
         with self.db.begin() as conn:
@@ -124,15 +133,17 @@ class AccountService:
                 self.accounts.set_active(conn, account_id, True, time.time())
             return cleared
 
-    def request_fetch(self, account_id: int) -> None:
-        """Put the account at the head of the running service's queue."""
+    def request_fetch(self, account_id: int, by: Trigger) -> None:
+        """Put the account at the head of the running service's queue; its run will be
+        recorded as asked for ``by``."""
         with self.db.begin() as conn:
-            self.accounts.request_fetch(conn, account_id, time.time())
+            self.accounts.request_fetch(conn, account_id, time.time(), by)
 
     def request_due(self, owner: str | None = None, domains: frozenset[str] | None = None) -> int:
-        """Put every due account (of ``owner`` / in ``domains``) at the head of the queue."""
+        """Put every due account (of ``owner`` / in ``domains``) at the head of the queue
+        (their runs are recorded with the trigger ``cron``)."""
         with self.db.begin() as conn:
-            return self.accounts.request_due(conn, time.time(), owner, domains)
+            return self.accounts.request_due(conn, time.time(), owner, domains, Trigger.CRON)
 
     def workers_alive(self) -> int:
         """How many `serve`/`worker` processes beat recently."""

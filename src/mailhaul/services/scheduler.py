@@ -18,12 +18,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
 from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.workers import HEARTBEAT_EVERY, WorkerStore
+from mailhaul.domain.account import Trigger
 from mailhaul.domain.errors import AccountBusy, MailhaulError, StorageError
 from mailhaul.services.leases import new_owner
 from mailhaul.services.polling import Poller, RunSummary
@@ -43,6 +45,17 @@ DEAD_HOLDERS_EVERY = 5.0
 `fetch` that was killed): their accounts are claimed at once, not after the lease's TTL.
 The first claim of a (re)started scheduler looks."""
 ResultHook = Callable[[RunSummary], None]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An account this scheduler leased: its source host, the lease's owner name and the
+    trigger its run records."""
+
+    account_id: int
+    host: str
+    owner: str
+    trigger: str
 
 
 class Scheduler:
@@ -73,10 +86,11 @@ class Scheduler:
         self._requests_at = 0.0  # monotonic time of the next look for "fetch now" requests
         self._dead_at = 0.0  # monotonic time of the next look for dead local lease holders
 
-    def _poll(self, account_id: int, owner: str) -> RunSummary | None:
+    def _poll(self, claimed: Claimed) -> RunSummary | None:
+        account_id = claimed.account_id
         try:
             summary = self.poller.poll(
-                account_id, trigger="schedule", stop=self.stop, lease_owner=owner
+                account_id, trigger=claimed.trigger, stop=self.stop, lease_owner=claimed.owner
             )
         except AccountBusy:
             return None
@@ -100,12 +114,12 @@ class Scheduler:
                 logger.exception("result hook failed")
         return summary
 
-    def _claim(
-        self, inflight: dict[int, tuple[str, Future[RunSummary | None]]]
-    ) -> list[tuple[int, str, str]]:
+    def _claim(self, inflight: dict[int, tuple[str, Future[RunSummary | None]]]) -> list[Claimed]:
         """Lease due accounts for the free slots, within the per-host limit.
 
-        PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so workers never wait on each other.
+        PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so workers never wait on each other. Each
+        claim says who asked for its run (a "fetch now" from the web, CLI, API or cron), or
+        ``schedule``.
         """
         free = self.workers - len(inflight)
         if free <= 0:
@@ -113,7 +127,7 @@ class Scheduler:
         hosts = Counter(host for host, _ in inflight.values())
         full = [host for host, count in hosts.items() if count >= self.per_host_limit]
         owner = new_owner()
-        claimed: list[tuple[int, str, str]] = []
+        claimed: list[Claimed] = []
         requested = time.monotonic() >= self._requests_at
         with self.db.begin() as conn:
             now = time.time()
@@ -128,13 +142,18 @@ class Scheduler:
                 requested=requested,
             )
             host_of = self.accounts.hosts_of(conn, ids)
+            kept = []
             for account_id in ids:
                 host = host_of[account_id]
                 if hosts[host] >= self.per_host_limit:  # several on one host in this batch
                     self.accounts.release(conn, account_id, owner)
                     continue
                 hosts[host] += 1
-                claimed.append((account_id, host, owner))
+                kept.append(account_id)
+            asked = self.accounts.take_triggers(conn, kept)
+            for account_id in kept:
+                trigger = asked.get(account_id, Trigger.SCHEDULE)
+                claimed.append(Claimed(account_id, host_of[account_id], owner, trigger))
         if requested:
             self._requests_at = time.monotonic() + REQUESTS_EVERY
         return claimed
@@ -161,9 +180,9 @@ class Scheduler:
                     if future.done():
                         del inflight[account_id]
                 try:
-                    for account_id, host, owner in self._claim(inflight):
-                        future = pool.submit(self._poll, account_id, owner)
-                        inflight[account_id] = (host, future)
+                    for claim in self._claim(inflight):
+                        future = pool.submit(self._poll, claim)
+                        inflight[claim.account_id] = (claim.host, future)
                 except StorageError as exc:  # e.g. PostgreSQL restarting: try again soon
                     logger.error("cannot claim due accounts: %s", exc)
                 if time.monotonic() >= next_beat:

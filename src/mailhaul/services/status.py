@@ -85,6 +85,55 @@ class AccountStatus:
     protocol: str = ""
     destination: str = ""
 
+    # The words for an account's state, the same in the CLI (`account show|list`,
+    # `status`, `fetch`), the web pages and the API.
+    @property
+    def paused(self) -> bool:
+        """Paused after login failures (until resumed, enabled or edited)."""
+        return self.paused_reason is not None
+
+    @property
+    def fetch_blocked(self) -> str | None:
+        """Why a fetch cannot run now (disabled, paused), or None."""
+        if not self.active:
+            return "The account is disabled: enable it to fetch."
+        if self.paused:
+            return f"The account is paused ({self.paused_reason}): resume or enable it to fetch."
+        return None
+
+    @property
+    def state_text(self) -> str:
+        """The state with what qualifies it: ``paused: 5 login failures in a row``,
+        ``ok (disabled)``."""
+        text = self.state if self.active else f"{self.state} (disabled)"
+        return f"{text}: {self.paused_reason}" if self.paused else text
+
+    @property
+    def problem(self) -> str | None:
+        """What is wrong, in a line: the reason of a pause, or the last run's error while
+        the account is in an error state; None when all is well."""
+        if self.paused:
+            return self.paused_reason
+        if self.state in ("ok", "new", "running"):
+            return None
+        return self.last_error
+
+    @property
+    def next_run_text(self) -> str | None:
+        """Why there is no next-run time to show (``not while paused``, ``queued now``, …);
+        None when ``next_poll_at`` is the answer."""
+        if not self.active:
+            return "not while disabled"
+        if self.paused:
+            return "not while paused"
+        if self.state == "running":
+            return "running now"
+        if self.fetch_requested_at is not None:
+            return "queued now"
+        if self.next_poll_at is None:
+            return "due now"
+        return None
+
 
 @dataclass(frozen=True)
 class StatusSummary:
@@ -195,6 +244,16 @@ class StatusService:
             last_run = self.store.last_runs(conn, [account_id]).get(account_id)
             log = self.store.last_log(conn, account_id)
         return _account(rows[0], last_run, log)
+
+    def accounts(
+        self, ids: list[int] | None = None, now: float | None = None
+    ) -> list[AccountStatus]:
+        """Accounts (every one, or those with ``ids``) with their state, by id; no logs."""
+        now = time.time() if now is None else now
+        with self.db.begin() as conn:
+            rows = self.store.accounts(conn, now, ids)
+            last_runs = self.store.last_runs(conn, ids)
+        return [_account(row, last_runs.get(row.id), None) for row in rows]
 
     def domains(self, within: frozenset[str] | None = None) -> list[str]:
         """The owner domains that have accounts."""

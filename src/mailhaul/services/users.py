@@ -15,7 +15,7 @@ from mailhaul.adapters.db.users import ApiKey, User, UserStore
 from mailhaul.adapters.passwords import PasswordHashes
 from mailhaul.domain.access import Forbidden, Principal, Role, normalise_domains, normalise_login
 from mailhaul.domain.errors import ConfigError, NotFound
-from mailhaul.domain.validation import FieldError
+from mailhaul.domain.validation import FieldChecks, FieldError
 
 API_KEY_PREFIX = "mh_"
 MIN_PASSWORD = 10
@@ -74,9 +74,15 @@ class UserService:
         domains: Collection[str] = (),
     ) -> User:
         """Create a user; the actor must be allowed to manage a user of that role there."""
-        login = normalise_login(login, role)
-        domain_set = normalise_domains(tuple(domains), role)
-        check_user_password(password)
+        checks = FieldChecks()  # every field's error at once
+        domain_set: frozenset[str] = frozenset()
+        with checks.field():
+            login = normalise_login(login, role)
+        with checks.field():
+            domain_set = normalise_domains(tuple(domains), role)
+        with checks.field():
+            check_user_password(password)
+        checks.raise_any()
         if not actor.may_manage_user(login, role):
             raise Forbidden(f"you may not create a {role} named {login}")
         password_hash = self.hashes.hash(password)
@@ -133,13 +139,17 @@ class UserService:
         if own and not actor.is_admin and (role, domains, active) != (None, None, None):
             raise Forbidden("you may change only your own password")
         new_role = role or user.role
-        new_domains = (
-            normalise_domains(tuple(domains), new_role)
-            if domains is not None
-            else (user.domains if new_role is Role.DOMAIN_ADMIN else frozenset())
-        )
+        checks = FieldChecks()  # every field's error at once
+        new_domains = user.domains if new_role is Role.DOMAIN_ADMIN else frozenset()
+        if domains is not None:
+            with checks.field():
+                new_domains = normalise_domains(tuple(domains), new_role)
         if new_role is Role.DOMAIN_ADMIN and not new_domains:
-            raise FieldError("domains", "a domain admin needs at least one domain")
+            checks.add("domains", "a domain admin needs at least one domain")
+        if password is not None:
+            with checks.field():
+                check_user_password(password)
+        checks.raise_any()
         if not own and not actor.may_manage_user(user.login, new_role):
             raise Forbidden(f"you may not make {user.login} a {new_role}")
         if new_role is not Role.ADMIN and "@" not in user.login:

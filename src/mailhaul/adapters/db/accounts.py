@@ -6,13 +6,30 @@ import json
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, func, insert, or_, select, true, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
 
 from mailhaul.adapters.db.tables import accounts
 from mailhaul.domain.access import domain_of
 from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.errors import NotFound
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security
+
+# What an Account is read from: not who asked for a fetch (only the scheduler's
+# `take_triggers` reads that), so polls and the CLI still read a database whose schema is
+# a revision behind (PostgreSQL before `mailhaul db upgrade`).
+_READ = [column for column in accounts.c if column.name != "fetch_requested_by"]
 
 
 def _spec_values(spec: AccountSpec) -> dict[str, Any]:
@@ -108,14 +125,14 @@ class AccountStore:
 
     def get(self, conn: Connection, account_id: int) -> Account:
         """One account, or NotFound."""
-        row = conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
+        row = conn.execute(select(*_READ).where(accounts.c.id == account_id)).first()
         if row is None:
             raise NotFound(f"account {account_id} does not exist")
         return _account(row)
 
     def list_all(self, conn: Connection, ids: Sequence[int] | None = None) -> list[Account]:
         """All accounts (or those with ``ids``), by id."""
-        query = select(accounts).order_by(accounts.c.id)
+        query = select(*_READ).order_by(accounts.c.id)
         if ids is not None:
             query = query.where(accounts.c.id.in_(list(ids)))
         return [_account(row) for row in conn.execute(query)]
@@ -132,6 +149,17 @@ class AccountStore:
         if active:
             values |= {"next_poll_at": now, "consecutive_failures": 0, "paused_reason": None}
         self._must_update(conn, account_id, **values)
+
+    def resume(self, conn: Connection, account_id: int, now: float) -> None:
+        """Unpause an account: due now, failures forgiven (``active`` stays as it is)."""
+        self._must_update(
+            conn,
+            account_id,
+            paused_reason=None,
+            consecutive_failures=0,
+            next_poll_at=now,
+            updated_at=now,
+        )
 
     def next_due_at(self, conn: Connection) -> float | None:
         """The earliest next-poll time of any active account."""
@@ -199,7 +227,8 @@ class AccountStore:
         candidates with ``FOR UPDATE SKIP LOCKED`` (others skip them); SQLite holds the
         database's write lock from ``BEGIN IMMEDIATE`` and each UPDATE re-checks the lease.
         Accounts on ``exclude_hosts`` (source hosts at their limit) are left for later. A
-        claim clears the account's "fetch now" request: the run it asked for is starting.
+        claim clears the account's "fetch now" request: the run it asked for is starting
+        (who asked stays until ``take_triggers`` reads it, in the same transaction).
 
         The accounts due by time are found through the index on (active, next_poll_at),
         reading only the due ones; "fetch now" requests (and accounts never scheduled)
@@ -239,7 +268,16 @@ class AccountStore:
             others,
             or_(c.next_poll_at.is_(None), c.next_poll_at <= now, c.fetch_requested_at.is_not(None)),
         )
-        lease = {"lease_owner": owner, "lease_expires": now + ttl, "fetch_requested_at": None}
+        lease = {
+            "lease_owner": owner,
+            "lease_expires": now + ttl,
+            "fetch_requested_at": None,
+            # who asked, for ``take_triggers``; forgotten when nobody asks now (a request a
+            # poll outside the scheduler answered: `claim` leaves the column alone)
+            "fetch_requested_by": case(
+                (c.fetch_requested_at.is_(None), None), else_=c.fetch_requested_by
+            ),
+        }
         postgres = conn.dialect.name == "postgresql"
         ids: list[int] = []
         for query in queries:
@@ -307,9 +345,22 @@ class AccountStore:
             )
         )
 
-    def request_fetch(self, conn: Connection, account_id: int, now: float) -> None:
-        """Put the account at the head of the queue ("fetch now")."""
-        self._must_update(conn, account_id, fetch_requested_at=now)
+    def take_triggers(self, conn: Connection, ids: Collection[int]) -> dict[int, str]:
+        """Who asked for a fetch of each of ``ids`` (just claimed), and forget it: accounts
+        nobody asked for are left out (their run is the schedule's)."""
+        if not ids:
+            return {}
+        c = accounts.c
+        asked = and_(c.id.in_(list(ids)), c.fetch_requested_by.is_not(None))
+        rows = conn.execute(select(c.id, c.fetch_requested_by).where(asked)).all()
+        if rows:
+            conn.execute(update(accounts).where(asked).values(fetch_requested_by=None))
+        return {int(row.id): str(row.fetch_requested_by) for row in rows}
+
+    def request_fetch(self, conn: Connection, account_id: int, now: float, by: str) -> None:
+        """Put the account at the head of the queue ("fetch now"), asked for ``by`` (a
+        trigger)."""
+        self._must_update(conn, account_id, fetch_requested_at=now, fetch_requested_by=by)
 
     def request_due(
         self,
@@ -317,6 +368,7 @@ class AccountStore:
         now: float,
         owner: str | None = None,
         domains: Collection[str] | None = None,
+        by: str = "cron",
     ) -> int:
         """Request a fetch of every due account (of ``owner`` / in ``domains``); how many.
 
@@ -335,7 +387,8 @@ class AccountStore:
             conditions.append(func.lower(c.owner) == owner.lower())
         if domains is not None:
             conditions.append(c.owner_domain.in_(sorted(domains)))
-        result = conn.execute(update(accounts).where(*conditions).values(fetch_requested_at=now))
+        values = {"fetch_requested_at": now, "fetch_requested_by": by}
+        result = conn.execute(update(accounts).where(*conditions).values(**values))
         return int(result.rowcount)
 
     def release(self, conn: Connection, account_id: int, owner: str) -> None:

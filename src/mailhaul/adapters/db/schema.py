@@ -26,7 +26,10 @@ MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 BASELINE = "0001"
 # What revisions after the baseline add: a pre-migrations home gets them from those revisions.
 _AFTER_BASELINE_TABLES = frozenset({"users", "sessions", "api_keys", "settings"})  # 0002, 0003
-_AFTER_BASELINE = frozenset({("accounts", "owner_domain"), ("folders", "quiet")})  # 0002, 0004
+# columns added by revisions after the baseline: 0002, 0004, 0006
+_AFTER_BASELINE = frozenset(
+    {("accounts", "owner_domain"), ("folders", "quiet"), ("accounts", "fetch_requested_by")}
+)
 _AFTER_BASELINE_INDEXES = frozenset({"ix_accounts_owner"})  # 0002
 VERSION_TABLE = "alembic_version"
 # pg_advisory_xact_lock key: concurrent `mailhaul db upgrade`s run one after the other.

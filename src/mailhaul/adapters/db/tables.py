@@ -54,6 +54,9 @@ accounts = Table(
     Column("lease_expires", Float),
     # "fetch now": set by a user, cleared when a poll starts; puts the account first
     Column("fetch_requested_at", Float),
+    # who asked for it (a run trigger: web, cli, api, cron); the scheduler takes it with the
+    # claim and records it on the run
+    Column("fetch_requested_by", String(16)),
     # set after too many login failures in a row; cleared by editing or enabling
     Column("paused_reason", Text),
 )

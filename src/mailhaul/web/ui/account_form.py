@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from starlette.datastructures import FormData
 
 from mailhaul.domain.access import Forbidden, Principal, Role
+from mailhaul.domain.account import AccountSpec
 from mailhaul.domain.errors import ConfigError
-from mailhaul.domain.validation import FieldError
+from mailhaul.domain.validation import FieldChecks, FieldError, FieldErrors, check_password
 from mailhaul.services.connection_check import ConnectionReport
 from mailhaul.services.users import SessionInfo
 from mailhaul.web.auth import Access, app_of, page_access
@@ -46,7 +48,9 @@ SignedIn = Annotated[SessionInfo, Depends(page_access(Access.USER))]
 
 
 def _error_dict(exc: Exception) -> tuple[dict[str, str], str]:
-    """({field: message}, a message for the top of the form)."""
+    """({field: message} for every field in error, a message for the top of the form)."""
+    if isinstance(exc, FieldErrors):
+        return {FIELD_ALIASES.get(name, name): text for name, text in exc.errors.items()}, ""
     field, message = field_error(exc, (*FIELDS, *FIELD_ALIASES))
     if field is None:
         return {}, message
@@ -55,6 +59,15 @@ def _error_dict(exc: Exception) -> tuple[dict[str, str], str]:
 
 def _new_values(actor: Principal) -> FormValues:
     return FormValues(owner=actor.login if actor.role is Role.USER else "")
+
+
+def _posted(form: FormData, actor: Principal) -> FormValues:
+    """The form as posted; a user's owner (not a field of theirs) is their own address, so a
+    form shown again still names it."""
+    values = values_of_form(form)
+    if actor.role is Role.USER:
+        values = replace(values, owner=actor.login, deliver_to="")
+    return values
 
 
 def _owner_placeholder(actor: Principal) -> str:
@@ -106,6 +119,27 @@ def _form_page(
 SAVE_ERRORS = (ConfigError, Forbidden)
 
 
+def _checked_spec(
+    request: Request,
+    values: FormValues,
+    actor: Principal,
+    previous: AccountSpec | None,
+    password: str | None,
+) -> AccountSpec:
+    """The form's account, with the password checked in the same round trip (every field's
+    error at once: FieldErrors); an edit's empty password (None) keeps the stored one."""
+    checks = FieldChecks()
+    spec = None
+    with checks.field():
+        spec = spec_of(values, actor, app_of(request).settings, previous)
+    if password is not None:
+        with checks.field():
+            check_password(password)
+    checks.raise_any()
+    assert spec is not None
+    return spec
+
+
 # --- add ----------------------------------------------------------------------------------------
 @router.get("/accounts/new")
 def new_form(request: Request, info: SignedIn) -> Response:
@@ -116,11 +150,12 @@ def new_form(request: Request, info: SignedIn) -> Response:
 @router.post("/accounts/new")
 def create(request: Request, info: SignedIn, form: Form) -> Response:
     """Add the account, or show the form again with the error beside its field."""
-    values = values_of_form(form)
+    values = _posted(form, info.principal)
     actor = info.principal
+    password = raw_text(form, "password")
     try:
-        spec = spec_of(values, actor, app_of(request).settings, None)
-        account = access_of(request).add(actor, spec, raw_text(form, "password"))
+        spec = _checked_spec(request, values, actor, None, password)
+        account = access_of(request).add(actor, spec, password)
     except SAVE_ERRORS as exc:
         errors, message = _error_dict(exc)
         return _form_page(request, info, values, errors=errors, form_error=message, status_code=400)
@@ -136,7 +171,7 @@ def create(request: Request, info: SignedIn, form: Form) -> Response:
 @router.post("/accounts/new/test")
 def test_new(request: Request, info: SignedIn, form: Form) -> Response:
     """Test the typed settings: connect, log in, count the folders; fetch nothing."""
-    values = values_of_form(form)
+    values = _posted(form, info.principal)
     actor = info.principal
     password = raw_text(form, "password")
 
@@ -163,10 +198,10 @@ def save(request: Request, account_id: int, info: SignedIn, form: Form) -> Respo
     access = access_of(request)
     actor = info.principal
     previous = access.get(actor, account_id)
-    values = values_of_form(form)
+    values = _posted(form, info.principal)
     password = raw_text(form, "password") or None
     try:
-        spec = spec_of(values, actor, app_of(request).settings, previous.spec)
+        spec = _checked_spec(request, values, actor, previous.spec, password)
         access.edit(actor, account_id, spec, password)
     except SAVE_ERRORS as exc:
         errors, message = _error_dict(exc)
@@ -188,7 +223,7 @@ def test_stored(request: Request, account_id: int, info: SignedIn, form: Form) -
     access = access_of(request)
     actor = info.principal
     previous = access.get(actor, account_id)
-    values = values_of_form(form)
+    values = _posted(form, info.principal)
     password = raw_text(form, "password") or None
 
     def check() -> ConnectionReport:

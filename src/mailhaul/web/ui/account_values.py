@@ -14,7 +14,7 @@ from starlette.datastructures import FormData
 from mailhaul.domain.access import Principal, Role
 from mailhaul.domain.account import AccountSpec
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security, default_port
-from mailhaul.domain.validation import FieldError
+from mailhaul.domain.validation import FieldChecks, FieldError, validated_spec
 from mailhaul.settings import Settings
 from mailhaul.web.ui.templating import checked, text
 
@@ -165,47 +165,53 @@ def parse_size(raw: str) -> int:
 def spec_of(
     values: FormValues, actor: Principal, settings: Settings, previous: AccountSpec | None
 ) -> AccountSpec:
-    """The account the form describes; FieldError naming the first bad field.
+    """The account the form describes; FieldError naming the bad field, or FieldErrors
+    naming every one (a field that cannot be read is checked no further; the others are
+    checked as the services will).
 
     A user's owner is their own address and the destination is the owner; a non-admin's
     CA file is the stored one (only admins set one).
     """
+    checks = FieldChecks()
+    protocol, security = Protocol.IMAP, Security.SSL
     try:
         protocol = Protocol(values.protocol)
     except ValueError:
-        raise FieldError("protocol", "choose POP3 or IMAP") from None
+        checks.add("protocol", "choose POP3 or IMAP")
     try:
         security = Security(values.security)
     except ValueError:
-        raise FieldError("security", "choose SSL/TLS, STARTTLS or none") from None
+        checks.add("security", "choose SSL/TLS, STARTTLS or none")
     if not values.host:
-        raise FieldError("host", "must not be empty")
-    port = (
-        _whole("port", values.port, 1, 65535, "a TCP port")
-        if values.port
-        else default_port(protocol, security)
-    )
+        checks.add("host", "must not be empty")
+    port = default_port(protocol, security)
+    if values.port:
+        with checks.field():
+            port = _whole("port", values.port, 1, 65535, "a TCP port")
     folders: tuple[str, ...] = ("INBOX",)
     if protocol is Protocol.IMAP:
         lines = [line.strip() for line in values.folders.splitlines()]
         folders = tuple(line for line in lines if line) or ("INBOX",)
         if len(folders) > 100:
-            raise FieldError("folders", "at most 100 folders")
-    interval = (
-        _whole("interval", values.interval, 10, MAX_INTERVAL, "a number of seconds")
-        if values.interval
-        else settings.interval
-    )
-    max_size = parse_size(values.max_size) if values.max_size else settings.max_size
+            checks.add("folders", "at most 100 folders")
+            folders = folders[:100]
+    interval = settings.interval
+    if values.interval:
+        with checks.field():
+            interval = _whole("interval", values.interval, 10, MAX_INTERVAL, "a number of seconds")
+    max_size = settings.max_size
+    if values.max_size:
+        with checks.field():
+            max_size = parse_size(values.max_size)
     owner, deliver_to = values.owner, values.deliver_to
     if actor.role is Role.USER:
         owner, deliver_to = actor.login, ""
     if not owner:
-        raise FieldError("owner", "must not be empty: the local address the account belongs to")
+        checks.add("owner", "must not be empty: the local address the account belongs to")
     ca_file = values.ca_file or None
     if not actor.is_admin:
         ca_file = previous.ca_file if previous is not None else None
-    return AccountSpec(
+    spec = AccountSpec(
         owner=owner,
         protocol=protocol,
         host=values.host,
@@ -225,3 +231,7 @@ def spec_of(
         interval=interval,
         active=values.active,
     )
+    with checks.field():
+        validated_spec(spec)  # the rest, in this round trip (the services check it again)
+    checks.raise_any()
+    return spec

@@ -18,6 +18,7 @@ from fastapi.responses import Response
 
 from mailhaul.adapters.db.runs import RunRecord
 from mailhaul.domain.access import Principal
+from mailhaul.domain.account import Trigger
 from mailhaul.services.account_access import AccountAccess
 from mailhaul.services.status import AccountStatus
 from mailhaul.services.users import SessionInfo
@@ -133,11 +134,8 @@ def progress_of(
     run = status.last_run
     if run is not None and run.id > after:
         return Progress("done", "", run, after, started)
-    if not status.active:
-        return Progress("blocked", "The account is disabled: enable it to fetch.")
-    if status.state == "paused":
-        reason = status.paused_reason or "paused"
-        return Progress("blocked", f"The account is paused ({reason}): enable it to fetch.")
+    if status.fetch_blocked is not None:
+        return Progress("blocked", status.fetch_blocked)
     if time.time() - started > PROGRESS_GIVE_UP:
         return Progress("gave up", "The fetch has not finished yet: reload the page later.")
     if status.state == "running":
@@ -192,8 +190,8 @@ def fetch_now(request: Request, account_id: int, info: SignedIn) -> Response:
     newest = access.runs(actor, account_id, 1)
     after = newest[0].id if newest else 0
     started = time.time()
-    if status.active and status.state != "paused":
-        access.fetch_now(actor, account_id)
+    if status.fetch_blocked is None:
+        access.fetch_now(actor, account_id, Trigger.WEB)
     if is_htmx(request):
         context = _live_context(request, actor, account_id, after, started)
         return render(request, "_account_live.html", info, **context)
@@ -223,6 +221,16 @@ def disable(request: Request, account_id: int, info: SignedIn) -> Response:
         info,
         ("success", "Disabled: the account is not polled until you enable it."),
     )
+
+
+@router.post("/accounts/{account_id:int}/resume")
+def resume(request: Request, account_id: int, info: SignedIn) -> Response:
+    """Resume an account paused after login failures: due at once, failures forgiven."""
+    account = access_of(request).resume(info.principal, account_id)
+    message = "Resumed: the account is polled again (its next poll is due now)."
+    if not account.spec.active:
+        message = "Resumed, but the account is disabled: enable it to poll it."
+    return redirect(request, f"/accounts/{account_id}", info, ("success", message))
 
 
 @router.post("/accounts/{account_id:int}/retry")

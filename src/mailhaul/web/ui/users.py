@@ -13,8 +13,8 @@ from starlette.datastructures import FormData
 from mailhaul.adapters.db.users import ApiKey, User
 from mailhaul.domain.access import Forbidden, Principal, Role
 from mailhaul.domain.errors import ConfigError
-from mailhaul.domain.validation import FieldError
-from mailhaul.services.users import SessionInfo, UserService
+from mailhaul.domain.validation import FieldChecks, FieldError, FieldErrors
+from mailhaul.services.users import SessionInfo, UserService, check_user_password
 from mailhaul.web.auth import Access, app_of, page_access
 from mailhaul.web.ui.login import throttle_of
 from mailhaul.web.ui.routing import PageRoute, field_error
@@ -64,7 +64,24 @@ def _role(form: FormData, actor: Principal) -> Role:
     return Role(raw)
 
 
+def _checked_role(form: FormData, actor: Principal, password: str | None) -> Role:
+    """The role chosen; when it is not one offered, the password's error too (the service
+    checks the other fields once there is a role)."""
+    checks = FieldChecks()
+    role = None
+    with checks.field():
+        role = _role(form, actor)
+    if role is None and password is not None:
+        with checks.field():
+            check_user_password(password)
+    checks.raise_any()
+    assert role is not None
+    return role
+
+
 def _errors(exc: Exception) -> tuple[dict[str, str], str]:
+    if isinstance(exc, FieldErrors):
+        return dict(exc.errors), ""
     field, message = field_error(exc, USER_FIELDS)
     return ({field: message}, "") if field else ({}, message)
 
@@ -110,14 +127,11 @@ def create_user(request: Request, info: Manager, form: Form) -> Response:
     """Create the user, or show the form again with the error beside its field."""
     actor = info.principal
     values = {k: text(form, k) for k in ("login", "role", "domains")}
+    password = raw_text(form, "password")
     try:
-        role = _role(form, actor)
+        role = _checked_role(form, actor, password)
         user = users_of(request).add(
-            actor,
-            values["login"],
-            role,
-            raw_text(form, "password"),
-            split_domains(values["domains"]),
+            actor, values["login"], role, password, split_domains(values["domains"])
         )
     except ERRORS as exc:
         errors, message = _errors(exc)
@@ -182,7 +196,7 @@ def save_user(request: Request, user_id: int, info: Manager, form: Form) -> Resp
     }
     password = raw_text(form, "password") or None
     try:
-        role = _role(form, actor)
+        role = _checked_role(form, actor, password)
         service.edit(
             actor,
             user_id,

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 
+from mailhaul.domain.account import Trigger
 from mailhaul.domain.validation import check_password
 from mailhaul.web.api.v1 import convert, schemas
 from mailhaul.web.api.v1.accounts import account_body
@@ -73,13 +74,16 @@ def disable_account(account_id: AccountId, actor: AnyUser, app: Mailhaul) -> sch
 def fetch_now(account_id: AccountId, actor: AnyUser, app: Mailhaul) -> schemas.FetchQueued:
     """Put the account at the head of the scheduler's queue ("Fetch now"); 202 at once.
 
+    A disabled or paused account is refused (409 ``inactive``): enable or resume it first.
+
     Follow the run with ``GET /accounts/{id}`` (``fetch_requested_at`` clears when it
     starts, ``state`` is ``running`` meanwhile) and ``GET /accounts/{id}/log``.
     """
     access = app.account_access
-    if not access.get(actor, account_id).spec.active:
-        raise AccountInactive(f"account {account_id} is disabled: enable it first")
-    access.fetch_now(actor, account_id)
+    blocked = access.account_status(actor, account_id).fetch_blocked
+    if blocked is not None:  # nothing would ever poll it: say so, in the web UI's words
+        raise AccountInactive(f"account {account_id}: {blocked}")
+    access.fetch_now(actor, account_id, Trigger.API)
     record = access.get(actor, account_id)
     return schemas.FetchQueued(
         account_id=account_id,

@@ -31,7 +31,7 @@ from mailhaul.domain.errors import (
     NotFound,
     StorageError,
 )
-from mailhaul.domain.validation import FieldError
+from mailhaul.domain.validation import FieldError, FieldErrors
 from mailhaul.web.api.v1.schemas import ErrorBody
 from mailhaul.web.auth import AccessDenied, NotAuthenticated
 
@@ -46,7 +46,7 @@ _API_FIELDS = {"folder": "folders"}
 
 
 class AccountInactive(MailhaulError):
-    """Raised when a fetch is asked of a disabled account (nothing would ever poll it)."""
+    """Raised when a fetch is asked of a disabled or paused account (nothing would poll it)."""
 
 
 def error_response(
@@ -98,7 +98,9 @@ def _mailhaul_response(exc: MailhaulError) -> JSONResponse:
         return error_response(404, "not_found", str(exc))
     if isinstance(exc, FieldError):
         name = _API_FIELDS.get(exc.field, exc.field)
-        return error_response(422, "validation_error", f"{name}: {exc.message}", name)
+        errors = exc.errors if isinstance(exc, FieldErrors) else {exc.field: exc.message}
+        every = "; ".join(f"{_API_FIELDS.get(f, f)}: {m}" for f, m in errors.items())
+        return error_response(422, "validation_error", every, name)
     if isinstance(exc, Forbidden):
         field, _ = _split_field(str(exc))
         if field in _FORBIDDEN_FIELDS:
