@@ -175,13 +175,14 @@ class App:
     def account_access(self) -> AccountAccess:
         """Account use cases scoped to a principal (web UI, API)."""
         from mailhaul.domain.source_policy import SourcePolicy
-        from mailhaul.services.account_access import AccountAccess
+        from mailhaul.services.account_access import AccountAccess, SourceConnector
 
         policy = SourcePolicy(
             allow_private=self.settings.sources_allow_private,
             allowed_ports=self.settings.sources_allowed_ports,
         )
-        return AccountAccess(self.accounts, self.status, policy, open_source, self.settings.timeout)
+        connector = SourceConnector(open_source, self.settings.timeout)
+        return AccountAccess(self.accounts, self.status, policy, connector)
 
     @cached_property
     def sink(self) -> MailSink:

@@ -14,7 +14,7 @@ from mailhaul.adapters.db.users import ApiKey, User
 from mailhaul.domain.access import Forbidden, Principal, Role
 from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.validation import FieldError
-from mailhaul.services.users import SessionInfo, UserService
+from mailhaul.services.users import SessionInfo, UserChanges, UserService
 from mailhaul.web.auth import Access, app_of, page_access
 from mailhaul.web.ui.login import throttle_of
 from mailhaul.web.ui.routing import PageRoute, field_error
@@ -183,14 +183,13 @@ def save_user(request: Request, user_id: int, info: Manager, form: Form) -> Resp
     password = raw_text(form, "password") or None
     try:
         role = _role(form, actor)
-        service.edit(
-            actor,
-            user_id,
+        changes = UserChanges(
             role=role,
             domains=split_domains(values["domains"]),
             password=password,
             active=checked(form, "active"),
         )
+        service.edit(actor, user_id, changes)
     except ERRORS as exc:
         errors, message = _errors(exc)
         return _edit_page(request, info, user, values, errors, message, status_code=400)
@@ -310,7 +309,9 @@ async def change_password(request: Request, info: SignedIn, form: Form) -> Respo
     try:
         if new != again:
             raise FieldError("new_password", "the two new passwords differ")
-        await run_in_threadpool(lambda: service.edit(info.principal, info.user.id, password=new))
+        await run_in_threadpool(
+            lambda: service.edit(info.principal, info.user.id, UserChanges(password=new))
+        )
     except ConfigError as exc:
         field, message = field_error(exc, ("password", "new_password"))
         errors = {"new_password": message} if field else {"new_password": str(exc)}
