@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -18,7 +20,7 @@ from mailhaul.adapters.db.records import MessageRecords
 from mailhaul.adapters.db.runs import RunStore
 from mailhaul.adapters.private_dirs import make_private_dirs
 from mailhaul.adapters.secrets import SecretBox
-from mailhaul.adapters.sinks.maildir import MaildirSink
+from mailhaul.delivery_methods import DELIVERY_METHODS
 from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.options import Credentials, Protocol, SourceEndpoint
 from mailhaul.domain.ports import LogFn, MailSink, MailSource
@@ -27,8 +29,8 @@ from mailhaul.services.accounts import AccountService
 from mailhaul.services.leases import Leases
 from mailhaul.services.poll_run import PollDeps, SourceFactory
 from mailhaul.services.polling import Poller
-from mailhaul.settings import DeliverySettings, Settings
-from mailhaul.settings_keys import DEFAULT_TOML, InvalidSetting
+from mailhaul.settings import Settings
+from mailhaul.settings_keys import DEFAULT_TOML, DeliverySettings, InvalidSetting
 
 if TYPE_CHECKING:
     from mailhaul.adapters.passwords import PasswordHashes
@@ -64,38 +66,10 @@ def build_sink(settings: Settings) -> MailSink:
 
 
 def _sink_for(delivery: DeliverySettings, settings: Settings) -> MailSink:
-    # "" means: take the sender from the message; "<>" means: the null sender.
-    sender = None if not delivery.sender else ("" if delivery.sender == "<>" else delivery.sender)
-    if delivery.method == "lmtp":
-        from mailhaul.adapters.sinks.lmtp import LmtpSink
-
-        return LmtpSink(delivery.lmtp, delivery.timeout, sender)
-    if delivery.method == "smtp":
-        from mailhaul.adapters.sinks.smtp import SmtpSink
-
-        return SmtpSink(
-            delivery.smtp,
-            delivery.timeout,
-            starttls=delivery.smtp_starttls,
-            ca_file=delivery.smtp_ca_file or None,
-            username=delivery.smtp_username or None,
-            password=_read_secret(delivery.smtp_password_file),
-            sender=sender,
-        )
-    if delivery.method == "mda":
-        from mailhaul.adapters.sinks.mda import MdaSink
-
-        return MdaSink(delivery.mda, delivery.timeout, sender)
-    return MaildirSink(delivery.maildir_path, settings.home)
-
-
-def _read_secret(path: str) -> str | None:
-    if not path:
-        return None
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read delivery.smtp_password_file {path}: {exc}") from exc
+    # The method's sink module is imported only when it is used (no SMTP code for Maildir).
+    module = importlib.import_module(DELIVERY_METHODS[delivery.method].sink_module)
+    builder: Callable[[DeliverySettings, Path], MailSink] = module.sink_from_settings
+    return builder(delivery, settings.home)
 
 
 def close_sink(sink: MailSink) -> None:
@@ -201,13 +175,14 @@ class App:
     def account_access(self) -> AccountAccess:
         """Account use cases scoped to a principal (web UI, API)."""
         from mailhaul.domain.source_policy import SourcePolicy
-        from mailhaul.services.account_access import AccountAccess
+        from mailhaul.services.account_access import AccountAccess, SourceConnector
 
         policy = SourcePolicy(
             allow_private=self.settings.sources_allow_private,
             allowed_ports=self.settings.sources_allowed_ports,
         )
-        return AccountAccess(self.accounts, self.status, policy, open_source, self.settings.timeout)
+        connector = SourceConnector(open_source, self.settings.timeout)
+        return AccountAccess(self.accounts, self.status, policy, connector)
 
     @cached_property
     def sink(self) -> MailSink:

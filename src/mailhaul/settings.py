@@ -19,12 +19,11 @@ from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.validation import MAX_MAX_SIZE, MIN_INTERVAL
 from mailhaul.settings_keys import (
     CONFIG_NAME,
-    DEFAULT_MAILDIR,
     DELIVERY_KEYS,
-    DELIVERY_METHODS,
     DOMAINS_SETTING,
     EDITABLE_SETTINGS,
     SETTING_SCHEMA,
+    DeliverySettings,
     InvalidSetting,
     coerce_setting,
     ports_setting,
@@ -37,43 +36,6 @@ def default_home() -> Path:
     """``$MAILHAUL_HOME``, else ``~/.local/share/mailhaul``."""
     env = os.environ.get("MAILHAUL_HOME")
     return Path(env) if env else Path.home() / ".local" / "share" / "mailhaul"
-
-
-@dataclass(frozen=True)
-class DeliverySettings:
-    """How mail for one domain (or the default) is delivered locally."""
-
-    method: str = "maildir"
-    maildir_path: str = DEFAULT_MAILDIR
-    lmtp: str = ""
-    smtp: str = ""
-    smtp_starttls: bool = False
-    smtp_ca_file: str = ""
-    smtp_username: str = ""
-    smtp_password_file: str = ""
-    mda: str = ""
-    timeout: float = 120.0
-    sender: str = ""
-
-    def check(self, where: str) -> None:
-        """Refuse a method without the setting it needs."""
-        if self.method not in DELIVERY_METHODS:
-            raise InvalidSetting(
-                f"{where}.method", f"{where}.method must be one of {', '.join(DELIVERY_METHODS)}"
-            )
-        needed = {"lmtp": self.lmtp, "smtp": self.smtp, "mda": self.mda}
-        if self.method in needed and not needed[self.method]:
-            raise InvalidSetting(
-                f"{where}.{self.method}",
-                f"{where}.method is {self.method!r} but {where}.{self.method} is empty",
-            )
-        if self.method == "maildir" and not self.maildir_path:
-            raise InvalidSetting(
-                f"{where}.maildir_path",
-                f"{where}.method is 'maildir' but {where}.maildir_path is empty",
-            )
-        if self.timeout <= 0:
-            raise InvalidSetting(f"{where}.timeout", f"{where}.timeout must be positive")
 
 
 @dataclass(frozen=True)

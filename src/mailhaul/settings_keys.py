@@ -7,29 +7,70 @@ value is checked (from a file, the environment, a flag, or the database).
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, get_type_hints
 
+from mailhaul.delivery_methods import DELIVERY_METHODS, EDITABLE_METHODS
 from mailhaul.domain.addresses import split_address
 from mailhaul.domain.errors import ConfigError
 
 CONFIG_NAME = "mailhaul.toml"
 DEFAULT_MAILDIR = "{home}/mail/{domain}/{local}"
 
-# (section, key) -> (type, default); a default of None means "derived from home".
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """How mail for one domain (or the default) is delivered locally: the ``[delivery]`` keys,
+    each field one key with its type and default."""
+
+    method: str = "maildir"  # a name in delivery_methods.DELIVERY_METHODS
+    maildir_path: str = DEFAULT_MAILDIR
+    lmtp: str = ""
+    smtp: str = ""
+    smtp_starttls: bool = False
+    smtp_ca_file: str = ""
+    smtp_username: str = ""
+    smtp_password_file: str = ""
+    mda: str = ""
+    timeout: float = 120.0
+    sender: str = ""
+
+    def check(self, where: str) -> None:
+        """Refuse an unknown method, or one without the settings it needs."""
+        method = DELIVERY_METHODS.get(self.method)
+        if method is None:
+            raise InvalidSetting(
+                f"{where}.method", f"{where}.method must be one of {', '.join(DELIVERY_METHODS)}"
+            )
+        for key in method.required:
+            if not getattr(self, key):
+                raise InvalidSetting(
+                    f"{where}.{key}",
+                    f"{where}.method is {self.method!r} but {where}.{key} is empty",
+                )
+        if self.timeout <= 0:
+            raise InvalidSetting(f"{where}.timeout", f"{where}.timeout must be positive")
+
+    @property
+    def target(self) -> str:
+        """Where mail goes, as people are shown it (the Maildir template, the LMTP server…)."""
+        method = DELIVERY_METHODS.get(self.method)
+        return str(getattr(self, method.target_key)) if method else ""
+
+    @property
+    def envelope_sender(self) -> str | None:
+        """The fixed envelope sender: None takes it from the message, "" is the null sender
+        (``sender = "<>"``)."""
+        if not self.sender:
+            return None
+        return "" if self.sender == "<>" else self.sender
+
+
+# key -> (type, default), from the fields above.
 DELIVERY_KEYS: dict[str, tuple[type, Any]] = {
-    "method": (str, "maildir"),
-    "maildir_path": (str, DEFAULT_MAILDIR),
-    "lmtp": (str, ""),
-    "smtp": (str, ""),
-    "smtp_starttls": (bool, False),
-    "smtp_ca_file": (str, ""),
-    "smtp_username": (str, ""),
-    "smtp_password_file": (str, ""),
-    "mda": (str, ""),
-    "timeout": (float, 120.0),
-    "sender": (str, ""),
+    item.name: (get_type_hints(DeliverySettings)[item.name], item.default)
+    for item in fields(DeliverySettings)
 }
-DELIVERY_METHODS = ("maildir", "lmtp", "smtp", "mda")
 
 # What an admin may change in the web UI, the API or `mailhaul settings` (stored in the
 # database). Not `mda` (a web admin must not make the service run a command), nor the keys that
@@ -46,11 +87,11 @@ EDITABLE_SETTINGS = (
 )
 DOMAINS_SETTING = "delivery.domains"  # stored as {domain: {key: value}}
 EDITABLE_DOMAIN_KEYS = ("method", "lmtp", "smtp", "maildir_path", "smtp_starttls", "timeout")
-EDITABLE_METHODS = ("maildir", "lmtp", "smtp")
 MAX_NUMBER = 2**53  # larger whole numbers would not survive a float (or a JSON reader)
 MAX_TEXT = 1000  # a stored address or path
 MAX_DOMAINS = 1000
 
+# (section, key) -> (type, default); a default of None means "derived from home".
 SETTING_SCHEMA: dict[tuple[str, str], tuple[type, Any]] = {
     ("database", "url"): (str, None),
     **{("delivery", key): spec for key, spec in DELIVERY_KEYS.items()},

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -153,7 +153,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     app = make_app(tmp_path_factory.mktemp("matrix") / "home")
     fake_dns(app)
     fake = FakeServer()
-    app.account_access.open_source = fake.source
+    access = app.account_access
+    access.connector = replace(access.connector, open_source=fake.source)
     people = {
         "admin": add_person(app, "admin", "admin", Role.ADMIN),
         "domain_admin": add_person(

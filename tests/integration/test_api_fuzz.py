@@ -8,7 +8,7 @@ go to an in-memory source instead of the network.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from mailhaul.bootstrap import App
 from mailhaul.domain.access import Role
 from mailhaul.domain.account import AccountSpec
 from mailhaul.domain.options import Protocol, Security
+from mailhaul.services.users import UserChanges
 from support.api import SYSTEM, add_person, client_for, fake_dns, make_app
 from support.fake_source import FakeServer
 
@@ -43,7 +44,7 @@ class Target:
         """The admin's key; a new one if the fuzzer revoked it or disabled the admin."""
         users = self.app.users
         if users.principal_for_key(self.key) is None:
-            users.edit(SYSTEM, self.admin_id, active=True)
+            users.edit(SYSTEM, self.admin_id, UserChanges(active=True))
             _, self.key = users.create_key(SYSTEM, self.admin_id, "fuzz again")
         return {"Authorization": f"Bearer {self.key}"}
 
@@ -52,7 +53,8 @@ class Target:
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     app = make_app(tmp_path_factory.mktemp("fuzz") / "home")
     fake_dns(app)
-    app.account_access.open_source = FakeServer().source
+    access = app.account_access
+    access.connector = replace(access.connector, open_source=FakeServer().source)
     someone = add_person(app, "someone", "someone@a.test", Role.USER)
     spec = AccountSpec(
         owner="someone@a.test",

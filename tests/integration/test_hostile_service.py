@@ -14,7 +14,7 @@ from typing import Any
 from mailhaul.bootstrap import App, init_home
 from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security
-from mailhaul.services.scheduler import Scheduler
+from mailhaul.services.scheduler import PollLimits, Scheduler
 from mailhaul.settings import load_settings
 from support.hostile import HostileImap, HostileLmtp, HostilePop3, HostileServer, Misbehaviour
 from support.processes import ServeProcess
@@ -78,7 +78,9 @@ def test_hostile_sources_do_not_starve_a_healthy_account(tmp_path: Path) -> None
     with hostile_servers() as servers, HostileImap(Misbehaviour("silence", "NEVER")) as healthy:
         hostile = [add_account(app, server) for server in servers]  # due first
         good = add_account(app, healthy)
-        scheduler = Scheduler(app.db, app.account_store, app.poller, workers=4, per_host_limit=10)
+        scheduler = Scheduler(
+            app.db, app.account_store, app.poller, PollLimits(workers=4, per_host_limit=10)
+        )
         thread = threading.Thread(target=scheduler.run, kwargs={"grace": 5})
         started = time.monotonic()
         thread.start()
@@ -110,7 +112,9 @@ def test_a_stop_cuts_polls_held_by_hostile_servers_after_the_grace_period(tmp_pa
     with hostile_servers() as servers:
         servers = servers[:4]  # the dripping ones: four workers, all held
         accounts = [add_account(app, server) for server in servers]
-        scheduler = Scheduler(app.db, app.account_store, app.poller, workers=4, per_host_limit=10)
+        scheduler = Scheduler(
+            app.db, app.account_store, app.poller, PollLimits(workers=4, per_host_limit=10)
+        )
         thread = threading.Thread(target=scheduler.run, kwargs={"grace": 1.0})
         thread.start()
         try:
@@ -168,7 +172,7 @@ def test_a_stop_cuts_a_delivery_held_by_a_silent_lmtp_peer(tmp_path: Path) -> No
         app = App(settings)
         with HostileImap(Misbehaviour("silence", "NEVER")) as imap:
             account = add_account(app, imap)
-            scheduler = Scheduler(app.db, app.account_store, app.poller, workers=1)
+            scheduler = Scheduler(app.db, app.account_store, app.poller, PollLimits(workers=1))
             thread = threading.Thread(target=scheduler.run, kwargs={"grace": 1.0})
             thread.start()
             try:

@@ -18,7 +18,7 @@ import itertools
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
 import httpx2 as httpx
@@ -292,7 +292,8 @@ UNSAFE = [route for route in ROUTES if route[0] != "GET"]
 def world(tmp_path_factory: pytest.TempPathFactory, module_database: str | None) -> Iterator[World]:
     app = make_app(tmp_path_factory.mktemp("page-matrix") / "home", module_database)
     fake_dns(app)
-    app.account_access.open_source = FakeServer().source
+    access = app.account_access
+    access.connector = replace(access.connector, open_source=FakeServer().source)
     people = {
         caller: add_person(app, login, login, role, domains)  # name: the login
         for caller, (login, role, domains) in PEOPLE.items()

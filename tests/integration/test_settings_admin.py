@@ -16,7 +16,7 @@ from mailhaul.bootstrap import App, init_home
 from mailhaul.cli.service import _Housekeeping
 from mailhaul.domain.access import Forbidden, Principal, Role
 from mailhaul.domain.errors import ConfigError
-from mailhaul.services.scheduler import Scheduler
+from mailhaul.services.scheduler import PollLimits, Scheduler
 from mailhaul.services.settings_admin import SettingsRejected
 from mailhaul.settings import load_settings
 
@@ -151,7 +151,7 @@ def test_a_stored_value_that_no_longer_fits_is_reported_and_can_be_unset(
 def test_another_process_picks_a_change_up_at_its_next_heartbeat(tmp_path: Path, database_url: str):
     worker = app_for(tmp_path / "worker", database_url)
     panel = app_for(tmp_path / "panel", database_url)
-    scheduler = Scheduler(worker.db, worker.account_store, worker.poller, workers=1)
+    scheduler = Scheduler(worker.db, worker.account_store, worker.poller, PollLimits(workers=1))
     housekeeping = _Housekeeping(worker, scheduler)
     scheduler.periodic = housekeeping
     thread = threading.Thread(target=scheduler.run, kwargs={"grace": 5})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from mailhaul.domain.account import AccountSpec, Trigger
 from mailhaul.domain.errors import NotFound
 from mailhaul.domain.options import Protocol, Security
 from mailhaul.domain.validation import FieldError
-from mailhaul.services.users import principal_of
+from mailhaul.services.account_access import AccountQuery, HostLookups
+from mailhaul.services.users import UserChanges, principal_of
 from mailhaul.settings import load_settings
 
 SYSTEM = Principal.system()
@@ -33,8 +35,7 @@ def app(tmp_path: Path, database_url: str) -> Iterator[App]:
         PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     )
     access = app.account_access
-    access.resolve = lambda host, port: [PUBLIC_IP]  # no DNS in tests
-    access.own = list
+    access.hosts = HostLookups(resolve=lambda host, port: [PUBLIC_IP], own=list)  # no DNS here
     yield app
     app.db.dispose()
 
@@ -63,7 +64,7 @@ def test_login_checks_the_argon2id_hash_and_refuses_a_disabled_user(app: App):
     assert app.users.get(SYSTEM, user.id).last_login_at is not None
     assert app.users.authenticate("ann@example.org", "wrong password") is None
     assert app.users.authenticate("nobody@example.org", PASSWORD) is None
-    app.users.edit(SYSTEM, user.id, active=False)
+    app.users.edit(SYSTEM, user.id, UserChanges(active=False))
     assert app.users.authenticate("ann@example.org", PASSWORD) is None
 
 
@@ -92,7 +93,7 @@ def test_session_gives_the_user_and_ends_at_logout_or_password_change(app: App):
     app.users.end_session(token)
     assert app.users.session(token) is None
     token, _ = app.users.start_session(user)
-    app.users.edit(principal_of(user), user.id, password="another long password")
+    app.users.edit(principal_of(user), user.id, UserChanges(password="another long password"))
     assert app.users.session(token) is None  # a password change signs out everywhere
     assert app.users.session("made-up") is None
 
@@ -121,18 +122,18 @@ def test_domain_admin_manages_only_users_of_their_domains(app: App):
     with pytest.raises(Forbidden):
         app.users.add(boss, "y@example.org", Role.DOMAIN_ADMIN, PASSWORD, ["example.org"])
     with pytest.raises(Forbidden):
-        app.users.edit(boss, ann.id, role=Role.ADMIN)
+        app.users.edit(boss, ann.id, UserChanges(role=Role.ADMIN))
 
 
 def test_user_may_change_only_their_own_password(app: App):
     ann = as_principal(app, "ann@example.org", Role.USER)
     assert ann.user_id is not None
-    app.users.edit(ann, ann.user_id, password="a new long password")
+    app.users.edit(ann, ann.user_id, UserChanges(password="a new long password"))
     with pytest.raises(Forbidden):
-        app.users.edit(ann, ann.user_id, role=Role.ADMIN)
+        app.users.edit(ann, ann.user_id, UserChanges(role=Role.ADMIN))
     bob = app.users.add(SYSTEM, "bob@example.org", Role.USER, PASSWORD)
     with pytest.raises(NotFound):
-        app.users.edit(ann, bob.id, password="a new long password")
+        app.users.edit(ann, bob.id, UserChanges(password="a new long password"))
 
 
 def test_the_last_admin_cannot_be_removed_or_demoted(app: App):
@@ -140,9 +141,9 @@ def test_the_last_admin_cannot_be_removed_or_demoted(app: App):
     with pytest.raises(Forbidden, match="last admin"):
         app.users.delete(SYSTEM, admin.id)
     with pytest.raises(Forbidden, match="last admin"):
-        app.users.edit(SYSTEM, admin.id, active=False)
+        app.users.edit(SYSTEM, admin.id, UserChanges(active=False))
     second = app.users.add(SYSTEM, "root@example.org", Role.ADMIN, PASSWORD)
-    app.users.edit(SYSTEM, second.id, role=Role.USER)
+    app.users.edit(SYSTEM, second.id, UserChanges(role=Role.USER))
     assert app.users.get(SYSTEM, second.id).role is Role.USER
 
 
@@ -181,23 +182,27 @@ def test_list_filters_by_domain_state_and_text_and_pages(app: App):
     for n in range(7):
         access.add(SYSTEM, spec(f"u{n}@example.org", host=f"mx{n}.example.net"), "pw")
     access.add(SYSTEM, spec("z@example.net"), "pw")
-    first = access.page(SYSTEM, domain="example.org", per_page=3)
+    first = access.page(SYSTEM, AccountQuery(domain="example.org", per_page=3))
     assert (first.total, first.pages, len(first.items)) == (7, 3, 3)
-    last = access.page(SYSTEM, domain="example.org", per_page=3, page=3)
+    last = access.page(SYSTEM, AccountQuery(domain="example.org", per_page=3, page=3))
     assert [a.owner for a in last.items] == ["u6@example.org"]
-    assert [a.owner for a in access.page(SYSTEM, search="MX3").items] == ["u3@example.org"]
-    assert access.page(SYSTEM, state="new").total == 8
-    assert access.page(SYSTEM, state="error").total == 0
+    assert [a.owner for a in access.page(SYSTEM, AccountQuery(search="MX3")).items] == [
+        "u3@example.org"
+    ]
+    assert access.page(SYSTEM, AccountQuery(state="new")).total == 8
+    assert access.page(SYSTEM, AccountQuery(state="error")).total == 0
 
 
 def test_non_admins_cannot_aim_an_account_at_private_addresses_or_odd_ports(app: App):
     access = app.account_access
     ann = as_principal(app, "ann@example.org", Role.USER)
-    access.resolve = lambda host, port: [ipaddress.ip_address("10.0.0.5")]
+    access.hosts = replace(
+        access.hosts, resolve=lambda host, port: [ipaddress.ip_address("10.0.0.5")]
+    )
     with pytest.raises(FieldError) as caught:
         access.add(ann, spec("ann@example.org", host="intranet.example.net"), "pw")
     assert caught.value.field == "host"
-    access.resolve = lambda host, port: [PUBLIC_IP]
+    access.hosts = replace(access.hosts, resolve=lambda host, port: [PUBLIC_IP])
     with pytest.raises(FieldError) as caught:
         access.add(ann, spec("ann@example.org", port=22), "pw")
     assert caught.value.field == "port"

@@ -18,6 +18,7 @@ from mailhaul.adapters.passwords import PasswordHashes
 from mailhaul.bootstrap import App, init_home
 from mailhaul.domain.access import Principal, Role
 from mailhaul.domain.source_policy import IpAddress
+from mailhaul.services.account_access import HostLookups
 from mailhaul.settings import load_settings
 from mailhaul.web.app import create_app
 
@@ -54,9 +55,7 @@ def fake_dns(app: App, names: Mapping[str, str] | None = None) -> None:
             pass
         return [ipaddress.ip_address(table[host])] if host in table else [PUBLIC_ADDRESS]
 
-    access = app.account_access
-    access.resolve = resolve
-    access.own = list
+    app.account_access.hosts = HostLookups(resolve=resolve, own=list)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from mailhaul.adapters.db.tables import accounts
 from mailhaul.domain.access import Principal
 from mailhaul.domain.account import Trigger
-from mailhaul.services.scheduler import Scheduler
+from mailhaul.services.scheduler import PollLimits, Scheduler
 from support.harness import Harness
 
 
@@ -33,7 +33,7 @@ def test_runs_record_who_asked_for_them(imap: Harness):
     app.accounts.request_fetch(cli, Trigger.CLI)
     assert app.account_access.poll_due(admin) == 1  # the one due account: cron's
     _next_poll(imap, timed, time.time() - 1)  # due by time now, after the cron request
-    scheduler = Scheduler(app.db, app.account_store, imap.poller, workers=2)
+    scheduler = Scheduler(app.db, app.account_store, imap.poller, PollLimits(workers=2))
     thread = threading.Thread(target=scheduler.run, kwargs={"grace": 5})
     thread.start()
     ids = (web, api, cli, cron, timed)

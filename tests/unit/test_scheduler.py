@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from mailhaul.services.scheduler import Scheduler
+from mailhaul.services.scheduler import PollLimits, Scheduler
 from support.harness import Harness
 
 
@@ -14,7 +14,7 @@ def test_due_accounts_are_polled_and_stop_ends_the_loop(imap: Harness):
     first = imap.add()
     second = imap.add(keep=True)
     app = imap.app
-    scheduler = Scheduler(app.db, app.account_store, imap.poller, workers=2)
+    scheduler = Scheduler(app.db, app.account_store, imap.poller, PollLimits(workers=2))
     thread = threading.Thread(target=scheduler.run, kwargs={"grace": 5})
     thread.start()
     deadline = time.monotonic() + 10
@@ -39,7 +39,7 @@ def test_inactive_accounts_are_not_polled(imap: Harness):
     app = imap.app
     app.accounts.set_active(inactive.id, False)
     # Two workers: a scheduler that ignored the flag would claim both in its first round.
-    scheduler = Scheduler(app.db, app.account_store, imap.poller, workers=2)
+    scheduler = Scheduler(app.db, app.account_store, imap.poller, PollLimits(workers=2))
     thread = threading.Thread(target=scheduler.run, kwargs={"grace": 5})
     thread.start()
     deadline = time.monotonic() + 10

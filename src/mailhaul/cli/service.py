@@ -51,7 +51,7 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
     from mailhaul.bootstrap import close_sink, init_home
     from mailhaul.logsetup import configure_logging
     from mailhaul.services.metrics import Metrics
-    from mailhaul.services.scheduler import Scheduler
+    from mailhaul.services.scheduler import PollLimits, Scheduler, SchedulerControls
     from mailhaul.web.app import create_app  # the web stack: only for the service
     from mailhaul.web.server import parse_listen, start_http
 
@@ -100,11 +100,12 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
             app.db,
             app.account_store,
             app.poller,
-            workers or settings.workers,
-            stop,
-            per_host_limit=app.settings.per_host_limit,
-            on_result=lambda summary: metrics.observe(summary, summary.error_kind),
-            periodic=housekeeping,
+            PollLimits(workers or settings.workers, app.settings.per_host_limit),
+            SchedulerControls(
+                stop,
+                on_result=lambda summary: metrics.observe(summary, summary.error_kind),
+                periodic=housekeeping,
+            ),
         )
         housekeeping.scheduler = scheduler
         try:

@@ -11,6 +11,7 @@ import click
 from mailhaul.cli.base import Group
 from mailhaul.cli.context import errors_to_exit, state
 from mailhaul.cli.output import console, print_json
+from mailhaul.settings_keys import EDITABLE_DOMAIN_KEYS
 
 if TYPE_CHECKING:
     from mailhaul.services.settings_admin import SettingsAdmin
@@ -24,7 +25,7 @@ json_option = click.option("--json", "json_out", is_flag=True, help="Print JSON.
 key_argument = click.argument(
     "key",
     help="poll.interval, … (see `settings show`), delivery.domains.DOMAIN or "
-    "delivery.domains.DOMAIN.KEY (method, lmtp, smtp, maildir_path, smtp_starttls, timeout).",
+    f"delivery.domains.DOMAIN.KEY ({', '.join(EDITABLE_DOMAIN_KEYS)}).",
 )
 value_argument = click.argument(
     "value",
@@ -52,8 +53,6 @@ def _admin(ctx: click.Context) -> SettingsAdmin:
 
 def _domain_key(key: str) -> tuple[str, str | None] | None:
     """``delivery.domains.example.org[.lmtp]`` → (``example.org``, ``lmtp`` or None)."""
-    from mailhaul.settings_keys import EDITABLE_DOMAIN_KEYS
-
     rest = key.removeprefix("delivery.domains.")
     if rest == key or not rest:
         return None
@@ -79,6 +78,7 @@ def show(ctx: click.Context, json_out: bool) -> None:
     """The editable settings, their values and where each comes from."""
     from rich.table import Table
 
+    from mailhaul.delivery_methods import DELIVERY_METHODS
     from mailhaul.domain.access import Principal
 
     with errors_to_exit():
@@ -95,9 +95,8 @@ def show(ctx: click.Context, json_out: bool) -> None:
     for domain in overview.domains:
         values = domain.values
         method = values["method"]
-        target = {"maildir": values["maildir_path"], "lmtp": values["lmtp"]}.get(
-            method, values["smtp"] if method == "smtp" else ""
-        )
+        known = DELIVERY_METHODS.get(method)
+        target = str(values.get(known.target_key, "")) if known else ""
         sources = sorted(set(domain.sources.values()) - {"default"}) or ["default"]
         domains.add_row(domain.domain, method, target, ", ".join(sources))
     if overview.domains:

@@ -150,13 +150,16 @@ def edit(
     json_out: bool,
 ) -> None:
     """Change a user's role, domains, password or whether they may log in."""
+    from mailhaul.services.users import UserChanges
+
     password = read_password_stdin() if password_stdin else None
     with errors_to_exit():
         users = _users(ctx)
         user = _find(users, who)
-        user = users.edit(
-            CLI, user.id, role=role, domains=list(domain) or None, password=password, active=active
+        changes = UserChanges(
+            role=role, domains=list(domain) or None, password=password, active=active
         )
+        user = users.edit(CLI, user.id, changes)
     if json_out:
         print_json(user.as_dict())
     else:

@@ -6,7 +6,7 @@ check the protocol allows, the listed message. Two checks live here:
 - **Size.** The octets received must equal the size the server listed (POP3 ``LIST``,
   IMAP ``RFC822.SIZE``). Three honest deviations are allowed: a POP3 server that adds a
   final CRLF to a message lacking one (Cyrus; the CRLF is dropped before this check,
-  see ``pop3_wire.without_protocol_crlf``); a server that counts its stored bare LF
+  see ``pop3.parsing.without_protocol_crlf``); a server that counts its stored bare LF
   line ends while it sends CRLF (the received size is then the listed size plus one octet
   per line); and a server that lists the size without the bookkeeping fields it adds
   while serving (GNU Mailutils pop3d adds ``X-UIDL`` in a mailbox's first session). A

@@ -51,6 +51,33 @@ def scope_of(actor: Principal) -> AccountScope:
     return AccountScope(owner=actor.login)
 
 
+@dataclass(frozen=True)
+class AccountQuery:
+    """Which accounts a list shows (None: any) and which page of them."""
+
+    domain: str | None = None
+    state: str | None = None
+    search: str | None = None
+    page: int = 1
+    per_page: int = 50
+
+
+@dataclass(frozen=True)
+class SourceConnector:
+    """How "Test connection" reaches a source: the adapter factory and the network timeout."""
+
+    open_source: SourceFactory
+    timeout: float
+
+
+@dataclass(frozen=True)
+class HostLookups:
+    """The lookups the source policy needs: a host's addresses and this machine's own."""
+
+    resolve: Resolver = resolve_host
+    own: Callable[[], list[IpAddress]] = own_addresses
+
+
 class AccountAccess:
     """Account use cases for a principal (the web UI and API go through here)."""
 
@@ -59,34 +86,24 @@ class AccountAccess:
         accounts: AccountService,
         status: StatusService,
         policy: SourcePolicy,
-        open_source: SourceFactory,
-        timeout: float,
-        resolve: Resolver = resolve_host,
-        own: Callable[[], list[IpAddress]] = own_addresses,
+        connector: SourceConnector,
+        hosts: HostLookups | None = None,
     ) -> None:
         self.accounts = accounts
         self.status = status
         self.policy = policy
-        self.open_source = open_source
-        self.timeout = timeout
-        self.resolve = resolve
-        self.own = own
+        self.connector = connector
+        self.hosts = hosts or HostLookups()
 
     # reading -------------------------------------------------------------------------------
-    def page(
-        self,
-        actor: Principal,
-        *,
-        domain: str | None = None,
-        state: str | None = None,
-        search: str | None = None,
-        page: int = 1,
-        per_page: int = 50,
-    ) -> AccountPage:
+    def page(self, actor: Principal, query: AccountQuery | None = None) -> AccountPage:
         """A page of the actor's accounts, filtered."""
-        per_page = max(1, min(per_page, MAX_PER_PAGE))
-        page = max(1, page)
-        scope = replace(scope_of(actor), domain=domain, state=state, search=search)
+        query = query or AccountQuery()
+        per_page = max(1, min(query.per_page, MAX_PER_PAGE))
+        page = max(1, query.page)
+        scope = replace(
+            scope_of(actor), domain=query.domain, state=query.state, search=query.search
+        )
         items, total = self.status.page(scope, (page - 1) * per_page, per_page)
         return AccountPage(items=items, total=total, page=page, per_page=per_page)
 
@@ -169,7 +186,7 @@ class AccountAccess:
     def check_new(self, actor: Principal, spec: AccountSpec, password: str) -> ConnectionReport:
         """Test settings not saved yet."""
         spec = self._checked(actor, spec, previous=None)
-        return check_connection(spec, password, self.open_source, self.timeout)
+        return check_connection(spec, password, self.connector.open_source, self.connector.timeout)
 
     def check_stored(
         self,
@@ -186,7 +203,7 @@ class AccountAccess:
             if needed is not None:
                 raise needed  # the stored password goes to the stored server only
         secret = password if password else self.accounts.password_of(account_id)
-        return check_connection(spec, secret, self.open_source, self.timeout)
+        return check_connection(spec, secret, self.connector.open_source, self.connector.timeout)
 
     def _checked(
         self, actor: Principal, spec: AccountSpec, previous: AccountSpec | None
@@ -200,6 +217,6 @@ class AccountAccess:
         if previous is not None and (spec.host, spec.port) == (previous.host, previous.port):
             return spec  # an admin may have set this source: editing other fields keeps it
         self.policy.check_port(spec.port, privileged=False)
-        addresses = self.resolve(spec.host, spec.port)
-        self.policy.check_addresses(spec.host, addresses, self.own(), privileged=False)
+        addresses = self.hosts.resolve(spec.host, spec.port)
+        self.policy.check_addresses(spec.host, addresses, self.hosts.own(), privileged=False)
         return spec

@@ -181,6 +181,15 @@ def build_spec(imported: ImportedAccount, defaults: ImportDefaults) -> AccountSp
     return spec
 
 
+@dataclass(frozen=True)
+class KnownAccounts:
+    """The accounts one import has met: those stored, by match key (the import adds what it
+    creates), and where each account of this import was read (to skip a second mention)."""
+
+    index: dict[MatchKey, Account | None]
+    sources: dict[MatchKey, str] = field(default_factory=dict)
+
+
 class ImportService:
     """Creates and updates accounts from parsed files, with their already-seen state."""
 
@@ -202,12 +211,9 @@ class ImportService:
         summary = ImportSummary(kind, dry_run, notes=list(parsed.global_notes))
         for problem in parsed.problems:
             summary.skip(problem)
-        index: dict[MatchKey, Account | None] = {
-            match_key(a.spec): a for a in self.accounts.list_all()
-        }
-        sources: dict[MatchKey, str] = {}
+        known = KnownAccounts(index={match_key(a.spec): a for a in self.accounts.list_all()})
         for imported in parsed.accounts:
-            outcome = self._one(imported, defaults, index, sources, dry_run, state_for)
+            outcome = self._one(imported, defaults, known, dry_run, state_for)
             summary.outcomes.append(outcome)
         summary.outcomes.sort(key=_source_order)
         return summary
@@ -216,11 +222,11 @@ class ImportService:
         self,
         imported: ImportedAccount,
         defaults: ImportDefaults,
-        index: dict[MatchKey, Account | None],
-        sources: dict[MatchKey, str],
+        known: KnownAccounts,
         dry_run: bool,
         state_for: StateFor | None,
     ) -> Outcome:
+        index, sources = known.index, known.sources
         notes = imported.notes  # the state reader may add to them
         try:
             spec = build_spec(imported, defaults)

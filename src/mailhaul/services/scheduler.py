@@ -58,6 +58,24 @@ class Claimed:
     trigger: str
 
 
+@dataclass(frozen=True)
+class PollLimits:
+    """How many polls run at once: in all, and against one source host."""
+
+    workers: int
+    per_host_limit: int = 4
+
+
+@dataclass(frozen=True)
+class SchedulerControls:
+    """How the caller steers the loop and hears from it: the stop request, a call with each
+    run's result, a call at each heartbeat."""
+
+    stop: threading.Event | None = None
+    on_result: ResultHook | None = None
+    periodic: Callable[[], None] | None = None
+
+
 class Scheduler:
     """Polls every active account when it is due, ``workers`` at a time."""
 
@@ -66,20 +84,18 @@ class Scheduler:
         db: Database,
         accounts: AccountStore,
         poller: Poller,
-        workers: int,
-        stop: threading.Event | None = None,
-        per_host_limit: int = 4,
-        on_result: ResultHook | None = None,
-        periodic: Callable[[], None] | None = None,
+        limits: PollLimits,
+        controls: SchedulerControls | None = None,
     ) -> None:
+        controls = controls or SchedulerControls()
         self.db = db
         self.accounts = accounts
         self.poller = poller
-        self.workers = workers
-        self.per_host_limit = per_host_limit
-        self.stop = stop or threading.Event()
-        self.on_result = on_result
-        self.periodic = periodic
+        self.workers = limits.workers
+        self.per_host_limit = limits.per_host_limit
+        self.stop = controls.stop or threading.Event()
+        self.on_result = controls.on_result
+        self.periodic = controls.periodic
         self.worker_id = new_owner()
         self.worker_store = WorkerStore()
         self._wake = threading.Event()

@@ -16,15 +16,17 @@ from typing import Any
 
 from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.stored_settings import StoredSetting, StoredSettingsStore
+from mailhaul.delivery_methods import EDITABLE_METHODS
 from mailhaul.domain.access import Forbidden, Principal
 from mailhaul.domain.errors import MailhaulError
 from mailhaul.domain.validation import FieldError
-from mailhaul.settings import DeliverySettings, Settings, SettingsLayers, env_name
+from mailhaul.settings import Settings, SettingsLayers, env_name
 from mailhaul.settings_keys import (
     CONFIG_NAME,
     DOMAINS_SETTING,
     EDITABLE_DOMAIN_KEYS,
     EDITABLE_SETTINGS,
+    DeliverySettings,
     InvalidSetting,
     canonical_setting,
     normalise_domain,
@@ -88,7 +90,7 @@ class DomainDelivery:
     sources: dict[str, str]  # key -> default | mailhaul.toml | database
     stored: dict[str, Any]  # what the database sets for this domain
     in_file: bool  # mailhaul.toml has a table for it (removing the database's leaves that)
-    method_in_file: str = ""  # the effective method when it is one the web cannot choose (mda)
+    method_in_file: str = ""  # the effective method when the web cannot choose it (mda)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -228,7 +230,7 @@ class SettingsAdmin:
                     sources=sources,
                     stored=mine,
                     in_file=domain in in_file,
-                    method_in_file=delivery.method if delivery.method == "mda" else "",
+                    method_in_file=("" if delivery.method in EDITABLE_METHODS else delivery.method),
                 )
             )
         return result

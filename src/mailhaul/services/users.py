@@ -49,6 +49,16 @@ class SessionInfo:
     csrf_token: str
 
 
+@dataclass(frozen=True)
+class UserChanges:
+    """What an edit changes of a user; None leaves it as it is."""
+
+    role: Role | None = None
+    domains: Collection[str] | None = None
+    password: str | None = None
+    active: bool | None = None
+
+
 class UserService:
     """Use cases on users; every one takes the acting principal and stays within its reach."""
 
@@ -119,21 +129,14 @@ class UserService:
             raise NotFound(f"user {login} does not exist")
         return self.get(actor, found[0].id)
 
-    def edit(
-        self,
-        actor: Principal,
-        user_id: int,
-        *,
-        role: Role | None = None,
-        domains: Collection[str] | None = None,
-        password: str | None = None,
-        active: bool | None = None,
-    ) -> User:
+    def edit(self, actor: Principal, user_id: int, changes: UserChanges) -> User:
         """Change a user's role, domains, password or active flag.
 
         Users may change only their own password. Nobody may leave the service without an
         active admin, or give a role or domains beyond their own reach.
         """
+        role, domains = changes.role, changes.domains
+        password, active = changes.password, changes.active
         user = self.get(actor, user_id)
         own = user.id == actor.user_id
         if own and not actor.is_admin and (role, domains, active) != (None, None, None):

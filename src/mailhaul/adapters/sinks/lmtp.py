@@ -8,7 +8,13 @@ and for the duplicate window.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from mailhaul.adapters.sinks.network import NetworkSink
+
+if TYPE_CHECKING:
+    from mailhaul.settings_keys import DeliverySettings
 
 
 class LmtpSink(NetworkSink):
@@ -18,3 +24,8 @@ class LmtpSink(NetworkSink):
 
     def __init__(self, address: str, timeout: float, sender: str | None = None) -> None:
         super().__init__(address, timeout, sender, lmtp=True)
+
+
+def sink_from_settings(delivery: DeliverySettings, home: Path) -> LmtpSink:
+    """The sink of ``method = "lmtp"``: the server ``lmtp``."""
+    return LmtpSink(delivery.lmtp, delivery.timeout, delivery.envelope_sender)

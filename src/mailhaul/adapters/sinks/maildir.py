@@ -25,11 +25,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailhaul.adapters.private_dirs import make_private_dirs
 from mailhaul.adapters.sinks.transforms import CrlfToLf
 from mailhaul.domain.addresses import normalise_address, split_address
 from mailhaul.domain.errors import ConfigError, TemporaryDeliveryError
+
+if TYPE_CHECKING:
+    from mailhaul.settings_keys import DeliverySettings
 
 _counter = itertools.count()
 FSYNC_THREADS = 16
@@ -289,3 +293,8 @@ def _holds(maildir: Path, receipt: str) -> bool:
             return any(e.name == receipt or e.name.startswith(prefix) for e in entries)
     except FileNotFoundError:
         return False
+
+
+def sink_from_settings(delivery: DeliverySettings, home: Path) -> MaildirSink:
+    """The sink of ``method = "maildir"``: ``maildir_path`` filled in per destination."""
+    return MaildirSink(delivery.maildir_path, home)

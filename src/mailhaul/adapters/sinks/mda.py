@@ -37,7 +37,8 @@ import shlex
 import signal
 import subprocess
 import time
-from typing import IO, Literal
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Literal
 
 from mailhaul.adapters.sinks.envelope import HeaderBuffer
 from mailhaul.adapters.sinks.transforms import CrlfToLf
@@ -48,6 +49,9 @@ from mailhaul.domain.errors import (
     PermanentDeliveryError,
     TemporaryDeliveryError,
 )
+
+if TYPE_CHECKING:
+    from mailhaul.settings_keys import DeliverySettings
 
 EX_NOUSER = 67
 EX_TEMPFAIL = 75
@@ -336,3 +340,8 @@ class MdaSession:
 
     def close(self) -> None:
         """Nothing to end: every delivery has ended with its process."""
+
+
+def sink_from_settings(delivery: DeliverySettings, home: Path) -> MdaSink:
+    """The sink of ``method = "mda"``: the command ``mda``."""
+    return MdaSink(delivery.mda, delivery.timeout, delivery.envelope_sender)

@@ -10,7 +10,14 @@ duplicate window.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from mailhaul.adapters.sinks.network import NetworkSink
+from mailhaul.domain.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mailhaul.settings_keys import DeliverySettings
 
 
 class SmtpSink(NetworkSink):
@@ -38,3 +45,26 @@ class SmtpSink(NetworkSink):
             username=username,
             password=password,
         )
+
+
+def sink_from_settings(delivery: DeliverySettings, home: Path) -> SmtpSink:
+    """The sink of ``method = "smtp"``: the server ``smtp``, the password read from
+    ``smtp_password_file`` now."""
+    return SmtpSink(
+        delivery.smtp,
+        delivery.timeout,
+        starttls=delivery.smtp_starttls,
+        ca_file=delivery.smtp_ca_file or None,
+        username=delivery.smtp_username or None,
+        password=_read_secret(delivery.smtp_password_file),
+        sender=delivery.envelope_sender,
+    )
+
+
+def _read_secret(path: str) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read delivery.smtp_password_file {path}: {exc}") from exc

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from mailhaul.adapters.db.runs import RunRecord
 from mailhaul.domain.access import Principal
 from mailhaul.domain.account import Trigger
-from mailhaul.services.account_access import AccountAccess
+from mailhaul.services.account_access import AccountAccess, AccountQuery
 from mailhaul.services.status import AccountStatus
 from mailhaul.services.users import SessionInfo
 from mailhaul.web.auth import Access, app_of, page_access
@@ -82,14 +82,14 @@ def account_list(request: Request, info: SignedIn) -> Response:
     page_no = int_param(request, "page", 1) or 1
     access = access_of(request)
     actor = info.principal
-    page = access.page(
-        actor,
+    query = AccountQuery(
         domain=domain or None,
         state=state or None,
         search=search or None,
         page=page_no,
         per_page=PER_PAGE,
     )
+    page = access.page(actor, query)
     filters = {k: v for k, v in (("domain", domain), ("state", state), ("q", search)) if v}
     return render(
         request,

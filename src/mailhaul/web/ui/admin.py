@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from mailhaul.services.users import SessionInfo
-from mailhaul.settings import DeliverySettings, Settings
-from mailhaul.settings_keys import EDITABLE_SETTINGS
+from mailhaul.settings import Settings
+from mailhaul.settings_keys import EDITABLE_SETTINGS, DeliverySettings
 from mailhaul.web.auth import Access, app_of, page_access
 from mailhaul.web.ui.routing import PageRoute
 from mailhaul.web.ui.templating import render
@@ -46,12 +46,6 @@ class DeliveryView:
 
 def delivery_view(scope: str, delivery: DeliverySettings) -> DeliveryView:
     """What matters of a delivery setting, without secrets."""
-    targets = {
-        "maildir": delivery.maildir_path,
-        "lmtp": delivery.lmtp,
-        "smtp": delivery.smtp,
-        "mda": delivery.mda,
-    }
     details = [("timeout", f"{delivery.timeout:g} s")]
     if delivery.method == "smtp":
         details.append(("STARTTLS", "yes" if delivery.smtp_starttls else "no"))
@@ -61,7 +55,7 @@ def delivery_view(scope: str, delivery: DeliverySettings) -> DeliveryView:
             ("SMTP password", "set (from a file)" if delivery.smtp_password_file else "none")
         )
     details.append(("envelope sender", delivery.sender or "from the message"))
-    return DeliveryView(scope, delivery.method, targets.get(delivery.method, ""), details)
+    return DeliveryView(scope, delivery.method, delivery.target, details)
 
 
 def settings_sections(settings: Settings) -> list[tuple[str, list[tuple[str, str, str]]]]:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
+from mailhaul.delivery_methods import EDITABLE_METHODS
 from mailhaul.domain.access import Forbidden
 from mailhaul.domain.errors import ConfigError
 from mailhaul.services.settings_admin import (
@@ -25,7 +26,7 @@ from mailhaul.services.settings_admin import (
     SettingValue,
 )
 from mailhaul.services.users import SessionInfo
-from mailhaul.settings_keys import EDITABLE_DOMAIN_KEYS, EDITABLE_METHODS, normalise_domain
+from mailhaul.settings_keys import EDITABLE_DOMAIN_KEYS, normalise_domain
 from mailhaul.web.auth import Access, app_of, page_access
 from mailhaul.web.ui.admin import delivery_view, settings_sections
 from mailhaul.web.ui.routing import PageRoute

@@ -14,7 +14,7 @@ from mailhaul.adapters.db.users import ApiKey, User
 from mailhaul.domain.access import Forbidden, Principal, Role
 from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.validation import FieldChecks, FieldError, FieldErrors
-from mailhaul.services.users import SessionInfo, UserService, check_user_password
+from mailhaul.services.users import SessionInfo, UserChanges, UserService, check_user_password
 from mailhaul.web.auth import Access, app_of, page_access
 from mailhaul.web.ui.login import throttle_of
 from mailhaul.web.ui.routing import PageRoute, field_error
@@ -197,14 +197,13 @@ def save_user(request: Request, user_id: int, info: Manager, form: Form) -> Resp
     password = raw_text(form, "password") or None
     try:
         role = _checked_role(form, actor, password)
-        service.edit(
-            actor,
-            user_id,
+        changes = UserChanges(
             role=role,
             domains=split_domains(values["domains"]),
             password=password,
             active=checked(form, "active"),
         )
+        service.edit(actor, user_id, changes)
     except ERRORS as exc:
         errors, message = _errors(exc)
         return _edit_page(request, info, user, values, errors, message, status_code=400)
@@ -324,7 +323,9 @@ async def change_password(request: Request, info: SignedIn, form: Form) -> Respo
     try:
         if new != again:
             raise FieldError("new_password", "the two new passwords differ")
-        await run_in_threadpool(lambda: service.edit(info.principal, info.user.id, password=new))
+        await run_in_threadpool(
+            lambda: service.edit(info.principal, info.user.id, UserChanges(password=new))
+        )
     except ConfigError as exc:
         field, message = field_error(exc, ("password", "new_password"))
         errors = {"new_password": message} if field else {"new_password": str(exc)}

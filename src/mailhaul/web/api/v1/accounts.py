@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from mailhaul.bootstrap import App
 from mailhaul.domain.access import Principal
 from mailhaul.domain.account import Account
+from mailhaul.services.account_access import AccountQuery
 from mailhaul.web.api.v1 import convert, schemas
 from mailhaul.web.api.v1.deps import AccountId, AnyUser, Mailhaul
 from mailhaul.web.api.v1.errors import INVALID, MALFORMED, NOT_FOUND, responses
@@ -44,14 +45,14 @@ def list_accounts(
     q: Search = None,
 ) -> schemas.AccountPage:
     """The accounts within the caller's reach, filtered, one page at a time."""
-    found = app.account_access.page(
-        actor,
+    query = AccountQuery(
         domain=domain or None,
         state=None if state is None else str(state),
         search=q or None,
         page=page,
         per_page=per_page,
     )
+    found = app.account_access.page(actor, query)
     return schemas.AccountPage(
         items=[convert.summary(item) for item in found.items],
         total=found.total,

@@ -9,7 +9,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field
 
+from mailhaul.delivery_methods import EDITABLE_METHODS
 from mailhaul.services.settings_admin import SettingsOverview
+from mailhaul.settings_keys import EDITABLE_DOMAIN_KEYS
 from mailhaul.web.api.v1.deps import AdminOnly, Mailhaul
 from mailhaul.web.api.v1.errors import FORBIDDEN, INVALID, MALFORMED, responses
 
@@ -53,14 +55,19 @@ PATCH_EXAMPLE = {
     "runs.keep_days": None,
     "delivery.domains": {"example.org": {"method": "lmtp", "lmtp": "127.0.0.1:24"}},
 }
+# "method maildir|lmtp|smtp, lmtp, smtp, maildir_path, …"
+DOMAIN_KEYS_TEXT = ", ".join(
+    f"method {'|'.join(EDITABLE_METHODS)}" if key == "method" else key
+    for key in EDITABLE_DOMAIN_KEYS
+)
 PatchBody = Annotated[
     dict[str, Any],
     Body(
         description=(
             "Setting → new value, or null to go back to mailhaul.toml's value or the "
             "default. `delivery.domains` takes `{domain: {key: value} or null}`: a table "
-            "replaces what the database sets for that domain (keys: method maildir|lmtp|smtp, "
-            "lmtp, smtp, maildir_path, smtp_starttls, timeout), null removes it."
+            f"replaces what the database sets for that domain (keys: {DOMAIN_KEYS_TEXT}), null "
+            "removes it."
         ),
         examples=[PATCH_EXAMPLE],
     ),

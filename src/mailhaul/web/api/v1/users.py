@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from mailhaul.services.users import UserChanges
 from mailhaul.web.api.v1 import convert, schemas
 from mailhaul.web.api.v1.deps import AnyUser, Mailhaul, Manager, UserId
 from mailhaul.web.api.v1.errors import FORBIDDEN, INVALID, MALFORMED, NOT_FOUND, responses
@@ -46,14 +47,10 @@ def change_user(
     A new password or a disabled user ends their web sessions. The last active admin
     cannot be demoted or disabled (403).
     """
-    user = app.users.edit(
-        actor,
-        user_id,
-        role=body.role,
-        domains=body.domains,
-        password=body.password,
-        active=body.active,
+    changes = UserChanges(
+        role=body.role, domains=body.domains, password=body.password, active=body.active
     )
+    user = app.users.edit(actor, user_id, changes)
     return convert.user(user)
 
 
