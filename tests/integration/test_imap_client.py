@@ -168,6 +168,19 @@ def test_listing_ten_thousand_messages(harness: Harness) -> None:
     assert sum(not m.seen for m in listing.messages) == 10_000 // 7
 
 
+def test_a_big_folder_listed_slowly_is_not_a_stalled_server(harness: Harness) -> None:
+    # 3000 listing lines at ~1 ms each outlast the command's 2 s (2 x the 1 s timeout):
+    # every 1000 listed messages are progress, so the listing completes
+    messages = [Message(uid, b"m%d" % uid, {"\\Seen"}) for uid in range(1, 3001)]
+    server = harness.server(
+        ImapScript(password=PASSWORD, folders={"INBOX": Mailbox(9, messages)}, listing_pace=0.0009)
+    )
+    started = time.monotonic()
+    listing = harness.source(server).select("INBOX")
+    assert time.monotonic() - started > 2.0  # the control: it did outlast one command's time
+    assert [m.number for m in listing.messages] == list(range(1, 3001))
+
+
 def test_empty_folder_lists_nothing_without_fetching(harness: Harness) -> None:
     server = harness.server(script())
     listing = harness.source(server).select("INBOX")

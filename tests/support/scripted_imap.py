@@ -44,6 +44,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -141,6 +142,8 @@ class ImapScript:
     # session": in this session's view still listed, but a body fetch gets Courier's
     # "message unavailable" placeholder; once served, gone from every later SELECT
     seq_offset: int = 0  # body FETCH responses name a sequence number off by this much
+    listing_pace: float = 0.0  # seconds between two lines of a flag/size listing (a slow
+    # server listing a big folder)
     utf8_accept: bool = False  # advertise UTF8=ACCEPT and answer ENABLE (RFC 6855); folder
     # names then arrive in UTF-8 and are looked up in their modified UTF-7 form
 
@@ -457,6 +460,8 @@ class _Session:
         if "BODY.PEEK[]" not in text.upper():
             for seq, message in self.folder.uids(args[0].decode()):
                 self.send(self._fetch_line(seq, message, text.upper()))
+                if self.script.listing_pace:
+                    time.sleep(self.script.listing_pace)
             self.ok(tag)
             return
         batch = [(tag, args[0].decode())]

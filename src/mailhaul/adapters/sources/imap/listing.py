@@ -21,6 +21,10 @@ _NUMBER = re.compile(r"[0-9]{1,10}")
 SEARCH_LISTING_MAX = 100_000
 """Above this many messages, list with FETCH lines (a SEARCH line would be too long)."""
 MAX_LISTED = 1_000_000
+LISTED_PER_PROGRESS = 1000
+"""Every this many newly listed messages count as progress (``Wire``'s command time
+starts again): the listing is bounded by the folder's size and ``MAX_LISTED``, so a big
+folder on a slow server is listed, and a server listing forever still runs out."""
 """Most messages one folder listing may name (it is held in memory)."""
 
 
@@ -135,6 +139,8 @@ class FolderLister:
                 return
             if uid not in found:
                 self._conn.useful()
+                if len(found) % LISTED_PER_PROGRESS == LISTED_PER_PROGRESS - 1:
+                    self._conn.progress()  # a big folder listed slowly is not a stall
             found[uid] = MessageRef(str(uid), uid, size, response.seen())
             bound[0] = max(bound[0], self._conn.numbers.exists or 0)
             if len(found) > 2 * bound[0]:
