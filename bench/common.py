@@ -126,8 +126,8 @@ def interrupt_on_signals() -> None:
 def make_work_dir(prefix: str) -> Path:
     """A fresh work directory in $MAILHAUL_BENCH_DIR (default /var/tmp), also TMPDIR.
 
-    Creating files under /tmp is ~10x slower than elsewhere on the same disk on these machines
-    (0.6 ms vs 0.02-0.06 ms per file), which would swamp every tool's numbers.
+    Creating files under /tmp is much slower than elsewhere on the same disk on these machines
+    (README.md, "Figures behind the code"), which would swamp every tool's numbers.
     """
     base = os.environ.get("MAILHAUL_BENCH_DIR", "/var/tmp")
     os.environ["TMPDIR"] = base

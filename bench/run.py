@@ -221,8 +221,9 @@ class Bench:
     @property
     def box(self) -> Path:
         """The one Maildir every tool delivers into (emptied between runs): new directories
-        land in different places on the disk, and creating files in them costs from 0.05 to
-        1 ms here, so a directory per run would make the numbers depend on where it landed."""
+        land in different places on the disk, and the cost of creating files differs between
+        them (README.md, "Figures behind the code"), so a directory per run would make the
+        numbers depend on where it landed."""
         return self.work / "box" / "Maildir"
 
     def empty_box(self) -> None:

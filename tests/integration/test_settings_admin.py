@@ -13,9 +13,9 @@ import pytest
 
 from mailhaul.adapters.db.stored_settings import StoredSettingsStore
 from mailhaul.bootstrap import App, init_home
-from mailhaul.cli.service import _Housekeeping
 from mailhaul.domain.access import Forbidden, Principal, Role
 from mailhaul.domain.errors import ConfigError
+from mailhaul.services.housekeeping import Housekeeping
 from mailhaul.services.scheduler import PollLimits, Scheduler
 from mailhaul.services.settings_admin import SettingsRejected
 from mailhaul.settings import load_settings
@@ -152,7 +152,7 @@ def test_another_process_picks_a_change_up_at_its_next_heartbeat(tmp_path: Path,
     worker = app_for(tmp_path / "worker", database_url)
     panel = app_for(tmp_path / "panel", database_url)
     scheduler = Scheduler(worker.db, worker.account_store, worker.poller, PollLimits(workers=1))
-    housekeeping = _Housekeeping(worker, scheduler)
+    housekeeping = Housekeeping(worker, scheduler)
     scheduler.periodic = housekeeping
     thread = threading.Thread(target=scheduler.run, kwargs={"grace": 5})
     thread.start()

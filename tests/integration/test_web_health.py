@@ -19,6 +19,7 @@ from mailhaul.bootstrap import App, init_home
 from mailhaul.domain.account import AccountSpec
 from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.options import Protocol, Security
+from mailhaul.domain.scheduling import PollResult
 from mailhaul.services.metrics import Metrics
 from mailhaul.services.polling import RunSummary
 from mailhaul.services.status import StatusService
@@ -98,8 +99,8 @@ def test_healthz_reports_workers_and_queue_lag(app: App, serving: tuple[HttpServ
 def test_metrics_are_scraped_from_the_serve_registry(app: App, serving: tuple[HttpServer, Metrics]):
     server, metrics = serving
     add_account(app)
-    metrics.observe(RunSummary(account_id=1, run_id=1, result="ok", fetched=2, bytes=300))
-    metrics.observe(RunSummary(account_id=1, run_id=2, result="error"), "network")
+    metrics.observe(RunSummary(account_id=1, run_id=1, result=PollResult.OK, fetched=2, bytes=300))
+    metrics.observe(RunSummary(account_id=1, run_id=2, result=PollResult.ERROR), "network")
     status, body = get(f"{server.url}/metrics")
     assert status == 200
     text = body.decode()

@@ -10,6 +10,7 @@ from sqlalchemy import update
 from mailhaul.adapters.db.tables import accounts
 from mailhaul.domain import errors
 from mailhaul.domain.errors import error_kind
+from mailhaul.domain.scheduling import PollResult
 from mailhaul.services.metrics import ERROR_KINDS, Metrics
 from mailhaul.services.polling import RunSummary
 from mailhaul.services.status import LiveGauges, StatusService
@@ -22,7 +23,9 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
 
 def test_observe_counts_a_successful_poll():
     metrics = Metrics()
-    summary = RunSummary(account_id=1, run_id=7, result="ok", fetched=3, bytes=4096, duration=2.0)
+    summary = RunSummary(
+        account_id=1, run_id=7, result=PollResult.OK, fetched=3, bytes=4096, duration=2.0
+    )
     metrics.observe(summary)
     assert sample(metrics, "mailhaul_polls_total", result="ok") == 1
     assert sample(metrics, "mailhaul_polls_total", result="error") == 0
@@ -36,7 +39,9 @@ def test_observe_counts_a_successful_poll():
 
 def test_observe_counts_a_failed_poll_by_kind():
     metrics = Metrics()
-    failed = RunSummary(account_id=1, run_id=8, result="error", error="login", duration=0.3)
+    failed = RunSummary(
+        account_id=1, run_id=8, result=PollResult.ERROR, error="login", duration=0.3
+    )
     metrics.observe(failed, "auth")
     metrics.observe(failed, "auth")
     metrics.observe(failed, "tls")
@@ -57,11 +62,11 @@ def test_every_error_kind_is_exported_from_the_start():
 
 def test_busy_polls_are_not_counted_and_unknown_kinds_are_refused():
     metrics = Metrics()
-    metrics.observe(RunSummary(account_id=1, run_id=None, result="busy"))
+    metrics.observe(RunSummary(account_id=1, run_id=None, result=PollResult.BUSY))
     assert sample(metrics, "mailhaul_polls_total", result="ok") == 0
     assert sample(metrics, "mailhaul_poll_duration_seconds_count") == 0
     with pytest.raises(ValueError, match="unknown error kind"):
-        metrics.observe(RunSummary(account_id=1, run_id=2, result="error"), "gremlins")
+        metrics.observe(RunSummary(account_id=1, run_id=2, result=PollResult.ERROR), "gremlins")
 
 
 def test_errors_outside_a_poll_are_counted_too():
@@ -75,7 +80,7 @@ def test_errors_outside_a_poll_are_counted_too():
 
 def test_two_metrics_objects_do_not_share_a_registry():
     first, second = Metrics(), Metrics()
-    first.observe(RunSummary(account_id=1, run_id=1, result="ok"))
+    first.observe(RunSummary(account_id=1, run_id=1, result=PollResult.OK))
     assert sample(first, "mailhaul_polls_total", result="ok") == 1
     assert sample(second, "mailhaul_polls_total", result="ok") == 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mailhaul.services.status import DAY, prune_runs
+from mailhaul.services.housekeeping import DAY, prune_runs
 from support.harness import Harness
 
 

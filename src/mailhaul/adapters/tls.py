@@ -1,8 +1,8 @@
 """TLS client contexts for sources and delivery alike: verified by default, TLS 1.2 minimum.
 
 ``client_context`` builds one; ``shared_context`` reuses it for every connection with the
-same CA settings. Building a context reads the CA store (the system's: ~20 ms of CPU), which
-would be most of a "nothing new" poll's cost. A shared context is rebuilt when its
+same CA settings. Building a context reads the CA store, which would be most of a "nothing
+new" poll's cost (bench/README.md, "Figures behind the code"). A shared context is rebuilt when its
 ``ca_file`` changes on disk, when SSL_CERT_FILE/SSL_CERT_DIR change, and after
 ``CONTEXT_MAX_AGE`` seconds (so updated system CAs reach a long-running service).
 """

@@ -21,6 +21,7 @@ from mailhaul.cli.context import (
 from mailhaul.cli.output import human_bytes, print_json
 from mailhaul.domain.account import Trigger
 from mailhaul.domain.errors import AccountBusy, DatabaseUnusable, MailhaulError, NotFound
+from mailhaul.domain.scheduling import POLL_BLOCKED, PollResult, RunResult
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -53,9 +54,9 @@ def fetch(
 
 
 def _summary_line(summary: RunSummary, label: str) -> str:
-    if summary.result in BLOCKED:
+    if summary.result in POLL_BLOCKED:
         return f"account {label}: {summary.error}"
-    if summary.result == "ok":
+    if summary.result == PollResult.OK:
         return (
             f"account {label}: ok, {summary.fetched} fetched ({human_bytes(summary.bytes)}), "
             f"{summary.deleted} deleted, {summary.skipped} left on the server, "
@@ -71,7 +72,7 @@ def _summary_of_run(run: RunRecord) -> RunSummary:
     return RunSummary(
         run.account_id,
         run.id,
-        "ok" if run.result == "ok" else run.result,
+        PollResult.OK if run.result == RunResult.OK else PollResult.ERROR,
         fetched=run.fetched,
         bytes=run.bytes,
         deleted=run.deleted,
@@ -98,7 +99,7 @@ def _through_service(app: App, account_ids: list[int], timeout: float) -> list[R
             if account_id in results:
                 continue
             runs = service.runs_of(account_id, limit=1)
-            if runs and runs[0].id > before[account_id] and runs[0].result != "running":
+            if runs and runs[0].id > before[account_id] and runs[0].result != RunResult.RUNNING:
                 results[account_id] = _summary_of_run(runs[0])
         time.sleep(0.2)
     for account_id in account_ids:
@@ -106,7 +107,7 @@ def _through_service(app: App, account_ids: list[int], timeout: float) -> list[R
             results[account_id] = RunSummary(
                 account_id,
                 None,
-                "queued",
+                PollResult.QUEUED,
                 error=f"the service has not finished polling it within {timeout:.0f}s",
             )
     return [results[account_id] for account_id in account_ids]
@@ -122,7 +123,7 @@ def _fetch_through_service(app: App, account_ids: list[int], json_out: bool) -> 
     for account_id in account_ids:
         reason = statuses[account_id].fetch_blocked
         if reason is not None:
-            result = "paused" if statuses[account_id].active else "disabled"
+            result = PollResult.PAUSED if statuses[account_id].active else PollResult.DISABLED
             blocked[account_id] = RunSummary(account_id, None, result, error=reason)
     asked = [account_id for account_id in account_ids if account_id not in blocked]
     ran: list[RunSummary] = []
@@ -165,11 +166,11 @@ def fetch_accounts(
                 summary = RunSummary(
                     account_id,
                     None,
-                    "busy" if isinstance(exc, AccountBusy) else "not found",
+                    PollResult.BUSY if isinstance(exc, AccountBusy) else PollResult.NOT_FOUND,
                     error=str(exc),
                 )
             except MailhaulError as exc:
-                summary = RunSummary(account_id, None, "error", error=str(exc))
+                summary = RunSummary(account_id, None, PollResult.ERROR, error=str(exc))
             if on_progress is not None:
                 on_progress.remove()
             summaries.append(summary)
@@ -204,18 +205,15 @@ def _report(summaries: list[RunSummary], json_out: bool, printed: bool = False) 
     return _exit_code(summaries)
 
 
-BLOCKED = ("disabled", "paused")
-
-
 def _exit_code(summaries: list[RunSummary]) -> int:
     """0 all ran well; else 1 if a run failed, 4 if an account was busy, 5 if disabled or
     paused (in that order when several)."""
-    results = {summary.result for summary in summaries} - {"ok"}
+    results = {summary.result for summary in summaries} - {PollResult.OK}
     if not results:
         return EXIT_OK
-    if results - {"busy", *BLOCKED}:
+    if results - {PollResult.BUSY, *POLL_BLOCKED}:
         return EXIT_FAILED
-    return EXIT_BUSY if "busy" in results else EXIT_BLOCKED
+    return EXIT_BUSY if PollResult.BUSY in results else EXIT_BLOCKED
 
 
 def _progress() -> Progress:

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING
 
 import click
 
 from mailhaul.cli.context import CliState, errors_to_exit, state
-from mailhaul.domain.errors import ConfigError, MailhaulError
+from mailhaul.domain.errors import ConfigError
 
 if TYPE_CHECKING:
     from types import FrameType
 
-    from mailhaul.bootstrap import App
-    from mailhaul.services.scheduler import Scheduler
 
 logger = logging.getLogger("mailhaul")
 
@@ -50,6 +47,7 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
 
     from mailhaul.bootstrap import close_sink, init_home
     from mailhaul.logsetup import configure_logging
+    from mailhaul.services.housekeeping import Housekeeping
     from mailhaul.services.metrics import Metrics
     from mailhaul.services.scheduler import PollLimits, Scheduler, SchedulerControls
     from mailhaul.web.app import create_app  # the web stack: only for the service
@@ -95,7 +93,7 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
                     "no web users yet: add an admin with "
                     "`mailhaul user add admin --role admin` (or run `mailhaul init`)"
                 )
-        housekeeping = _Housekeeping(app)
+        housekeeping = Housekeeping(app)
         scheduler = Scheduler(
             app.db,
             app.account_store,
@@ -115,44 +113,3 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
                 http.stop()
             close_sink(app.sink)
             app.db.dispose()
-
-
-class _Housekeeping:
-    """At every heartbeat (~5 s), picks up settings an admin changed in the database; prunes
-    run history past its retention about once an hour."""
-
-    EVERY = 3600.0
-
-    def __init__(self, app: App, scheduler: Scheduler | None = None) -> None:
-        self.app = app
-        self.scheduler = scheduler
-        self.next_at = 0.0
-        self.refresh_error = ""
-
-    def __call__(self) -> None:
-        self.refresh_settings()
-        now = time.monotonic()
-        if now < self.next_at:
-            return
-        self.next_at = now + self.EVERY
-        from mailhaul.services.status import prune_runs
-
-        keep_days = self.app.settings.runs_keep_days
-        pruned = prune_runs(self.app.db, self.app.run_store, keep_days)
-        if pruned:
-            logger.info("pruned %d run(s) older than %d days", pruned, keep_days)
-
-    def refresh_settings(self) -> None:
-        """Apply changed settings: the scheduler takes the (maybe new) poller between polls;
-        a poll in progress finishes with the poller and sink it started with."""
-        try:
-            self.app.refresh_settings()
-        except MailhaulError as exc:  # keep what is in force; say so once
-            if str(exc) != self.refresh_error:
-                logger.error("settings not applied: %s", exc)
-            self.refresh_error = str(exc)
-            return
-        self.refresh_error = ""
-        if self.scheduler is not None:
-            self.scheduler.poller = self.app.poller
-            self.scheduler.per_host_limit = self.app.settings.per_host_limit

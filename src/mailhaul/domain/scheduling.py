@@ -10,10 +10,28 @@ PAUSED_LOGIN = "login failed: check the password"
 
 
 class RunResult(StrEnum):
-    """How a run ended, as recorded in its run row and counted in the metrics."""
+    """A run row's result: ``running`` until the run ends ``ok`` or with an ``error``."""
 
     OK = "ok"
     ERROR = "error"
+    RUNNING = "running"
+
+
+class PollResult(StrEnum):
+    """How a poll someone asked for ended: it ran (``ok``, ``error``; counted in the
+    metrics) or why it did not run."""
+
+    OK = "ok"
+    ERROR = "error"
+    BUSY = "busy"  # another process was polling the account
+    NOT_FOUND = "not found"
+    DISABLED = "disabled"
+    PAUSED = "paused"
+    QUEUED = "queued"  # the running service had not polled it within the wait
+
+
+POLL_BLOCKED = frozenset({PollResult.DISABLED, PollResult.PAUSED})
+"""Results of a poll refused because of the account's state (``mailhaul fetch`` exits 5)."""
 
 
 class Outcome(StrEnum):

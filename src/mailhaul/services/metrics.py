@@ -17,13 +17,13 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from mailhaul.domain.errors import ErrorKind
-from mailhaul.domain.scheduling import RunResult
+from mailhaul.domain.scheduling import PollResult
 from mailhaul.services.status import LiveGauges
 
 logger = logging.getLogger(__name__)
 
 ERROR_KINDS = tuple(ErrorKind)
-POLL_RESULTS = tuple(RunResult)
+POLL_RESULTS = (PollResult.OK, PollResult.ERROR)
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 # A scrape reuses live values read less than this many seconds ago (see `refresh`).
 LIVE_MAX_AGE = 2.0
@@ -33,7 +33,7 @@ class PollOutcome(Protocol):
     """What `observe` reads from a poll's summary (`polling.RunSummary` fits)."""
 
     @property
-    def result(self) -> str: ...
+    def result(self) -> PollResult: ...
     @property
     def fetched(self) -> int: ...
     @property
@@ -127,7 +127,7 @@ class Metrics:
         if summary.bytes > 0:
             self.bytes.inc(summary.bytes)
         self.duration.observe(max(0.0, summary.duration))
-        if summary.result == "error" and error_kind is not None:
+        if summary.result == PollResult.ERROR and error_kind is not None:
             self.errors.labels(kind=error_kind).inc()
 
     def count_error(self, kind: str) -> None:

@@ -26,7 +26,7 @@ from mailhaul.domain.errors import (
 )
 from mailhaul.domain.options import Credentials, Security
 from mailhaul.domain.redaction import Redactor
-from mailhaul.domain.scheduling import Outcome, RunResult, SchedulePolicy, after_run
+from mailhaul.domain.scheduling import Outcome, PollResult, RunResult, SchedulePolicy, after_run
 from mailhaul.services.folder_poll import FolderPoll
 from mailhaul.services.leases import Leases, new_owner
 from mailhaul.services.poll_run import PollDeps, PollRun, ProgressFn, RunCounts, SourceFactory
@@ -50,7 +50,7 @@ class RunSummary:
 
     account_id: int
     run_id: int | None
-    result: str  # a RunResult; `mailhaul fetch` adds its own for polls that did not run
+    result: PollResult
     fetched: int = 0
     bytes: int = 0
     deleted: int = 0
@@ -170,7 +170,7 @@ class Poller:
         return RunSummary(
             account_id=account_id,
             run_id=run_id,
-            result=RunResult.ERROR if error else RunResult.OK,
+            result=PollResult.ERROR if error else PollResult.OK,
             fetched=counts.fetched,
             bytes=counts.bytes,
             deleted=counts.deleted,

@@ -27,6 +27,7 @@ from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.workers import HEARTBEAT_EVERY, WorkerStore
 from mailhaul.domain.account import Trigger
 from mailhaul.domain.errors import AccountBusy, MailhaulError, StorageError
+from mailhaul.domain.scheduling import PollResult
 from mailhaul.services.leases import new_owner
 from mailhaul.services.polling import Poller, RunSummary
 
@@ -115,7 +116,7 @@ class Scheduler:
             return None
         finally:
             self._wake.set()  # a slot is free: look for more work at once
-        outcome = "ok" if summary.result == "ok" else f"error: {summary.error}"
+        outcome = "ok" if summary.result == PollResult.OK else f"error: {summary.error}"
         logger.info(
             "account %s: %s, %d fetched, %d deleted",
             account_id,

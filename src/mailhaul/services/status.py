@@ -1,11 +1,7 @@
-"""Status of the service and its accounts (`mailhaul status`, `/healthz`, live metrics).
-
-Also run-history retention: `prune_runs` deletes runs older than ``runs.keep_days``.
-"""
+"""Status of the service and its accounts (`mailhaul status`, `/healthz`, live metrics)."""
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -13,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from mailhaul.adapters.db.database import Database
-from mailhaul.adapters.db.runs import RunRecord, RunStore
+from mailhaul.adapters.db.runs import RunRecord
 from mailhaul.adapters.db.status import (
     AccountRow,
     AccountScope,
@@ -24,11 +20,8 @@ from mailhaul.adapters.db.status import (
 from mailhaul.adapters.db.workers import ALIVE_WITHIN
 from mailhaul.domain.errors import NotFound
 
-logger = logging.getLogger(__name__)
-
 # A scheduler process whose heartbeat is older than this is counted as gone.
 WORKER_STALE_AFTER = ALIVE_WITHIN
-DAY = 86400.0
 
 
 @dataclass(frozen=True)
@@ -335,18 +328,3 @@ def status_dict(report: StatusReport) -> dict[str, Any]:
         },
         "accounts": accounts,
     }
-
-
-def prune_runs(db: Database, runs: RunStore, keep_days: int, now: float | None = None) -> int:
-    """Delete runs older than ``keep_days`` (0 or less keeps everything); how many went.
-
-    Each account's newest finished run stays, whatever its age.
-    """
-    if keep_days <= 0:
-        return 0
-    now = time.time() if now is None else now
-    with db.begin() as conn:
-        pruned = runs.prune(conn, now - keep_days * DAY)
-    if pruned:
-        logger.info("pruned %d run(s) older than %d day(s)", pruned, keep_days)
-    return pruned

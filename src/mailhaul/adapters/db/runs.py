@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from mailhaul.adapters.db.tables import runs
+from mailhaul.domain.scheduling import RunResult
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class RunRecord:
     trigger: str
     started_at: float
     finished_at: float | None
-    result: str
+    result: RunResult
     fetched: int
     bytes: int
     deleted: int
@@ -37,7 +38,7 @@ def run_record(row: Any) -> RunRecord:
         trigger=row.trigger,
         started_at=row.started_at,
         finished_at=row.finished_at,
-        result=row.result,
+        result=RunResult(row.result),
         fetched=row.fetched,
         bytes=row.bytes,
         deleted=row.deleted,
@@ -54,7 +55,11 @@ class RunStore:
         """Open a run (result ``running``)."""
         result = conn.execute(
             insert(runs).values(
-                account_id=account_id, trigger=trigger, started_at=now, result="running", log=""
+                account_id=account_id,
+                trigger=trigger,
+                started_at=now,
+                result=RunResult.RUNNING,
+                log="",
             )
         )
         key = result.inserted_primary_key
@@ -65,7 +70,7 @@ class RunStore:
         """Close runs a dead process left ``running``; returns how many."""
         result = conn.execute(
             update(runs)
-            .where(runs.c.account_id == account_id, runs.c.result == "running")
+            .where(runs.c.account_id == account_id, runs.c.result == RunResult.RUNNING)
             .values(
                 result="interrupted",
                 finished_at=now,
@@ -112,14 +117,14 @@ class RunStore:
         """
         newest = (
             select(func.max(runs.c.id))
-            .where(runs.c.result != "running")
+            .where(runs.c.result != RunResult.RUNNING)
             .group_by(runs.c.account_id)
             .scalar_subquery()
         )
         result = conn.execute(
             delete(runs).where(
                 runs.c.started_at < older_than,
-                runs.c.result != "running",
+                runs.c.result != RunResult.RUNNING,
                 runs.c.id.not_in(newest),
             )
         )

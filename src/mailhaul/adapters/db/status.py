@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Connection, Row, Select, and_, case, func,
 
 from mailhaul.adapters.db.runs import RunRecord, run_record
 from mailhaul.adapters.db.tables import accounts, runs, workers
+from mailhaul.domain.scheduling import RunResult
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,7 @@ class StatusStore:
 
     def last_runs(self, conn: Connection, ids: Sequence[int] | None = None) -> dict[int, RunRecord]:
         """Each account's newest finished run (not ``running``), keyed by account id."""
-        latest = select(func.max(runs.c.id).label("id")).where(runs.c.result != "running")
+        latest = select(func.max(runs.c.id).label("id")).where(runs.c.result != RunResult.RUNNING)
         if ids is not None:
             latest = latest.where(runs.c.account_id.in_(list(ids)))
         latest_ids = latest.group_by(runs.c.account_id).subquery()
@@ -271,7 +272,7 @@ class StatusStore:
         """The log of the account's newest finished run, or None."""
         query = (
             select(runs.c.log)
-            .where(runs.c.account_id == account_id, runs.c.result != "running")
+            .where(runs.c.account_id == account_id, runs.c.result != RunResult.RUNNING)
             .order_by(runs.c.id.desc())
             .limit(1)
         )

@@ -173,7 +173,7 @@ class SmtpClient:
                     (self.address.host, self.address.port), timeout=self.timeout
                 )
                 # Commands are small writes followed by a wait for the reply: without this,
-                # Nagle's algorithm and the server's delayed ACK cost ~40 ms per message.
+                # Nagle's algorithm and the server's delayed ACK add a wait per message.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
             raise self._fail("cannot connect", exc) from exc

@@ -180,8 +180,8 @@ class ImapSource:
 
     def folder_state(self, folder: str) -> FolderState | None:
         """``STATUS folder (UIDVALIDITY UIDNEXT MESSAGES UNSEEN)``: a fraction of the cost of
-        SELECT and a listing (Dovecot: 0.3 ms against 4 ms for 2,000 messages). None if the
-        server does not answer it in full; SELECT then says what is wrong, if anything."""
+        SELECT and a listing (figures: bench/README.md, "Figures behind the code"). None if
+        the server does not answer it in full; SELECT then says what is wrong, if anything."""
         encoded = _encoded_folder(folder, self._utf8)
         conn = self._conn
         conn.drain()
