@@ -19,29 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from support import cli as support_cli
+
 MAILHAUL = [sys.executable, "-m", "mailhaul"]
 ADD = ("account", "add", "--owner", "a@example.org", "--host", "mail.example.net")
 ADD_TAIL = ("--username", "u", "--password-stdin")
 
 
-class Cli:
-    """`mailhaul` with a home of its own (MAILHAUL_* of the calling shell left out)."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("MAILHAUL_")}
-        self.env = {**inherited, "MAILHAUL_HOME": str(home), "COLUMNS": "200"}
-
-    def __call__(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*MAILHAUL, *args],
-            env=self.env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+class Cli(support_cli.Cli):
+    """The CLI with the account these tests add."""
 
     def add(self, *extra: str) -> subprocess.CompletedProcess[str]:
         return self(*ADD, *extra, *ADD_TAIL, stdin="pw\n")
@@ -50,10 +36,6 @@ class Cli:
         listed = self("account", "list", "--json")
         assert listed.returncode == 0, listed.stderr
         return len(json.loads(listed.stdout))
-
-    @property
-    def database(self) -> Path:
-        return self.home / "mailhaul.db"
 
 
 @pytest.fixture

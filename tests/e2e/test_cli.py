@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,37 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from support.cli import Cli
 from support.dovecot import Mailbox
 
 MAILHAUL = [sys.executable, "-m", "mailhaul"]
 
 
-class Cli:
-    """Runs `mailhaul` with a home of its own."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.env = {
-            **os.environ,
-            "MAILHAUL_HOME": str(home),
-            "MAILHAUL_WEB_LISTEN": "127.0.0.1:0",  # serve's metrics on a free port
-        }
-
-    def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*MAILHAUL, *args],
-            env=self.env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
-    cli = Cli(tmp_path / "mh")
+    cli = Cli(tmp_path / "mh", MAILHAUL_WEB_LISTEN="127.0.0.1:0")  # serve's metrics: a free port
     assert cli("init").returncode == 0
     return cli
 

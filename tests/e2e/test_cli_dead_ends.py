@@ -7,38 +7,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from support import cli as support_cli
 from support.processes import ServeProcess
 
 PAUSE = "5 login failures in a row"
 
 
-class Cli:
-    """`mailhaul` with a home of its own (MAILHAUL_* of the calling shell left out)."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("MAILHAUL_")}
-        self.env = {**inherited, "MAILHAUL_HOME": str(home), "MAILHAUL_WEB_LISTEN": ""}
-
-    def __call__(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "mailhaul", *args],
-            env=self.env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+class Cli(support_cli.Cli):
+    """The CLI with an account on a closed port, and its rows straight in the database."""
 
     def add(self, *extra: str) -> int:
         """An account on a closed local port (its polls fail at once); its id."""
@@ -54,7 +37,7 @@ class Cli:
     def set(self, account_id: int, **values: object) -> None:
         """Columns of an account row, straight in the database."""
         columns = ", ".join(f"{name} = ?" for name in values)
-        with contextlib.closing(sqlite3.connect(self.home / "mailhaul.db")) as conn, conn:
+        with contextlib.closing(sqlite3.connect(self.database)) as conn, conn:
             conn.execute(
                 f"UPDATE accounts SET {columns} WHERE id = ?",  # noqa: S608 (names from the test)
                 [*values.values(), account_id],
@@ -68,7 +51,7 @@ class Cli:
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
-    cli = Cli(tmp_path / "mh")
+    cli = Cli(tmp_path / "mh", MAILHAUL_WEB_LISTEN="")
     made = cli("init")
     assert made.returncode == 0, made.stderr
     return cli

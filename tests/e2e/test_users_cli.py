@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -15,32 +13,17 @@ import pytest
 
 from mailhaul.bootstrap import App
 from mailhaul.settings import load_settings
+from support import cli as support_cli
 from support.processes import ServeProcess
 
 MAILHAUL = [sys.executable, "-m", "mailhaul"]
 HASH = re.compile(r"\$argon2|password_hash")
 
 
-class Cli:
-    """Runs `mailhaul` with a home of its own."""
+class Cli(support_cli.Cli):
+    """The CLI, its outputs checked for password hashes."""
 
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("MAILHAUL_")}
-        self.env = {**inherited, "MAILHAUL_HOME": str(home), "COLUMNS": "200"}
-
-    def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*MAILHAUL, *args],
-            env=self.env,
-            input=stdin if stdin is not None else "",
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    def ok(self, *args: str, stdin: str | None = None) -> str:
+    def ok(self, *args: str, stdin: str = "") -> str:
         result = self(*args, stdin=stdin)
         assert result.returncode == 0, result.stderr
         assert not HASH.search(result.stdout + result.stderr)
