@@ -35,6 +35,7 @@ from mailhaul.settings_keys import DEFAULT_TOML, DeliverySettings, InvalidSettin
 if TYPE_CHECKING:
     from mailhaul.adapters.passwords import PasswordHashes
     from mailhaul.services.account_access import AccountAccess
+    from mailhaul.services.oauth_providers import OAuthProviderService
     from mailhaul.services.settings_admin import SettingsAdmin
     from mailhaul.services.status import StatusService
     from mailhaul.services.users import UserService
@@ -145,6 +146,14 @@ class App:
     def accounts(self) -> AccountService:
         """Account use cases."""
         return AccountService(self.db, self.account_store, self.run_store, self.secret_box)
+
+    @cached_property
+    def oauth_providers(self) -> OAuthProviderService:
+        """The OAuth2 providers an admin registers (Authlib and httpx: imported when used)."""
+        from mailhaul.adapters.db.oauth_providers import OAuthProviderStore
+        from mailhaul.services.oauth_providers import OAuthProviderService
+
+        return OAuthProviderService(self.db, OAuthProviderStore(), self.secret_box)
 
     @cached_property
     def password_hashes(self) -> PasswordHashes:

@@ -128,7 +128,7 @@ def test_key_rotation_keeps_accounts_working(cli: Cli, mailbox: Mailbox):
     old_key = (cli.home / "keys").read_text().split()[0]
     rotated = cli("key", "rotate")
     assert rotated.returncode == 0, rotated.stderr
-    assert "1 password(s) re-encrypted" in rotated.stdout
+    assert "1 secret(s) re-encrypted" in rotated.stdout
     keys = (cli.home / "keys").read_text().splitlines()
     assert len(keys) == 1
     assert not keys[0].startswith(old_key)

@@ -28,6 +28,9 @@ def empty_db(empty_database_url: str) -> Iterator[Database]:
 def _create_pre_issue4_schema(conn: Connection) -> None:
     """The schema `create_all` made before migrations and before issue 4's additions."""
     metadata.create_all(conn)
+    for name in ("auth_method", "oauth_provider_id", "oauth_tokens_enc", "sign_in_problem"):
+        conn.execute(text(f"ALTER TABLE accounts DROP COLUMN {name}"))  # 0007
+    conn.execute(text("DROP TABLE oauth_providers"))  # 0007
     conn.execute(text("ALTER TABLE accounts DROP COLUMN fetch_requested_by"))  # 0006
     conn.execute(text("ALTER TABLE folders DROP COLUMN quiet"))  # 0004
     for name in ("settings", "api_keys", "sessions", "users"):  # issue 5

@@ -19,6 +19,7 @@ from mailhaul.cli import COMMANDS, app
 
 NEVER = ("typer", "pydantic")  # not dependencies of the command line at all
 HEAVY = ("sqlalchemy", "rich", "argon2", "mailhaul.importers", "mailhaul.web", "alembic")
+OAUTH = ("authlib", "httpx")  # only where an account signs in with OAuth2
 
 
 def modules_imported(home: Path, *args: str, stdin: str = "") -> tuple[set[str], str]:
@@ -46,7 +47,7 @@ def loaded(modules: set[str], package: str) -> list[str]:
 def test_version_loads_no_application_code(tmp_path: Path):
     modules, out = modules_imported(tmp_path, "--version")
     assert out == f"mailhaul {__version__}\n"
-    for package in (*NEVER, *HEAVY, "mailhaul.bootstrap", "mailhaul.settings"):
+    for package in (*NEVER, *HEAVY, *OAUTH, "mailhaul.bootstrap", "mailhaul.settings"):
         assert not loaded(modules, package), package
 
 
@@ -78,7 +79,15 @@ def test_fetch_loads_neither_importers_nor_password_hashing_nor_tables(home: Pat
     modules, out = modules_imported(home, "fetch", "1")
     assert out.startswith("account 1: error: cannot connect")  # it did poll
     assert loaded(modules, "mailhaul.services.polling")
-    for package in (*NEVER, "rich", "argon2", "mailhaul.importers", "mailhaul.web", "alembic"):
+    for package in (
+        *NEVER,
+        *OAUTH,
+        "rich",
+        "argon2",
+        "mailhaul.importers",
+        "mailhaul.web",
+        "alembic",
+    ):
         assert not loaded(modules, package), package
     assert not loaded(modules, "mailhaul.services.users")
     assert not loaded(modules, "mailhaul.services.importing")
@@ -87,7 +96,7 @@ def test_fetch_loads_neither_importers_nor_password_hashing_nor_tables(home: Pat
 def test_account_list_json_loads_no_tables(home: Path):
     modules, out = modules_imported(home, "account", "list", "--json")
     assert '"id": 1' in out
-    for package in (*NEVER, "rich", "argon2", "mailhaul.importers", "mailhaul.web"):
+    for package in (*NEVER, *OAUTH, "rich", "argon2", "mailhaul.importers", "mailhaul.web"):
         assert not loaded(modules, package), package
 
 

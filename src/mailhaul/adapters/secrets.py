@@ -1,8 +1,10 @@
-"""Source passwords encrypted at rest: AES-256-GCM bound to the account row, with key ids.
+"""Secrets encrypted at rest (source passwords, OAuth2 tokens, OAuth client secrets):
+AES-256-GCM bound to their row and purpose, with key ids.
 
 The key file (mode 0600, outside the database) holds one key per line, ``<id> <base64>``;
 the last line is the current key. A ciphertext is ``v1.<key id>.<base64(nonce|ct)>`` and
-its associated data names the account, so a ciphertext copied to another row fails.
+its associated data names the purpose and the row, so a ciphertext copied to another row,
+or from a password column to a token column, fails.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+from enum import StrEnum
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -20,8 +23,23 @@ from mailhaul.domain.errors import ConfigError
 _VERSION = "v1"
 
 
-def _aad(account_id: int) -> bytes:
-    return f"mailhaul/account-password/{account_id}".encode()
+class Purpose(StrEnum):
+    """What a ciphertext holds, and so which row id it is bound to."""
+
+    ACCOUNT_PASSWORD = "account-password"  # noqa: S105 (a name); bound to the account id
+    ACCOUNT_TOKENS = "account-oauth-tokens"  # bound to the account id
+    CLIENT_SECRET = "oauth-client-secret"  # noqa: S105 (bound to the provider id)
+
+
+_NOUNS = {
+    Purpose.ACCOUNT_PASSWORD: ("account", "password"),
+    Purpose.ACCOUNT_TOKENS: ("account", "OAuth2 tokens"),
+    Purpose.CLIENT_SECRET: ("OAuth provider", "client secret"),
+}
+
+
+def _aad(row_id: int, purpose: Purpose) -> bytes:
+    return f"mailhaul/{purpose}/{row_id}".encode()
 
 
 class SecretBox:
@@ -59,29 +77,33 @@ class SecretBox:
         """The id of the key new ciphertexts use."""
         return next(reversed(self._keys))
 
-    def encrypt(self, plaintext: str, account_id: int) -> str:
-        """Encrypt a password for one account row."""
+    def encrypt(
+        self, plaintext: str, row_id: int, purpose: Purpose = Purpose.ACCOUNT_PASSWORD
+    ) -> str:
+        """Encrypt a secret for one row (an account's password unless ``purpose`` says)."""
         key_id = self.current_key_id
         nonce = os.urandom(12)
-        sealed = AESGCM(self._keys[key_id]).encrypt(nonce, plaintext.encode(), _aad(account_id))
+        aad = _aad(row_id, purpose)
+        sealed = AESGCM(self._keys[key_id]).encrypt(nonce, plaintext.encode(), aad)
         return f"{_VERSION}.{key_id}.{base64.b64encode(nonce + sealed).decode()}"
 
-    def decrypt(self, token: str, account_id: int) -> str:
-        """Decrypt a password; a wrong key, row or tampered text is a ConfigError."""
+    def decrypt(self, token: str, row_id: int, purpose: Purpose = Purpose.ACCOUNT_PASSWORD) -> str:
+        """Decrypt a secret; a wrong key, row, purpose or tampered text is a ConfigError."""
+        row, noun = _NOUNS[purpose]
         try:
             version, key_id, body = token.split(".")
             raw = base64.b64decode(body, validate=True)
         except ValueError:
-            raise ConfigError(f"account {account_id}: stored password is malformed") from None
+            raise ConfigError(f"{row} {row_id}: stored {noun} is malformed") from None
         if version != _VERSION or key_id not in self._keys:
             raise ConfigError(
-                f"account {account_id}: password was encrypted with key {key_id!r}, "
+                f"{row} {row_id}: {noun} was encrypted with key {key_id!r}, "
                 f"which is not in {self.key_file}"
             )
         try:
-            plain = AESGCM(self._keys[key_id]).decrypt(raw[:12], raw[12:], _aad(account_id))
+            plain = AESGCM(self._keys[key_id]).decrypt(raw[:12], raw[12:], _aad(row_id, purpose))
         except InvalidTag:
-            raise ConfigError(f"account {account_id}: stored password fails its check") from None
+            raise ConfigError(f"{row} {row_id}: stored {noun} fails its check") from None
         return plain.decode()
 
     def key_id_of(self, token: str) -> str:

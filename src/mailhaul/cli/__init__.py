@@ -70,7 +70,14 @@ COMMANDS = {
         "mailhaul.cli.settings_cmd:app",
         "Show and change the settings an admin may edit (also in the web UI).",
     ),
-    "key": ("mailhaul.cli.key_cmd:app", "Manage the key that encrypts stored passwords."),
+    "oauth": (
+        "mailhaul.cli.oauth_cmd:app",
+        "Manage the OAuth2 providers accounts sign in through.",
+    ),
+    "key": (
+        "mailhaul.cli.key_cmd:app",
+        "Manage the key that encrypts stored passwords and OAuth secrets.",
+    ),
 }
 
 

@@ -17,6 +17,9 @@ MailhaulError
 │   ├── TemporaryDeliveryError  disk full, backend down: message stays, run stops
 │   ├── PermanentDeliveryError  the backend refused this message for good
 │   └── DestinationMissing      the backend says the destination mailbox does not exist
+├── OAuthError               the OAuth2 authorization server's side of a sign-in failed
+│   ├── SignInNeeded         the grant is gone (revoked, expired): the user connects again
+│   └── TokenEndpointDown    the token endpoint is unreachable or failing: retry later
 ├── NotFound                 no such account (or other record)
 ├── StorageError             the database cannot be read or written
 │   └── DatabaseUnusable     not a database, damaged, or read-only: fix it and retry
@@ -115,6 +118,20 @@ class DestinationMissing(DeliveryError):
     """Raised when the backend says the destination mailbox does not exist."""
 
 
+class OAuthError(MailhaulError):
+    """Raised when getting or refreshing an OAuth2 token fails."""
+
+
+class SignInNeeded(OAuthError):
+    """Raised when the authorization server refuses the grant for good (``invalid_grant``:
+    revoked, password changed, expired): nothing is fetched until the user connects again."""
+
+
+class TokenEndpointDown(OAuthError):
+    """Raised when the token endpoint cannot be reached or answers with a server error; the
+    next run retries."""
+
+
 class AccountBusy(MailhaulError):
     """Raised when another run already holds the account's lease."""
 
@@ -123,6 +140,7 @@ class ErrorKind(StrEnum):
     """What kind of failure ended a poll (a metrics label, and the API's ``error_kind``)."""
 
     AUTH = "auth"
+    SIGN_IN = "sign_in"
     TLS = "tls"
     NETWORK = "network"
     PROTOCOL = "protocol"
@@ -135,6 +153,9 @@ class ErrorKind(StrEnum):
 
 _KINDS: tuple[tuple[type[BaseException], ErrorKind], ...] = (
     (AuthenticationFailed, ErrorKind.AUTH),
+    (SignInNeeded, ErrorKind.SIGN_IN),
+    (TokenEndpointDown, ErrorKind.NETWORK),
+    (OAuthError, ErrorKind.CONFIG),  # the provider's registration: client id, secret, scope
     (TlsFailure, ErrorKind.TLS),
     (TransientSourceError, ErrorKind.NETWORK),
     (SourceError, ErrorKind.PROTOCOL),  # ProtocolViolation, UnsupportedByServer, the rest

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
+from mailhaul.adapters.db.oauth_providers import OAuthProviderStore
 from mailhaul.adapters.db.records import MessageRecords, RefusedRecord
 from mailhaul.adapters.db.runs import RunRecord, RunStore
 from mailhaul.adapters.db.workers import WorkerStore
-from mailhaul.adapters.secrets import SecretBox
+from mailhaul.adapters.secrets import Purpose, SecretBox
 from mailhaul.domain.account import Account, AccountSpec, Trigger
 from mailhaul.domain.validation import FieldError, check_password, password_needed, validated_spec
 
@@ -151,21 +152,28 @@ class AccountService:
             return WorkerStore().alive(conn, time.time())
 
     def rotate_key(self) -> tuple[str, int, list[str]]:
-        """Add a new key, re-encrypt every password with it, then drop the old keys.
+        """Add a new key, re-encrypt every stored secret with it (passwords, OAuth client
+        secrets), then drop the old keys.
 
         The new key is written before the database changes and old keys are dropped only
-        after the commit, so a crash at any point leaves every password decryptable.
-        Returns (new key id, passwords re-encrypted, dropped key ids).
+        after the commit, so a crash at any point leaves every secret decryptable.
+        Returns (new key id, secrets re-encrypted, dropped key ids).
         """
-        new_id = self.secret_box.add_key()
+        box = self.secret_box
+        new_id = box.add_key()
+        providers = OAuthProviderStore()
         with self.db.begin() as conn:
             tokens = self.accounts.all_password_tokens(conn)
             for account_id, token in tokens:
                 if not token:
                     continue
-                plain = self.secret_box.decrypt(token, account_id)
-                self.accounts.set_password(
-                    conn, account_id, self.secret_box.encrypt(plain, account_id)
+                plain = box.decrypt(token, account_id)
+                self.accounts.set_password(conn, account_id, box.encrypt(plain, account_id))
+            secrets = providers.all_secrets(conn)
+            for provider_id, sealed in secrets:
+                plain = box.decrypt(sealed, provider_id, Purpose.CLIENT_SECRET)
+                providers.set_secret(
+                    conn, provider_id, box.encrypt(plain, provider_id, Purpose.CLIENT_SECRET)
                 )
-        dropped = self.secret_box.drop_keys_except_current()
-        return new_id, len(tokens), dropped
+        dropped = box.drop_keys_except_current()
+        return new_id, len(tokens) + len(secrets), dropped

@@ -25,10 +25,20 @@ MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 # columns and tables of issue 4, which `_bring_to_baseline` adds when they are missing).
 BASELINE = "0001"
 # What revisions after the baseline add: a pre-migrations home gets them from those revisions.
-_AFTER_BASELINE_TABLES = frozenset({"users", "sessions", "api_keys", "settings"})  # 0002, 0003
-# columns added by revisions after the baseline: 0002, 0004, 0006
+_AFTER_BASELINE_TABLES = frozenset(
+    {"users", "sessions", "api_keys", "settings", "oauth_providers"}  # 0002, 0003, 0007
+)
+# columns added by revisions after the baseline: 0002, 0004, 0006, 0007
 _AFTER_BASELINE = frozenset(
-    {("accounts", "owner_domain"), ("folders", "quiet"), ("accounts", "fetch_requested_by")}
+    {
+        ("accounts", "owner_domain"),
+        ("folders", "quiet"),
+        ("accounts", "fetch_requested_by"),
+        ("accounts", "auth_method"),
+        ("accounts", "oauth_provider_id"),
+        ("accounts", "oauth_tokens_enc"),
+        ("accounts", "sign_in_problem"),
+    }
 )
 _AFTER_BASELINE_INDEXES = frozenset({"ix_accounts_owner"})  # 0002
 VERSION_TABLE = "alembic_version"

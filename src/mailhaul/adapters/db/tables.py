@@ -59,10 +59,38 @@ accounts = Table(
     Column("fetch_requested_by", String(16)),
     # set after too many login failures in a row; cleared by editing or enabling
     Column("paused_reason", Text),
+    # sign-in: "password" (password_enc) or "oauth2" (a provider and the tokens it gave)
+    Column("auth_method", String(16), nullable=False, server_default="password"),
+    # the provider's row (no foreign key: the service refuses to delete one in use)
+    Column("oauth_provider_id", Integer),
+    Column("oauth_tokens_enc", Text, nullable=False, server_default=""),  # JSON, encrypted
+    # why the provider refused the grant for good ("sign-in needed"); cleared by connecting
+    Column("sign_in_problem", Text),
 )
 Index("ix_accounts_due", accounts.c.active, accounts.c.next_poll_at)
 Index("ix_accounts_host", accounts.c.host)
 Index("ix_accounts_owner", accounts.c.owner_domain, accounts.c.owner)
+
+# OAuth2 clients registered by an admin; accounts signing in with OAuth2 name one.
+oauth_providers = Table(
+    "oauth_providers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("preset", String(16)),  # google, microsoft; NULL: endpoints given
+    Column("grant", String(32), nullable=False),  # user, client-credentials
+    Column("client_id", String(512), nullable=False),
+    Column("client_secret_enc", Text, nullable=False, default=""),  # encrypted; "" = public
+    Column("authorize_url", Text, nullable=False, default=""),
+    Column("token_url", Text, nullable=False),
+    Column("device_url", Text, nullable=False, default=""),
+    Column("revoke_url", Text, nullable=False, default=""),
+    Column("scope", Text, nullable=False),
+    Column("tenant", String(255), nullable=False, default=""),
+    Column("issuer", Text, nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
 
 # What was retrieved: one row per source message mailhaul delivered, refused or is
 # delivering (pending). Keyed per folder and UIDVALIDITY (0 on POP3).
