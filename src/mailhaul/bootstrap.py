@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from mailhaul.services.account_access import AccountAccess
     from mailhaul.services.oauth_providers import OAuthProviderService
     from mailhaul.services.settings_admin import SettingsAdmin
+    from mailhaul.services.sign_in import SignIn
     from mailhaul.services.status import StatusService
     from mailhaul.services.users import UserService
 
@@ -154,6 +155,13 @@ class App:
         from mailhaul.services.oauth_providers import OAuthProviderService
 
         return OAuthProviderService(self.db, OAuthProviderStore(), self.secret_box)
+
+    @cached_property
+    def sign_in(self) -> SignIn:
+        """Credentials for polls: passwords, or OAuth2 access tokens kept fresh."""
+        from mailhaul.services.sign_in import SignIn
+
+        return SignIn(self.db, self.secret_box, lambda pid: self.oauth_providers.endpoint(pid))
 
     @cached_property
     def password_hashes(self) -> PasswordHashes:
@@ -278,7 +286,7 @@ class App:
             accounts=self.account_store,
             records=MessageRecords(),
             runs=self.run_store,
-            secret_box=self.secret_box,
+            sign_in=self.sign_in,
             sink=self.sink,
             open_source=self.open_source,
             timeout=self.settings.timeout,

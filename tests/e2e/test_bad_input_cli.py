@@ -64,6 +64,18 @@ def test_a_valid_account_is_added_so_the_refusals_below_mean_something(cli: Cli)
     assert (shown["port"], shown["max_size"], shown["interval"]) == (65535, 1, 10)
 
 
+def test_max_size_takes_units_as_the_web_form_does(cli: Cli):
+    added = cli.add("--max-size", "10M")
+    assert added.returncode == 0, added.stderr
+    shown = json.loads(cli("account", "show", added.stdout.strip(), "--json").stdout)
+    assert shown["max_size"] == 10 * 1024 * 1024
+    edited = cli("account", "edit", added.stdout.strip(), "--max-size", "512k", "--json")
+    assert json.loads(edited.stdout)["max_size"] == 512 * 1024
+    refused = cli("account", "edit", added.stdout.strip(), "--max-size", "10X")
+    assert refused.returncode == 2
+    assert "must be a number of bytes, or like 100M, 512K, 1G" in refused.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [

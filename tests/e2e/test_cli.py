@@ -142,7 +142,8 @@ def test_edit_disable_enable_delete(cli: Cli, mailbox: Mailbox):
     assert edited.returncode == 0, edited.stderr
     data = json.loads(edited.stdout)
     assert (data["keep"], data["interval"]) == (True, 600)
-    assert "password" not in edited.stdout.lower()
+    assert "password" not in data and mailbox.password not in edited.stdout
+    assert data["sign_in"] == "password"  # how it signs in, not the password itself
     assert cli("account", "disable", str(account_id)).returncode == 0
     assert json.loads(cli("account", "show", str(account_id), "--json").stdout)["active"] is False
     assert json.loads(cli("fetch", "--all", "--json").stdout) == []  # inactive: not polled

@@ -105,6 +105,7 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("POST", ACCOUNT + "/test"): RouteCase(Access.USER, "account", 200),
     ("POST", ACCOUNT + "/enable"): RouteCase(Access.USER, "account", 200),
     ("POST", ACCOUNT + "/disable"): RouteCase(Access.USER, "account", 200),
+    ("POST", ACCOUNT + "/resume"): RouteCase(Access.USER, "account", 200),
     ("POST", ACCOUNT + "/fetch"): RouteCase(Access.USER, "account", 202),
     ("GET", ACCOUNT + "/runs"): RouteCase(Access.USER, "account", 200),
     ("GET", ACCOUNT + "/log"): RouteCase(Access.USER, "account", 200),

@@ -318,6 +318,22 @@ def test_fetch_now_of_a_paused_account_is_refused_and_enable_resumes_it(panel: P
     assert panel.app.accounts.get(account_id).fetch_requested_at is None
     enabled = api.post(f"/accounts/{account_id}/enable").json()
     assert enabled["paused_reason"] is None and enabled["state"] != "paused"
+
+
+def test_resume_polls_a_paused_account_again(panel: Panel):
+    api = panel.api(panel.user)
+    account_id = api.post("/accounts", public_account()).json()["id"]
+    with panel.app.db.begin() as conn:
+        paused = update(accounts).where(accounts.c.id == account_id)
+        conn.execute(paused.values(paused_reason="5 login failures in a row"))
+    assert api.get(f"/accounts/{account_id}").json()["state"] == "paused"  # the control
+    resumed = api.post(f"/accounts/{account_id}/resume")
+    assert resumed.status_code == 200, resumed.text
+    body = resumed.json()
+    assert body["paused_reason"] is None and body["state"] != "paused"
+    assert body["active"] is True
+    assert api.post(f"/accounts/{account_id}/fetch").status_code == 202
+    assert panel.api(panel.other_user).post(f"/accounts/{account_id}/resume").status_code == 404
     assert api.post(f"/accounts/{account_id}/fetch").status_code == 202
     with panel.app.db.begin() as conn:
         asked = panel.app.account_store.take_triggers(conn, [account_id])

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 
 import click
 
-from mailhaul.cli.base import EnumChoice, Group
+from mailhaul.cli.account_connect import connect
+from mailhaul.cli.base import EnumChoice, Group, Size
 from mailhaul.cli.context import errors_to_exit, fail, read_password_stdin, state
 from mailhaul.cli.output import account_dict, print_json, print_table
-from mailhaul.domain.options import Protocol, RetrievalOptions, Security, default_port
+from mailhaul.domain.options import (
+    Protocol,
+    RetrievalOptions,
+    Security,
+    SignInMethod,
+    default_port,
+)
 
 app = Group("account", help="Manage the remote POP3/IMAP accounts mailhaul polls.")
 
@@ -76,11 +84,21 @@ def _check_numbers(port: int | None, max_size: int | None) -> None:
 @click.option("--interval", type=int, help="Seconds between polls.")
 @click.option(
     "--max-size",
-    type=int,
-    help="Leave messages larger than this (bytes, 1 to 2^40) on the server. "
-    "Default: poll.max_size.",
+    type=Size(),
+    help="Leave messages larger than this on the server: bytes, or 10M, 512K, 1G (1 byte "
+    "to 1 TiB). Default: poll.max_size.",
 )
 @click.option("--inactive", is_flag=True, help="Add it switched off.")
+@click.option(
+    "--auth",
+    type=EnumChoice(SignInMethod),
+    default="password",
+    help="password, or oauth2 (with --oauth-provider; no password: connect it after).",
+)
+@click.option(
+    "--oauth-provider",
+    help="With --auth oauth2: the provider's name (see `mailhaul oauth provider list`).",
+)
 @json_option
 @click.pass_context
 def add(
@@ -103,19 +121,29 @@ def add(
     interval: int | None,
     max_size: int | None,
     inactive: bool,
+    auth: SignInMethod,
+    oauth_provider: str | None,
     json_out: bool,
 ) -> None:
     """Add an account; prints its id (or, with --json, the account)."""
     from mailhaul.domain.account import AccountSpec
 
     _refuse_password_flag(password)
-    if not password_stdin:
+    oauth = auth is SignInMethod.OAUTH2
+    if oauth and password_stdin:
+        fail("an account signing in with OAuth2 has no password: leave out --password-stdin")
+    if oauth and not oauth_provider:
+        fail("--auth oauth2 needs --oauth-provider NAME (see `mailhaul oauth provider list`)")
+    if oauth_provider and not oauth:
+        fail("--oauth-provider goes with --auth oauth2")
+    if not oauth and not password_stdin:
         fail("the account needs a password: pipe it in with --password-stdin")
     cli = state(ctx)
     with errors_to_exit():
         _check_numbers(port, max_size)
         app_ = cli.app()
         settings = app_.settings
+        provider_id = app_.oauth_providers.get(oauth_provider).id if oauth_provider else None
         spec = AccountSpec(
             owner=owner,
             protocol=protocol,
@@ -135,12 +163,16 @@ def add(
             deliver_to=deliver_to or "",
             interval=settings.interval if interval is None else interval,
             active=not inactive,
+            sign_in=auth,
+            oauth_provider_id=provider_id,
         )
-        account = app_.accounts.add(spec, read_password_stdin())
+        account = app_.accounts.add(spec, None if oauth else read_password_stdin())
     if json_out:
         print_json(account_dict(account))
     else:
         print(account.id)
+    if account.sign_in_problem is not None:
+        sys.stderr.write(f"connect it to sign in: mailhaul account connect {account.id}\n")
 
 
 @app.command("list")
@@ -198,7 +230,7 @@ def show(ctx: click.Context, account_id: int, json_out: bool) -> None:
 @click.option("--flush/--no-flush", default=None)
 @click.option("--deliver-to", help="'' to deliver to the owner.")
 @click.option("--interval", type=int)
-@click.option("--max-size", type=int)
+@click.option("--max-size", type=Size(), help="Bytes, or 10M, 512K, 1G.")
 @json_option
 @click.pass_context
 def edit(
@@ -312,3 +344,6 @@ def resume(ctx: click.Context, account_id: int) -> None:
 def disable(ctx: click.Context, account_id: int) -> None:
     """Switch polling off."""
     _set_active(ctx, account_id, False)
+
+
+app.add_command(connect)  # `account connect` (OAuth2) lives in its own module

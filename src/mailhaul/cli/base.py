@@ -88,3 +88,25 @@ class EnumChoice(click.Choice[str]):
         if isinstance(value, self.enum_type):
             return value
         return self.enum_type(super().convert(value, param, ctx))
+
+
+class Size(click.ParamType[int]):
+    """A size in bytes, or with a unit as the web form takes it: ``10M``, ``512K``, ``1G``.
+    Plain numbers pass through as typed (the services check the range)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        from mailhaul.domain.validation import FieldError, parse_size
+
+        try:
+            return parse_size(text)
+        except FieldError as exc:
+            self.fail(str(exc), param, ctx)

@@ -116,15 +116,8 @@ def _through_service(app: App, account_ids: list[int], timeout: float) -> list[R
 def _fetch_through_service(app: App, account_ids: list[int], json_out: bool) -> int:
     """Queue the accounts the running service may poll and wait for their runs; a disabled
     or paused one is answered at once, in the words of the web UI."""
-    from mailhaul.services.polling import RunSummary
 
-    statuses = {status.id: status for status in app.status.accounts(account_ids)}
-    blocked: dict[int, RunSummary] = {}
-    for account_id in account_ids:
-        reason = statuses[account_id].fetch_blocked
-        if reason is not None:
-            result = PollResult.PAUSED if statuses[account_id].active else PollResult.DISABLED
-            blocked[account_id] = RunSummary(account_id, None, result, error=reason)
+    blocked = _blocked(app, account_ids)
     asked = [account_id for account_id in account_ids if account_id not in blocked]
     ran: list[RunSummary] = []
     if asked:
@@ -133,6 +126,26 @@ def _fetch_through_service(app: App, account_ids: list[int], json_out: bool) -> 
         ran = _through_service(app, asked, timeout=max(300.0, app.settings.timeout * 5))
     by_id = blocked | {summary.account_id: summary for summary in ran}
     return _report([by_id[account_id] for account_id in account_ids], json_out)
+
+
+def _blocked(app: App, account_ids: list[int], only_sign_in: bool = False) -> dict[int, RunSummary]:
+    """The accounts whose state forbids a fetch, with the reason in the web UI's words
+    (``only_sign_in``: only those waiting for an OAuth2 sign-in, which no poll can help)."""
+    from mailhaul.services.polling import RunSummary
+
+    blocked: dict[int, RunSummary] = {}
+    for status in app.status.accounts(account_ids):
+        reason = status.fetch_blocked
+        if reason is None or (only_sign_in and not status.sign_in_needed):
+            continue
+        if not status.active:
+            result = PollResult.DISABLED
+        elif status.sign_in_needed:
+            result = PollResult.SIGN_IN_NEEDED
+        else:
+            result = PollResult.PAUSED
+        blocked[status.id] = RunSummary(status.id, None, result, error=reason)
+    return blocked
 
 
 def fetch_accounts(
@@ -154,9 +167,15 @@ def fetch_accounts(
     if not here and account_ids and service.workers_alive():
         return _fetch_through_service(app, account_ids, json_out)
     summaries = []
+    blocked = _blocked(app, account_ids, only_sign_in=True)
     progress = _progress() if sys.stderr.isatty() and not json_out else None
     with progress if progress is not None else nullcontext():
         for account_id in account_ids:
+            if account_id in blocked:
+                summaries.append(blocked[account_id])
+                if not json_out:
+                    print(_summary_line(blocked[account_id], str(account_id)))
+                continue
             on_progress = None if progress is None else _Bar(progress, account_id)
             try:
                 summary = app.poller.poll(account_id, trigger=Trigger.CLI, progress=on_progress)
@@ -206,8 +225,8 @@ def _report(summaries: list[RunSummary], json_out: bool, printed: bool = False) 
 
 
 def _exit_code(summaries: list[RunSummary]) -> int:
-    """0 all ran well; else 1 if a run failed, 4 if an account was busy, 5 if disabled or
-    paused (in that order when several)."""
+    """0 all ran well; else 1 if a run failed, 4 if an account was busy, 5 if disabled,
+    paused or waiting for an OAuth2 sign-in (in that order when several)."""
     results = {summary.result for summary in summaries} - {PollResult.OK}
     if not results:
         return EXIT_OK

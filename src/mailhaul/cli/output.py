@@ -77,6 +77,7 @@ def account_dict(account: Account, status: AccountStatus | None = None) -> dict[
         "deliver_to": spec.destination,
         "state": account.state if status is None else status.state,
         "paused_reason": account.paused_reason,
+        "sign_in_problem": account.sign_in_problem,
         "last_run_at": account.last_run_at,
         "last_result": account.last_result,
         "last_error": account.last_error,
@@ -151,7 +152,7 @@ def account_details(account: Account, status: AccountStatus) -> Table:
     for key, value in account_dict(account, status).items():
         if key == "state":
             value = status.state_text
-        elif key == "paused_reason":
+        elif key in ("paused_reason", "sign_in_problem"):
             continue  # in the state's words
         elif key == "next_poll_at" and status.next_run_text is not None:
             value = status.next_run_text

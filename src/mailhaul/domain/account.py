@@ -6,7 +6,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from mailhaul.domain.options import Protocol, RetrievalOptions, Security, SourceEndpoint
+from mailhaul.domain.options import (
+    Protocol,
+    RetrievalOptions,
+    Security,
+    SignInMethod,
+    SourceEndpoint,
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,8 @@ class AccountSpec:
     deliver_to: str = ""
     interval: int = 300
     active: bool = True
+    sign_in: SignInMethod = SignInMethod.PASSWORD
+    oauth_provider_id: int | None = None  # with OAUTH2: the provider's row
 
     @property
     def destination(self) -> str:
@@ -62,6 +70,8 @@ class AccountSpec:
             "deliver_to": self.deliver_to,
             "interval": self.interval,
             "active": self.active,
+            "sign_in": str(self.sign_in),
+            "oauth_provider_id": self.oauth_provider_id,
         }
 
 
@@ -91,6 +101,7 @@ class Account:
     last_error: str | None = None
     paused_reason: str | None = None
     fetch_requested_at: float | None = None
+    sign_in_problem: str | None = None  # OAuth2: why the user has to connect again
 
     def endpoint(self, timeout: float) -> SourceEndpoint:
         """The connection parameters of this account's source."""

@@ -199,6 +199,10 @@ class TokenSet:
         return replace(new, refresh_token=new.refresh_token or self.refresh_token)
 
 
+NOT_CONNECTED = "not connected yet"
+"""The sign-in problem of an OAuth2 account nobody has connected."""
+
+
 class SignInState(StrEnum):
     """Where an OAuth2 account's sign-in stands."""
 

@@ -51,12 +51,21 @@ class SourceEndpoint:
         return f"{scheme}://{self.host}:{self.port}"
 
 
+class SignInMethod(StrEnum):
+    """How an account signs in to its server."""
+
+    PASSWORD = "password"  # noqa: S105 (a name)
+    OAUTH2 = "oauth2"
+
+
 @dataclass(frozen=True)
 class Credentials:
-    """A username and password; the password never appears in repr()."""
+    """A username and a password, or with ``method`` OAUTH2 an access token in ``password``;
+    the secret never appears in repr()."""
 
     username: str
     password: str = field(repr=False)
+    method: SignInMethod = SignInMethod.PASSWORD
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,13 @@ PAUSED_LOGIN = "login failed: check the password"
 
 
 class RunResult(StrEnum):
-    """A run row's result: ``running`` until the run ends ``ok`` or with an ``error``."""
+    """A run row's result: ``running`` until the run ends ``ok`` or with an ``error``;
+    ``interrupted`` when its process stopped first (found by the next run)."""
 
     OK = "ok"
     ERROR = "error"
     RUNNING = "running"
+    INTERRUPTED = "interrupted"
 
 
 class PollResult(StrEnum):
@@ -27,10 +29,11 @@ class PollResult(StrEnum):
     NOT_FOUND = "not found"
     DISABLED = "disabled"
     PAUSED = "paused"
+    SIGN_IN_NEEDED = "sign-in needed"  # OAuth2: not connected, or the grant was refused
     QUEUED = "queued"  # the running service had not polled it within the wait
 
 
-POLL_BLOCKED = frozenset({PollResult.DISABLED, PollResult.PAUSED})
+POLL_BLOCKED = frozenset({PollResult.DISABLED, PollResult.PAUSED, PollResult.SIGN_IN_NEEDED})
 """Results of a poll refused because of the account's state (``mailhaul fetch`` exits 5)."""
 
 

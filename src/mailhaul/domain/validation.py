@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from mailhaul.domain.account import AccountSpec, retargeted
 from mailhaul.domain.addresses import normalise_address
 from mailhaul.domain.errors import ConfigError
-from mailhaul.domain.options import Protocol
+from mailhaul.domain.options import Protocol, SignInMethod
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -119,6 +119,21 @@ def check_port(port: int) -> None:
         raise FieldError("port", f"{port} is not a TCP port (1-65535)")
 
 
+_SIZE = re.compile(r"^(\d{1,15})\s*(?:([kmg])(?:i?b)?|b)?$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_size(raw: str) -> int:
+    """``100M``, ``512K``, ``1G`` or bytes (the web form and the CLI alike); FieldError
+    ("max_size") otherwise, or outside 1 byte to 1 TiB."""
+    match = _SIZE.match(raw.strip())
+    if not match:
+        raise FieldError("max_size", "must be a number of bytes, or like 100M, 512K, 1G")
+    value = int(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
+    check_max_size(value)
+    return value
+
+
 def check_max_size(max_size: int) -> None:
     """A per-message size limit in bytes: 1 byte to 1 TiB.
 
@@ -171,7 +186,8 @@ def validated_spec(spec: AccountSpec) -> AccountSpec:
         with checks.field():
             check_text("ca_file", spec.ca_file, 4096)
     checks.raise_any()
-    return replace(spec, owner=owner, deliver_to=deliver_to, host=host)
+    provider = spec.oauth_provider_id if spec.sign_in is SignInMethod.OAUTH2 else None
+    return replace(spec, owner=owner, deliver_to=deliver_to, host=host, oauth_provider_id=provider)
 
 
 def _check_folders(spec: AccountSpec) -> None:

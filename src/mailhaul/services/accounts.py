@@ -5,14 +5,20 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from sqlalchemy import Connection
+
 from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.oauth_providers import OAuthProviderStore
 from mailhaul.adapters.db.records import MessageRecords, RefusedRecord
 from mailhaul.adapters.db.runs import RunRecord, RunStore
+from mailhaul.adapters.db.sign_in import SignInStore
 from mailhaul.adapters.db.workers import WorkerStore
 from mailhaul.adapters.secrets import Purpose, SecretBox
 from mailhaul.domain.account import Account, AccountSpec, Trigger
+from mailhaul.domain.errors import NotFound
+from mailhaul.domain.oauth import NOT_CONNECTED, Grant, OAuthProvider
+from mailhaul.domain.options import SignInMethod
 from mailhaul.domain.validation import FieldError, check_password, password_needed, validated_spec
 
 
@@ -25,6 +31,16 @@ def _check_ca_file(spec: AccountSpec) -> None:
         is_file = False
     if not is_file:
         raise FieldError("ca_file", f"{spec.ca_file} is not a readable file")
+
+
+def _provider_of(conn: Connection, spec: AccountSpec) -> OAuthProvider:
+    """The provider an OAuth2 spec names (a FieldError if there is none)."""
+    if spec.oauth_provider_id is None:
+        raise FieldError("oauth_provider", "an OAuth2 account needs a provider")
+    try:
+        return OAuthProviderStore().get(conn, spec.oauth_provider_id)
+    except NotFound:
+        raise FieldError("oauth_provider", "no such OAuth provider") from None
 
 
 class AccountService:
@@ -44,33 +60,62 @@ class AccountService:
         self.secret_box = secret_box
         self.records = records or MessageRecords()
 
-    def add(self, spec: AccountSpec, password: str) -> Account:
-        """Create an account; returns it as stored."""
+    def add(self, spec: AccountSpec, password: str | None) -> Account:
+        """Create an account; returns it as stored. An OAuth2 account has no password; one
+        whose owner must consent waits in "sign-in needed" until it is connected."""
         spec = validated_spec(spec)
-        check_password(password)
+        oauth = spec.sign_in is SignInMethod.OAUTH2
+        if oauth and password:
+            raise FieldError("password", "an account signing in with OAuth2 has no password")
+        if not oauth:
+            check_password(password or "")
         _check_ca_file(spec)
         with self.db.begin() as conn:
             account_id = self.accounts.add(conn, spec, time.time())
-            token = self.secret_box.encrypt(password, account_id)
-            self.accounts.set_password(conn, account_id, token)
+            if oauth:
+                if _provider_of(conn, spec).grant is Grant.USER:
+                    SignInStore().sign_in_needed(conn, account_id, NOT_CONNECTED)
+            else:
+                token = self.secret_box.encrypt(password or "", account_id)
+                self.accounts.set_password(conn, account_id, token)
             return self.accounts.get(conn, account_id)
 
     def edit(self, account_id: int, spec: AccountSpec, password: str | None = None) -> Account:
         """Replace an account's settings (and its password, when given).
 
         Without a password, an edit may not send the stored one anywhere else (another host,
-        port or protocol, no TLS, no certificate check, another CA file): FieldError.
+        port or protocol, no TLS, no certificate check, another CA file): FieldError. An
+        OAuth2 account's tokens are not sent there either: it has to be connected again.
         """
         spec = validated_spec(spec)
+        oauth = spec.sign_in is SignInMethod.OAUTH2
+        if password is not None and oauth:
+            raise FieldError("password", "an account signing in with OAuth2 has no password")
         if password is not None:
             check_password(password)
         _check_ca_file(spec)
         with self.db.begin() as conn:
-            if password is None:
-                needed = password_needed(self.accounts.get(conn, account_id).spec, spec)
+            before = self.accounts.get(conn, account_id).spec
+            reconnect = oauth and (
+                before.sign_in is not SignInMethod.OAUTH2
+                or before.oauth_provider_id != spec.oauth_provider_id
+                or password_needed(before, spec) is not None
+            )
+            if oauth:
+                _provider_of(conn, spec)
+            elif password is None:
+                needed = password_needed(before, spec)
+                if before.sign_in is not SignInMethod.PASSWORD:
+                    needed = FieldError("password", "a password is needed to stop using OAuth2")
                 if needed is not None:
                     raise needed
             self.accounts.update_spec(conn, account_id, spec, time.time())
+            if reconnect:
+                why = "the server or provider changed" if before.sign_in is spec.sign_in else ""
+                SignInStore().sign_in_needed(conn, account_id, why or NOT_CONNECTED)
+                self.accounts.set_password(conn, account_id, "")
+            elif not oauth and before.sign_in is SignInMethod.OAUTH2:
+                SignInStore().signed_out(conn, account_id)
             if password is not None:
                 self.accounts.set_password(
                     conn, account_id, self.secret_box.encrypt(password, account_id)
@@ -153,7 +198,7 @@ class AccountService:
 
     def rotate_key(self) -> tuple[str, int, list[str]]:
         """Add a new key, re-encrypt every stored secret with it (passwords, OAuth client
-        secrets), then drop the old keys.
+        secrets, OAuth2 tokens), then drop the old keys.
 
         The new key is written before the database changes and old keys are dropped only
         after the commit, so a crash at any point leaves every secret decryptable.
@@ -161,7 +206,7 @@ class AccountService:
         """
         box = self.secret_box
         new_id = box.add_key()
-        providers = OAuthProviderStore()
+        providers, sign_ins = OAuthProviderStore(), SignInStore()
         with self.db.begin() as conn:
             tokens = self.accounts.all_password_tokens(conn)
             for account_id, token in tokens:
@@ -175,5 +220,11 @@ class AccountService:
                 providers.set_secret(
                     conn, provider_id, box.encrypt(plain, provider_id, Purpose.CLIENT_SECRET)
                 )
+            token_sets = sign_ins.all_sealed_tokens(conn)
+            for account_id, sealed in token_sets:
+                plain = box.decrypt(sealed, account_id, Purpose.ACCOUNT_TOKENS)
+                sign_ins.store_tokens(
+                    conn, account_id, box.encrypt(plain, account_id, Purpose.ACCOUNT_TOKENS)
+                )
         dropped = box.drop_keys_except_current()
-        return new_id, len(tokens) + len(secrets), dropped
+        return new_id, len(tokens) + len(secrets) + len(token_sets), dropped

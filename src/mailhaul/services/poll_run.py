@@ -19,13 +19,13 @@ from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.folders import FolderRecords
 from mailhaul.adapters.db.records import MessageRecords
 from mailhaul.adapters.db.runs import RunStore
-from mailhaul.adapters.secrets import SecretBox
 from mailhaul.domain.account import Account
 from mailhaul.domain.options import Credentials, RetrievalOptions, SourceEndpoint
 from mailhaul.domain.ports import DeliverySession, LogFn, MailSink, MailSource
 from mailhaul.domain.scheduling import SchedulePolicy
 from mailhaul.services.leases import Leases
 from mailhaul.services.runlog import RunLog
+from mailhaul.services.sign_in import SignIn
 
 SourceFactory = Callable[[SourceEndpoint, Credentials, LogFn], MailSource]
 
@@ -41,7 +41,7 @@ class PollDeps:
     accounts: AccountStore
     records: MessageRecords
     runs: RunStore
-    secret_box: SecretBox
+    sign_in: SignIn
     sink: MailSink
     open_source: SourceFactory
     timeout: float

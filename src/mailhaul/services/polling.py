@@ -24,7 +24,7 @@ from mailhaul.domain.errors import (
     MailhaulError,
     error_kind,
 )
-from mailhaul.domain.options import Credentials, Security
+from mailhaul.domain.options import Security, SignInMethod
 from mailhaul.domain.redaction import Redactor
 from mailhaul.domain.scheduling import Outcome, PollResult, RunResult, SchedulePolicy, after_run
 from mailhaul.services.folder_poll import FolderPoll
@@ -135,8 +135,7 @@ class Poller:
         counts = RunCounts()
         kind: ErrorKind | None = None
         try:
-            password = deps.secret_box.decrypt(token, account_id)
-            credentials = Credentials(account.spec.username, password)
+            credentials = deps.sign_in.credentials(account, token)
             log.hide(Redactor.for_credentials(credentials))
             with self.running.track(RunGuard(stall_timeout=deps.stall_timeout)):
                 # The source's connections take the run's guard when they are made.
@@ -248,22 +247,38 @@ class Poller:
         return policy
 
     def _run(self, run: PollRun, pending: list[PendingRecord]) -> None:
-        deps, account, log, source = run.deps, run.account, run.log, run.source
+        deps, account, log = run.deps, run.account, run.log
         endpoint = account.endpoint(deps.timeout)
         self._resolve_pending(run, pending)
         log(f"connecting to {endpoint.describe()} as {account.spec.username}")
         if endpoint.security is not Security.NONE and not endpoint.verify_cert:
             log("warning: certificate verification is switched off for this account")
         try:
-            source.connect()
+            self._connect(run)  # may sign in again with a fresh token: a new run.source
             for folder in account.spec.options.folders:
                 if run.stop.is_set():
                     break
                 FolderPoll(run, folder, quick_check=not pending).poll()
         except BaseException:
-            source.abort()
+            run.source.abort()
             raise
-        source.close()
+        run.source.close()
+
+    @staticmethod
+    def _connect(run: PollRun) -> None:
+        """Sign in; an OAuth2 access token the server refuses is refreshed, once."""
+        try:
+            run.source.connect()
+        except AuthenticationFailed:
+            account, deps = run.account, run.deps
+            if account.spec.sign_in is not SignInMethod.OAUTH2:
+                raise
+            run.log("the server refused the access token: refreshing it and signing in again")
+            run.source.abort()
+            credentials = deps.sign_in.after_rejection(account)
+            run.log.hide(Redactor.for_credentials(credentials))
+            run.source = deps.open_source(account.endpoint(deps.timeout), credentials, run.log)
+            run.source.connect()
 
     @staticmethod
     def _resolve_pending(run: PollRun, pending: list[PendingRecord]) -> None:

@@ -77,6 +77,7 @@ class AccountStatus:
     last_log: str | None = None
     protocol: str = ""
     destination: str = ""
+    sign_in_problem: str | None = None  # OAuth2: why the user has to connect (again)
 
     # The words for an account's state, the same in the CLI (`account show|list`,
     # `status`, `fetch`), the web pages and the API.
@@ -86,10 +87,20 @@ class AccountStatus:
         return self.paused_reason is not None
 
     @property
+    def sign_in_needed(self) -> bool:
+        """OAuth2: not connected yet, or the provider refused the grant (until connected)."""
+        return self.sign_in_problem is not None
+
+    @property
     def fetch_blocked(self) -> str | None:
-        """Why a fetch cannot run now (disabled, paused), or None."""
+        """Why a fetch cannot run now (disabled, sign-in needed, paused), or None."""
         if not self.active:
             return "The account is disabled: enable it to fetch."
+        if self.sign_in_needed:
+            return (
+                f"Sign-in needed ({self.sign_in_problem}): connect the account to fetch"
+                f" (`mailhaul account connect {self.id}`, or Connect on its page)."
+            )
         if self.paused:
             return f"The account is paused ({self.paused_reason}): resume or enable it to fetch."
         return None
@@ -99,12 +110,15 @@ class AccountStatus:
         """The state with what qualifies it: ``paused: 5 login failures in a row``,
         ``ok (disabled)``."""
         text = self.state if self.active else f"{self.state} (disabled)"
-        return f"{text}: {self.paused_reason}" if self.paused else text
+        reason = self.problem if self.sign_in_needed or self.paused else None
+        return f"{text}: {reason}" if reason else text
 
     @property
     def problem(self) -> str | None:
         """What is wrong, in a line: the reason of a pause, or the last run's error while
         the account is in an error state; None when all is well."""
+        if self.sign_in_needed:
+            return self.sign_in_problem
         if self.paused:
             return self.paused_reason
         if self.state in ("ok", "new", "running"):
@@ -117,6 +131,8 @@ class AccountStatus:
         None when ``next_poll_at`` is the answer."""
         if not self.active:
             return "not while disabled"
+        if self.sign_in_needed:
+            return "not until signed in"
         if self.paused:
             return "not while paused"
         if self.state == "running":
@@ -187,6 +203,7 @@ def _account(row: AccountRow, last_run: RunRecord | None, last_log: str | None) 
         last_log=last_log,
         protocol=row.protocol,
         destination=row.deliver_to or row.owner,
+        sign_in_problem=row.sign_in_problem,
     )
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Row,
     and_,
     case,
     delete,
@@ -20,59 +18,10 @@ from sqlalchemy import (
     update,
 )
 
+from mailhaul.adapters.db.account_rows import READ, account_from_row, spec_values
 from mailhaul.adapters.db.tables import accounts
-from mailhaul.domain.access import domain_of
 from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.errors import NotFound
-from mailhaul.domain.options import Protocol, RetrievalOptions, Security
-
-# What an Account is read from: not who asked for a fetch (only the scheduler's
-# `take_triggers` reads that), so polls and the CLI still read a database whose schema is
-# a revision behind (PostgreSQL before `mailhaul db upgrade`).
-_READ = [column for column in accounts.c if column.name != "fetch_requested_by"]
-
-
-def _spec_values(spec: AccountSpec) -> dict[str, Any]:
-    return {
-        **spec.as_dict(),
-        "folders": json.dumps(list(spec.options.folders)),
-        "owner_domain": domain_of(spec.owner),
-    }
-
-
-def _account(row: Row[Any]) -> Account:
-    spec = AccountSpec(
-        owner=row.owner,
-        protocol=Protocol(row.protocol),
-        host=row.host,
-        port=row.port,
-        security=Security(row.security),
-        username=row.username,
-        verify_cert=row.verify_cert,
-        ca_file=row.ca_file,
-        options=RetrievalOptions(
-            keep=row.keep,
-            fetchall=row.fetchall,
-            flush=row.flush,
-            max_size=row.max_size,
-            folders=tuple(json.loads(row.folders)),
-        ),
-        deliver_to=row.deliver_to,
-        interval=row.interval,
-        active=row.active,
-    )
-    return Account(
-        id=row.id,
-        spec=spec,
-        state=row.state,
-        last_run_at=row.last_run_at,
-        last_result=row.last_result,
-        next_poll_at=row.next_poll_at,
-        consecutive_failures=row.consecutive_failures,
-        last_error=row.last_error,
-        paused_reason=row.paused_reason,
-        fetch_requested_at=row.fetch_requested_at,
-    )
 
 
 class AccountStore:
@@ -82,7 +31,7 @@ class AccountStore:
         """Insert an account (password set separately, once the id is known)."""
         result = conn.execute(
             insert(accounts).values(
-                **_spec_values(spec),
+                **spec_values(spec),
                 password_enc="",
                 created_at=now,
                 updated_at=now,
@@ -100,7 +49,7 @@ class AccountStore:
         self._must_update(
             conn,
             account_id,
-            **_spec_values(spec),
+            **spec_values(spec),
             updated_at=now,
             consecutive_failures=0,
             next_poll_at=now,
@@ -125,17 +74,17 @@ class AccountStore:
 
     def get(self, conn: Connection, account_id: int) -> Account:
         """One account, or NotFound."""
-        row = conn.execute(select(*_READ).where(accounts.c.id == account_id)).first()
+        row = conn.execute(select(*READ).where(accounts.c.id == account_id)).first()
         if row is None:
             raise NotFound(f"account {account_id} does not exist")
-        return _account(row)
+        return account_from_row(row)
 
     def list_all(self, conn: Connection, ids: Sequence[int] | None = None) -> list[Account]:
         """All accounts (or those with ``ids``), by id."""
-        query = select(*_READ).order_by(accounts.c.id)
+        query = select(*READ).order_by(accounts.c.id)
         if ids is not None:
             query = query.where(accounts.c.id.in_(list(ids)))
-        return [_account(row) for row in conn.execute(query)]
+        return [account_from_row(row) for row in conn.execute(query)]
 
     def delete(self, conn: Connection, account_id: int) -> None:
         """Delete an account with its records and runs."""
@@ -244,6 +193,7 @@ class AccountStore:
             free = or_(free, c.lease_owner.in_(list(steal_from)))
         others = and_(
             c.paused_reason.is_(None),
+            c.sign_in_problem.is_(None),
             c.host.not_in(list(exclude_hosts)) if exclude_hosts else true(),
             free,
         )
@@ -372,13 +322,14 @@ class AccountStore:
     ) -> int:
         """Request a fetch of every due account (of ``owner`` / in ``domains``); how many.
 
-        Due: active, not paused, not running, next poll at or before ``now``. Accounts with
-        a fetch already requested are left as they are (and not counted).
+        Due: active, not paused, signed in, not running, next poll at or before ``now``.
+        Accounts with a fetch already requested are left as they are (and not counted).
         """
         c = accounts.c
         conditions = [
             c.active.is_(True),
             c.paused_reason.is_(None),
+            c.sign_in_problem.is_(None),
             c.fetch_requested_at.is_(None),
             or_(c.next_poll_at.is_(None), c.next_poll_at <= now),
             or_(c.lease_owner.is_(None), c.lease_expires < now),

@@ -72,7 +72,7 @@ class RunStore:
             update(runs)
             .where(runs.c.account_id == account_id, runs.c.result == RunResult.RUNNING)
             .values(
-                result="interrupted",
+                result=RunResult.INTERRUPTED,
                 finished_at=now,
                 error="the process running this poll stopped before it finished",
             )

@@ -1,7 +1,8 @@
 """Read-only queries behind `mailhaul status`, `/healthz` and the scrape-time metrics.
 
 An account's displayed state is derived, in this order: ``running`` while a lease is held
-and not expired, ``paused`` while ``paused_reason`` is set, otherwise the stored ``state``.
+and not expired, ``sign-in needed`` while ``sign_in_problem`` is set (OAuth2), ``paused``
+while ``paused_reason`` is set, otherwise the stored ``state``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class AccountRow:
     stored_state: str
     paused_reason: str | None
     lease_owner: str | None
+    sign_in_problem: str | None
     lease_expires: float | None
     next_poll_at: float | None
     fetch_requested_at: float | None
@@ -88,6 +90,7 @@ def derived_state(now: float) -> ColumnElement[str]:
     """SQL for the displayed state of an account at ``now``."""
     return case(
         (_lease_held(now), "running"),
+        (accounts.c.sign_in_problem.is_not(None), "sign-in needed"),
         (accounts.c.paused_reason.is_not(None), "paused"),
         else_=accounts.c.state,
     )
@@ -126,6 +129,7 @@ def _account_rows(now: float) -> Select[Any]:
         derived_state(now).label("derived"),
         c.state,
         c.paused_reason,
+        c.sign_in_problem,
         c.lease_owner,
         c.lease_expires,
         c.next_poll_at,
@@ -151,6 +155,7 @@ def _account_row(r: Row[Any]) -> AccountRow:
         state=r.derived,
         stored_state=r.state,
         paused_reason=r.paused_reason,
+        sign_in_problem=r.sign_in_problem,
         lease_owner=r.lease_owner,
         lease_expires=r.lease_expires,
         next_poll_at=r.next_poll_at,
@@ -240,6 +245,7 @@ class StatusStore:
         query = select(func.min(due_at)).where(
             accounts.c.active.is_(True),
             accounts.c.paused_reason.is_(None),
+            accounts.c.sign_in_problem.is_(None),
             due_at <= now,
             ~_lease_held(now),
         )
@@ -260,7 +266,7 @@ class StatusStore:
         query = (
             select(*_RUN_COUNTS, accounts.c.owner, accounts.c.host)
             .join(accounts, accounts.c.id == runs.c.account_id)
-            .where(runs.c.result.in_(["error", "interrupted"]))
+            .where(runs.c.result.in_([RunResult.ERROR, RunResult.INTERRUPTED]))
             .order_by(runs.c.id.desc())
             .limit(limit)
         )

@@ -6,15 +6,14 @@ settings' default. Sizes may be written ``100M``/``512K``/``1G`` or in bytes.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from starlette.datastructures import FormData
 
 from mailhaul.domain.access import Principal, Role
 from mailhaul.domain.account import AccountSpec
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security, default_port
-from mailhaul.domain.validation import FieldChecks, FieldError, validated_spec
+from mailhaul.domain.validation import FieldChecks, FieldError, parse_size, validated_spec
 from mailhaul.settings import Settings
 from mailhaul.web.ui.templating import checked, text
 
@@ -40,9 +39,6 @@ FIELDS = (
 # The services name the folder list "folder"; the form's field is "folders".
 FIELD_ALIASES = {"folder": "folders"}
 MAX_INTERVAL = 31 * 86400
-MAX_SIZE = 1 << 40
-_SIZE = re.compile(r"^(\d{1,15})\s*(?:([kmg])(?:i?b)?|b)?$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 DEFAULT_PORTS = {
     f"{protocol}/{security}": default_port(protocol, security)
     for protocol in Protocol
@@ -151,17 +147,6 @@ def _whole(field: str, raw: str, low: int, high: int, what: str) -> int:
     return int(raw)
 
 
-def parse_size(raw: str) -> int:
-    """``100M``, ``512K``, ``1G`` or bytes; FieldError("max_size") otherwise."""
-    match = _SIZE.match(raw.strip())
-    if not match:
-        raise FieldError("max_size", "must be a number of bytes, or like 100M, 512K, 1G")
-    value = int(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
-    if not 1 <= value <= MAX_SIZE:
-        raise FieldError("max_size", "must be from 1 byte to 1 TiB")
-    return value
-
-
 def spec_of(
     values: FormValues, actor: Principal, settings: Settings, previous: AccountSpec | None
 ) -> AccountSpec:
@@ -231,6 +216,8 @@ def spec_of(
         interval=interval,
         active=values.active,
     )
+    if previous is not None:  # how it signs in is not a field of this form (yet)
+        spec = replace(spec, sign_in=previous.sign_in, oauth_provider_id=previous.oauth_provider_id)
     with checks.field():
         validated_spec(spec)  # the rest, in this round trip (the services check it again)
     checks.raise_any()

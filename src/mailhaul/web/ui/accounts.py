@@ -36,6 +36,7 @@ STATES = (
     "login failed",
     "destination missing",
     "paused",
+    "sign-in needed",
     "running",
     "new",
     "inactive",

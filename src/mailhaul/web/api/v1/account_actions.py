@@ -70,6 +70,13 @@ def disable_account(account_id: AccountId, actor: AnyUser, app: Mailhaul) -> sch
     return account_body(app, actor, record)
 
 
+@router.post("/{account_id}/resume", responses=responses(NOT_FOUND, INVALID))
+def resume_account(account_id: AccountId, actor: AnyUser, app: Mailhaul) -> schemas.Account:
+    """Poll an account paused after login failures again (due at once); a no-op otherwise."""
+    record = app.account_access.resume(actor, account_id)
+    return account_body(app, actor, record)
+
+
 @router.post("/{account_id}/fetch", status_code=202, responses=responses(NOT_FOUND, BUSY, INVALID))
 def fetch_now(account_id: AccountId, actor: AnyUser, app: Mailhaul) -> schemas.FetchQueued:
     """Put the account at the head of the scheduler's queue ("Fetch now"); 202 at once.

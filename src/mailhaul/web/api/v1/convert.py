@@ -17,6 +17,7 @@ from mailhaul.web.api.v1 import schemas
 _STATE_FIELDS = (
     "state",
     "paused_reason",
+    "sign_in_problem",
     "last_run_at",
     "last_result",
     "last_error",

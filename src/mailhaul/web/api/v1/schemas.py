@@ -172,6 +172,9 @@ class ServiceState(BaseModel):
 
     state: str = Field(description="running, paused, or the last run's outcome (new at first)")
     paused_reason: str | None
+    sign_in_problem: str | None = Field(
+        default=None, description="OAuth2: why the account must be connected (again)."
+    )
     last_run_at: float | None
     last_result: str | None
     last_error: str | None
@@ -201,6 +204,8 @@ class Account(ServiceState):
     destination: str = Field(description="Where mail is delivered.")
     interval: int
     active: bool
+    sign_in: str = Field(default="password", description="password or oauth2")
+    oauth_provider_id: int | None = Field(default=None, description="With oauth2: its provider.")
 
 
 class AccountSummary(ServiceState):

@@ -85,6 +85,8 @@ def patched_spec(previous: AccountSpec, patch: AccountPatch) -> AccountSpec:
         deliver_to=_given(patch.deliver_to, previous.deliver_to),
         interval=_given(patch.interval, previous.interval),
         active=_given(patch.active, previous.active),
+        sign_in=previous.sign_in,
+        oauth_provider_id=previous.oauth_provider_id,
     )
 
 
