@@ -41,6 +41,11 @@ owner_option = click.option(
 deliver_to_option = click.option(
     "--deliver-to", help="Local address for accounts whose file names none."
 )
+oauth_provider_option = click.option(
+    "--oauth-provider",
+    help="The OAuth2 provider of accounts that sign in with OAuth2 on a server no preset "
+    "provider names (imap.gmail.com and outlook.office365.com find theirs).",
+)
 dry_run_option = click.option(
     "--dry-run", is_flag=True, help="Print what would be created; change nothing."
 )
@@ -82,11 +87,27 @@ def read_passphrase(confirm: bool) -> str:
 
 
 def _defaults(
-    app_: App, owner: str | None, deliver_to: str | None, local_domain: str | None
+    app_: App,
+    owner: str | None,
+    deliver_to: str | None,
+    local_domain: str | None,
+    oauth_provider: str | None = None,
 ) -> ImportDefaults:
+    from mailhaul.adapters.db.oauth_providers import OAuthProviderStore
+    from mailhaul.domain.oauth import PRESET_SERVERS
     from mailhaul.services.importing import ImportDefaults
 
     settings = app_.settings
+    store = OAuthProviderStore()
+    with app_.db.read() as conn:
+        providers = store.list_all(conn)
+        chosen = store.get(conn, oauth_provider).id if oauth_provider else None
+    hosts = {
+        hint.host: provider.id
+        for provider in providers
+        if provider.preset is not None
+        for hint in PRESET_SERVERS[provider.preset].values()
+    }
     return ImportDefaults(
         owner=owner,
         deliver_to=deliver_to,
@@ -95,6 +116,8 @@ def _defaults(
         max_size=settings.max_size,
         maildir_template=settings.maildir_path,
         home=str(settings.home),
+        oauth_hosts=hosts,
+        oauth_provider=chosen,
     )
 
 
@@ -106,6 +129,7 @@ def _run(
     owner: str | None = None,
     deliver_to: str | None = None,
     local_domain: str | None = None,
+    oauth_provider: str | None = None,
     dry_run: bool,
     json_out: bool,
     state_for: StateFor | None = None,
@@ -116,7 +140,7 @@ def _run(
     with errors_to_exit():
         app_ = state(ctx).app()
         parsed = parse()
-        defaults = _defaults(app_, owner, deliver_to, local_domain)
+        defaults = _defaults(app_, owner, deliver_to, local_domain, oauth_provider)
         service = ImportService(app_.accounts)
         summary = service.apply(kind, parsed, defaults, dry_run=dry_run, state_for=state_for)
         if unused is not None:
@@ -162,6 +186,7 @@ def show_summary(summary: ImportSummary, json_out: bool) -> None:
 @click.option("--local-domain", help="Domain for local names without @ (`is petrov here`).")
 @owner_option
 @deliver_to_option
+@oauth_provider_option
 @dry_run_option
 @json_option
 @click.pass_context
@@ -172,6 +197,7 @@ def fetchmailrc(
     local_domain: str | None,
     owner: str | None,
     deliver_to: str | None,
+    oauth_provider: str | None,
     dry_run: bool,
     json_out: bool,
 ) -> None:
@@ -188,6 +214,7 @@ def fetchmailrc(
         owner=owner,
         deliver_to=deliver_to,
         local_domain=local_domain,
+        oauth_provider=oauth_provider,
         dry_run=dry_run,
         json_out=json_out,
         state_for=ids,
@@ -247,6 +274,7 @@ def _oldmail(directory: Path | None) -> OldmailState | None:
 @oldmail_option
 @owner_option
 @deliver_to_option
+@oauth_provider_option
 @dry_run_option
 @json_option
 @click.pass_context
@@ -256,6 +284,7 @@ def getmailrc(
     oldmail: Path | None,
     owner: str | None,
     deliver_to: str | None,
+    oauth_provider: str | None,
     dry_run: bool,
     json_out: bool,
 ) -> None:
@@ -280,6 +309,7 @@ def getmailrc(
         parse,
         owner=owner,
         deliver_to=deliver_to,
+        oauth_provider=oauth_provider,
         dry_run=dry_run,
         json_out=json_out,
         state_for=seen,

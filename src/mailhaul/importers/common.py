@@ -40,6 +40,12 @@ class ImportFileError(ConfigError):
         self.message = message
 
 
+OAUTH2_NOTE = (
+    "signs in with OAuth2: its token helper is not reused; the account waits in "
+    '"sign-in needed" until it is connected (`mailhaul account connect ID`)'
+)
+
+
 @dataclass
 class ImportedAccount:
     """One account as a foreign file describes it, before defaults and validation.
@@ -71,6 +77,7 @@ class ImportedAccount:
     maildir: str | None = None  # a destination Maildir path (getmail)
     interval: int | None = None
     active: bool = True
+    oauth2: bool = False  # signs in with OAuth2 (its token helper is not reused)
     notes: list[str] = field(default_factory=list)
     skip: str | None = None
 

@@ -15,6 +15,7 @@ from mailhaul.domain.imap_utf7 import Utf7Error, decode_mailbox, encode_mailbox
 from mailhaul.domain.options import Protocol, Security
 from mailhaul.importers.common import (
     KEEP_FETCHALL_NOTE,
+    OAUTH2_NOTE,
     STARTTLS_NOTE,
     ImportedAccount,
     ImportFileError,
@@ -325,7 +326,10 @@ def _account(file: str, entry: _Entry, user: _User, daemon: int | None) -> Impor
         account.note(entry.line, f"no protocol named; {account.protocol} assumed from the port")
     if not entry.active:
         account.note(entry.line, "a `skip` entry: imported switched off")
-    if account.password is None:
+    if (auth := (value("auth") or "").lower()) in ("xoauth2", "oauthbearer"):
+        account.oauth2, account.password = True, None  # fetchmail's password is the token
+        account.note(opts["auth"].line, f"auth {auth}: {OAUTH2_NOTE}")
+    if account.password is None and not account.oauth2:
         account.skip = account.skip or "no password (fetchmail would ask or read ~/.netrc)"
     _map_security(account, opts, port)
     account.port = port

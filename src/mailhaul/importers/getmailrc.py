@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from mailhaul.domain.options import Protocol, Security
 from mailhaul.importers.common import (
+    OAUTH2_NOTE,
     ImportedAccount,
     ImportFileError,
     ImportProblem,
@@ -51,7 +52,6 @@ _UNSUPPORTED = {
     "imap_search": "mailhaul fetches every message it has not delivered",
     "imap_on_delete": "messages are deleted with \\Deleted and EXPUNGE",
     "use_kerberos": "Kerberos login is not supported",
-    "use_xoauth2": "OAuth2 login is not supported",
     "delete_after": "mailhaul deletes at once (keep off) or never (keep on)",
     "delete_bigger_than": "oversized messages stay on the server and are named in the log",
 }
@@ -185,6 +185,9 @@ def _account(
     for key, why in _UNSUPPORTED.items():
         if key in retriever:
             account.note(at("retriever", key), f"`{key}` is not supported: {why}")
+    if parse_flag(retriever.get("use_xoauth2", "false")):
+        account.oauth2, account.password = True, None  # getmail's password is its token
+        account.note(at("retriever", "use_xoauth2"), OAUTH2_NOTE)
     try:
         delete = parse_flag(options.get("delete", "false"))
         read_all = parse_flag(options.get("read_all", "true"))

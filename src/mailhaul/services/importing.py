@@ -20,7 +20,7 @@ from mailhaul.adapters.db.records import MessageRecords
 from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.messages import RecordState
-from mailhaul.domain.options import RetrievalOptions, default_port
+from mailhaul.domain.options import RetrievalOptions, SignInMethod, default_port
 from mailhaul.domain.validation import FieldError, check_password, validated_spec
 from mailhaul.importers.common import ImportedAccount, ImportProblem, ParseResult
 from mailhaul.importers.getmailrc import address_from_maildir
@@ -40,6 +40,20 @@ class ImportDefaults:
     max_size: int = 100 * 1024 * 1024
     maildir_template: str = "{home}/mail/{domain}/{local}"
     home: str = ""
+    oauth_hosts: dict[str, int] = field(default_factory=dict)
+    """Mail servers of the registered preset providers (imap.gmail.com, …) → provider id."""
+    oauth_provider: int | None = None
+    """The provider of OAuth2 accounts on other servers (``--oauth-provider``)."""
+
+    def provider_for(self, host: str) -> int:
+        """The OAuth2 provider of an account on ``host`` (ConfigError if none fits)."""
+        provider = self.oauth_hosts.get(host.lower(), self.oauth_provider)
+        if provider is None:
+            raise ConfigError(
+                "it signs in with OAuth2: register its provider (`mailhaul oauth provider "
+                "add`) or name one with --oauth-provider"
+            )
+        return provider
 
 
 @dataclass
@@ -171,6 +185,9 @@ def build_spec(imported: ImportedAccount, defaults: ImportDefaults) -> AccountSp
         interval=imported.interval or defaults.interval,
         active=imported.active,
     )
+    if imported.oauth2:
+        provider = defaults.provider_for(imported.host)
+        spec = replace(spec, sign_in=SignInMethod.OAUTH2, oauth_provider_id=provider)
     spec = validated_spec(spec)
     if spec.deliver_to == spec.owner:
         spec = replace(spec, deliver_to="")
@@ -249,7 +266,7 @@ class ImportService:
         try:
             if existing is None:
                 action, account_id, seen = self._create(spec, imported.password, state, dry_run)
-                if imported.password is None:
+                if imported.password is None and not imported.oauth2:
                     notes.append(
                         "no password: created switched off; set it with `mailhaul account edit "
                         f"{account_id or 'ID'} --password-stdin`, then `account enable`"
@@ -267,6 +284,9 @@ class ImportService:
     ) -> tuple[str, int | None, int]:
         if dry_run:
             return "created", None, len(_handled(state.records))
+        if spec.sign_in is SignInMethod.OAUTH2:  # waits in "sign-in needed" until connected
+            account_id = self.accounts.add(spec, None).id
+            return "created", account_id, self._write_state(account_id, spec, state)
         if password is None:
             with self.accounts.db.begin() as conn:
                 account_id = self.accounts.accounts.add(
