@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from mailhaul.adapters.passwords import PasswordHashes
     from mailhaul.services.account_access import AccountAccess
     from mailhaul.services.oauth_providers import OAuthProviderService
+    from mailhaul.services.pending_connects import PendingConnects
     from mailhaul.services.settings_admin import SettingsAdmin
     from mailhaul.services.sign_in import SignIn
     from mailhaul.services.status import StatusService
@@ -162,6 +163,13 @@ class App:
         from mailhaul.services.sign_in import SignIn
 
         return SignIn(self.db, self.secret_box, lambda pid: self.oauth_providers.endpoint(pid))
+
+    @cached_property
+    def pending_connects(self) -> PendingConnects:
+        """Device-flow connections the web UI and the API started, waiting for approval."""
+        from mailhaul.services.pending_connects import PendingConnects
+
+        return PendingConnects(self.sign_in)
 
     @cached_property
     def password_hashes(self) -> PasswordHashes:

@@ -93,7 +93,7 @@ def test_oauth_accounts_are_refused_plainly_when_the_line_does_not_fit(cli: Cli)
     assert missing.returncode == 3 and "no OAuth provider 'nope'" in missing.stderr
     account_id = add_oauth_account(cli, "google")
     no_device = cli("account", "connect", str(account_id))
-    assert no_device.returncode == 1
+    assert no_device.returncode == 2
     assert "google has no device flow: connect the account in the web UI" in no_device.stderr
     in_use = cli("oauth", "provider", "delete", "google")
     assert in_use.returncode == 2 and "1 account(s) sign in through 'google'" in in_use.stderr

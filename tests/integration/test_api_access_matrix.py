@@ -26,7 +26,9 @@ from starlette.testclient import TestClient
 from mailhaul.bootstrap import App
 from mailhaul.domain.access import Role
 from mailhaul.domain.account import AccountSpec
+from mailhaul.domain.oauth import Preset
 from mailhaul.domain.options import Protocol, Security
+from mailhaul.services.oauth_providers import ProviderRequest
 from mailhaul.web.auth import Access, access_of
 from support.api import SYSTEM, Api, Person, add_person, client_for, error_of, fake_dns, make_app
 from support.fake_source import FakeServer
@@ -54,6 +56,7 @@ class Targets:
     account_id: int
     user_id: int
     key_id: int
+    provider: str
 
 
 Body = Callable[[World, Person | None], Any]
@@ -81,6 +84,10 @@ def _account_body(world: World, who: Person | None) -> dict[str, Any]:
 def _new_user(world: World, who: Person | None) -> dict[str, Any]:
     domain = who.domain if who else ACCOUNT_DOMAIN
     return {"login": f"new{next(world.serial)}@{domain}", "password": "a-long-enough-password"}
+
+
+def _new_provider(world: World, _who: Person | None) -> dict[str, Any]:
+    return {"name": f"p{next(world.serial)}", "preset": "google", "client_id": "c"}
 
 
 def _replace_body(world: World, _who: Person | None) -> dict[str, Any]:
@@ -130,6 +137,12 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("PATCH", "/settings"): RouteCase(
         Access.ADMIN, "", 200, lambda w, p: {"runs.keep_days": 30 + next(w.serial)}
     ),
+    ("GET", "/oauth/providers"): RouteCase(Access.ADMIN, "", 200),
+    ("POST", "/oauth/providers"): RouteCase(Access.ADMIN, "", 201, _new_provider),
+    ("GET", "/oauth/providers/{name}"): RouteCase(Access.ADMIN, "", 200),
+    ("DELETE", "/oauth/providers/{name}"): RouteCase(Access.ADMIN, "", 204),
+    # the target signs in with a password: within reach, the answer is a 422 saying so
+    ("POST", ACCOUNT + "/connect"): RouteCase(Access.USER, "account", 422),
 }
 
 # Who reaches the fresh records (an account of owner@a.test; a plain user of a.test and
@@ -188,7 +201,9 @@ def fresh_targets(world: World) -> Targets:
     account = app.accounts.add(spec, "matrix-stored-secret")
     user = app.users.add(SYSTEM, f"target{next(world.serial)}@a.test", Role.USER, "x" * 12)
     key, _ = app.users.create_key(SYSTEM, user.id, "target key")
-    return Targets(account.id, user.id, key.id)
+    provider = f"target{next(world.serial)}"
+    app.oauth_providers.add(ProviderRequest(provider, "c", preset=Preset.GOOGLE))
+    return Targets(account.id, user.id, key.id, provider)
 
 
 def key_of(world: World, caller: str) -> str | None:
@@ -269,7 +284,10 @@ def test_each_caller_gets_what_their_role_and_reach_allow(
     case = ROUTES[route]
     targets = fresh_targets(world)
     path = template.format(
-        account_id=targets.account_id, user_id=targets.user_id, key_id=targets.key_id
+        account_id=targets.account_id,
+        user_id=targets.user_id,
+        key_id=targets.key_id,
+        name=targets.provider,
     )
     who = world.people.get(caller)
     body = case.body(world, who) if case.body else None
@@ -279,14 +297,21 @@ def test_each_caller_gets_what_their_role_and_reach_allow(
     assert response.status_code == expected, response.text
     if expected >= 400:
         error = error_of(response)
-        codes = {401: "unauthenticated", 403: "forbidden", 404: "not_found"}
+        codes = {
+            401: "unauthenticated",
+            403: "forbidden",
+            404: "not_found",
+            422: "validation_error",
+        }
         assert error["code"] == codes[expected]
         assert snapshot(world, targets) == before  # a refused request changes nothing
     if expected == 401:
         assert response.headers["www-authenticate"] == "Bearer"
     if expected == 404:
         # the same answer as for a record that does not exist at all
-        missing = template.format(account_id=999999, user_id=999999, key_id=999999)
+        missing = template.format(
+            account_id=999999, user_id=999999, key_id=999999, name="no-such-provider"
+        )
         gone = Api(world.client, key_of(world, caller))(method, missing, body)
         assert gone.status_code == 404
     assert "matrix-stored-secret" not in response.text

@@ -2,7 +2,8 @@
 
 schemathesis reads the app's own `/api/v1/openapi.json` and calls the app in-process (ASGI)
 with an admin's key (the widest reach), valid and invalid inputs alike. Connection tests
-go to an in-memory source instead of the network.
+go to an in-memory source instead of the network, and an OAuth provider's issuer is "found"
+without asking the internet.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from schemathesis.core.result import Err, Ok
 from mailhaul.bootstrap import App
 from mailhaul.domain.access import Role
 from mailhaul.domain.account import AccountSpec
+from mailhaul.domain.oauth import Endpoints
 from mailhaul.domain.options import Protocol, Security
 from mailhaul.services.users import UserChanges
 from support.api import SYSTEM, add_person, client_for, fake_dns, make_app
@@ -55,6 +57,9 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     fake_dns(app)
     access = app.account_access
     access.connector = replace(access.connector, open_source=FakeServer().source)
+    app.oauth_providers.discovery = lambda _issuer: Endpoints(
+        token_url="https://idp.example.org/token", device_url="https://idp.example.org/device"
+    )
     someone = add_person(app, "someone", "someone@a.test", Role.USER)
     spec = AccountSpec(
         owner="someone@a.test",

@@ -25,7 +25,7 @@ from authlib.integrations.base_client.errors import OAuthError as AuthlibOAuthEr
 from authlib.integrations.httpx_client import OAuth2Client
 
 from mailhaul.adapters.tls import shared_context
-from mailhaul.domain.errors import OAuthError, SignInNeeded, TokenEndpointDown
+from mailhaul.domain.errors import ConfigError, OAuthError, SignInNeeded, TokenEndpointDown
 from mailhaul.domain.oauth import Endpoints, OAuthProvider, TokenSet, check_endpoint_url
 
 TIMEOUT = 30.0
@@ -119,7 +119,7 @@ class TokenEndpoint:
         """Ask for a device code and the code the user types (RFC 8628 §3.1)."""
         url = self.provider.endpoints.device_url
         if not url:
-            raise OAuthError(
+            raise ConfigError(
                 f"{self.provider.name} has no device flow: connect the account in the web UI"
             )
         now = time.time()

@@ -29,7 +29,10 @@ from mailhaul.domain.errors import (
     ConfigError,
     MailhaulError,
     NotFound,
+    OAuthError,
+    SignInNeeded,
     StorageError,
+    TokenEndpointDown,
 )
 from mailhaul.domain.validation import FieldError, FieldErrors
 from mailhaul.web.api.v1.schemas import ErrorBody
@@ -110,6 +113,12 @@ def _mailhaul_response(exc: MailhaulError) -> JSONResponse:
         return error_response(409, "busy", str(exc))
     if isinstance(exc, AccountInactive):
         return error_response(409, "inactive", str(exc))
+    if isinstance(exc, SignInNeeded):
+        return error_response(409, "sign_in_needed", str(exc))
+    if isinstance(exc, TokenEndpointDown):
+        return error_response(502, "provider_unavailable", str(exc))
+    if isinstance(exc, OAuthError):
+        return error_response(502, "provider_error", str(exc))
     if isinstance(exc, StorageError) or (
         isinstance(exc, ConfigError) and str(exc).startswith("cannot open database")
     ):
@@ -175,6 +184,10 @@ NOT_FOUND = {404: _doc("No such record within the caller's reach.")}
 INVALID = {422: _doc("A field is invalid: `error.field` names it.")}
 MALFORMED = {400: _doc("The body is not valid JSON.")}
 BUSY = {409: _doc("The account is being polled, or is disabled.")}
+PROVIDER = {
+    502: _doc("The OAuth2 provider could not be reached, or refused."),
+    409: _doc("The sign-in was declined or expired."),
+}
 
 
 UNAVAILABLE = {503: _doc("The database cannot be reached; try again.")}
