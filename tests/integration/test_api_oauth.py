@@ -85,3 +85,29 @@ def test_connect_answers_plainly_when_no_flow_can_start(app: App) -> None:
     in_use = admin.delete("/oauth/providers/g")
     assert in_use.status_code == 422 and "1 account(s)" in error_of(in_use)["message"]
     client.close()
+
+
+def test_an_oauth_account_is_created_through_the_api_without_a_password(app: App) -> None:
+    client = client_for(app)[1]
+    admin = Api(client, add_person(app, "admin", "admin", Role.ADMIN).key)
+    admin.post("/oauth/providers", {"name": "m365", "preset": "microsoft", "client_id": "c"})
+    fields = {"owner": "me@a.test", "protocol": "imap", "host": "outlook.office365.com",
+              "username": "me@contoso.example"}  # fmt: skip
+    created = admin.post("/accounts", {**fields, "sign_in": "oauth2", "oauth_provider": "m365"})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert (body["sign_in"], body["state"]) == ("oauth2", "sign-in needed")
+    cases = [
+        ({"sign_in": "oauth2"}, "oauth_provider"),
+        ({"sign_in": "oauth2", "oauth_provider": "nope"}, "oauth_provider"),
+        ({"sign_in": "oauth2", "oauth_provider": "m365", "password": "pw"}, "password"),
+        ({}, "password"),  # a password account needs its password
+    ]
+    for extra, field in cases:
+        refused = admin.post("/accounts", {**fields, **extra})
+        assert refused.status_code == 422, (extra, refused.text)
+        assert error_of(refused)["field"] == field, extra
+    with_password = admin.post("/accounts", {**fields, "username": "u2", "password": "pw"})
+    assert with_password.status_code == 201  # the control
+    assert with_password.json()["sign_in"] == "password"
+    client.close()

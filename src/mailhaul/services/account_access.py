@@ -140,7 +140,7 @@ class AccountAccess:
         return self.accounts.refused_of(account_id)
 
     # changing ------------------------------------------------------------------------------
-    def add(self, actor: Principal, spec: AccountSpec, password: str) -> Account:
+    def add(self, actor: Principal, spec: AccountSpec, password: str | None) -> Account:
         """Create an account the actor may own."""
         spec = self._checked(actor, spec, previous=None)
         return self.accounts.add(spec, password)

@@ -34,9 +34,10 @@ def check_new_settings(
 
     A server that refuses is still a 200 with ``ok: false`` and the server's own words.
     """
-    check_password(body.password)
+    password = body.password or ""
+    check_password(password)
     spec = spec_from_fields(body, body.owner or default_owner(actor), app.settings)
-    return convert.report(app.account_access.check_new(actor, spec, body.password))
+    return convert.report(app.account_access.check_new(actor, spec, password))
 
 
 @router.post("/{account_id}/test", responses=responses(NOT_FOUND, INVALID, MALFORMED))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -9,6 +10,9 @@ from fastapi import APIRouter, Query, Response
 from mailhaul.bootstrap import App
 from mailhaul.domain.access import Principal
 from mailhaul.domain.account import Account
+from mailhaul.domain.errors import NotFound
+from mailhaul.domain.options import SignInMethod
+from mailhaul.domain.validation import FieldError
 from mailhaul.services.account_access import AccountQuery
 from mailhaul.web.api.v1 import convert, schemas
 from mailhaul.web.api.v1.deps import AccountId, AnyUser, Mailhaul
@@ -67,6 +71,16 @@ def create_account(body: schemas.AccountCreate, actor: AnyUser, app: Mailhaul) -
     """Add an account; the owner defaults to the caller, the port to the protocol's."""
     owner = body.owner or default_owner(actor)
     spec = spec_from_fields(body, owner, app.settings)
+    if body.sign_in == "oauth2":
+        if not body.oauth_provider:
+            raise FieldError("oauth_provider", "is required with sign_in oauth2")
+        try:
+            provider = app.oauth_providers.get(body.oauth_provider)
+        except NotFound:
+            raise FieldError("oauth_provider", "no such OAuth provider") from None
+        spec = replace(spec, sign_in=SignInMethod.OAUTH2, oauth_provider_id=provider.id)
+    elif body.password is None:
+        raise FieldError("password", "is required (or sign_in oauth2 with a provider)")
     record = app.account_access.add(actor, spec, body.password)
     return account_body(app, actor, record)
 

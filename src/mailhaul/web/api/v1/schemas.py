@@ -8,7 +8,7 @@ shapes and sizes so nothing oversized or mistyped reaches them.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -92,10 +92,17 @@ class AccountFields(_Input):
 
 
 class AccountCreate(AccountFields):
-    """A new account (or unsaved settings to test): its settings and password."""
+    """A new account (or unsaved settings to test): its settings and password, or with
+    ``sign_in`` ``oauth2`` its provider (it is connected after: ``POST …/connect``)."""
 
-    password: SourcePassword = Field(
-        description="Write-only: never returned.", examples=["source-password"]
+    password: SourcePassword | None = Field(
+        default=None,
+        description="Write-only: never returned. Required unless sign_in is oauth2.",
+        examples=["source-password"],
+    )
+    sign_in: Literal["password", "oauth2"] = "password"
+    oauth_provider: str | None = Field(
+        default=None, max_length=64, description="With sign_in oauth2: the provider's name."
     )
 
 
