@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from mailhaul.adapters.passwords import PasswordHashes
     from mailhaul.services.account_access import AccountAccess
     from mailhaul.services.oauth_providers import OAuthProviderService
-    from mailhaul.services.pending_connects import PendingConnects
+    from mailhaul.services.pending_connects import PendingAuthorizations, PendingConnects
     from mailhaul.services.settings_admin import SettingsAdmin
     from mailhaul.services.sign_in import SignIn
     from mailhaul.services.status import StatusService
@@ -170,6 +170,13 @@ class App:
         from mailhaul.services.pending_connects import PendingConnects
 
         return PendingConnects(self.sign_in)
+
+    @cached_property
+    def pending_authorizations(self) -> PendingAuthorizations:
+        """Consents the web UI sent users to, until their callback."""
+        from mailhaul.services.pending_connects import PendingAuthorizations
+
+        return PendingAuthorizations()
 
     @cached_property
     def password_hashes(self) -> PasswordHashes:

@@ -241,6 +241,12 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("POST", ACCOUNT + "/disable"): RouteCase(Access.USER, "account", 303),
     ("POST", ACCOUNT + "/resume"): RouteCase(Access.USER, "account", 303, _paused),
     ("POST", ACCOUNT + "/retry"): RouteCase(Access.USER, "account", 303, _refused_message),
+    # the target signs in with a password: Connect sends it back to its page saying so;
+    # the device flow's state of an account without a sign-in problem is "connected" (286
+    # stops htmx's polling); a callback without a known state goes back to the list
+    ("POST", ACCOUNT + "/connect"): RouteCase(Access.USER, "account", 303, changes=False),
+    ("GET", ACCOUNT + "/connect/state"): RouteCase(Access.USER, "account", 286),
+    ("GET", "/oauth/callback"): RouteCase(Access.USER, "", 303),
     ("GET", ACCOUNT + "/delete"): RouteCase(Access.USER, "account", 200),
     ("POST", ACCOUNT + "/delete"): RouteCase(Access.USER, "account", 303),
     ("GET", "/users"): RouteCase(Access.MANAGER, "", 200),

@@ -81,3 +81,44 @@ class PendingConnects:
             logger.exception("account %s: the OAuth2 connection failed", account.id)
         finally:
             pending.ready.set()
+
+
+AUTHORIZATION_TTL = 600.0
+"""Seconds a consent started in the web UI may take before its callback comes back."""
+
+
+class PendingAuthorization:
+    """A consent in progress: whose, for which account, and what finishing it needs."""
+
+    def __init__(self, account_id: int, login: str, code_verifier: str, redirect_uri: str) -> None:
+        self.account_id = account_id
+        self.login = login
+        self.code_verifier = code_verifier
+        self.redirect_uri = redirect_uri
+        self.expires_at = time.time() + AUTHORIZATION_TTL
+
+
+class PendingAuthorizations:
+    """Authorization-code flows this process started, by their ``state``; each is taken
+    once, by the user who started it, before it expires."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, PendingAuthorization] = {}
+
+    def add(self, state: str, pending: PendingAuthorization) -> None:
+        """Remember a flow until its callback (older expired ones are dropped)."""
+        now = time.time()
+        with self._lock:
+            for key in [k for k, v in self._pending.items() if v.expires_at <= now]:
+                del self._pending[key]
+            self._pending[state] = pending
+
+    def take(self, state: str, login: str) -> PendingAuthorization | None:
+        """The flow of ``state`` if ``login`` started it and it has not expired; it is
+        forgotten either way (a state is good for one callback)."""
+        with self._lock:
+            pending = self._pending.pop(state, None)
+        if pending is None or pending.login != login or pending.expires_at <= time.time():
+            return None
+        return pending

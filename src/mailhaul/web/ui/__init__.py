@@ -22,7 +22,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from mailhaul.web.auth import LoginThrottle
-from mailhaul.web.ui import account_form, accounts, admin, login, settings_form, users
+from mailhaul.web.ui import (
+    account_form,
+    accounts,
+    admin,
+    login,
+    oauth_connect,
+    settings_form,
+    users,
+)
 from mailhaul.web.ui.routing import not_found_handler
 from mailhaul.web.ui.templating import TEMPLATES
 
@@ -32,7 +40,7 @@ STATIC = TEMPLATES.parent / "static"
 def install_pages(api: FastAPI) -> None:
     """Add the pages and ``/static`` to the main app."""
     api.state.login_throttle = LoginThrottle()
-    for module in (login, account_form, accounts, users, admin, settings_form):
+    for module in (login, account_form, accounts, oauth_connect, users, admin, settings_form):
         # The routes themselves, not include_router(): FastAPI 0.165 would wrap them in one
         # opaque entry, and the check that every route declares its access walks api.routes.
         api.router.routes.extend(module.router.routes)
