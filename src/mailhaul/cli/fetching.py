@@ -237,15 +237,14 @@ def _exit_code(summaries: list[RunSummary]) -> int:
 
 def _progress() -> Progress:
     """Progress bars on stderr (a terminal): one per account while it is polled."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+    from rich.progress import BarColumn, Progress, TextColumn
 
     from mailhaul.cli.output import err_console
 
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} messages"),
-        DownloadColumn(),
+        TextColumn("{task.completed}/{task.total} messages, {task.fields[size]}"),
         console=err_console(),
         transient=True,
     )
@@ -257,15 +256,11 @@ class _Bar:
 
     def __init__(self, progress: Progress, account_id: int) -> None:
         self.progress = progress
-        self.task = progress.add_task(f"account {account_id}", total=None)
+        self.task = progress.add_task(f"account {account_id}", total=None, size=human_bytes(0))
 
     def __call__(self, account_id: int, done: int, total: int, size: int) -> None:
-        self.progress.update(
-            self.task,
-            completed=done,
-            total=total or None,
-            description=f"account {account_id} ({human_bytes(size)})",
-        )
+        # bytes as bytes (rich's DownloadColumn would read the message count as bytes)
+        self.progress.update(self.task, completed=done, total=total or None, size=human_bytes(size))
 
     def remove(self) -> None:
         self.progress.remove_task(self.task)
