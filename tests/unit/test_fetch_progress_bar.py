@@ -24,5 +24,5 @@ def test_the_bar_shows_messages_and_bytes_each_as_what_they_are(
         bar.remove()
     drawn = screen.getvalue()
     assert "account 7" in drawn
-    assert "3/2000 messages, 5.0 MiB" in drawn
+    assert "3/2000 messages, 5 MiB" in drawn
     assert "3 bytes" not in drawn and "3.0 kB" not in drawn  # the count is not a size

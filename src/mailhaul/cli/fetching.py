@@ -18,10 +18,11 @@ from mailhaul.cli.context import (
     fail,
     state,
 )
-from mailhaul.cli.output import human_bytes, print_json
+from mailhaul.cli.output import print_json
 from mailhaul.domain.account import Trigger
 from mailhaul.domain.errors import AccountBusy, DatabaseUnusable, MailhaulError, NotFound
 from mailhaul.domain.scheduling import POLL_BLOCKED, PollResult, RunResult
+from mailhaul.domain.units import human_bytes
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -59,7 +60,7 @@ def _summary_line(summary: RunSummary, label: str) -> str:
     if summary.result == PollResult.OK:
         return (
             f"account {label}: ok, {summary.fetched} fetched ({human_bytes(summary.bytes)}), "
-            f"{summary.deleted} deleted, {summary.skipped} left on the server, "
+            f"{summary.deleted} deleted, {summary.skipped} skipped, "
             f"{summary.duration:.1f}s"
         )
     return f"account {label}: {summary.result}: {summary.error}"

@@ -11,6 +11,8 @@ import time
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from mailhaul.domain.units import human_bytes
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -53,16 +55,6 @@ def when(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
-
-
-def human_bytes(size: int) -> str:
-    """Bytes as B/KiB/MiB/GiB."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 def account_dict(account: Account, status: AccountStatus | None = None) -> dict[str, Any]:

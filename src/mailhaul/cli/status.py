@@ -9,7 +9,8 @@ import click
 
 from mailhaul.cli.context import errors_to_exit, state
 from mailhaul.cli.output import console as rich_console
-from mailhaul.cli.output import human_bytes, print_json, when
+from mailhaul.cli.output import print_json, when
+from mailhaul.domain.units import human_bytes
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -27,6 +27,7 @@ from mailhaul.domain.errors import (
 from mailhaul.domain.options import Security, SignInMethod
 from mailhaul.domain.redaction import Redactor
 from mailhaul.domain.scheduling import Outcome, PollResult, RunResult, SchedulePolicy, after_run
+from mailhaul.domain.units import human_bytes
 from mailhaul.services.folder_poll import FolderPoll
 from mailhaul.services.leases import Leases, new_owner
 from mailhaul.services.poll_run import PollDeps, PollRun, ProgressFn, RunCounts, SourceFactory
@@ -206,8 +207,8 @@ class Poller:
         if nxt.paused_reason:
             log(f"paused after {nxt.failures} login failures in a row: check the password")
         summary = (
-            f"{counts.fetched} fetched ({counts.bytes} bytes), {counts.deleted} deleted, "
-            f"{counts.skipped} left on the server"
+            f"{counts.fetched} fetched ({human_bytes(counts.bytes)}, {counts.bytes} bytes), "
+            f"{counts.deleted} deleted, {counts.skipped} skipped"
         )
         log(f"finished: {'error' if error else 'ok'}; {summary}")
         with deps.db.begin() as conn:

@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.datastructures import FormData
 
+from mailhaul.domain.units import human_bytes
 from mailhaul.services.users import SessionInfo
 from mailhaul.web.auth import app_of, page_session
 
@@ -77,16 +78,7 @@ def relative(timestamp: float | None, now: float | None = None) -> str:
 
 def size(value: int | None) -> str:
     """Bytes for people: ``512 B``, ``1.5 KiB``, ``100 MiB``."""
-    if value is None:
-        return "—"
-    if value < 1024:
-        return f"{value} B"
-    amount, unit = value / 1024, "KiB"
-    for bigger in ("MiB", "GiB"):
-        if amount < 1024:
-            break
-        amount, unit = amount / 1024, bigger
-    return f"{amount:.1f}".removesuffix(".0") + f" {unit}"
+    return "—" if value is None else human_bytes(value)
 
 
 def number(value: int) -> str:
