@@ -5,6 +5,7 @@ authorization server are in tests/integration/test_oauth_sign_in.py."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 from pathlib import Path
@@ -103,3 +104,48 @@ def test_oauth_accounts_are_refused_plainly_when_the_line_does_not_fit(cli: Cli)
     )  # fmt: skip
     not_oauth = cli("account", "connect", password_account.stdout.strip())
     assert not_oauth.returncode == 2 and "does not sign in with OAuth2" in not_oauth.stderr
+
+
+def test_account_connect_runs_the_device_flow_as_a_user_types_it(cli: Cli) -> None:
+    import subprocess
+
+    from support.cli import MAILHAUL
+    from support.oauth_server import OAuthTestServer
+
+    with OAuthTestServer(consent_user="me@example.net") as idp:
+        idp.add_client("lab")
+        ends = idp.endpoints()
+        cli.ok(
+            "oauth", "provider", "add", "lab", "--token-url", ends["token_url"],
+            "--device-url", ends["device_url"], "--scope", "mail offline_access",
+            "--client-id", "lab",
+        )  # fmt: skip
+        account_id = add_oauth_account(cli, "lab")
+        waiting = subprocess.Popen(
+            [*MAILHAUL, "account", "connect", str(account_id), "--json"],
+            env=cli.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert waiting.stdout is not None
+        first = json.loads(waiting.stdout.readline())
+        assert set(first) == {
+            "verification_uri", "verification_uri_complete", "user_code", "expires_in"
+        }  # fmt: skip
+        assert first["verification_uri"] == f"{idp.base}/device"
+        assert first["user_code"] == idp.last_user_code() and first["expires_in"] > 0
+        assert waiting.poll() is None  # it waits for the approval
+        idp.approve_device(first["user_code"])
+        out, err = waiting.communicate(timeout=60)
+        assert waiting.returncode == 0, err
+        assert json.loads(out) == {"account_id": account_id, "sign_in": "connected"}
+        shown = json.loads(cli.ok("account", "show", str(account_id), "--json"))
+        assert shown["sign_in_problem"] is None and shown["state"] == "new"
+        issued = [t.access_token for t in idp.state.tokens] + [
+            t.refresh_token for t in idp.state.tokens
+        ]
+        everything = out + err + cli.ok("account", "show", str(account_id), "--json")
+        everything += cli.ok("export", "--json") + cli.database.read_bytes().decode("latin-1")
+        encoded = [base64.b64encode(token.encode()).decode() for token in issued]
+        assert issued and not any(token in everything for token in issued + encoded)

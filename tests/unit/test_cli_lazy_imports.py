@@ -19,7 +19,7 @@ from mailhaul.cli import COMMANDS, app
 
 NEVER = ("typer", "pydantic")  # not dependencies of the command line at all
 HEAVY = ("sqlalchemy", "rich", "argon2", "mailhaul.importers", "mailhaul.web", "alembic")
-OAUTH = ("authlib", "httpx")  # only where an account signs in with OAuth2
+OAUTH = ("authlib", "httpx2")  # only where an account signs in with OAuth2
 
 
 def modules_imported(home: Path, *args: str, stdin: str = "") -> tuple[set[str], str]:

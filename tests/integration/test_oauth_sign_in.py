@@ -1,0 +1,234 @@
+"""OAuth2 sign-in against a real authorization server (Authlib's, on loopback:
+tests/support/oauth_server.py): connecting by the device flow, by the authorization code with
+PKCE from the web UI, and by client credentials; tokens refreshed before they run out and
+after a refusal, a rotated refresh token kept; a grant refused for good ("sign-in needed": the
+scheduler leaves the account alone); a token endpoint that is down (a temporary error)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx2 as httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from mailhaul.adapters.db.tables import accounts
+from mailhaul.adapters.oauth_endpoint import DeviceAuthorization
+from mailhaul.bootstrap import App
+from mailhaul.domain.access import Role
+from mailhaul.domain.account import Account, AccountSpec
+from mailhaul.domain.errors import SignInNeeded, TokenEndpointDown
+from mailhaul.domain.oauth import Endpoints, Grant
+from mailhaul.domain.options import Protocol, Security, SignInMethod
+from mailhaul.services.oauth_providers import ProviderRequest
+from mailhaul.web.app import create_app
+from support.api import PASSWORD, add_person, make_app
+from support.oauth_server import OAuthTestServer
+from support.pages import Browser
+
+USER = "me@example.net"
+
+
+@pytest.fixture
+def idp() -> Iterator[OAuthTestServer]:
+    with OAuthTestServer(access_lifetime=3600, consent_user=USER) as server:
+        yield server
+
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str) -> Iterator[App]:
+    app = make_app(tmp_path / "home", database_url)
+    yield app
+    app.db.dispose()
+
+
+def provider(app: App, idp: OAuthTestServer, name: str = "lab", **kwargs: object) -> int:
+    secret = str(kwargs.pop("secret", ""))
+    grant = kwargs.pop("grant", Grant.USER)
+    assert isinstance(grant, Grant)
+    idp.add_client(name, secret, redirect_uri=str(kwargs.pop("redirect_uri", "")))
+    ends = idp.endpoints()
+    request = ProviderRequest(
+        name=name,
+        client_id=name,
+        client_secret=secret,
+        grant=grant,
+        endpoints=Endpoints(
+            ends["authorize_url"], ends["token_url"], ends["device_url"], ends["revoke_url"]
+        ),
+        scope="mail offline_access",
+    )
+    return app.oauth_providers.add(request).id
+
+
+def oauth_account(app: App, provider_id: int) -> Account:
+    spec = AccountSpec(
+        owner="owner@a.test",
+        protocol=Protocol.IMAP,
+        host="imap.example.net",
+        port=993,
+        security=Security.SSL,
+        username=USER,
+        sign_in=SignInMethod.OAUTH2,
+        oauth_provider_id=provider_id,
+    )
+    return app.accounts.add(spec, None)
+
+
+def connect(app: App, idp: OAuthTestServer, account: Account) -> DeviceAuthorization:
+    shown: list[DeviceAuthorization] = []
+
+    def show(device: DeviceAuthorization) -> None:
+        shown.append(device)
+        idp.approve_device(device.user_code)  # the user approves at once
+
+    app.sign_in.connect_device(account, show, sleep=lambda _s: None)
+    return shown[0]
+
+
+def stored_tokens(app: App, account_id: int) -> str:
+    with app.db.read() as conn:
+        return str(
+            conn.scalar(select(accounts.c.oauth_tokens_enc).where(accounts.c.id == account_id))
+        )
+
+
+def test_the_device_flow_connects_and_the_tokens_are_kept_sealed(app: App, idp: OAuthTestServer):
+    account = oauth_account(app, provider(app, idp))
+    assert app.accounts.get(account.id).sign_in_problem == "not connected yet"
+    device = connect(app, idp, account)
+    assert device.verification_uri == f"{idp.base}/device" and device.user_code
+    fresh = app.accounts.get(account.id)
+    assert fresh.sign_in_problem is None and fresh.next_poll_at is not None
+    credentials = app.sign_in.credentials(fresh, "")
+    assert credentials.method is SignInMethod.OAUTH2
+    issued = idp.active_token(credentials.password)
+    assert issued is not None and issued.user == USER  # the server's own token
+    sealed = stored_tokens(app, account.id)
+    assert sealed.startswith("v1.") and credentials.password not in sealed
+    assert "refresh" not in sealed and issued.refresh_token not in sealed
+
+
+def test_a_declined_or_expired_device_code_leaves_the_account_waiting(
+    app: App, idp: OAuthTestServer
+):
+    account = oauth_account(app, provider(app, idp))
+
+    def decline(device: DeviceAuthorization) -> None:
+        idp.deny_device(device.user_code)
+
+    with pytest.raises(SignInNeeded, match="declined"):
+        app.sign_in.connect_device(account, decline, sleep=lambda _s: None)
+    assert app.accounts.get(account.id).sign_in_problem == "not connected yet"
+    assert stored_tokens(app, account.id) == ""
+
+
+def test_tokens_are_refreshed_before_they_run_out_and_rotation_is_kept(
+    app: App, idp: OAuthTestServer
+):
+    idp.access_lifetime = 2  # within its last 5 s from the start: refreshed before use
+    account = oauth_account(app, provider(app, idp))
+    connect(app, idp, account)
+    first = app.sign_in.credentials(app.accounts.get(account.id), "")
+    assert idp.state.refreshes.get(USER) == 1
+    second = app.sign_in.credentials(app.accounts.get(account.id), "")
+    assert idp.state.refreshes.get(USER) == 2  # the rotated refresh token was kept: it works
+    assert first.password != second.password
+    assert idp.active_token(second.password) is not None
+    idp.access_lifetime = 3600
+    third = app.sign_in.credentials(app.accounts.get(account.id), "")
+    fourth = app.sign_in.credentials(app.accounts.get(account.id), "")
+    assert third.password == fourth.password  # the control: a fresh token is not refreshed
+    assert idp.state.refreshes.get(USER) == 3
+    rejected = app.sign_in.after_rejection(app.accounts.get(account.id))
+    assert rejected.password != fourth.password and idp.state.refreshes.get(USER) == 4
+
+
+def test_a_revoked_grant_means_sign_in_needed_and_no_more_polls(app: App, idp: OAuthTestServer):
+    account = oauth_account(app, provider(app, idp))
+    connect(app, idp, account)
+    with app.db.begin() as conn:  # the control: connected, it is due
+        assert app.account_store.claim_due(conn, "w1", time.time() + 1, 60.0, 10) == [account.id]
+        app.account_store.release(conn, account.id, "w1")
+    idp.revoke_user(USER)  # e.g. the user changed their password at the provider
+    with pytest.raises(SignInNeeded, match="refused the grant"):
+        app.sign_in.after_rejection(app.accounts.get(account.id))
+    stuck = app.accounts.get(account.id)
+    assert stuck.sign_in_problem is not None and "invalid_grant" in stuck.sign_in_problem
+    assert stored_tokens(app, account.id) == ""
+    requests_before = idp.state.token_requests
+    with app.db.begin() as conn:
+        assert app.account_store.claim_due(conn, "w1", time.time() + 1, 60.0, 10) == []
+    with pytest.raises(SignInNeeded):
+        app.sign_in.credentials(stuck, "")
+    assert idp.state.token_requests == requests_before  # nothing hammers the provider
+    status = app.status.account(account.id)
+    assert status.state == "sign-in needed" and status.fetch_blocked is not None
+    connect(app, idp, stuck)  # reconnecting ends the state
+    assert app.accounts.get(account.id).sign_in_problem is None
+
+
+def test_a_token_endpoint_that_is_down_is_a_temporary_error(app: App, idp: OAuthTestServer):
+    idp.access_lifetime = 2
+    account = oauth_account(app, provider(app, idp))
+    connect(app, idp, account)
+    idp.go_down(60)
+    with pytest.raises(TokenEndpointDown, match="503"):
+        app.sign_in.credentials(app.accounts.get(account.id), "")
+    assert app.accounts.get(account.id).sign_in_problem is None  # still connected
+    idp.go_down(0)
+    assert app.sign_in.credentials(app.accounts.get(account.id), "").password  # the control
+
+
+def test_client_credentials_need_no_user(app: App, idp: OAuthTestServer):
+    provider_id = provider(
+        app, idp, "app", secret="app-secret-0123", grant=Grant.CLIENT_CREDENTIALS
+    )
+    account = oauth_account(app, provider_id)
+    assert account.sign_in_problem is None  # nobody has to consent
+    credentials = app.sign_in.credentials(account, "")
+    issued = idp.active_token(credentials.password)
+    assert issued is not None and issued.user == "app"
+
+
+def test_connect_in_the_web_ui_runs_the_code_flow_with_pkce(app: App, idp: OAuthTestServer):
+    add_person(app, "owner", "owner@a.test", Role.USER)
+    browser = Browser(TestClient(create_app(app), base_url="https://testserver"))
+    assert browser.login("owner@a.test", PASSWORD).status_code == 303
+    callback = "https://testserver/oauth/callback"
+    account = oauth_account(app, provider(app, idp, redirect_uri=callback))
+    page = browser.get(f"/accounts/{account.id}")
+    assert "sign-in needed" in page.text and ">Connect<" in page.text
+    started = browser.post(f"/accounts/{account.id}/connect")
+    assert started.status_code == 303, started.text
+    consent_url = started.headers["location"]
+    query = parse_qs(urlsplit(consent_url).query)
+    assert consent_url.startswith(f"{idp.base}/authorize?")
+    assert query["code_challenge_method"] == ["S256"] and query["redirect_uri"] == [callback]
+    with httpx.Client() as user_agent:  # the user's browser at the provider
+        assert "Approve" in user_agent.get(consent_url).text
+        approved = user_agent.post(consent_url, data={"user": USER, "decision": "approve"})
+    assert approved.status_code == 302
+    back = approved.headers["location"]
+    assert back.startswith(callback + "?")
+    finished = browser.get(back.removeprefix("https://testserver"))
+    assert finished.status_code == 303
+    assert finished.headers["location"] == f"/accounts/{account.id}"
+    assert app.accounts.get(account.id).sign_in_problem is None
+    assert "Connected" in browser.get(f"/accounts/{account.id}").text
+    replayed = browser.get(back.removeprefix("https://testserver"))
+    assert replayed.headers["location"] == "/accounts"  # a state is good for one callback
+    other = oauth_account(app, provider(app, idp, "lab2", redirect_uri=callback))
+    denied_start = browser.post(f"/accounts/{other.id}/connect")
+    with httpx.Client() as user_agent:
+        denied = user_agent.post(
+            denied_start.headers["location"], data={"user": USER, "decision": "deny"}
+        )
+    refused = browser.get(denied.headers["location"].removeprefix("https://testserver"))
+    assert refused.headers["location"] == f"/accounts/{other.id}"
+    assert "access_denied" in browser.get(f"/accounts/{other.id}").text
+    assert app.accounts.get(other.id).sign_in_problem == "not connected yet"
