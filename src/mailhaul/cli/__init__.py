@@ -61,7 +61,7 @@ COMMANDS = {
         "Import accounts from fetchmail, getmail, panel rules, ISPConfig or a mailhaul export.",
     ),
     "export": (
-        "mailhaul.cli.importing:export",
+        "mailhaul.cli.exporting:export",
         "Export every account with its options and retrieval state, as JSON.",
     ),
     "db": ("mailhaul.cli.db:app", "The database schema: upgrade it, show its revision."),
