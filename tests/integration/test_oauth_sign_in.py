@@ -26,9 +26,10 @@ from mailhaul.domain.oauth import Endpoints, Grant
 from mailhaul.domain.options import Protocol, Security, SignInMethod
 from mailhaul.services.oauth_providers import ProviderRequest
 from mailhaul.web.app import create_app
-from support.api import PASSWORD, add_person, make_app
+from support.api import PASSWORD, SYSTEM, add_person, make_app
 from support.oauth_server import OAuthTestServer
 from support.pages import Browser
+from support.scripted_imap import ImapScript, Mailbox, Message, ScriptedImapServer
 
 USER = "me@example.net"
 
@@ -232,3 +233,50 @@ def test_connect_in_the_web_ui_runs_the_code_flow_with_pkce(app: App, idp: OAuth
     assert refused.headers["location"] == f"/accounts/{other.id}"
     assert "access_denied" in browser.get(f"/accounts/{other.id}").text
     assert app.accounts.get(other.id).sign_in_problem == "not connected yet"
+
+
+def test_a_poll_signs_in_with_the_token_and_refreshes_it_once_when_refused(
+    app: App, idp: OAuthTestServer
+):
+    messages = [Message(1, b"Subject: one\r\n\r\n1\r\n"), Message(2, b"Subject: two\r\n\r\n2\r\n")]
+    script = ImapScript(
+        username=USER,
+        oauth=("XOAUTH2",),
+        sasl_ir=True,
+        folders={"INBOX": Mailbox(7, messages)},
+        token_check=lambda token: idp.active_token(token) is not None,
+    )
+    server = ScriptedImapServer(script)
+    server.start()
+    try:
+        spec = AccountSpec(
+            owner="owner@a.test",
+            protocol=Protocol.IMAP,
+            host="127.0.0.1",
+            port=server.port,
+            security=Security.NONE,
+            username=USER,
+            sign_in=SignInMethod.OAUTH2,
+            oauth_provider_id=provider(app, idp),
+        )
+        account = app.accounts.add(spec, None)
+        connect(app, idp, account)
+        first = app.poller.poll(account.id)
+        assert (first.result, first.fetched) == ("ok", 2), first.error
+        assert idp.state.refreshes.get(USER) is None  # a fresh token: used as it is
+        idp.expire_access_tokens()  # the server no longer takes it; our copy does not know
+        script.folders["INBOX"].messages.append(Message(3, b"Subject: three\r\n\r\n3\r\n"))
+        second = app.poller.poll(account.id)
+        assert (second.result, second.fetched) == ("ok", 1), second.error
+        assert idp.state.refreshes.get(USER) == 1  # refreshed once, then signed in again
+        run_log = app.account_access.last_log(SYSTEM, account.id) or ""
+        assert "the server refused the access token: refreshing it" in run_log
+        assert not any(t.access_token in run_log for t in idp.state.tokens)
+        idp.revoke_user(USER)
+        idp.expire_access_tokens()
+        third = app.poller.poll(account.id)
+        assert third.result == "error" and third.error_kind == "sign_in"
+        assert app.accounts.get(account.id).sign_in_problem is not None
+        assert len(server.oauth_logins) == 4  # 1, then 1 refused + 1 after the refresh, then 1
+    finally:
+        server.stop()

@@ -49,6 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailhaul.domain.imap_utf7 import encode_mailbox
+from support.scripted_oauth import GMAIL_CHALLENGE, OAuthLogin, read_response
 
 COURIER_PLACEHOLDER = (
     b"From: System Administrator <root@localhost>\r\n"
@@ -144,6 +145,10 @@ class ImapScript:
     seq_offset: int = 0  # body FETCH responses name a sequence number off by this much
     listing_pace: float = 0.0  # seconds between two lines of a flag/size listing (a slow
     # server listing a big folder)
+    oauth: tuple[str, ...] = ()  # AUTH= mechanisms offered for OAuth2: XOAUTH2, OAUTHBEARER
+    token: str = ""  # the access token it takes (with ``username``); others get Gmail's
+    # error challenge, then NO [AUTHENTICATIONFAILED]
+    token_check: Callable[[str], bool] | None = None  # asks an authorization server instead
     utf8_accept: bool = False  # advertise UTF8=ACCEPT and answer ENABLE (RFC 6855); folder
     # names then arrive in UTF-8 and are looked up in their modified UTF-7 form
 
@@ -166,6 +171,7 @@ class ScriptedImapServer:
         self.tls = tls
         self.implicit_tls = implicit_tls
         self.commands: list[str] = []
+        self.oauth_logins: list[OAuthLogin] = []
         self.received = bytearray()
         self.errors: list[BaseException] = []
         self.sessions = 0
@@ -317,6 +323,7 @@ class _Session:
         caps += ["STARTTLS"] if s.starttls and not self.tls_active else []
         caps += ["LOGINDISABLED"] if s.logindisabled else []
         caps += ["AUTH=PLAIN"] if s.auth_plain else []
+        caps += [f"AUTH={mechanism}" for mechanism in s.oauth]
         caps += ["SASL-IR"] if s.sasl_ir else []
         caps += ["UIDPLUS"] if s.uidplus else []
         caps += ["LITERAL+"] if s.literal_plus else []
@@ -400,6 +407,10 @@ class _Session:
             self._logged_in(tag, args[0], args[1])
 
     def do_AUTHENTICATE(self, tag: str, text: str, args: list[bytes]) -> None:
+        mechanism = args[0].upper().decode("ascii", "replace") if args else ""
+        if mechanism in ("XOAUTH2", "OAUTHBEARER") and self.script.oauth:
+            self._authenticate_oauth(tag, mechanism, args[1] if len(args) > 1 else None)
+            return
         if not self.script.auth_plain or not args or args[0].upper() != b"PLAIN":
             self.send(f"{tag} NO Unsupported mechanism\r\n".encode())
             return
@@ -415,6 +426,25 @@ class _Session:
             self.send(f"{tag} BAD Invalid SASL response\r\n".encode())
             return
         self._logged_in(tag, user, password)
+
+    def _authenticate_oauth(self, tag: str, mechanism: str, initial: bytes | None) -> None:
+        if initial is None:
+            self.send(b"+ \r\n")
+            initial = self.readline().strip()
+            self.server.commands.append(initial.decode("latin-1"))
+        login = read_response(mechanism, initial.decode("latin-1"))
+        if login is None:
+            self.send(f"{tag} BAD Invalid SASL argument\r\n".encode())
+            return
+        self.server.oauth_logins.append(login)
+        s = self.script
+        valid = s.token_check(login.token) if s.token_check else login.token == s.token
+        if valid and login.user == s.username:
+            self._logged_in(tag, login.user.encode(), s.password.encode())
+            return
+        self.send(f"+ {GMAIL_CHALLENGE}\r\n".encode())
+        self.server.commands.append(self.readline().strip().decode("latin-1"))
+        self.send(f"{tag} NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)\r\n".encode())
 
     def do_ENABLE(self, tag: str, text: str, args: list[bytes]) -> None:
         wanted = {arg.decode().upper() for arg in args}

@@ -85,6 +85,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from mailhaul.domain.options import Protocol, Security, SourceEndpoint
+from support.scripted_oauth import GMAIL_CHALLENGE, OAuthLogin, read_response
 
 POLL = 0.05
 """How often blocked socket calls in the server wake up to check for stop()."""
@@ -128,6 +129,10 @@ class Pop3Script:
     capa: bool = True
     user: bool = True
     sasl_plain: bool = False
+    oauth: tuple[str, ...] = ()  # SASL mechanisms offered for OAuth2: XOAUTH2, OAUTHBEARER
+    token: str = ""  # the access token it takes (with ``username``)
+    microsoft: bool = False  # as Outlook: the one-step AUTH XOAUTH2 is refused, a bad token
+    # gets "-ERR Authentication failure" at once; otherwise Gmail's error challenge
     stls: bool = False
     pipelining: bool = True
     uidl: bool = True
@@ -217,6 +222,8 @@ class ScriptedPop3Server:
         uids = script.uids or [f"uid-{i + 1}" for i in range(len(script.messages))]
         self.mailbox: list[tuple[str, bytes]] = list(zip(uids, script.messages, strict=True))
         self.commands: list[Received] = []
+        self.oauth_logins: list[OAuthLogin] = []
+        self.oauth_replies: list[str] = []  # what the client answered an error challenge
         self.errors: list[BaseException] = []
         self.sessions = 0
         self.lock = threading.Lock()
@@ -435,7 +442,11 @@ class _Session:
             *(["TOP"] if s.top else []),
             *(["UIDL"] if s.uidl else []),
             *(["USER"] if s.user else []),
-            *(["SASL PLAIN"] if s.sasl_plain else []),
+            *(
+                [" ".join(["SASL", *(["PLAIN"] if s.sasl_plain else []), *s.oauth])]
+                if s.sasl_plain or s.oauth
+                else []
+            ),
             *(["PIPELINING"] if s.pipelining else []),
             *(["RESP-CODES", "AUTH-RESP-CODE"] if s.resp_codes else []),
             *(["STLS"] if self._stls_offered() else []),
@@ -482,6 +493,8 @@ class _Session:
 
     def do_auth(self, arg: str) -> Result:
         mechanism, _, initial = arg.partition(" ")
+        if mechanism.upper() in self.script.oauth:
+            return self._auth_oauth(mechanism.upper(), initial)
         if not self.script.sasl_plain or mechanism.upper() != "PLAIN":
             return self._err("unsupported mechanism")
         if self.maildrop is not None:
@@ -496,6 +509,29 @@ class _Session:
         except ValueError:
             return self._err("[AUTH] malformed PLAIN response")
         return self._log_in(user.decode(), password.decode())
+
+    def _auth_oauth(self, mechanism: str, initial: str) -> Result:
+        s = self.script
+        if self.maildrop is not None:
+            return self._err("already logged in")
+        if initial and s.microsoft:
+            return self._err("Protocol error: the initial response is not accepted")
+        if not initial:
+            self._send(b"+ \r\n")
+            initial = self._readline()[0].decode("latin-1").strip()
+        login = read_response(mechanism, initial)
+        if login is None:
+            return self._err("[AUTH] malformed SASL response")
+        self.server.oauth_logins.append(login)
+        if login.token == s.token and login.user == s.username:
+            with self.server.lock:
+                self.maildrop = list(self.server.mailbox)
+            return self._ok("User successfully authenticated.")
+        if s.microsoft:
+            return self._err("Authentication failure: unknown user name or bad password.")
+        self._send(f"+ {GMAIL_CHALLENGE}\r\n".encode())
+        self.server.oauth_replies.append(self._readline()[0].decode("latin-1").strip())
+        return self._err("[AUTH] Invalid credentials (Failure)")
 
     def _log_in(self, user: str, password: str) -> Result:
         if self.script.login_error is not None:

@@ -11,6 +11,7 @@ MailhaulError
 │   │   └── MessageMismatch  what it sent for one message is not that message (size, UID,
 │   │                        a stand-in): that message stays on the server, the run goes on
 │   ├── AuthenticationFailed the server rejected the credentials
+│   │   └── TokenRejected    … an OAuth2 access token (refreshed once, then a failure)
 │   ├── TlsFailure           certificate rejected, STARTTLS not offered, handshake failed
 │   └── UnsupportedByServer  the server lacks a capability the options need (e.g. UIDL)
 ├── DeliveryError            the local side failed
@@ -84,6 +85,11 @@ class MessageMismatch(ProtocolViolation):
 
 class AuthenticationFailed(SourceError):
     """Raised when the server rejects the username or password."""
+
+
+class TokenRejected(AuthenticationFailed):
+    """Raised when the server refuses an OAuth2 access token (its error challenge, if any,
+    is in the message: status and scope)."""
 
 
 class TlsFailure(SourceError):

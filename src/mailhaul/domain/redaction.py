@@ -13,7 +13,8 @@ import base64
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from mailhaul.domain.options import Credentials
+from mailhaul.domain.options import Credentials, SignInMethod
+from mailhaul.domain.sasl import oauthbearer_response, xoauth2_response
 
 MASK = "***"
 """What a secret is replaced by."""
@@ -34,14 +35,22 @@ class Redactor:
     forms: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
-    def for_credentials(cls, credentials: Credentials) -> Redactor:
+    def for_credentials(
+        cls, credentials: Credentials, server: tuple[str, int] | None = None
+    ) -> Redactor:
         """The forms of ``credentials.password`` a server could echo: as typed, as quoted
-        bytes, inside the SASL PLAIN response. No password, nothing to mask."""
-        secret = credentials.password
+        bytes, inside the SASL PLAIN response; an OAuth2 access token also inside the
+        XOAUTH2 response and (given the ``server``'s host and port) the OAUTHBEARER one.
+        No secret, nothing to mask."""
+        secret, user = credentials.password, credentials.username
         if not secret:
             return cls()
         quoted = repr(secret.encode("utf-8", "surrogatepass"))[2:-1]
-        forms = {secret, quoted, sasl_plain(credentials.username, secret)}
+        forms = {secret, quoted, sasl_plain(user, secret)}
+        if credentials.method is SignInMethod.OAUTH2:
+            forms.add(xoauth2_response(user, secret))
+            if server is not None:
+                forms.add(oauthbearer_response(user, secret, *server))
         return cls(tuple(sorted(forms, key=len, reverse=True)))
 
     def __call__(self, text: str) -> str:

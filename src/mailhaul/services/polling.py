@@ -137,7 +137,8 @@ class Poller:
         kind: ErrorKind | None = None
         try:
             credentials = deps.sign_in.credentials(account, token)
-            log.hide(Redactor.for_credentials(credentials))
+            server = (account.spec.host, account.spec.port)
+            log.hide(Redactor.for_credentials(credentials, server))
             with self.running.track(RunGuard(stall_timeout=deps.stall_timeout)):
                 # The source's connections take the run's guard when they are made.
                 source = deps.open_source(account.endpoint(deps.timeout), credentials, log)
@@ -277,7 +278,8 @@ class Poller:
             run.log("the server refused the access token: refreshing it and signing in again")
             run.source.abort()
             credentials = deps.sign_in.after_rejection(account)
-            run.log.hide(Redactor.for_credentials(credentials))
+            server = (account.spec.host, account.spec.port)
+            run.log.hide(Redactor.for_credentials(credentials, server))
             run.source = deps.open_source(account.endpoint(deps.timeout), credentials, run.log)
             run.source.connect()
 

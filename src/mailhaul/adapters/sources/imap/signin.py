@@ -1,4 +1,5 @@
-"""Signing in to an IMAP server: greeting, STARTTLS, LOGIN or AUTHENTICATE PLAIN.
+"""Signing in to an IMAP server: greeting, STARTTLS, LOGIN or AUTHENTICATE PLAIN, or with
+an OAuth2 access token AUTHENTICATE OAUTHBEARER (where offered) or XOAUTH2.
 
 Security: ``ssl`` is implicit TLS (the ``Wire``'s); ``starttls`` refuses to go on in plain
 text when STARTTLS is not offered or fails, or when the server pre-authenticated the
@@ -19,10 +20,21 @@ from mailhaul.domain.errors import (
     LoginDeferred,
     ProtocolViolation,
     TlsFailure,
+    TokenRejected,
     UnsupportedByServer,
 )
-from mailhaul.domain.options import Credentials, Security
+from mailhaul.domain.options import Credentials, Security, SignInMethod
 from mailhaul.domain.redaction import sasl_plain
+from mailhaul.domain.sasl import (
+    OAUTHBEARER,
+    OAUTHBEARER_ERROR_REPLY,
+    XOAUTH2,
+    XOAUTH2_ERROR_REPLY,
+    OAuthChallenge,
+    oauthbearer_response,
+    parse_challenge,
+    xoauth2_response,
+)
 
 
 class SignIn:
@@ -98,7 +110,14 @@ class SignIn:
         user = self._credentials.username.encode("utf-8")
         secret = self._credentials.password.encode("utf-8")
         self._conn.server_caps = None
-        if "LOGINDISABLED" not in caps:
+        challenge = OAuthChallenge()
+        if self._credentials.method is SignInMethod.OAUTH2:
+            mechanism = OAUTHBEARER if "AUTH=OAUTHBEARER" in caps else XOAUTH2
+            status, challenge = self._authenticate_oauth(mechanism, "SASL-IR" in caps)
+            if status.kind == "BAD" and "SASL-IR" in caps:
+                self._refused("SASL-IR", status)
+                status, challenge = self._authenticate_oauth(mechanism, False)
+        elif "LOGINDISABLED" not in caps:
             status = self._send_with_literals(b"LOGIN", [user, secret], "LITERAL+" in caps)
         elif "AUTH=PLAIN" in caps:
             status = self._authenticate_plain("SASL-IR" in caps)
@@ -124,6 +143,9 @@ class SignIn:
         )
         if status.code in TRANSIENT_CODES:
             raise LoginDeferred(message)
+        if self._credentials.method is SignInMethod.OAUTH2:
+            said = f" ({challenge.describe()})" if challenge.describe() else ""
+            raise TokenRejected(f"{message}{said}")
         raise AuthenticationFailed(message)
 
     def _send_with_literals(self, name: bytes, args: list[bytes], literal_plus: bool) -> Status:
@@ -144,6 +166,40 @@ class SignIn:
                 pending = value
         conn.send_raw(pending + b"\r\n")
         return conn.wait(tag)
+
+    def _authenticate_oauth(self, mechanism: str, initial: bool) -> tuple[Status, OAuthChallenge]:
+        """AUTHENTICATE with the access token; a server's error challenge is answered as
+        the mechanism says and its status and scope logged (never the token)."""
+        credentials, conn = self._credentials, self._conn
+        endpoint = conn.wire.endpoint
+        if mechanism == OAUTHBEARER:
+            response = oauthbearer_response(
+                credentials.username, credentials.password, endpoint.host, endpoint.port
+            )
+        else:
+            response = xoauth2_response(credentials.username, credentials.password)
+        tag = conn.new_command("AUTHENTICATE")
+        if initial:
+            conn.send_raw(f"{tag} AUTHENTICATE {mechanism} {response}\r\n".encode("ascii"))
+        else:
+            conn.send_raw(f"{tag} AUTHENTICATE {mechanism}\r\n".encode("ascii"))
+            prompt = conn.wait_continuation(tag)
+            if isinstance(prompt, Status):
+                return prompt, OAuthChallenge()
+            conn.send_raw(response.encode("ascii") + b"\r\n")
+        reply = conn.wait_continuation(tag)
+        if isinstance(reply, Status):
+            return reply, OAuthChallenge()
+        challenge = parse_challenge(reply.text)
+        said = challenge.describe() or "no reason given"
+        conn.log(f"imap: {mechanism} refused the access token ({said})")
+        answer = OAUTHBEARER_ERROR_REPLY if mechanism == OAUTHBEARER else XOAUTH2_ERROR_REPLY
+        conn.send_raw(answer.encode("ascii") + b"\r\n")
+        reply = conn.wait_continuation(tag)
+        if isinstance(reply, Continuation):  # still more wanted: cancel the exchange
+            conn.send_raw(b"*\r\n")
+            return conn.wait(tag), challenge
+        return reply, challenge
 
     def _authenticate_plain(self, initial: bool) -> Status:
         credentials = self._credentials

@@ -56,7 +56,7 @@ class ImapSource:
         self._credentials = credentials
         self._log = log
         self._wire = Wire(endpoint)
-        self._redact = Redactor.for_credentials(credentials)
+        self._redact = Redactor.for_credentials(credentials, (endpoint.host, endpoint.port))
         self._conn = ImapConnection(self._wire, log, self._redact)
         self._caps: frozenset[str] = frozenset()
         self._broken: set[str] = set()

@@ -13,19 +13,15 @@ from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Sequence
 
 from mailhaul.adapters.sources.pop3.parsing import (
-    MAX_AUTH_COMMAND,
-    Reply,
-    check_argument,
     parse_capabilities,
     parse_scan_listing,
     parse_uid_listing,
     without_protocol_crlf,
 )
 from mailhaul.adapters.sources.pop3.session import Body, Pending, Pop3Connection
+from mailhaul.adapters.sources.pop3.signin import Pop3SignIn
 from mailhaul.domain.errors import (
-    AuthenticationFailed,
     ConfigError,
-    LoginDeferred,
     ProtocolViolation,
     SessionRefused,
     SourceError,
@@ -36,7 +32,7 @@ from mailhaul.domain.errors import (
 from mailhaul.domain.messages import POP3_FOLDER, FolderListing, FolderState, MessageRef
 from mailhaul.domain.options import Credentials, Protocol, Security, SourceEndpoint
 from mailhaul.domain.ports import LogFn
-from mailhaul.domain.redaction import Redactor, sasl_plain
+from mailhaul.domain.redaction import Redactor
 
 PIPELINE_DEPTH = 32
 """How many commands are sent ahead of their replies when the server offers PIPELINING."""
@@ -44,7 +40,6 @@ PIPELINE_BYTES = 2 * 1024 * 1024
 """Listed octets in flight beyond which no further RETR is sent ahead."""
 MAX_HEADER_BYTES = 8 * 1024 * 1024
 """A ``TOP n 0`` answer longer than this is a violation (headers are collected in memory)."""
-TRANSIENT_CODES = frozenset({"IN-USE", "SYS/TEMP", "LOGIN-DELAY"})
 """RFC 2449/3206 response codes that mean "try again later", not "wrong password"."""
 
 
@@ -57,7 +52,7 @@ class Pop3Source:
         self._endpoint = endpoint
         self._credentials = credentials
         self._log_fn = log
-        self._redact = Redactor.for_credentials(credentials)
+        self._redact = Redactor.for_credentials(credentials, (endpoint.host, endpoint.port))
         self._conn = Pop3Connection(endpoint, self._redact)
         self._caps: frozenset[str] = frozenset()
         self._capa_known = False
@@ -307,55 +302,7 @@ class Pop3Source:
         self._refresh_capabilities()  # RFC 2595: forget what was said before TLS
 
     def _login(self) -> None:
-        username, password = self._credentials.username, self._credentials.password
-        check_argument(username, "username")
-        check_argument(password, "password")
-        if "USER" not in self._caps and "AUTH=PLAIN" in self._caps:
-            self._auth_plain()
-            return
-        conn = self._conn
-        conn.send(f"USER {username}\r\n")
-        reply = conn.read_reply()
-        if reply.ok:
-            conn.send(f"PASS {password}\r\n")
-            reply = conn.read_reply()
-        if not reply.ok:
-            raise self._login_error(reply)
-
-    def _auth_plain(self) -> None:
-        conn = self._conn
-        response = sasl_plain(self._credentials.username, self._credentials.password)
-        command = f"AUTH PLAIN {response}\r\n"
-        if len(command) <= MAX_AUTH_COMMAND:
-            conn.send(command)
-        else:
-            conn.send("AUTH PLAIN\r\n")
-            if not self._read_continuation():
-                raise ProtocolViolation("the server accepted AUTH PLAIN without credentials")
-            conn.send(f"{response}\r\n")
-        if self._read_continuation():
-            # The server wants more than PLAIN ever sends: cancel (RFC 5034) and give up.
-            conn.send("*\r\n")
-            conn.read_reply()
-            raise AuthenticationFailed(
-                f"{self._endpoint.describe()} did not accept the SASL PLAIN response"
-            )
-
-    def _read_continuation(self) -> bool:
-        """True on a ``+`` prompt, False on +OK; raises on -ERR."""
-        line = self._conn.readline()
-        if line.startswith(b"+ ") or line.rstrip(b"\r\n") == b"+":
-            return True
-        reply = self._conn.parse(line)
-        if not reply.ok:
-            raise self._login_error(reply)
-        return False
-
-    def _login_error(self, reply: Reply) -> SourceError:
-        who = f"{self._endpoint.describe()} for {self._credentials.username}"
-        if reply.code in TRANSIENT_CODES:
-            return LoginDeferred(f"login to {who} failed for now: {reply.text}")
-        return AuthenticationFailed(f"login to {who} rejected: {reply.text}")
+        Pop3SignIn(self._conn, self._credentials, self._endpoint, self._log).run(self._caps)
 
     def _refresh_capabilities(self) -> None:
         self._conn.send("CAPA\r\n")
