@@ -280,3 +280,42 @@ def test_a_poll_signs_in_with_the_token_and_refreshes_it_once_when_refused(
         assert len(server.oauth_logins) == 4  # 1, then 1 refused + 1 after the refresh, then 1
     finally:
         server.stop()
+
+
+def test_the_account_form_adds_an_oauth_account_and_the_page_offers_a_code(
+    app: App, idp: OAuthTestServer
+):
+    add_person(app, "admin", "admin@a.test", Role.ADMIN)
+    browser = Browser(TestClient(create_app(app), base_url="https://testserver"))
+    assert browser.login("admin@a.test", PASSWORD).status_code == 303
+    provider_id = provider(app, idp)
+    form = browser.get("/accounts/new")
+    assert f'<option value="oauth2:{provider_id}">OAuth2: lab</option>' in form.text
+    fields = {
+        "owner": "owner@a.test", "protocol": "imap", "security": "ssl",
+        "host": "imap.example.net", "username": USER, "folders": "INBOX",
+        "interval": "300", "max_size": "10M", "active": "on",
+    }  # fmt: skip
+    typed = browser.post(
+        "/accounts/new", {**fields, "sign_in": f"oauth2:{provider_id}", "password": "x"}
+    )
+    assert typed.status_code == 400 and "has no password" in typed.text  # nothing was added
+    added = browser.post("/accounts/new", {**fields, "sign_in": f"oauth2:{provider_id}"})
+    assert added.status_code == 303, added.text
+    account_id = int(added.headers["location"].rsplit("/", 1)[1])
+    account = app.accounts.get(account_id)
+    assert account.spec.sign_in is SignInMethod.OAUTH2 and account.sign_in_problem
+    page = browser.get(f"/accounts/{account_id}").text
+    assert "press Connect to sign in" in page and "Connect with a code" in page
+    shown = browser.post(f"/accounts/{account_id}/connect", {"device": "1"})
+    assert shown.status_code == 200
+    code = idp.last_user_code()
+    assert code in shown.text and f"{idp.base}/device" in shown.text
+    waiting = browser.get(f"/accounts/{account_id}/connect/state")
+    assert waiting.status_code == 200 and "Waiting" in waiting.text
+    idp.approve_device(code)
+    deadline = time.time() + 20
+    while browser.get(f"/accounts/{account_id}/connect/state").status_code != 286:
+        assert time.time() < deadline, "the device flow did not finish"
+        time.sleep(0.2)
+    assert app.accounts.get(account_id).sign_in_problem is None

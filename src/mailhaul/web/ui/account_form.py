@@ -113,7 +113,18 @@ def _form_page(
         default_interval=settings.interval,
         default_max_size=show_size(settings.max_size),
         labels=LABELS,
+        sign_ins=_sign_ins(request),
     )
+
+
+def _sign_ins(request: Request) -> list[tuple[str, str]]:
+    """The sign-in methods to choose from: a password, or each registered OAuth2 provider."""
+    from mailhaul.adapters.db.oauth_providers import OAuthProviderStore
+
+    app = app_of(request)
+    with app.db.read() as conn:
+        providers = OAuthProviderStore().list_all(conn)
+    return [("password", "Password"), *((f"oauth2:{p.id}", f"OAuth2: {p.name}") for p in providers)]
 
 
 SAVE_ERRORS = (ConfigError, Forbidden)
@@ -152,13 +163,18 @@ def create(request: Request, info: SignedIn, form: Form) -> Response:
     """Add the account, or show the form again with the error beside its field."""
     values = _posted(form, info.principal)
     actor = info.principal
-    password = raw_text(form, "password")
+    password: str | None = raw_text(form, "password")
+    if values.sign_in.startswith("oauth2:"):
+        password = password or None  # OAuth2 takes none; one typed anyway is refused
     try:
         spec = _checked_spec(request, values, actor, None, password)
         account = access_of(request).add(actor, spec, password)
     except SAVE_ERRORS as exc:
         errors, message = _error_dict(exc)
         return _form_page(request, info, values, errors=errors, form_error=message, status_code=400)
+    if account.sign_in_problem is not None:
+        done = "Account added: press Connect to sign in at the provider."
+        return redirect(request, f"/accounts/{account.id}", info, ("success", done))
     if not account.spec.active:
         done = "Account added, disabled: enable it to poll it."
         return redirect(request, f"/accounts/{account.id}", info, ("success", done))

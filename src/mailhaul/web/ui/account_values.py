@@ -12,7 +12,13 @@ from starlette.datastructures import FormData
 
 from mailhaul.domain.access import Principal, Role
 from mailhaul.domain.account import AccountSpec
-from mailhaul.domain.options import Protocol, RetrievalOptions, Security, default_port
+from mailhaul.domain.options import (
+    Protocol,
+    RetrievalOptions,
+    Security,
+    SignInMethod,
+    default_port,
+)
 from mailhaul.domain.validation import FieldChecks, FieldError, parse_size, validated_spec
 from mailhaul.settings import Settings
 from mailhaul.web.ui.templating import checked, text
@@ -35,9 +41,10 @@ FIELDS = (
     "interval",
     "max_size",
     "active",
+    "sign_in",
 )
 # The services name the folder list "folder"; the form's field is "folders".
-FIELD_ALIASES = {"folder": "folders"}
+FIELD_ALIASES = {"folder": "folders", "oauth_provider": "sign_in"}
 MAX_INTERVAL = 31 * 86400
 DEFAULT_PORTS = {
     f"{protocol}/{security}": default_port(protocol, security)
@@ -58,6 +65,7 @@ LABELS = {
     "deliver_to": "Deliver to",
     "interval": "Poll every",
     "max_size": "Max message size",
+    "sign_in": "Sign-in method",
 }
 PROTOCOLS = [(str(Protocol.POP3), "POP3"), (str(Protocol.IMAP), "IMAP")]
 SECURITIES = [
@@ -87,6 +95,14 @@ class FormValues:
     interval: str = ""
     max_size: str = ""
     active: bool = True
+    sign_in: str = ""  # "password", "oauth2:<provider id>"; "" keeps what is stored
+
+
+def sign_in_value(spec: AccountSpec) -> str:
+    """How the form names a spec's sign-in method."""
+    if spec.sign_in is SignInMethod.OAUTH2 and spec.oauth_provider_id is not None:
+        return f"oauth2:{spec.oauth_provider_id}"
+    return "password"
 
 
 def show_size(value: int) -> str:
@@ -116,6 +132,7 @@ def values_of_spec(spec: AccountSpec) -> FormValues:
         interval=str(spec.interval),
         max_size=show_size(spec.options.max_size),
         active=spec.active,
+        sign_in=sign_in_value(spec),
     )
 
 
@@ -138,6 +155,7 @@ def values_of_form(form: FormData) -> FormValues:
         interval=text(form, "interval"),
         max_size=text(form, "max_size"),
         active=checked(form, "active"),
+        sign_in=text(form, "sign_in"),
     )
 
 
@@ -216,8 +234,11 @@ def spec_of(
         interval=interval,
         active=values.active,
     )
-    if previous is not None:  # how it signs in is not a field of this form (yet)
-        spec = replace(spec, sign_in=previous.sign_in, oauth_provider_id=previous.oauth_provider_id)
+    chosen = values.sign_in or (sign_in_value(previous) if previous else "password")
+    if chosen.startswith("oauth2:") and chosen[7:].isdigit():
+        spec = replace(spec, sign_in=SignInMethod.OAUTH2, oauth_provider_id=int(chosen[7:]))
+    elif chosen != "password":
+        checks.add("sign_in", "choose a password or one of the OAuth2 providers")
     with checks.field():
         validated_spec(spec)  # the rest, in this round trip (the services check it again)
     checks.raise_any()
