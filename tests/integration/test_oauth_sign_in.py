@@ -6,8 +6,10 @@ scheduler leaves the account alone); a token endpoint that is down (a temporary 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,7 +23,7 @@ from mailhaul.adapters.oauth_endpoint import DeviceAuthorization
 from mailhaul.bootstrap import App
 from mailhaul.domain.access import Role
 from mailhaul.domain.account import Account, AccountSpec
-from mailhaul.domain.errors import SignInNeeded, TokenEndpointDown
+from mailhaul.domain.errors import AccountBusy, SignInNeeded, TokenEndpointDown
 from mailhaul.domain.oauth import Endpoints, Grant
 from mailhaul.domain.options import Protocol, Security, SignInMethod
 from mailhaul.services.oauth_providers import ProviderRequest
@@ -319,3 +321,56 @@ def test_the_account_form_adds_an_oauth_account_and_the_page_offers_a_code(
         assert time.time() < deadline, "the device flow did not finish"
         time.sleep(0.2)
     assert app.accounts.get(account_id).sign_in_problem is None
+
+
+def test_two_workers_refresh_one_account_once(
+    tmp_path: Path, database_url: str, idp: OAuthTestServer
+):
+    first = make_app(tmp_path / "one", database_url)
+    script = ImapScript(
+        username=USER,
+        oauth=("XOAUTH2",),
+        sasl_ir=True,
+        folders={"INBOX": Mailbox(7, [Message(1, b"Subject: one\r\n\r\n1\r\n")])},
+        token_check=lambda token: idp.active_token(token) is not None,
+    )
+    server = ScriptedImapServer(script)
+    server.start()
+    second = None
+    try:
+        spec = AccountSpec(
+            owner="owner@a.test",
+            protocol=Protocol.IMAP,
+            host="127.0.0.1",
+            port=server.port,
+            security=Security.NONE,
+            username=USER,
+            sign_in=SignInMethod.OAUTH2,
+            oauth_provider_id=provider(first, idp),
+        )
+        account = first.accounts.add(spec, None)
+        connect(first, idp, account)
+        # the second worker shares the database and the key file: the same service
+        second = App(replace(first.settings))
+        idp.access_lifetime, idp.state.token_delay = 2, 1.0
+        connect(first, idp, account)  # a short-lived token: every poll must refresh it
+        outcomes: list[str] = []
+
+        def poll(app: App) -> None:
+            try:
+                outcomes.append(str(app.poller.poll(account.id).result))
+            except AccountBusy:
+                outcomes.append("busy")
+
+        threads = [threading.Thread(target=poll, args=(a,)) for a in (first, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sorted(outcomes) == ["busy", "ok"]
+        assert idp.state.refreshes.get(USER) == 1  # one refresh, by the worker with the lease
+    finally:
+        server.stop()
+        first.db.dispose()
+        if second is not None:
+            second.db.dispose()

@@ -151,6 +151,7 @@ class State:
     refreshes: dict[str, int] = field(default_factory=dict)  # user → refresh grants
     token_requests: int = 0
     down_until: float = 0.0
+    token_delay: float = 0.0  # seconds each token request takes (a slow provider)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -341,6 +342,7 @@ def _build_app(owner: OAuthTestServer) -> Flask:
             state.token_requests += 1
         if time.time() < state.down_until:
             return Response("temporarily unavailable", status=503)
+        time.sleep(state.token_delay)
         return server.create_token_response()
 
     @app.route("/device_authorization", methods=["POST"])
