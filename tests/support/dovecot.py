@@ -103,10 +103,20 @@ class _User:
 class DovecotServer:
     """A Dovecot master of its own, started with `start()` and ended with `close()`."""
 
-    def __init__(self, root: Path, *, mail_user: str = MAIL_USER, extra_config: str = "") -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        mail_user: str = MAIL_USER,
+        extra_config: str = "",
+        introspection_url: str = "",
+    ) -> None:
+        """``introspection_url``: also take OAuth2 access tokens (XOAUTH2, OAUTHBEARER),
+        checked by RFC 7662 introspection there (Dovecot's oauth2 passdb)."""
         self._root = Path(root).resolve()
         self._mail_user = mail_user
         self._extra_config = extra_config
+        self._introspection_url = introspection_url
         try:
             entry = pwd.getpwnam(mail_user)
         except KeyError:
@@ -524,14 +534,16 @@ ssl_cert = <{self.cert_path}
 ssl_key = <{self.key_path}
 {ssl_dh}ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self._introspection_url else ""}
 auth_failure_delay = 0
 auth_verbose = yes
 
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {passwd}
+{"  mechanisms = plain login" if self._introspection_url else ""}
 }}
+{self._oauth2_passdb(runtime)}
 userdb {{
   driver = passwd-file
   args = username_format=%u {passwd}
@@ -606,6 +618,26 @@ service pop3 {{
 """
         self.config_path.write_text(conf)
         os.chmod(self.config_path, 0o600)
+
+    def _oauth2_passdb(self, runtime: Path) -> str:
+        """The oauth2 passdb (with its own settings file) when tokens are taken."""
+        if not self._introspection_url:
+            return ""
+        settings = runtime / "dovecot-oauth2.conf.ext"
+        settings.write_text(
+            f"introspection_mode = post\n"
+            f"introspection_url = {self._introspection_url}\n"
+            "username_attribute = username\n"
+            "active_attribute = active\n"
+            "active_value = true\n"
+        )
+        os.chmod(settings, 0o644)
+        return f"""passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {settings}
+}}
+"""
 
     def _launch(self) -> None:
         runtime = self._require_runtime()
