@@ -6,6 +6,8 @@ scheduler leaves the account alone); a token endpoint that is down (a temporary 
 
 from __future__ import annotations
 
+import html
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -91,6 +93,13 @@ def connect(app: App, idp: OAuthTestServer, account: Account) -> DeviceAuthoriza
 
     app.sign_in.connect_device(account, show, sleep=lambda _s: None)
     return shown[0]
+
+
+def consent_link(page: str) -> str:
+    """The provider's consent URL on the page Connect answers with."""
+    found = re.search(r'id="consent-link" class="btn btn-primary" href="([^"]+)"', page)
+    assert found is not None, page
+    return html.unescape(found.group(1))
 
 
 def stored_tokens(app: App, account_id: int) -> str:
@@ -207,8 +216,9 @@ def test_connect_in_the_web_ui_runs_the_code_flow_with_pkce(app: App, idp: OAuth
     page = browser.get(f"/accounts/{account.id}")
     assert "sign-in needed" in page.text and ">Connect<" in page.text
     started = browser.post(f"/accounts/{account.id}/connect")
-    assert started.status_code == 303, started.text
-    consent_url = started.headers["location"]
+    assert started.status_code == 200, started.text  # a page that moves on by itself
+    consent_url = consent_link(started.text)
+    assert f'content="0; url={html.escape(consent_url)}"' in started.text
     query = parse_qs(urlsplit(consent_url).query)
     assert consent_url.startswith(f"{idp.base}/authorize?")
     assert query["code_challenge_method"] == ["S256"] and query["redirect_uri"] == [callback]
@@ -226,11 +236,10 @@ def test_connect_in_the_web_ui_runs_the_code_flow_with_pkce(app: App, idp: OAuth
     replayed = browser.get(back.removeprefix("https://testserver"))
     assert replayed.headers["location"] == "/accounts"  # a state is good for one callback
     other = oauth_account(app, provider(app, idp, "lab2", redirect_uri=callback))
-    denied_start = browser.post(f"/accounts/{other.id}/connect")
+    denied_start = browser.post(f"/accounts/{other.id}/connect").text
+    denied_url = consent_link(denied_start)
     with httpx.Client() as user_agent:
-        denied = user_agent.post(
-            denied_start.headers["location"], data={"user": USER, "decision": "deny"}
-        )
+        denied = user_agent.post(denied_url, data={"user": USER, "decision": "deny"})
     refused = browser.get(denied.headers["location"].removeprefix("https://testserver"))
     assert refused.headers["location"] == f"/accounts/{other.id}"
     assert "access_denied" in browser.get(f"/accounts/{other.id}").text

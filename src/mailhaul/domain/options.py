@@ -67,6 +67,11 @@ class Credentials:
     password: str = field(repr=False)
     method: SignInMethod = SignInMethod.PASSWORD
 
+    @property
+    def kind(self) -> str:
+        """What the secret is, in words: ``password`` or ``access token``."""
+        return "access token" if self.method is SignInMethod.OAUTH2 else "password"
+
 
 @dataclass(frozen=True)
 class RetrievalOptions:

@@ -1,5 +1,6 @@
-"""Connecting an OAuth2 account from its page: **Connect** sends the user to the provider's
-consent page (authorization code with PKCE, S256) and back to ``/oauth/callback``, with a
+"""Connecting an OAuth2 account from its page: **Connect** sends the user on to the
+provider's consent page (authorization code with PKCE, S256; a page that refreshes to it, as
+the pages' CSP allows forms to post only to mailhaul) and back to ``/oauth/callback``, with a
 ``state`` good for one callback of the same user; a provider without an authorization URL
 (or whose consent page cannot send the browser back) gets the device flow: the page shows the
 code and turns "connected" without a reload once the user has approved it."""
@@ -10,7 +11,7 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from mailhaul.domain.errors import MailhaulError
 from mailhaul.domain.oauth import Grant
@@ -48,7 +49,17 @@ def connect(request: Request, account_id: int, info: SignedIn, form: Form) -> Re
                 account.id, info.principal.login, consent.code_verifier, redirect_uri
             )
             app.pending_authorizations.add(consent.state, pending)
-            return RedirectResponse(consent.url, status_code=303)
+            # A page that moves on by itself (meta refresh, no script): a redirect answering
+            # the form would break the pages' CSP (form-action 'self') for another origin.
+            return render(
+                request,
+                "account_consent.html",
+                info,
+                active_nav="accounts",
+                account=account,
+                provider=provider.name,
+                consent_url=consent.url,
+            )
         device = app.pending_connects.start(account)
     except MailhaulError as exc:
         return redirect(request, back, info, ("error", f"Not connected: {exc}"))

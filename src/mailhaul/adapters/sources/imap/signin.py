@@ -69,7 +69,7 @@ class SignIn:
         elif endpoint.security is Security.NONE:
             log(
                 f"imap: the connection to {endpoint.host} is not encrypted:"
-                " the password is sent in clear"
+                f" the {self._credentials.kind} is sent in clear"
             )
         if preauth:
             log("imap: the server pre-authenticated the session")

@@ -85,7 +85,8 @@ class Pop3Source:
             if self._endpoint.security is Security.STARTTLS:
                 self._start_tls()
             elif self._endpoint.security is Security.NONE:
-                self._log(f"security is 'none': the password is sent to {where} in clear")
+                what = self._credentials.kind
+                self._log(f"security is 'none': the {what} is sent to {where} in clear")
             if "UTF8" in self._caps:
                 self._enable_utf8()
             self._login()
