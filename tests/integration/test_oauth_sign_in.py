@@ -25,7 +25,7 @@ from mailhaul.adapters.oauth_endpoint import DeviceAuthorization
 from mailhaul.bootstrap import App
 from mailhaul.domain.access import Role
 from mailhaul.domain.account import Account, AccountSpec
-from mailhaul.domain.errors import AccountBusy, SignInNeeded, TokenEndpointDown
+from mailhaul.domain.errors import AccountBusy, ConfigError, SignInNeeded, TokenEndpointDown
 from mailhaul.domain.oauth import Endpoints, Grant
 from mailhaul.domain.options import Protocol, Security, SignInMethod
 from mailhaul.services.oauth_providers import ProviderRequest
@@ -383,3 +383,18 @@ def test_two_workers_refresh_one_account_once(
         first.db.dispose()
         if second is not None:
             second.db.dispose()
+
+
+def test_a_provider_registered_by_its_issuer_reads_the_discovery_document(
+    app: App, idp: OAuthTestServer
+):
+    added = app.oauth_providers.add(ProviderRequest("corp", "corp", issuer=idp.base))
+    ends = idp.endpoints()
+    assert added.endpoints == Endpoints(
+        ends["authorize_url"], ends["token_url"], ends["device_url"], ends["revoke_url"]
+    )
+    assert added.issuer == idp.base and added.scope == "openid offline_access"
+    with pytest.raises(ConfigError, match="no discovery document"):
+        app.oauth_providers.add(ProviderRequest("none", "c", issuer=f"{idp.base}/nothing-here"))
+    with pytest.raises(ConfigError, match="must use https"):
+        app.oauth_providers.add(ProviderRequest("far", "c", issuer="http://idp.example.org"))

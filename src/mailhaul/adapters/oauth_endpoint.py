@@ -184,7 +184,8 @@ class _Pending(Exception):
 
 
 def discover(issuer: str, timeout: float = TIMEOUT) -> Endpoints:
-    """The endpoints an issuer publishes (OpenID Connect discovery, then RFC 8414)."""
+    """The endpoints an issuer publishes (OpenID Connect discovery, then RFC 8414); a
+    ConfigError when it publishes none, TokenEndpointDown when it cannot be reached."""
     check_endpoint_url(issuer, "issuer")
     base = issuer.rstrip("/")
     problems = []
@@ -197,7 +198,10 @@ def discover(issuer: str, timeout: float = TIMEOUT) -> Endpoints:
             if response.status_code != 200:
                 problems.append(f"{path}: HTTP {response.status_code}")
                 continue
-            document = _json(response)
+            try:
+                document = _json(response)
+            except (ValueError, AuthlibOAuthError):
+                raise ConfigError(f"{issuer}{path} is not a discovery document") from None
             endpoints = Endpoints(
                 authorize_url=_text(document, "authorization_endpoint"),
                 token_url=_text(document, "token_endpoint"),
@@ -205,9 +209,9 @@ def discover(issuer: str, timeout: float = TIMEOUT) -> Endpoints:
                 revoke_url=_text(document, "revocation_endpoint"),
             )
             if not endpoints.token_url:
-                raise OAuthError(f"{issuer}: the discovery document names no token endpoint")
+                raise ConfigError(f"{issuer}: the discovery document names no token endpoint")
             return endpoints
-    raise OAuthError(f"{issuer}: no discovery document ({'; '.join(problems)})")
+    raise ConfigError(f"{issuer}: no discovery document ({'; '.join(problems)})")
 
 
 @contextmanager
