@@ -149,3 +149,19 @@ def test_account_connect_runs_the_device_flow_as_a_user_types_it(cli: Cli) -> No
         everything += cli.ok("export", "--json") + cli.database.read_bytes().decode("latin-1")
         encoded = [base64.b64encode(token.encode()).decode() for token in issued]
         assert issued and not any(token in everything for token in issued + encoded)
+
+
+def test_a_preset_provider_fills_in_its_server(cli: Cli) -> None:
+    cli.ok("oauth", "provider", "add", "google", "--preset", "google", "--client-id", "id")
+    added = cli(
+        "account", "add", "--owner", "me@example.org", "--protocol", "imap",
+        "--username", "me@gmail.com", "--auth", "oauth2", "--oauth-provider", "google", "--json",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    shown = json.loads(added.stdout)
+    assert (shown["host"], shown["port"], shown["security"]) == ("imap.gmail.com", 993, "ssl")
+    no_host = cli(
+        "account", "add", "--owner", "me@example.org", "--username", "u", "--password-stdin",
+        stdin="pw\n",
+    )  # fmt: skip
+    assert no_host.returncode == 2 and "--host is needed" in no_host.stderr

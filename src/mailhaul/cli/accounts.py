@@ -58,7 +58,10 @@ def _check_numbers(port: int | None, max_size: int | None) -> None:
 
 @app.command("add")
 @click.option("--owner", required=True, help="Local address of the user who owns the account.")
-@click.option("--host", required=True, help="The POP3/IMAP server's host name.")
+@click.option(
+    "--host",
+    help="The POP3/IMAP server's host name (with a preset OAuth2 provider: its server).",
+)
 @click.option("--username", required=True, help="Login name on the remote server.")
 @click.option("--protocol", type=EnumChoice(Protocol), default="pop3", help="pop3 or imap.")
 @click.option("--port", type=int, help="Default: 110/995 (POP3), 143/993.")
@@ -104,7 +107,7 @@ def _check_numbers(port: int | None, max_size: int | None) -> None:
 def add(
     ctx: click.Context,
     owner: str,
-    host: str,
+    host: str | None,
     username: str,
     protocol: Protocol,
     port: int | None,
@@ -143,7 +146,16 @@ def add(
         _check_numbers(port, max_size)
         app_ = cli.app()
         settings = app_.settings
-        provider_id = app_.oauth_providers.get(oauth_provider).id if oauth_provider else None
+        provider = app_.oauth_providers.get(oauth_provider) if oauth_provider else None
+        provider_id = provider.id if provider else None
+        if host is None and provider is not None and provider.preset is not None:
+            from mailhaul.domain.oauth import PRESET_SERVERS
+
+            hint = PRESET_SERVERS[provider.preset][protocol]
+            host, security = hint.host, hint.security
+            port = hint.port if port is None else port
+        if host is None:
+            fail("--host is needed (the POP3/IMAP server)")
         spec = AccountSpec(
             owner=owner,
             protocol=protocol,
