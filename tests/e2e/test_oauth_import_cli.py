@@ -81,3 +81,32 @@ def test_getmail_use_xoauth2_imports_as_oauth2(cli: Cli, tmp_path: Path):
     shown = json.loads(cli.ok("account", "show", str(account["id"]), "--json"))
     assert (shown["sign_in"], shown["state"]) == ("oauth2", "sign-in needed")
     assert TOKEN not in imported.stdout
+
+
+def test_an_export_carries_the_provider_by_name_to_another_home(cli: Cli, tmp_path: Path):
+    rc = tmp_path / "fetchmailrc"
+    rc.write_text(RC)
+    cli("import", "fetchmailrc", str(rc), "--oauth-provider", "corp", "--json")
+    exported = tmp_path / "export.json"
+    cli.ok("export", "--output", str(exported))
+    data = json.loads(exported.read_text())
+    gmail = next(a for a in data["accounts"] if a["host"] == "imap.gmail.com")
+    assert (gmail["sign_in"], gmail["oauth_provider"]) == ("oauth2", "google")
+    assert "oauth_provider_id" not in gmail and TOKEN not in exported.read_text()
+
+    elsewhere = Cli(tmp_path / "other", MAILHAUL_WEB_LISTEN="")
+    elsewhere.ok("init")
+    without = json.loads(elsewhere("import", "json", str(exported), "--json").stdout)
+    skipped = [a for a in without["accounts"] if a["action"] == "skipped"]
+    assert len(skipped) == 2 and all("register its provider" in a["reason"] for a in skipped)
+    elsewhere.ok("oauth", "provider", "add", "google", "--preset", "google", "--client-id", "g")
+    elsewhere.ok(
+        "oauth", "provider", "add", "corp", "--token-url", "https://idp.corp.example/t",
+        "--device-url", "https://idp.corp.example/d", "--scope", "mail", "--client-id", "c",
+    )  # fmt: skip
+    again = json.loads(elsewhere("import", "json", str(exported), "--json").stdout)
+    created = [a for a in again["accounts"] if a["action"] == "created"]
+    assert len(created) == 2  # the two OAuth2 accounts; the password one came the first time
+    listed = json.loads(elsewhere.ok("account", "list", "--json"))
+    oauth = [a for a in listed if a["sign_in"] == "oauth2"]
+    assert len(oauth) == 2 and all(a["state"] == "sign-in needed" for a in oauth)

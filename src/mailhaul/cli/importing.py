@@ -117,6 +117,7 @@ def _defaults(
         home=str(settings.home),
         oauth_hosts=hosts,
         oauth_provider=chosen,
+        oauth_names={provider.name: provider.id for provider in providers},
     )
 
 

@@ -78,6 +78,7 @@ class ImportedAccount:
     interval: int | None = None
     active: bool = True
     oauth2: bool = False  # signs in with OAuth2 (its token helper is not reused)
+    oauth_provider: str | None = None  # the provider's name, where the file says it
     notes: list[str] = field(default_factory=list)
     skip: str | None = None
 

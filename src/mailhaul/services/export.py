@@ -18,10 +18,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from mailhaul.adapters.db.folders import FolderRecords
+from mailhaul.adapters.db.oauth_providers import OAuthProviderStore
 from mailhaul.adapters.db.records import MessageRecords
 from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.options import Protocol, Security
-from mailhaul.importers.common import ImportedAccount, ImportProblem, ParseResult
+from mailhaul.importers.common import OAUTH2_NOTE, ImportedAccount, ImportProblem, ParseResult
 from mailhaul.services.accounts import AccountService
 from mailhaul.services.importing import AccountState, StateFor
 
@@ -68,10 +69,13 @@ def export_data(
         key = _key(passphrase, salt, _SCRYPT)
         out["passwords"] = {"kdf": "scrypt", **_SCRYPT, "salt": _b64(salt), "cipher": "aes-256-gcm"}
     accounts: list[dict[str, Any]] = []
+    with service.db.read() as conn:  # providers by name: their ids mean nothing elsewhere
+        providers = {p.id: p.name for p in OAuthProviderStore().list_all(conn)}
     for account in service.list_all():
         spec = account.spec
         data: dict[str, Any] = {
-            **spec.as_dict(),
+            **{k: v for k, v in spec.as_dict().items() if k != "oauth_provider_id"},
+            "oauth_provider": providers.get(spec.oauth_provider_id or 0),
             "id": account.id,
             "last_run_at": account.last_run_at,
             "last_result": account.last_result,
@@ -143,7 +147,8 @@ def _account(item: dict[str, Any], file: str, number: int, key: bytes | None) ->
             ) from None
         password = plain.decode()
     protocol = Protocol(item["protocol"])
-    return ImportedAccount(
+    oauth2 = item.get("sign_in") == "oauth2"
+    imported = ImportedAccount(
         file=file,
         line=number,
         protocol=protocol,
@@ -163,7 +168,13 @@ def _account(item: dict[str, Any], file: str, number: int, key: bytes | None) ->
         deliver_to=str(item.get("deliver_to") or "") or None,
         interval=int(item["interval"]),
         active=bool(item["active"]),
+        oauth2=oauth2,
+        oauth_provider=str(item["oauth_provider"]) if item.get("oauth_provider") else None,
     )
+    if oauth2:
+        imported.password = None
+        imported.note(number, OAUTH2_NOTE)
+    return imported
 
 
 def state_reader(states: dict[str, AccountState]) -> StateFor:

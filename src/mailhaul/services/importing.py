@@ -44,9 +44,14 @@ class ImportDefaults:
     """Mail servers of the registered preset providers (imap.gmail.com, …) → provider id."""
     oauth_provider: int | None = None
     """The provider of OAuth2 accounts on other servers (``--oauth-provider``)."""
+    oauth_names: dict[str, int] = field(default_factory=dict)
+    """Every registered provider by name (an export names its accounts' providers)."""
 
-    def provider_for(self, host: str) -> int:
-        """The OAuth2 provider of an account on ``host`` (ConfigError if none fits)."""
+    def provider_for(self, host: str, name: str | None = None) -> int:
+        """The OAuth2 provider of an account on ``host``, or named ``name`` by the file
+        (ConfigError if none fits)."""
+        if name is not None and name in self.oauth_names:
+            return self.oauth_names[name]
         provider = self.oauth_hosts.get(host.lower(), self.oauth_provider)
         if provider is None:
             raise ConfigError(
@@ -186,7 +191,7 @@ def build_spec(imported: ImportedAccount, defaults: ImportDefaults) -> AccountSp
         active=imported.active,
     )
     if imported.oauth2:
-        provider = defaults.provider_for(imported.host)
+        provider = defaults.provider_for(imported.host, imported.oauth_provider)
         spec = replace(spec, sign_in=SignInMethod.OAUTH2, oauth_provider_id=provider)
     spec = validated_spec(spec)
     if spec.deliver_to == spec.owner:
