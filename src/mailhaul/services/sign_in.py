@@ -30,7 +30,7 @@ EndpointFor = Callable[[int], "TokenEndpoint"]
 """The token endpoint of a provider id (built lazily: Authlib is imported only for OAuth2)."""
 
 
-def _sealed(tokens: TokenSet) -> str:
+def _to_json(tokens: TokenSet) -> str:
     return json.dumps(
         {
             "access_token": tokens.access_token,
@@ -41,7 +41,7 @@ def _sealed(tokens: TokenSet) -> str:
     )
 
 
-def _unsealed(text: str) -> TokenSet:
+def _from_json(text: str) -> TokenSet:
     try:
         data = json.loads(text)
         return TokenSet(
@@ -153,7 +153,7 @@ class SignIn:
             sealed = self.store.sealed_tokens(conn, account_id)
         if not sealed:
             return None
-        return _unsealed(self.secret_box.decrypt(sealed, account_id, Purpose.ACCOUNT_TOKENS))
+        return _from_json(self.secret_box.decrypt(sealed, account_id, Purpose.ACCOUNT_TOKENS))
 
     def _seal(self, account_id: int, tokens: TokenSet) -> str:
-        return self.secret_box.encrypt(_sealed(tokens), account_id, Purpose.ACCOUNT_TOKENS)
+        return self.secret_box.encrypt(_to_json(tokens), account_id, Purpose.ACCOUNT_TOKENS)
