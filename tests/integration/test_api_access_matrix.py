@@ -115,6 +115,8 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("POST", ACCOUNT + "/resume"): RouteCase(Access.USER, "account", 200),
     ("POST", ACCOUNT + "/fetch"): RouteCase(Access.USER, "account", 202),
     ("GET", ACCOUNT + "/runs"): RouteCase(Access.USER, "account", 200),
+    # the target has no runs: within reach, the answer is a 404 as for any missing run
+    ("GET", ACCOUNT + "/runs/{run_id}"): RouteCase(Access.USER, "account", 404),
     ("GET", ACCOUNT + "/log"): RouteCase(Access.USER, "account", 200),
     ("GET", ACCOUNT + "/refused"): RouteCase(Access.USER, "account", 200),
     ("POST", ACCOUNT + "/retry"): RouteCase(Access.USER, "account", 200),
@@ -288,6 +290,7 @@ def test_each_caller_gets_what_their_role_and_reach_allow(
         user_id=targets.user_id,
         key_id=targets.key_id,
         name=targets.provider,
+        run_id=999999,
     )
     who = world.people.get(caller)
     body = case.body(world, who) if case.body else None
@@ -310,7 +313,11 @@ def test_each_caller_gets_what_their_role_and_reach_allow(
     if expected == 404:
         # the same answer as for a record that does not exist at all
         missing = template.format(
-            account_id=999999, user_id=999999, key_id=999999, name="no-such-provider"
+            account_id=999999,
+            user_id=999999,
+            key_id=999999,
+            name="no-such-provider",
+            run_id=999999,
         )
         gone = Api(world.client, key_of(world, caller))(method, missing, body)
         assert gone.status_code == 404

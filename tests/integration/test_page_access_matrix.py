@@ -34,6 +34,7 @@ from mailhaul.bootstrap import App
 from mailhaul.domain.access import Principal, Role
 from mailhaul.domain.account import AccountSpec
 from mailhaul.domain.options import Protocol, Security
+from mailhaul.domain.scheduling import RunResult
 from mailhaul.web.app import create_app
 from mailhaul.web.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Access, access_of, new_login_csrf
 from support.api import PASSWORD, SYSTEM, Person, add_person, fake_dns, make_app
@@ -62,6 +63,7 @@ class Targets:
     key_id: int
     account_username: str
     user_login: str
+    run_id: int = 0
 
 
 @dataclass
@@ -247,6 +249,8 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("POST", ACCOUNT + "/connect"): RouteCase(Access.USER, "account", 303, changes=False),
     ("GET", ACCOUNT + "/connect/state"): RouteCase(Access.USER, "account", 286),
     ("GET", "/oauth/callback"): RouteCase(Access.USER, "", 303),
+    ("GET", ACCOUNT + "/runs"): RouteCase(Access.USER, "account", 200),
+    ("GET", ACCOUNT + "/runs/{run_id:int}"): RouteCase(Access.USER, "account", 200),
     ("GET", ACCOUNT + "/delete"): RouteCase(Access.USER, "account", 200),
     ("POST", ACCOUNT + "/delete"): RouteCase(Access.USER, "account", 303),
     ("GET", "/users"): RouteCase(Access.MANAGER, "", 200),
@@ -333,7 +337,13 @@ def fresh_targets_of(app: App, serial: Iterator[int]) -> Targets:
     user = app.users.add(SYSTEM, login, Role.USER, "x" * 12)
     owner = app.users.by_login(SYSTEM, OWNER)
     key, _ = app.users.create_key(SYSTEM, owner.id, f"target key {next(serial)}")
-    return Targets(account.id, user.id, key.id, username, login)
+    with app.db.begin() as conn:  # a finished run of the account, with its log
+        run_id = app.run_store.start(conn, account.id, "schedule", time.time())
+        app.run_store.finish(
+            conn, run_id, result=RunResult.OK, finished_at=time.time(), fetched=0, size=0,
+            deleted=0, skipped=0, error=None, log="a run's log\n",
+        )  # fmt: skip
+    return Targets(account.id, user.id, key.id, username, login, run_id)
 
 
 def targets_for(world: World, method: str, case: RouteCase) -> Targets:
@@ -352,6 +362,7 @@ def path_of(template: str, targets: Targets | None) -> str:
         "account_id": targets.account_id if targets else MISSING_ID,
         "user_id": targets.user_id if targets else MISSING_ID,
         "key_id": targets.key_id if targets else MISSING_ID,
+        "run_id": targets.run_id if targets else MISSING_ID,
         "name": SETTINGS_DOMAIN,
     }
     return _PARAM.sub(lambda m: str(values[m.group(1)]), template)

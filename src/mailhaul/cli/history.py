@@ -15,11 +15,13 @@ json_option = click.option("--json", "json_out", is_flag=True, help="Print JSON.
 
 @click.command()
 @id_argument
+@click.option("--run", "run_id", type=int, help="This run's log (ids: `mailhaul runs ID`).")
 @click.pass_context
-def log(ctx: click.Context, account_id: int) -> None:
+def log(ctx: click.Context, account_id: int, run_id: int | None) -> None:
     """Print the last run's log."""
     with errors_to_exit():
-        runs = state(ctx).app().accounts.runs_of(account_id, limit=1)
+        accounts = state(ctx).app().accounts
+        runs = [accounts.run_of(account_id, run_id)] if run_id else accounts.runs_of(account_id, 1)
     if not runs:
         print(f"account {account_id} has not run yet")
         return
@@ -29,12 +31,22 @@ def log(ctx: click.Context, account_id: int) -> None:
 @click.command()
 @id_argument
 @click.option("--limit", type=int, default=20, help="How many runs, newest first.")
+@click.option("--before", type=int, help="Only runs older than this run id (the next page).")
+@click.option("--hide-empty", is_flag=True, help="Leave out the runs that found nothing.")
 @json_option
 @click.pass_context
-def runs(ctx: click.Context, account_id: int, limit: int, json_out: bool) -> None:
+def runs(
+    ctx: click.Context,
+    account_id: int,
+    limit: int,
+    before: int | None,
+    hide_empty: bool,
+    json_out: bool,
+) -> None:
     """Show the run history: time, result, messages, bytes, duration."""
     with errors_to_exit():
-        history = state(ctx).app().accounts.runs_of(account_id, limit=limit)
+        accounts = state(ctx).app().accounts
+        history = accounts.runs_of(account_id, max(limit, 1), before, hide_empty)
     if json_out:
         print_json([run_dict(run) for run in history])
     else:

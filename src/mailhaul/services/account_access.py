@@ -125,10 +125,23 @@ class AccountAccess:
         self.get(actor, account_id)
         return self.status.account(account_id)
 
-    def runs(self, actor: Principal, account_id: int, limit: int = 50) -> list[RunRecord]:
-        """The run history, newest first."""
+    def runs(
+        self,
+        actor: Principal,
+        account_id: int,
+        limit: int = 50,
+        before: int | None = None,
+        hide_empty: bool = False,
+    ) -> list[RunRecord]:
+        """The run history, newest first (a page older than run ``before``; without the
+        runs that found nothing when ``hide_empty``)."""
         self.get(actor, account_id)
-        return self.accounts.runs_of(account_id, max(1, min(limit, 500)))
+        return self.accounts.runs_of(account_id, max(1, min(limit, 500)), before, hide_empty)
+
+    def run(self, actor: Principal, account_id: int, run_id: int) -> RunRecord:
+        """One run with its log (NotFound out of reach or gone)."""
+        self.get(actor, account_id)
+        return self.accounts.run_of(account_id, run_id)
 
     def last_log(self, actor: Principal, account_id: int) -> str | None:
         """The last finished run's log."""

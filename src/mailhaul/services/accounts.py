@@ -158,11 +158,23 @@ class AccountService:
             self.accounts.resume(conn, account_id, time.time())
             return self.accounts.get(conn, account_id)
 
-    def runs_of(self, account_id: int, limit: int = 50) -> list[RunRecord]:
-        """An account's run history, newest first."""
+    def runs_of(
+        self, account_id: int, limit: int = 50, before: int | None = None, hide_empty: bool = False
+    ) -> list[RunRecord]:
+        """An account's run history, newest first (see ``RunStore.history``)."""
         with self.db.begin() as conn:
             self.accounts.get(conn, account_id)
-            return self.runs.history(conn, account_id, limit)
+            return self.runs.history(conn, account_id, limit, before, hide_empty)
+
+    def run_of(self, account_id: int, run_id: int) -> RunRecord:
+        """One run of the account, with its log; NotFound if it has no such run (any more:
+        runs past ``runs.keep_days`` are pruned)."""
+        with self.db.begin() as conn:
+            self.accounts.get(conn, account_id)
+            run = self.runs.one(conn, account_id, run_id)
+        if run is None:
+            raise NotFound(f"account {account_id} has no run {run_id}")
+        return run
 
     def refused_of(self, account_id: int) -> list[RefusedRecord]:
         """Messages the local backend refused for good (they stay on the server)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, not_, select, update
 
 from mailhaul.adapters.db.tables import runs
 from mailhaul.domain.scheduling import RunResult
@@ -130,12 +130,30 @@ class RunStore:
         )
         return int(result.rowcount)
 
-    def history(self, conn: Connection, account_id: int, limit: int = 50) -> list[RunRecord]:
-        """The account's runs, newest first."""
-        rows = conn.execute(
-            select(runs)
-            .where(runs.c.account_id == account_id)
-            .order_by(runs.c.id.desc())
-            .limit(limit)
-        )
+    def history(
+        self,
+        conn: Connection,
+        account_id: int,
+        limit: int = 50,
+        before: int | None = None,
+        hide_empty: bool = False,
+    ) -> list[RunRecord]:
+        """The account's runs, newest first: up to ``limit`` older than run ``before``
+        (None: from the newest), without the runs that found nothing when ``hide_empty``
+        (finished ok, nothing fetched, deleted or skipped)."""
+        c = runs.c
+        query = select(runs).where(c.account_id == account_id)
+        if before is not None:
+            query = query.where(c.id < before)
+        if hide_empty:
+            empty = and_(c.result == RunResult.OK, c.fetched == 0, c.deleted == 0, c.skipped == 0)
+            query = query.where(not_(empty))
+        rows = conn.execute(query.order_by(c.id.desc()).limit(limit))
         return [run_record(r) for r in rows]
+
+    def one(self, conn: Connection, account_id: int, run_id: int) -> RunRecord | None:
+        """One run of the account, with its log."""
+        row = conn.execute(
+            select(runs).where(runs.c.account_id == account_id, runs.c.id == run_id)
+        ).first()
+        return None if row is None else run_record(row)

@@ -28,6 +28,7 @@ from mailhaul.web.ui import (
     admin,
     login,
     oauth_connect,
+    run_history,
     settings_form,
     users,
 )
@@ -40,7 +41,8 @@ STATIC = TEMPLATES.parent / "static"
 def install_pages(api: FastAPI) -> None:
     """Add the pages and ``/static`` to the main app."""
     api.state.login_throttle = LoginThrottle()
-    for module in (login, account_form, accounts, oauth_connect, users, admin, settings_form):
+    pages = (login, account_form, accounts, run_history, oauth_connect, users, admin, settings_form)
+    for module in pages:
         # The routes themselves, not include_router(): FastAPI 0.165 would wrap them in one
         # opaque entry, and the check that every route declares its access walks api.routes.
         api.router.routes.extend(module.router.routes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Path, Query
 
 from mailhaul.domain.account import Trigger
 from mailhaul.domain.validation import check_password
@@ -24,6 +24,11 @@ from mailhaul.web.api.v1.specs import default_owner, new_password, patched_spec,
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 
 Limit = Annotated[int, Query(ge=1, le=500, description="How many runs, newest first.")]
+Before = Annotated[
+    int | None, Query(ge=1, le=2**62, description="Only runs older than this run id.")
+]
+HideEmpty = Annotated[bool, Query(description="Leave out the runs that found nothing.")]
+RunId = Annotated[int, Path(ge=1, le=2**62, description="A run's id.")]
 
 
 @router.post("/test", responses=responses(INVALID, MALFORMED))
@@ -102,10 +107,26 @@ def fetch_now(account_id: AccountId, actor: AnyUser, app: Mailhaul) -> schemas.F
 
 @router.get("/{account_id}/runs", responses=responses(NOT_FOUND, INVALID))
 def account_runs(
-    account_id: AccountId, actor: AnyUser, app: Mailhaul, limit: Limit = 50
+    account_id: AccountId,
+    actor: AnyUser,
+    app: Mailhaul,
+    limit: Limit = 50,
+    before: Before = None,
+    hide_empty: HideEmpty = False,
 ) -> list[schemas.Run]:
-    """The run history: time, result, messages, bytes, duration (newest first)."""
-    return [convert.run(run) for run in app.account_access.runs(actor, account_id, limit)]
+    """The run history: time, result, messages, bytes, duration (newest first); the next
+    page with ``before`` = the last id of this one."""
+    history = app.account_access.runs(actor, account_id, limit, before, hide_empty)
+    return [convert.run(run) for run in history]
+
+
+@router.get("/{account_id}/runs/{run_id}", responses=responses(NOT_FOUND, INVALID))
+def account_run(
+    account_id: AccountId, run_id: RunId, actor: AnyUser, app: Mailhaul
+) -> schemas.RunWithLog:
+    """One run, with its own log (kept for `runs.keep_days`)."""
+    run = app.account_access.run(actor, account_id, run_id)
+    return schemas.RunWithLog(**convert.run(run).model_dump(), log=run.log)
 
 
 @router.get("/{account_id}/log", responses=responses(NOT_FOUND, INVALID))

@@ -174,6 +174,12 @@ class Run(BaseModel):
     error: str | None
 
 
+class RunWithLog(Run):
+    """One poll of an account, with its log."""
+
+    log: str
+
+
 class ServiceState(BaseModel):
     """An account's service state, as the list and the account both show it."""
 
