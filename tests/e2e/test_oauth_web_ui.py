@@ -6,9 +6,6 @@ server). Screenshots go to test-output/screenshots/."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from support.browser import save_screenshot
+from support.cli import Cli
 from support.oauth_server import OAuthTestServer
 from support.processes import ServeProcess
 from support.scripted_imap import ImapScript, Mailbox, Message, ScriptedImapServer
@@ -26,18 +24,8 @@ TIMEOUT_MS = 30_000
 
 
 def mailhaul(home: Path, *args: str, stdin: str = "") -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILHAUL_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "mailhaul", *args],
-        env={**env, "MAILHAUL_HOME": str(home)},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    """Run the CLI on ``home``; its stdout (the test fails on a non-zero exit)."""
+    return Cli(home).ok(*args, stdin=stdin)
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ local names, ``*`` or ``=`` mappings) cannot be mapped to one destination and is
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
 
-from mailhaul.domain.imap_utf7 import Utf7Error, decode_mailbox, encode_mailbox
 from mailhaul.domain.options import Protocol, Security
 from mailhaul.importers.common import (
     KEEP_FETCHALL_NOTE,
@@ -22,6 +20,7 @@ from mailhaul.importers.common import (
     ImportProblem,
     ParseResult,
 )
+from mailhaul.importers.fetchmailrc_folders import folder_name
 from mailhaul.importers.fetchmailrc_lex import Token, tokenize, words
 
 _VALUE = words(
@@ -344,7 +343,7 @@ def _account(file: str, entry: _Entry, user: _User, daemon: int | None) -> Impor
     if (folders := get("folder")) is not None:
         names = tuple(str(x) for x in folders.value)  # type: ignore[attr-defined]
         if account.protocol is Protocol.IMAP:
-            account.folders = tuple(_folder_name(account, name, folders.line) for name in names)
+            account.folders = tuple(folder_name(account, name, folders.line) for name in names)
         else:
             account.note(folders.line, "folders on POP3: POP3 has only the INBOX, ignored")
     if (interval := value("interval")) is not None and int(interval) > 1:
@@ -360,35 +359,6 @@ def _account(file: str, entry: _Entry, user: _User, daemon: int | None) -> Impor
         if opt is not None and opt.value is not False:
             account.note(opt.line, f"`{name}` is not supported: {why}")
     return account
-
-
-def _folder_name(account: ImportedAccount, written: str, line: int) -> str:
-    """The Unicode name of a folder written as fetchmail sends it (modified UTF-7 or plain)."""
-    unicode_name = modified_utf7_name(written)
-    if unicode_name is None:
-        return written
-    account.note(line, f"folder {written!r} read as modified UTF-7: {unicode_name!r}")
-    return unicode_name
-
-
-def modified_utf7_name(written: str) -> str | None:
-    """The decoded name if ``written`` is modified UTF-7 with a ``&`` in it, else None.
-
-    fetchmail sends a folder name as written, so a name that works with fetchmail is in the
-    server's modified UTF-7 form. Only a name that decodes and encodes back to exactly
-    itself (RFC 3501's canonical form) and decodes to no control character counts; any
-    other name (``R&D``, raw UTF-8) is taken as written.
-    """
-    if "&" not in written:
-        return None
-    try:
-        decoded = decode_mailbox(written)
-        canonical = encode_mailbox(decoded) == written
-    except Utf7Error:
-        return None
-    if not canonical or any(unicodedata.category(char) == "Cc" for char in decoded):
-        return None
-    return decoded
 
 
 def _map_security(account: ImportedAccount, opts: dict[str, _Opt], port: int | None) -> None:
