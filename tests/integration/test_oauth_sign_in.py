@@ -95,6 +95,20 @@ def connect(app: App, idp: OAuthTestServer, account: Account) -> DeviceAuthoriza
     return shown[0]
 
 
+def mail_server(idp: OAuthTestServer, messages: list[Message]) -> ScriptedImapServer:
+    """A started IMAP server that takes the tokens ``idp`` says are active (XOAUTH2)."""
+    script = ImapScript(
+        username=USER,
+        oauth=("XOAUTH2",),
+        sasl_ir=True,
+        folders={"INBOX": Mailbox(7, messages)},
+        token_check=lambda token: idp.active_token(token) is not None,
+    )
+    server = ScriptedImapServer(script)
+    server.start()
+    return server
+
+
 def consent_link(page: str) -> str:
     """The provider's consent URL on the page Connect answers with."""
     found = re.search(r'id="consent-link" class="btn btn-primary" href="([^"]+)"', page)
@@ -250,15 +264,8 @@ def test_a_poll_signs_in_with_the_token_and_refreshes_it_once_when_refused(
     app: App, idp: OAuthTestServer
 ):
     messages = [Message(1, b"Subject: one\r\n\r\n1\r\n"), Message(2, b"Subject: two\r\n\r\n2\r\n")]
-    script = ImapScript(
-        username=USER,
-        oauth=("XOAUTH2",),
-        sasl_ir=True,
-        folders={"INBOX": Mailbox(7, messages)},
-        token_check=lambda token: idp.active_token(token) is not None,
-    )
-    server = ScriptedImapServer(script)
-    server.start()
+    server = mail_server(idp, messages)
+    script = server.script
     try:
         spec = AccountSpec(
             owner="owner@a.test",
@@ -336,15 +343,7 @@ def test_two_workers_refresh_one_account_once(
     tmp_path: Path, database_url: str, idp: OAuthTestServer
 ):
     first = make_app(tmp_path / "one", database_url)
-    script = ImapScript(
-        username=USER,
-        oauth=("XOAUTH2",),
-        sasl_ir=True,
-        folders={"INBOX": Mailbox(7, [Message(1, b"Subject: one\r\n\r\n1\r\n")])},
-        token_check=lambda token: idp.active_token(token) is not None,
-    )
-    server = ScriptedImapServer(script)
-    server.start()
+    server = mail_server(idp, [Message(1, b"Subject: one\r\n\r\n1\r\n")])
     second = None
     try:
         spec = AccountSpec(
