@@ -5,7 +5,9 @@
 #     getmail6, python3-venv, and chromium (/usr/bin/chromium, driven headless by the pinned
 #     Python playwright: no `playwright install`, no browser downloads), installed behind a
 #     policy-rc.d that forbids starting services, so no system Dovecot, imap4d, pop3d or
-#     fetchmail daemon starts;
+#     fetchmail daemon starts; the scanners the filter stage talks to (rspamd, SpamAssassin's
+#     spamd, ClamAV's clamd: run privately by tests/support/scanners.py, never as services)
+#     and Dovecot's Sieve (Pigeonhole) for LMTP deliveries that run a user's Sieve script;
 #   - no system Dovecot, imap4d or pop3d left running or listening on the standard ports
 #     110/143/993/995;
 #   - the unprivileged system user "mailhaul-test" that owns the Maildirs the test Dovecot serves;
@@ -24,6 +26,7 @@ PACKAGES=(
     mailutils-imap4d mailutils-pop3d
     openssl fetchmail getmail6 python3-venv
     chromium
+    rspamd spamassassin spamd clamav-daemon dovecot-sieve
 )
 readonly TEST_USER=mailhaul-test
 readonly PG_PORT=5432

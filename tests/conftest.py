@@ -40,6 +40,8 @@ from support import mailhaul_home
 from support.dovecot import DOVECOT_BINARY, INSTALL_HINT, DovecotError, DovecotServer, Mailbox
 from support.local_servers import pid_alive
 
+pytest_plugins = ["support.scanner_fixtures"]
+
 # Fixtures that give a test a database; a test using one runs once per selected database.
 DATABASE_FIXTURES = frozenset({"harness", "imap", "pop3", "database_url", "empty_database_url"})
 # Modules whose tests make homes with `Home.create` (its default database is set per test).

@@ -26,6 +26,7 @@ from mailhaul.domain.options import Credentials, Protocol, SourceEndpoint
 from mailhaul.domain.ports import LogFn, MailSink, MailSource
 from mailhaul.domain.scheduling import SchedulePolicy
 from mailhaul.services.accounts import AccountService
+from mailhaul.services.filtering import Scanners, SpamScanner, VirusScanner
 from mailhaul.services.leases import Leases
 from mailhaul.services.poll_run import PollDeps, SourceFactory
 from mailhaul.services.polling import Poller
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from mailhaul.services.account_access import AccountAccess
     from mailhaul.services.oauth_providers import OAuthProviderService
     from mailhaul.services.pending_connects import PendingAuthorizations, PendingConnects
+    from mailhaul.services.quarantine import QuarantineService
     from mailhaul.services.settings_admin import SettingsAdmin
     from mailhaul.services.sign_in import SignIn
     from mailhaul.services.status import StatusService
@@ -73,6 +75,36 @@ def _sink_for(delivery: DeliverySettings, settings: Settings) -> MailSink:
     module = importlib.import_module(DELIVERY_METHODS[delivery.method].sink_module)
     builder: Callable[[DeliverySettings, Path], MailSink] = module.sink_from_settings
     return builder(delivery, settings.home)
+
+
+def build_scanners(settings: Settings) -> Scanners:
+    """The filter stage's scanners from the ``[filter]`` settings (rspamd wins over spamd)."""
+    from mailhaul.adapters.quarantine import QuarantineBox
+    from mailhaul.domain.filtering import scanner_failure
+
+    config = settings.filters
+    spam: SpamScanner | None = None
+    virus: VirusScanner | None = None
+    if config.rspamd:
+        from mailhaul.adapters.scanners.rspamd import RspamdScanner
+
+        spam = RspamdScanner(config.rspamd, config.timeout)
+    elif config.spamd:
+        from mailhaul.adapters.scanners.spamd import SpamdScanner
+
+        spam = SpamdScanner(config.spamd, config.timeout)
+    if config.clamd:
+        from mailhaul.adapters.scanners.clamd import ClamdScanner
+
+        virus = ClamdScanner(config.clamd, config.timeout)
+    return Scanners(
+        spool_dir=settings.home / "spool",
+        quarantine=QuarantineBox(settings.home / "quarantine"),
+        spam=spam,
+        virus=virus,
+        on_failure=scanner_failure(config.on_scanner_failure),
+        max_size=config.max_size,
+    )
 
 
 def close_sink(sink: MailSink) -> None:
@@ -286,12 +318,27 @@ class App:
             else:
                 old_deps = poller.deps
                 policy = _schedule_policy(old_deps.policy, new)
-                poller.deps = replace(old_deps, sink=new_sink, policy=policy)
+                poller.deps = replace(
+                    old_deps, sink=new_sink, policy=policy, filters=build_scanners(new)
+                )
                 # Polls still running on the old deps keep the old sink until they end.
                 weakref.finalize(old_deps, close_sink, old_sink)
         elif poller is not None:
-            poller.deps = replace(poller.deps, policy=_schedule_policy(poller.policy, new))
+            poller.deps = replace(
+                poller.deps,
+                policy=_schedule_policy(poller.policy, new),
+                filters=build_scanners(new),
+            )
         logger.info("settings from the database applied")
+
+    @cached_property
+    def quarantine(self) -> QuarantineService:
+        """Infected messages kept out of mailboxes: list, release, delete."""
+        from mailhaul.adapters.quarantine import QuarantineBox
+        from mailhaul.services.quarantine import QuarantineService
+
+        box = QuarantineBox(self.settings.home / "quarantine")
+        return QuarantineService(self.db, self.account_store, box, lambda: self.sink)
 
     @cached_property
     def poller(self) -> Poller:
@@ -307,6 +354,7 @@ class App:
             timeout=self.settings.timeout,
             leases=Leases(self.db, self.account_store, ttl=float(self.settings.lease_ttl)),
             stall_timeout=self.settings.stall_timeout,
+            filters=build_scanners(self.settings),
             policy=SchedulePolicy(
                 max_backoff=float(self.settings.max_backoff),
                 auth_failures_to_pause=self.settings.auth_failures_to_pause,

@@ -22,8 +22,10 @@ from mailhaul.settings_keys import (
     DELIVERY_KEYS,
     DOMAINS_SETTING,
     EDITABLE_SETTINGS,
+    FILTER_KEYS,
     SETTING_SCHEMA,
     DeliverySettings,
+    FilterSettings,
     InvalidSetting,
     coerce_setting,
     ports_setting,
@@ -66,6 +68,7 @@ class Settings:
     web_trusted_proxies: tuple[str, ...] = ()
     sources_allow_private: bool = False
     sources_allowed_ports: frozenset[int] = frozenset({110, 143, 993, 995})
+    filters: FilterSettings = field(default_factory=FilterSettings)
     # Where these came from: the fixed layers, and the database's values laid on top of them
     # (so the values can be resolved again when an admin changes the database's).
     layers: SettingsLayers | None = field(default=None, repr=False, compare=False)
@@ -241,10 +244,13 @@ class SettingsLayers:
             raise InvalidSetting("poll.stop_grace", "setting poll.stop_grace must be 0 or more")
         delivery = DeliverySettings(**{key: values[f"delivery.{key}"] for key in DELIVERY_KEYS})
         delivery.check("delivery")
+        filters = FilterSettings(**{key: values[f"filter.{key}"] for key in FILTER_KEYS})
+        filters.check()
         return Settings(
             home=home,
             database_url=url,
             delivery=delivery,
+            filters=filters,
             delivery_domains=self._domain_overrides(delivery, stored.get(DOMAINS_SETTING)),
             interval=values["poll.interval"],
             timeout=values["poll.timeout"],

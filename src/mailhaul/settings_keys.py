@@ -66,6 +66,56 @@ class DeliverySettings:
         return "" if self.sender == "<>" else self.sender
 
 
+@dataclass(frozen=True)
+class FilterSettings:
+    """The scanners of the filter stage and how it behaves: the ``[filter]`` keys."""
+
+    rspamd: str = ""  # http://127.0.0.1:11333 (its normal worker); wins over spamd
+    spamd: str = ""  # host:port or a unix socket path
+    clamd: str = ""  # host:port or a unix socket path
+    on_scanner_failure: str = "defer"  # defer | deliver
+    max_size: int = 20 * 1024 * 1024  # larger messages are delivered unscanned
+    timeout: float = 30.0  # seconds for one scanner's answer
+    antispam: str = "off"  # new accounts' default: off | tag | junk
+    antivirus: str = "off"  # new accounts' default: off | quarantine
+
+    def check(self) -> None:
+        """Refuse values no scanner could be reached with, and unknown choices."""
+        from mailhaul.domain.filtering import scanner_failure, spam_action, virus_action
+
+        if self.rspamd and not self.rspamd.startswith(("http://", "https://")):
+            raise InvalidSetting(
+                "filter.rspamd",
+                f"setting filter.rspamd must be an http:// address, not {self.rspamd!r}",
+            )
+        for name in ("spamd", "clamd"):
+            value = getattr(self, name)
+            host, sep, port = value.rpartition(":")
+            if value and not value.startswith("/") and not (sep and host and port.isdigit()):
+                raise InvalidSetting(
+                    f"filter.{name}",
+                    f"setting filter.{name} must be host:port or the path of a unix socket, "
+                    f"not {value!r}",
+                )
+        for name, parse in (
+            ("on_scanner_failure", scanner_failure),
+            ("antispam", spam_action),
+            ("antivirus", virus_action),
+        ):
+            try:
+                parse(getattr(self, name))
+            except ConfigError as exc:
+                raise InvalidSetting(f"filter.{name}", f"setting filter.{name}: {exc}") from None
+        if self.max_size <= 0 or self.timeout <= 0:
+            name = "filter.max_size" if self.max_size <= 0 else "filter.timeout"
+            raise InvalidSetting(name, f"setting {name} must be positive")
+
+
+FILTER_KEYS: dict[str, tuple[type, Any]] = {
+    item.name: (get_type_hints(FilterSettings)[item.name], item.default)
+    for item in fields(FilterSettings)
+}
+
 # key -> (type, default), from the fields above.
 DELIVERY_KEYS: dict[str, tuple[type, Any]] = {
     item.name: (get_type_hints(DeliverySettings)[item.name], item.default)
@@ -84,6 +134,7 @@ EDITABLE_SETTINGS = (
     "runs.keep_days",
     "sources.allow_private",
     "sources.allowed_ports",
+    *(f"filter.{key}" for key in FILTER_KEYS),
 )
 DOMAINS_SETTING = "delivery.domains"  # stored as {domain: {key: value}}
 EDITABLE_DOMAIN_KEYS = ("method", "lmtp", "smtp", "maildir_path", "smtp_starttls", "timeout")
@@ -115,6 +166,7 @@ SETTING_SCHEMA: dict[tuple[str, str], tuple[type, Any]] = {
     ("web", "trusted_proxies"): (str, ""),
     ("sources", "allow_private"): (bool, False),
     ("sources", "allowed_ports"): (str, "110,143,993,995"),
+    **{("filter", key): spec for key, spec in FILTER_KEYS.items()},
 }
 
 DEFAULT_TOML = """\
@@ -177,6 +229,17 @@ trusted_proxies = ""        # reverse proxies whose X-Forwarded-For is believed 
 # addresses, and only these ports. Admins may use any.
 allow_private = false
 allowed_ports = "110,143,993,995"
+
+[filter]
+# Spam and virus checks before delivery, per account (`--antispam`, `--antivirus`).
+# rspamd = "http://127.0.0.1:11333"   # rspamd's normal worker (/checkv2); wins over spamd
+# spamd = "127.0.0.1:783"             # or SpamAssassin's spamd: host:port or a socket path
+# clamd = "/run/clamav/clamd.ctl"     # ClamAV's clamd: a socket path or host:port
+on_scanner_failure = "defer"  # defer: the message waits on the server | deliver: unchecked
+max_size = 20971520           # larger messages are delivered unscanned, with a header saying so
+timeout = 30                  # seconds for one scanner's answer
+antispam = "off"              # new accounts' default: off | tag | junk
+antivirus = "off"             # new accounts' default: off | quarantine
 """
 
 

@@ -51,8 +51,17 @@ def test_an_admin_reads_and_changes_the_settings(app: App, admin: Api):
         "runs.keep_days",
         "sources.allow_private",
         "sources.allowed_ports",
+        "filter.rspamd",
+        "filter.spamd",
+        "filter.clamd",
+        "filter.on_scanner_failure",
+        "filter.max_size",
+        "filter.timeout",
+        "filter.antispam",
+        "filter.antivirus",
     }
     assert before["poll.interval"]["value"] == 300
+    assert before["filter.on_scanner_failure"]["value"] == "defer"
     response = admin.patch(
         "/settings",
         {

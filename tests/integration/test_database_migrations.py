@@ -28,6 +28,11 @@ def empty_db(empty_database_url: str) -> Iterator[Database]:
 def _create_pre_issue4_schema(conn: Connection) -> None:
     """The schema `create_all` made before migrations and before issue 4's additions."""
     metadata.create_all(conn)
+    for name in ("antispam", "antivirus"):
+        conn.execute(text(f"ALTER TABLE accounts DROP COLUMN {name}"))  # 0008
+    for name in ("spam", "viruses", "unscanned"):
+        conn.execute(text(f"ALTER TABLE runs DROP COLUMN {name}"))  # 0008
+    conn.execute(text("DROP TABLE quarantine"))  # 0008
     for name in ("auth_method", "oauth_provider_id", "oauth_tokens_enc", "sign_in_problem"):
         conn.execute(text(f"ALTER TABLE accounts DROP COLUMN {name}"))  # 0007
     conn.execute(text("DROP TABLE oauth_providers"))  # 0007

@@ -11,6 +11,7 @@ from mailhaul.adapters.sinks.maildir import MaildirSink
 from mailhaul.adapters.sinks.routing import RoutingSink
 from mailhaul.bootstrap import App, init_home
 from mailhaul.domain.account import Account, AccountSpec
+from mailhaul.domain.filtering import FilterOptions
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security
 from mailhaul.services.polling import RunSummary
 from mailhaul.settings import load_settings
@@ -60,6 +61,7 @@ class Home:
         deliver_to: str = "",
         verify: bool = True,
         password: str | None = None,
+        filters: FilterOptions | None = None,
         **options: object,
     ) -> Account:
         folders = tuple(cast("Iterable[str]", options.pop("folders", ("INBOX",))))
@@ -74,6 +76,7 @@ class Home:
             ca_file=str(mailbox.server.ca_path) if ca else None,
             options=RetrievalOptions(folders=folders, **options),  # type: ignore[arg-type]
             deliver_to=deliver_to,
+            filters=filters or FilterOptions(),
         )
         return self.app.accounts.add(spec, password or mailbox.password)
 
@@ -90,6 +93,14 @@ class Home:
             sink = sink.route(address)
         assert isinstance(sink, MaildirSink), f"{address} is not delivered to a Maildir"
         return sink.maildir_for(address)
+
+    def delivered_files(self, address: str = OWNER) -> list[bytes]:
+        """Delivered messages as stored (mailhaul's headers included), sorted."""
+        maildir = self.maildir_for(address)
+        return sorted(
+            path.read_bytes()
+            for path in [*(maildir / "new").glob("*"), *(maildir / "cur").glob("*")]
+        )
 
     def delivered(self, address: str = OWNER) -> list[bytes]:
         """Delivered messages, without mailhaul's Received header, sorted."""

@@ -44,10 +44,12 @@ class RefusingSession(MaildirSession):
         super().__init__(sink)
         self.missing = sink.missing
 
-    def begin(self, destination: str, receipt: str | None) -> Refusing:  # type: ignore[override]
+    def begin(  # type: ignore[override]
+        self, destination: str, receipt: str | None, folder: str | None = None
+    ) -> Refusing:
         if destination in self.missing:
             raise DestinationMissing(f"550 5.1.1 <{destination}>: no such user")
-        return Refusing(super().begin(destination, receipt))
+        return Refusing(super().begin(destination, receipt, folder))
 
 
 class RefusingSink(MaildirSink):

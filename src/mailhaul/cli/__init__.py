@@ -40,6 +40,10 @@ COMMANDS = {
         "mailhaul.cli.history:retry",
         "Try refused messages again on the next run (and make the account due now).",
     ),
+    "quarantine": (
+        "mailhaul.cli.quarantine_cmd:app",
+        "List, release or delete infected messages kept out of the mailboxes.",
+    ),
     "status": (
         "mailhaul.cli.status:status",
         "Show the service at a glance: accounts by state, queue lag, workers, each account.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 
 import click
@@ -11,6 +12,13 @@ from mailhaul.cli.account_connect import connect
 from mailhaul.cli.base import EnumChoice, Group, Size
 from mailhaul.cli.context import errors_to_exit, fail, read_password_stdin, state
 from mailhaul.cli.output import account_dict, print_json, print_table
+from mailhaul.domain.filtering import (
+    FilterOptions,
+    SpamAction,
+    VirusAction,
+    spam_action,
+    virus_action,
+)
 from mailhaul.domain.options import (
     Protocol,
     RetrievalOptions,
@@ -54,6 +62,23 @@ def _check_numbers(port: int | None, max_size: int | None) -> None:
         check_port(port)
     if max_size is not None:
         check_max_size(max_size)
+
+
+def filter_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--antispam`` and ``--antivirus`` (default: the ``filter.*`` setting, or unchanged)."""
+    spam = click.option(
+        "--antispam",
+        type=EnumChoice(SpamAction),
+        help="off, tag (X-Spam-* headers) or junk (also files spam into a Maildir's Junk "
+        "folder). Default: filter.antispam.",
+    )
+    virus = click.option(
+        "--antivirus",
+        type=EnumChoice(VirusAction),
+        help="off, or quarantine (infected mail kept out of the mailbox). "
+        "Default: filter.antivirus.",
+    )
+    return spam(virus(command))
 
 
 @app.command("add")
@@ -102,6 +127,7 @@ def _check_numbers(port: int | None, max_size: int | None) -> None:
     "--oauth-provider",
     help="With --auth oauth2: the provider's name (see `mailhaul oauth provider list`).",
 )
+@filter_options
 @json_option
 @click.pass_context
 def add(
@@ -126,6 +152,8 @@ def add(
     inactive: bool,
     auth: SignInMethod,
     oauth_provider: str | None,
+    antispam: SpamAction | None,
+    antivirus: VirusAction | None,
     json_out: bool,
 ) -> None:
     """Add an account; prints its id (or, with --json, the account)."""
@@ -177,6 +205,10 @@ def add(
             active=not inactive,
             sign_in=auth,
             oauth_provider_id=provider_id,
+            filters=FilterOptions(
+                antispam or spam_action(settings.filters.antispam),
+                antivirus or virus_action(settings.filters.antivirus),
+            ),
         )
         account = app_.accounts.add(spec, None if oauth else read_password_stdin())
     if json_out:
@@ -243,6 +275,7 @@ def show(ctx: click.Context, account_id: int, json_out: bool) -> None:
 @click.option("--deliver-to", help="'' to deliver to the owner.")
 @click.option("--interval", type=int)
 @click.option("--max-size", type=Size(), help="Bytes, or 10M, 512K, 1G.")
+@filter_options
 @json_option
 @click.pass_context
 def edit(
@@ -265,6 +298,8 @@ def edit(
     deliver_to: str | None,
     interval: int | None,
     max_size: int | None,
+    antispam: SpamAction | None,
+    antivirus: VirusAction | None,
     json_out: bool,
 ) -> None:
     """Change an account's settings (only the options given)."""
@@ -297,6 +332,9 @@ def edit(
                 flush=flush if flush is not None else opts.flush,
                 max_size=max_size if max_size is not None else opts.max_size,
                 folders=folder if folder else opts.folders,
+            ),
+            filters=FilterOptions(
+                antispam or spec.filters.antispam, antivirus or spec.filters.antivirus
             ),
         )
         account = service.edit(account_id, new, read_password_stdin() if password_stdin else None)

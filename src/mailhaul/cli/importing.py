@@ -97,6 +97,8 @@ def _defaults(
     from mailhaul.services.importing import ImportDefaults
 
     settings = app_.settings
+    from mailhaul.domain.filtering import FilterOptions, spam_action, virus_action
+
     store = OAuthProviderStore()
     with app_.db.read() as conn:
         providers = store.list_all(conn)
@@ -118,6 +120,9 @@ def _defaults(
         oauth_hosts=hosts,
         oauth_provider=chosen,
         oauth_names={provider.name: provider.id for provider in providers},
+        filters=FilterOptions(
+            spam_action(settings.filters.antispam), virus_action(settings.filters.antivirus)
+        ),
     )
 
 

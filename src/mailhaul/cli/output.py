@@ -93,6 +93,9 @@ def run_dict(run: RunRecord) -> dict[str, Any]:
         "bytes": run.bytes,
         "deleted": run.deleted,
         "skipped": run.skipped,
+        "spam": run.spam,
+        "viruses": run.viruses,
+        "unscanned": run.unscanned,
         "error": run.error,
     }
 
@@ -118,6 +121,8 @@ def accounts_table(accounts: list[Account], statuses: list[AccountStatus]) -> Ta
                 ("keep", spec.options.keep),
                 ("fetchall", spec.options.fetchall),
                 ("flush", spec.options.flush),
+                (f"antispam={spec.filters.antispam}", spec.filters.antispam != "off"),
+                (f"antivirus={spec.filters.antivirus}", spec.filters.antivirus != "off"),
             )
             if on
         ]

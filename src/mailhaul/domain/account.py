@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from mailhaul.domain.filtering import FilterOptions
 from mailhaul.domain.options import (
     Protocol,
     RetrievalOptions,
@@ -33,6 +34,7 @@ class AccountSpec:
     active: bool = True
     sign_in: SignInMethod = SignInMethod.PASSWORD
     oauth_provider_id: int | None = None  # with OAUTH2: the provider's row
+    filters: FilterOptions = field(default_factory=FilterOptions)
 
     @property
     def destination(self) -> str:
@@ -72,6 +74,8 @@ class AccountSpec:
             "active": self.active,
             "sign_in": str(self.sign_in),
             "oauth_provider_id": self.oauth_provider_id,
+            "antispam": str(self.filters.antispam),
+            "antivirus": str(self.filters.antivirus),
         }
 
 

@@ -16,6 +16,7 @@ MailhaulError
 │   └── UnsupportedByServer  the server lacks a capability the options need (e.g. UIDL)
 ├── DeliveryError            the local side failed
 │   ├── TemporaryDeliveryError  disk full, backend down: message stays, run stops
+│   │   └── ScannerUnavailable  a spam or virus scanner is down, slow or talks garbage
 │   ├── PermanentDeliveryError  the backend refused this message for good
 │   └── DestinationMissing      the backend says the destination mailbox does not exist
 ├── OAuthError               the OAuth2 authorization server's side of a sign-in failed
@@ -108,6 +109,17 @@ class TemporaryDeliveryError(DeliveryError):
     """Raised when delivery failed for now (disk full, backend down); the message stays."""
 
 
+class ScannerUnavailable(TemporaryDeliveryError):
+    """Raised when a spam or virus scanner cannot judge a message (down, timed out, an
+    answer that is not its protocol's); ``scanner`` names it (``rspamd``, ``spamd``,
+    ``clamd``). With ``filter.on_scanner_failure = defer`` the run stops and the message
+    stays on the server."""
+
+    def __init__(self, scanner: str, message: str) -> None:
+        super().__init__(f"{scanner}: {message}")
+        self.scanner = scanner
+
+
 class PermanentDeliveryError(DeliveryError):
     """Raised when the local backend refused this message for good."""
 
@@ -151,6 +163,7 @@ class ErrorKind(StrEnum):
     NETWORK = "network"
     PROTOCOL = "protocol"
     DELIVERY = "delivery"
+    SCANNER = "scanner"
     DESTINATION_MISSING = "destination_missing"
     CONFIG = "config"
     STORAGE = "storage"
@@ -166,6 +179,7 @@ _KINDS: tuple[tuple[type[BaseException], ErrorKind], ...] = (
     (TransientSourceError, ErrorKind.NETWORK),
     (SourceError, ErrorKind.PROTOCOL),  # ProtocolViolation, UnsupportedByServer, the rest
     (DestinationMissing, ErrorKind.DESTINATION_MISSING),
+    (ScannerUnavailable, ErrorKind.SCANNER),
     (DeliveryError, ErrorKind.DELIVERY),
     (StorageError, ErrorKind.STORAGE),
     (ConfigError, ErrorKind.CONFIG),

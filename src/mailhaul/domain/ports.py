@@ -127,8 +127,12 @@ class DeliverySession(Protocol):
         """A receipt to record before delivery, so a crash can be reconciled; None if none."""
         ...
 
-    def begin(self, destination: str, receipt: str | None) -> Delivery:
-        """Start delivering one message to ``destination`` (an e-mail address)."""
+    def begin(self, destination: str, receipt: str | None, folder: str | None = None) -> Delivery:
+        """Start delivering one message to ``destination`` (an e-mail address).
+
+        ``folder``: a folder of the destination's mailbox (``Junk``) where the sink can file
+        into one (a Maildir's ``.Junk``); the others deliver into the mailbox itself.
+        """
         ...
 
     def flush(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mailhaul.domain.errors import ConfigError
+from mailhaul.domain.filtering import FilterOptions
 from mailhaul.domain.options import Protocol, Security
 
 
@@ -79,6 +80,7 @@ class ImportedAccount:
     active: bool = True
     oauth2: bool = False  # signs in with OAuth2 (its token helper is not reused)
     oauth_provider: str | None = None  # the provider's name, where the file says it
+    filters: FilterOptions | None = None  # spam/virus checks, where the file says (else default)
     notes: list[str] = field(default_factory=list)
     skip: str | None = None
 

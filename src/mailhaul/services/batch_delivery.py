@@ -15,13 +15,17 @@ to the caller (its pending record dropped) for a second look.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
 from mailhaul import __version__
+from mailhaul.adapters.db.quarantine import QuarantinedMessage
 from mailhaul.adapters.db.records import DeliveredRecord, PendingRecord
+from mailhaul.adapters.scanners.channel import blocks
+from mailhaul.adapters.spool import Spool
 from mailhaul.domain.errors import MessageMismatch, PermanentDeliveryError, ProtocolViolation
+from mailhaul.domain.filtering import Judgement, Route, summary_fields
 from mailhaul.domain.fingerprint import MAX_HEADER, fingerprint, header_end
 from mailhaul.domain.integrity import (
     Received,
@@ -32,10 +36,22 @@ from mailhaul.domain.integrity import (
 )
 from mailhaul.domain.messages import MessageRef
 from mailhaul.domain.options import Security
+from mailhaul.services.filtering import FilterStage
 from mailhaul.services.poll_run import PollRun
 
 OVERSIZE_SLACK = 1024 * 1024
+JUNK_FOLDER = "Junk"
 """How far past the size limit a server may stream before the message is cut off."""
+
+
+@dataclass(frozen=True)
+class _Handled:
+    """One message taken from the source: its size, its header section, and its entry if
+    it went into the quarantine rather than the mailbox."""
+
+    size: int
+    head: bytes
+    quarantined: QuarantinedMessage | None = None
 
 
 @dataclass
@@ -53,6 +69,7 @@ class BatchDelivery:
         self.run = run
         self.folder = folder
         self.uidvalidity = uidvalidity
+        self.stage = run.filter_stage()
 
     def deliver(self, batch: list[MessageRef], refuse_mismatches: bool) -> BatchOutcome:
         """Fetch, deliver and record ``batch``; see the module docstring."""
@@ -78,7 +95,7 @@ class BatchDelivery:
         try:
             for ref, chunks in run.source.fetch(batch):
                 try:
-                    size, head = self._deliver(ref, chunks, receipts.get(ref.uid), received)
+                    handled = self._deliver(ref, chunks, receipts.get(ref.uid), received)
                 except PermanentDeliveryError as exc:
                     # Kept on the server, remembered as refused: no retry storm.
                     note = run.log.scrub(str(exc))[:1000]
@@ -95,17 +112,20 @@ class BatchDelivery:
                         outcome.mismatched.append((ref, why))
                     continue
                 outcome.delivered.append(ref)
-                record = DeliveredRecord(ref.uid, fingerprint(head, ref.size), ref.size)
-                if receipts.get(ref.uid) is None:
+                record = DeliveredRecord(ref.uid, fingerprint(handled.head, ref.size), ref.size)
+                if receipts.get(ref.uid) is None or handled.quarantined is not None:
                     # A hand-off (LMTP, SMTP, MDA) cannot be checked after a crash: record
-                    # it at once, so a crash can deliver again only the message in hand.
+                    # it at once, so a crash can deliver again only the message in hand. A
+                    # quarantined message is durable already: recorded with its row.
                     with deps.db.begin() as conn:
                         deps.records.mark_delivered(
                             conn, account_id, self.folder, self.uidvalidity, [record], time.time()
                         )
+                        if handled.quarantined is not None:
+                            deps.quarantine_rows.add(conn, handled.quarantined)
                 else:
                     records.append(record)
-                run.delivered(size)
+                run.delivered(handled.size)
                 if run.stop.is_set():
                     break  # finish the message in hand, record it, then log out politely
         finally:
@@ -135,40 +155,132 @@ class BatchDelivery:
 
     def _deliver(
         self, ref: MessageRef, chunks: Iterator[bytes], receipt: str | None, received: bytes
-    ) -> tuple[int, bytes]:
-        """Stream one message into the sink; returns its size and header section."""
+    ) -> _Handled:
+        """Stream one message into the sink (through the filter stage when the account has
+        checks); returns its size, header section and, if quarantined, its entry."""
+        if self.stage is not None:
+            return self._deliver_filtered(self.stage, ref, chunks, (receipt, received))
         run = self.run
         delivery = run.delivery.begin(run.destination, receipt)
-        limit = run.options.max_size + OVERSIZE_SLACK
         try:
             delivery.write(received)
-            head = bytearray()
-            head_done = False
-            total = feeds = 0
-            for chunk in chunks:
-                total += len(chunk)
-                feeds += chunk.count(b"\n")
-                run.renew_lease_if_due()
-                if total > limit:
-                    raise ProtocolViolation(
-                        f"message {ref.uid}: the server sent more than the size limit "
-                        f"while it listed {ref.size} bytes"
-                    )
-                if past_any_agreement(ref.size, total):
-                    raise MessageMismatch(
-                        f"the server listed {ref.size} bytes but sent over {total}; cut off",
-                        final=True,
-                    )
-                if not head_done:
-                    head += chunk[: MAX_HEADER - len(head)]
-                    head_done = len(head) >= MAX_HEADER or header_end(head) is not None
-                delivery.write(chunk)
-            _check_copy(ref, Received(total, feeds, bytes(head)))
+            total, head = self._receive(ref, chunks, delivery.write)
             delivery.commit()
         except BaseException:
             delivery.abort()
             raise
+        return _Handled(total, head)
+
+    def _receive(
+        self, ref: MessageRef, chunks: Iterator[bytes], write: Callable[[bytes], None]
+    ) -> tuple[int, bytes]:
+        """Pass the message's bytes to ``write``, checking that it is the listed message;
+        its size and header section."""
+        run = self.run
+        limit = run.options.max_size + OVERSIZE_SLACK
+        head = bytearray()
+        head_done = False
+        total = feeds = 0
+        for chunk in chunks:
+            total += len(chunk)
+            feeds += chunk.count(b"\n")
+            run.renew_lease_if_due()
+            if total > limit:
+                raise ProtocolViolation(
+                    f"message {ref.uid}: the server sent more than the size limit "
+                    f"while it listed {ref.size} bytes"
+                )
+            if past_any_agreement(ref.size, total):
+                raise MessageMismatch(
+                    f"the server listed {ref.size} bytes but sent over {total}; cut off",
+                    final=True,
+                )
+            if not head_done:
+                head += chunk[: MAX_HEADER - len(head)]
+                head_done = len(head) >= MAX_HEADER or header_end(head) is not None
+            write(chunk)
+        _check_copy(ref, Received(total, feeds, bytes(head)))
         return total, bytes(head)
+
+    def _deliver_filtered(
+        self,
+        stage: FilterStage,
+        ref: MessageRef,
+        chunks: Iterator[bytes],
+        envelope: tuple[str | None, bytes],
+    ) -> _Handled:
+        """Spool the message, have it judged, then deliver it with the verdict's headers
+        above its own bytes, or keep it in the quarantine."""
+        run = self.run
+        receipt, received = envelope
+        with Spool(stage.scanners.spool_dir) as spool:
+            total, head = self._receive(ref, chunks, spool.write)
+            judgement = stage.judge(spool.rewind(), total, head)
+            self._note(ref, judgement)
+            if judgement.route is Route.QUARANTINE:
+                entry = self._quarantine(stage, ref, (received, spool), (total, head), judgement)
+                return _Handled(total, head, entry)
+            folder = JUNK_FOLDER if judgement.route is Route.JUNK else None
+            delivery = run.delivery.begin(run.destination, receipt, folder)
+            try:
+                delivery.write(received + judgement.headers)
+                for block in blocks(spool.rewind()):
+                    delivery.write(block)
+                delivery.commit()
+            except BaseException:
+                delivery.abort()
+                raise
+        return _Handled(total, head)
+
+    def _note(self, ref: MessageRef, judgement: Judgement) -> None:
+        run, counts = self.run, self.run.counts
+        spam = judgement.spam
+        if spam is not None and spam.is_spam:
+            counts.spam += 1
+            where = " into Junk" if judgement.route is Route.JUNK else ""
+            run.log(
+                f"message {ref.uid}: spam by {spam.scanner} "
+                f"(score {spam.score:.1f}, required {spam.threshold:.1f}); delivered{where} "
+                "with X-Spam-Flag: YES"
+            )
+        for why in judgement.unchecked:
+            run.log(f"message {ref.uid}: delivered unscanned: {run.log.scrub(why)}")
+        if judgement.unchecked:
+            counts.unscanned += 1
+
+    def _quarantine(
+        self,
+        stage: FilterStage,
+        ref: MessageRef,
+        message: tuple[bytes, Spool],
+        sized: tuple[int, bytes],
+        judgement: Judgement,
+    ) -> QuarantinedMessage:
+        run = self.run
+        received, spool = message
+        total, head = sized
+        virus = judgement.virus
+        assert virus is not None and virus.signature is not None
+        name = stage.scanners.quarantine.store(run.account.id, received, spool.rewind())
+        run.counts.viruses += 1
+        sender, subject = summary_fields(head)
+        run.log(
+            f"message {ref.uid}: virus {virus.signature} found by {virus.scanner}; "
+            "kept in the quarantine, not delivered"
+        )
+        return QuarantinedMessage(
+            id=0,
+            account_id=run.account.id,
+            name=name,
+            folder=self.folder,
+            uid=ref.uid,
+            signature=virus.signature,
+            scanner=virus.scanner,
+            size=total,
+            sender=sender,
+            subject=subject,
+            created_at=time.time(),
+        )
 
     def _record(
         self,

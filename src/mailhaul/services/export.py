@@ -21,6 +21,7 @@ from mailhaul.adapters.db.folders import FolderRecords
 from mailhaul.adapters.db.oauth_providers import OAuthProviderStore
 from mailhaul.adapters.db.records import MessageRecords
 from mailhaul.domain.errors import ConfigError
+from mailhaul.domain.filtering import FilterOptions, spam_action, virus_action
 from mailhaul.domain.options import Protocol, Security
 from mailhaul.importers.common import OAUTH2_NOTE, ImportedAccount, ImportProblem, ParseResult
 from mailhaul.services.accounts import AccountService
@@ -170,6 +171,9 @@ def _account(item: dict[str, Any], file: str, number: int, key: bytes | None) ->
         active=bool(item["active"]),
         oauth2=oauth2,
         oauth_provider=str(item["oauth_provider"]) if item.get("oauth_provider") else None,
+        filters=FilterOptions(
+            spam_action(item.get("antispam", "off")), virus_action(item.get("antivirus", "off"))
+        ),
     )
     if oauth2:
         imported.password = None

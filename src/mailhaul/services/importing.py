@@ -19,6 +19,7 @@ from mailhaul.adapters.db.folders import FolderRecords
 from mailhaul.adapters.db.records import MessageRecords
 from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.errors import ConfigError
+from mailhaul.domain.filtering import FilterOptions
 from mailhaul.domain.messages import RecordState
 from mailhaul.domain.options import RetrievalOptions, SignInMethod, default_port
 from mailhaul.domain.validation import FieldError, check_password, validated_spec
@@ -46,6 +47,8 @@ class ImportDefaults:
     """The provider of OAuth2 accounts on other servers (``--oauth-provider``)."""
     oauth_names: dict[str, int] = field(default_factory=dict)
     """Every registered provider by name (an export names its accounts' providers)."""
+    filters: FilterOptions = field(default_factory=FilterOptions)
+    """New accounts' spam and virus checks (``filter.antispam``, ``filter.antivirus``)."""
 
     def provider_for(self, host: str, name: str | None = None) -> int:
         """The OAuth2 provider of an account on ``host``, or named ``name`` by the file
@@ -189,6 +192,7 @@ def build_spec(imported: ImportedAccount, defaults: ImportDefaults) -> AccountSp
         deliver_to=deliver_to,
         interval=imported.interval or defaults.interval,
         active=imported.active,
+        filters=imported.filters or defaults.filters,
     )
     if imported.oauth2:
         provider = defaults.provider_for(imported.host, imported.oauth_provider)

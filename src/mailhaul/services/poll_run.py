@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.folders import FolderRecords
+from mailhaul.adapters.db.quarantine import QuarantineRows
 from mailhaul.adapters.db.records import MessageRecords
 from mailhaul.adapters.db.runs import RunStore
 from mailhaul.domain.account import Account
+from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.options import Credentials, RetrievalOptions, SourceEndpoint
 from mailhaul.domain.ports import DeliverySession, LogFn, MailSink, MailSource
 from mailhaul.domain.scheduling import SchedulePolicy
+from mailhaul.services.filtering import FilterStage, Scanners
 from mailhaul.services.leases import Leases
 from mailhaul.services.runlog import RunLog
 from mailhaul.services.sign_in import SignIn
@@ -50,6 +53,9 @@ class PollDeps:
     folders: FolderRecords = field(default_factory=FolderRecords)
     stall_timeout: float | None = None
     """A run without progress for this long ends (None: no limit); see ``RunGuard``."""
+    filters: Scanners | None = None
+    """The scanners of the filter stage (None: none set up, as in some tests)."""
+    quarantine_rows: QuarantineRows = field(default_factory=QuarantineRows)
 
 
 @dataclass
@@ -61,6 +67,14 @@ class RunCounts:
     deleted: int = 0
     skipped: int = 0
     planned: int = 0
+    spam: int = 0
+    viruses: int = 0
+    unscanned: int = 0
+
+    @property
+    def filtered(self) -> tuple[int, int, int]:
+        """What the filter stage found: (spam, viruses, unscanned)."""
+        return self.spam, self.viruses, self.unscanned
 
 
 @dataclass
@@ -87,6 +101,15 @@ class PollRun:
     def options(self) -> RetrievalOptions:
         """The account's retrieval options."""
         return self.account.spec.options
+
+    def filter_stage(self) -> FilterStage | None:
+        """The account's checks before delivery; None when it asks for none."""
+        options = self.account.spec.filters
+        if not options.active:
+            return None
+        if self.deps.filters is None:
+            raise ConfigError("this account asks for spam or virus checks; none are set up")
+        return FilterStage(self.deps.filters, options)
 
     def renew_lease(self) -> None:
         """Extend the lease (per batch, and during a long message); AccountBusy if lost."""

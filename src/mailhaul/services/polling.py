@@ -211,6 +211,10 @@ class Poller:
             f"{counts.fetched} fetched ({human_bytes(counts.bytes)}, {counts.bytes} bytes), "
             f"{counts.deleted} deleted, {counts.skipped} skipped"
         )
+        if any(counts.filtered):
+            summary += (
+                f"; {counts.spam} spam, {counts.viruses} quarantined, {counts.unscanned} unscanned"
+            )
         log(f"finished: {'error' if error else 'ok'}; {summary}")
         with deps.db.begin() as conn:
             deps.runs.finish(
@@ -224,6 +228,7 @@ class Poller:
                 skipped=counts.skipped,
                 error=error,
                 log=log.text(),
+                filtered=counts.filtered,
             )
             deps.accounts.finish(
                 conn,

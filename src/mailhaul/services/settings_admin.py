@@ -131,6 +131,8 @@ def effective_value(settings: Settings, key: str) -> Any:
     """The value of an editable setting as ``mailhaul.toml`` would spell it."""
     if key == "sources.allowed_ports":
         return ",".join(str(port) for port in sorted(settings.sources_allowed_ports))
+    if key.startswith("filter."):
+        return getattr(settings.filters, key.removeprefix("filter."))
     attribute = {
         "poll.interval": "interval",
         "poll.max_size": "max_size",

@@ -10,6 +10,7 @@ from sqlalchemy import Row
 from mailhaul.adapters.db.tables import accounts
 from mailhaul.domain.access import domain_of
 from mailhaul.domain.account import Account, AccountSpec
+from mailhaul.domain.filtering import FilterOptions, SpamAction, VirusAction
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security, SignInMethod
 
 # What an Account is read from: not who asked for a fetch (only the scheduler's
@@ -51,6 +52,7 @@ def account_from_row(row: Row[Any]) -> Account:
         active=row.active,
         sign_in=SignInMethod(row.auth_method),
         oauth_provider_id=row.oauth_provider_id,
+        filters=FilterOptions(SpamAction(row.antispam), VirusAction(row.antivirus)),
     )
     return Account(
         id=row.id,

@@ -27,6 +27,9 @@ class RunRecord:
     skipped: int
     error: str | None
     log: str = ""  # empty where only the counts were read
+    spam: int = 0  # what the filter stage found
+    viruses: int = 0
+    unscanned: int = 0
 
 
 def run_record(row: Any) -> RunRecord:
@@ -45,6 +48,9 @@ def run_record(row: Any) -> RunRecord:
         skipped=row.skipped,
         error=row.error,
         log=mapping.get("log", ""),
+        spam=mapping.get("spam", 0),
+        viruses=mapping.get("viruses", 0),
+        unscanned=mapping.get("unscanned", 0),
     )
 
 
@@ -92,8 +98,9 @@ class RunStore:
         skipped: int,
         error: str | None,
         log: str,
+        filtered: tuple[int, int, int] = (0, 0, 0),
     ) -> None:
-        """Close a run with its counts and log."""
+        """Close a run with its counts and log; ``filtered``: (spam, viruses, unscanned)."""
         conn.execute(
             update(runs)
             .where(runs.c.id == run_id)
@@ -104,6 +111,9 @@ class RunStore:
                 bytes=size,
                 deleted=deleted,
                 skipped=skipped,
+                spam=filtered[0],
+                viruses=filtered[1],
+                unscanned=filtered[2],
                 error=error,
                 log=log,
             )

@@ -26,9 +26,10 @@ MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 BASELINE = "0001"
 # What revisions after the baseline add: a pre-migrations home gets them from those revisions.
 _AFTER_BASELINE_TABLES = frozenset(
-    {"users", "sessions", "api_keys", "settings", "oauth_providers"}  # 0002, 0003, 0007
+    {"users", "sessions", "api_keys", "settings", "oauth_providers", "quarantine"}
+    # 0002, 0003, 0007, 0008
 )
-# columns added by revisions after the baseline: 0002, 0004, 0006, 0007
+# columns added by revisions after the baseline: 0002, 0004, 0006, 0007, 0008
 _AFTER_BASELINE = frozenset(
     {
         ("accounts", "owner_domain"),
@@ -38,9 +39,14 @@ _AFTER_BASELINE = frozenset(
         ("accounts", "oauth_provider_id"),
         ("accounts", "oauth_tokens_enc"),
         ("accounts", "sign_in_problem"),
+        ("accounts", "antispam"),
+        ("accounts", "antivirus"),
+        ("runs", "spam"),
+        ("runs", "viruses"),
+        ("runs", "unscanned"),
     }
 )
-_AFTER_BASELINE_INDEXES = frozenset({"ix_accounts_owner"})  # 0002
+_AFTER_BASELINE_INDEXES = frozenset({"ix_accounts_owner", "ix_quarantine_account"})  # 0002, 0008
 VERSION_TABLE = "alembic_version"
 # pg_advisory_xact_lock key: concurrent `mailhaul db upgrade`s run one after the other.
 _PG_LOCK_KEY = 0x6D61696C68  # "mailh"

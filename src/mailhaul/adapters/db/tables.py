@@ -66,6 +66,9 @@ accounts = Table(
     Column("oauth_tokens_enc", Text, nullable=False, server_default=""),  # JSON, encrypted
     # why the provider refused the grant for good ("sign-in needed"); cleared by connecting
     Column("sign_in_problem", Text),
+    # the checks before delivery: antispam off | tag | junk, antivirus off | quarantine
+    Column("antispam", String(8), nullable=False, server_default="off"),
+    Column("antivirus", String(16), nullable=False, server_default="off"),
 )
 Index("ix_accounts_due", accounts.c.active, accounts.c.next_poll_at)
 Index("ix_accounts_host", accounts.c.host)
@@ -150,11 +153,38 @@ runs = Table(
     Column("bytes", BigInteger, nullable=False, default=0),
     Column("deleted", Integer, nullable=False, default=0),
     Column("skipped", Integer, nullable=False, default=0),
+    # what the filter stage found: spam, viruses (quarantined), delivered unscanned
+    Column("spam", Integer, nullable=False, server_default="0"),
+    Column("viruses", Integer, nullable=False, server_default="0"),
+    Column("unscanned", Integer, nullable=False, server_default="0"),
     Column("error", Text),
     Column("log", Text, nullable=False, default=""),
 )
 Index("ix_runs_account", runs.c.account_id, runs.c.id)
 Index("ix_runs_started", runs.c.started_at)
+
+# Infected messages kept out of the owner's mailbox (files in {home}/quarantine/<account>).
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(200), nullable=False),  # the file in the quarantine Maildir
+    Column("folder", Text, nullable=False),
+    Column("uid", String(200), nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("scanner", String(16), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sender", Text, nullable=False, server_default=""),
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_quarantine_account", quarantine.c.account_id, quarantine.c.id)
 
 # Processes running the scheduler (`serve`, `worker`), with a heartbeat.
 workers = Table(

@@ -182,6 +182,20 @@ class MaildirSink:
         with self._lock:
             self._ready.add(maildir)
 
+    def ensure_folder(self, maildir: Path, folder: str) -> Path:
+        """The Maildir++ subfolder ``.folder`` of ``maildir`` (made with its ``maildirfolder``
+        marker, as Dovecot and Courier expect, unless it exists)."""
+        if not folder.isascii() or not folder.replace("_", "").isalnum():
+            raise ConfigError(f"{folder!r} is not a folder name mailhaul files mail into")
+        sub = maildir / f".{folder}"
+        if sub not in self._ready:
+            self.ensure(sub)
+            try:
+                (sub / "maildirfolder").touch(mode=0o600, exist_ok=True)
+            except OSError as exc:
+                raise _delivery_error("create Maildir folder", sub, exc) from exc
+        return sub
+
     def planned_receipt(self, destination: str, hint: str) -> str:
         """A unique Maildir file name (time, microseconds, pid, counter, host)."""
         now = time.time()
@@ -204,9 +218,12 @@ class MaildirSink:
         maildirs = self._maildirs_of(destination)
         if any(_holds(maildir, receipt) for maildir in maildirs):
             return True
+        if any(_holds(sub, receipt) for maildir in maildirs for sub in _folders_of(maildir)):
+            return True  # filed into a folder (spam into .Junk)
         for maildir in maildirs:
-            with contextlib.suppress(OSError):
-                (maildir / "tmp" / receipt).unlink(missing_ok=True)
+            for where in (maildir, *_folders_of(maildir)):
+                with contextlib.suppress(OSError):
+                    (where / "tmp" / receipt).unlink(missing_ok=True)
         return False
 
 
@@ -221,11 +238,15 @@ class MaildirSession:
         """A unique Maildir file name (see ``MaildirSink.planned_receipt``)."""
         return self._sink.planned_receipt(destination, hint)
 
-    def begin(self, destination: str, receipt: str | None) -> MaildirDelivery:
-        """Open a tmp/ file for one message."""
+    def begin(
+        self, destination: str, receipt: str | None, folder: str | None = None
+    ) -> MaildirDelivery:
+        """Open a tmp/ file for one message (in the Maildir++ subfolder ``.folder``)."""
         sink = self._sink
         maildir = sink.maildir_for(destination)
         sink.ensure(maildir)
+        if folder:
+            maildir = sink.ensure_folder(maildir, folder)
         name = receipt or sink.planned_receipt(destination, "")
         return MaildirDelivery(self, maildir, name)
 
@@ -281,6 +302,15 @@ def _discard(batch: list[_Finished]) -> None:
             os.close(message.fd)
         with contextlib.suppress(OSError):
             os.unlink(message.tmp_path)
+
+
+def _folders_of(maildir: Path) -> list[Path]:
+    """The Maildir++ subfolders of a Maildir (``.Junk``, ``.Sent``…)."""
+    try:
+        with os.scandir(maildir) as entries:
+            return [Path(e.path) for e in entries if e.name.startswith(".") and e.is_dir()]
+    except OSError:
+        return []
 
 
 def _holds(maildir: Path, receipt: str) -> bool:

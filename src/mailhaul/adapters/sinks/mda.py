@@ -314,8 +314,11 @@ class MdaSession:
         """None: an exit status leaves nothing to look up later."""
         return None
 
-    def begin(self, destination: str, receipt: str | None) -> MdaDelivery:
-        """Start the MDA (or wait for the header section when {sender} needs it)."""
+    def begin(
+        self, destination: str, receipt: str | None, folder: str | None = None
+    ) -> MdaDelivery:
+        """Start the MDA (or wait for the header section when {sender} needs it); the MDA
+        files into folders by its own rules."""
         if destination.startswith("-") or "\0" in destination:
             raise DestinationMissing(f"{destination!r} cannot be given to an MDA")
         local, _, domain = destination.rpartition("@")

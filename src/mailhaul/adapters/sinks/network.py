@@ -297,8 +297,11 @@ class NetworkSession:
         """None: a network hand-off leaves nothing to look up later."""
         return None
 
-    def begin(self, destination: str, receipt: str | None) -> NetworkDelivery:
-        """Connect (or reuse the session's connection) and start a transaction."""
+    def begin(
+        self, destination: str, receipt: str | None, folder: str | None = None
+    ) -> NetworkDelivery:
+        """Connect (or reuse the session's connection) and start a transaction (into the
+        mailbox: the server's own rules file a message into a folder)."""
         if not is_plain_address(destination):
             raise DestinationMissing(f"{destination!r} is not an address that can be sent to")
         client = self._acquire()

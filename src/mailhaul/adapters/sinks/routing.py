@@ -60,8 +60,8 @@ class RoutingSession:
     def planned_receipt(self, destination: str, hint: str) -> str | None:
         return self._session(destination).planned_receipt(destination, hint)
 
-    def begin(self, destination: str, receipt: str | None) -> Delivery:
-        return self._session(destination).begin(destination, receipt)
+    def begin(self, destination: str, receipt: str | None, folder: str | None = None) -> Delivery:
+        return self._session(destination).begin(destination, receipt, folder)
 
     def flush(self) -> None:
         """Flush every session this one has opened."""

@@ -27,6 +27,8 @@ from mailhaul.services.connection_check import ConnectionReport
 from mailhaul.services.users import SessionInfo
 from mailhaul.web.auth import Access, app_of, page_access
 from mailhaul.web.ui.account_values import (
+    ANTISPAM_CHOICES,
+    ANTIVIRUS_CHOICES,
     DEFAULT_PORTS,
     FIELD_ALIASES,
     FIELDS,
@@ -112,6 +114,10 @@ def _form_page(
         default_port=DEFAULT_PORTS.get(f"{values.protocol}/{values.security}", ""),
         default_interval=settings.interval,
         default_max_size=show_size(settings.max_size),
+        antispam_choices=ANTISPAM_CHOICES,
+        antivirus_choices=ANTIVIRUS_CHOICES,
+        default_antispam=settings.filters.antispam,
+        default_antivirus=settings.filters.antivirus,
         labels=LABELS,
         sign_ins=_sign_ins(request),
     )

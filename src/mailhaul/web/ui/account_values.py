@@ -12,6 +12,8 @@ from starlette.datastructures import FormData
 
 from mailhaul.domain.access import Principal, Role
 from mailhaul.domain.account import AccountSpec
+from mailhaul.domain.errors import ConfigError
+from mailhaul.domain.filtering import FilterOptions, spam_action, virus_action
 from mailhaul.domain.options import (
     Protocol,
     RetrievalOptions,
@@ -42,6 +44,8 @@ FIELDS = (
     "max_size",
     "active",
     "sign_in",
+    "antispam",
+    "antivirus",
 )
 # The services name the folder list "folder"; the form's field is "folders".
 FIELD_ALIASES = {"folder": "folders", "oauth_provider": "sign_in"}
@@ -66,7 +70,15 @@ LABELS = {
     "interval": "Poll every",
     "max_size": "Max message size",
     "sign_in": "Sign-in method",
+    "antispam": "Spam check",
+    "antivirus": "Virus check",
 }
+ANTISPAM_CHOICES = [
+    ("off", "Off"),
+    ("tag", "Tag spam (X-Spam-* headers)"),
+    ("junk", "Tag spam and file it into Junk"),
+]
+ANTIVIRUS_CHOICES = [("off", "Off"), ("quarantine", "Quarantine infected mail")]
 PROTOCOLS = [(str(Protocol.POP3), "POP3"), (str(Protocol.IMAP), "IMAP")]
 SECURITIES = [
     (str(Security.SSL), "SSL/TLS (implicit TLS)"),
@@ -96,6 +108,8 @@ class FormValues:
     max_size: str = ""
     active: bool = True
     sign_in: str = ""  # "password", "oauth2:<provider id>"; "" keeps what is stored
+    antispam: str = ""  # "" takes filter.antispam (a new account) or keeps what is stored
+    antivirus: str = ""
 
 
 def sign_in_value(spec: AccountSpec) -> str:
@@ -133,6 +147,8 @@ def values_of_spec(spec: AccountSpec) -> FormValues:
         max_size=show_size(spec.options.max_size),
         active=spec.active,
         sign_in=sign_in_value(spec),
+        antispam=str(spec.filters.antispam),
+        antivirus=str(spec.filters.antivirus),
     )
 
 
@@ -156,6 +172,8 @@ def values_of_form(form: FormData) -> FormValues:
         max_size=text(form, "max_size"),
         active=checked(form, "active"),
         sign_in=text(form, "sign_in"),
+        antispam=text(form, "antispam"),
+        antivirus=text(form, "antivirus"),
     )
 
 
@@ -163,6 +181,28 @@ def _whole(field: str, raw: str, low: int, high: int, what: str) -> int:
     if not raw.isdigit() or len(raw) > 15 or not low <= int(raw) <= high:
         raise FieldError(field, f"must be {what} from {low:,} to {high:,}")
     return int(raw)
+
+
+def _filters(
+    values: FormValues, settings: Settings, previous: AccountSpec | None, checks: FieldChecks
+) -> FilterOptions:
+    """The checks the form asks for: as chosen, else as stored, else the server's default."""
+    if previous is not None:
+        spam, virus = str(previous.filters.antispam), str(previous.filters.antivirus)
+    else:
+        spam, virus = settings.filters.antispam, settings.filters.antivirus
+    options = FilterOptions()
+    with checks.field():
+        try:
+            options = replace(options, antispam=spam_action(values.antispam or spam))
+        except ConfigError:
+            raise FieldError("antispam", "choose off, tag or junk") from None
+    with checks.field():
+        try:
+            options = replace(options, antivirus=virus_action(values.antivirus or virus))
+        except ConfigError:
+            raise FieldError("antivirus", "choose off or quarantine") from None
+    return options
 
 
 def spec_of(
@@ -233,6 +273,7 @@ def spec_of(
         deliver_to=deliver_to,
         interval=interval,
         active=values.active,
+        filters=_filters(values, settings, previous, checks),
     )
     chosen = values.sign_in or (sign_in_value(previous) if previous else "password")
     if chosen.startswith("oauth2:") and chosen[7:].isdigit():

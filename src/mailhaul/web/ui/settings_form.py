@@ -47,6 +47,20 @@ LABELS = {
         "loopback, private and link-local addresses",
     ),
     "sources.allowed_ports": ("Source ports non-admins may use", 'e.g. "110,143,993,995"'),
+    "filter.rspamd": (
+        "rspamd",
+        'its normal worker, e.g. "http://127.0.0.1:11333"; wins over spamd',
+    ),
+    "filter.spamd": ("SpamAssassin spamd", 'host:port or a socket path, e.g. "127.0.0.1:783"'),
+    "filter.clamd": ("ClamAV clamd", 'a socket path or host:port, e.g. "/run/clamav/clamd.ctl"'),
+    "filter.on_scanner_failure": (
+        "When a scanner fails",
+        "defer: mail waits on the server; deliver: delivered marked unchecked",
+    ),
+    "filter.max_size": ("Largest message scanned (bytes)", "larger ones are delivered unscanned"),
+    "filter.timeout": ("Scanner timeout (seconds)", "for one answer"),
+    "filter.antispam": ("Spam check of a new account", "off, tag or junk"),
+    "filter.antivirus": ("Virus check of a new account", "off or quarantine"),
 }
 SOURCE_TEXT = {
     "default": "the default",

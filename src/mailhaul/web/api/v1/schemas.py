@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from mailhaul.domain.access import Role
+from mailhaul.domain.filtering import SpamAction, VirusAction
 from mailhaul.domain.options import Protocol, Security
 
 MAX_ID = 2**31 - 1  # database ids are 32-bit integers
@@ -89,6 +90,16 @@ class AccountFields(_Input):
     interval: Interval | None = Field(default=None, description="Default: poll.interval.")
     max_size: MaxSize | None = Field(default=None, description="Default: poll.max_size.")
     active: bool = True
+    antispam: SpamAction | None = Field(
+        default=None,
+        description="off, tag (X-Spam-* headers) or junk (spam into Junk). "
+        "Default: filter.antispam.",
+    )
+    antivirus: VirusAction | None = Field(
+        default=None,
+        description="off, or quarantine (infected mail kept out of the mailbox). "
+        "Default: filter.antivirus.",
+    )
 
 
 class AccountCreate(AccountFields):
@@ -135,6 +146,8 @@ class AccountPatch(_Input):
     interval: Interval | None = None
     max_size: MaxSize | None = None
     active: bool | None = None
+    antispam: SpamAction | None = None
+    antivirus: VirusAction | None = None
     password: SourcePassword | None = Field(default=None, description="Write-only.")
 
 
@@ -171,6 +184,9 @@ class Run(BaseModel):
     bytes: int
     deleted: int
     skipped: int
+    spam: int = Field(default=0, description="Messages a spam check called spam.")
+    viruses: int = Field(default=0, description="Infected messages kept in the quarantine.")
+    unscanned: int = Field(default=0, description="Messages delivered without a check.")
     error: str | None
 
 
@@ -219,6 +235,8 @@ class Account(ServiceState):
     active: bool
     sign_in: str = Field(default="password", description="password or oauth2")
     oauth_provider_id: int | None = Field(default=None, description="With oauth2: its provider.")
+    antispam: str = Field(default="off", description="off, tag or junk")
+    antivirus: str = Field(default="off", description="off or quarantine")
 
 
 class AccountSummary(ServiceState):

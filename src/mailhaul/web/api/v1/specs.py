@@ -6,6 +6,7 @@ from typing import TypeVar
 
 from mailhaul.domain.access import Principal
 from mailhaul.domain.account import AccountSpec
+from mailhaul.domain.filtering import FilterOptions, spam_action, virus_action
 from mailhaul.domain.options import RetrievalOptions, default_port
 from mailhaul.domain.validation import FieldError
 from mailhaul.settings import Settings
@@ -47,6 +48,10 @@ def spec_from_fields(fields: AccountFields, owner: str, settings: Settings) -> A
         deliver_to=fields.deliver_to,
         interval=fields.interval or settings.interval,
         active=fields.active,
+        filters=FilterOptions(
+            fields.antispam or spam_action(settings.filters.antispam),
+            fields.antivirus or virus_action(settings.filters.antivirus),
+        ),
     )
 
 
@@ -87,6 +92,10 @@ def patched_spec(previous: AccountSpec, patch: AccountPatch) -> AccountSpec:
         active=_given(patch.active, previous.active),
         sign_in=previous.sign_in,
         oauth_provider_id=previous.oauth_provider_id,
+        filters=FilterOptions(
+            _given(patch.antispam, previous.filters.antispam),
+            _given(patch.antivirus, previous.filters.antivirus),
+        ),
     )
 
 

@@ -1,0 +1,82 @@
+"""The quarantine as users reach it: list infected messages, release one into the owner's
+mailbox, or delete it.
+
+Release delivers through the account's sink as a poll would (durable before the entry is
+removed); a crash between the two leaves the entry, so releasing it again delivers a second
+copy (the one duplicate window, and it needs a person to act twice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator
+
+from mailhaul.adapters.db.accounts import AccountStore
+from mailhaul.adapters.db.database import Database
+from mailhaul.adapters.db.quarantine import QuarantinedMessage, QuarantineRows
+from mailhaul.adapters.quarantine import QuarantineBox
+from mailhaul.domain.ports import MailSink
+
+
+class QuarantineService:
+    """Quarantined messages (unscoped: the CLI's; the web and API scope by account)."""
+
+    def __init__(
+        self,
+        db: Database,
+        accounts: AccountStore,
+        box: QuarantineBox,
+        sink: Callable[[], MailSink],
+    ) -> None:
+        self.db = db
+        self.accounts = accounts
+        self.rows = QuarantineRows()
+        self.box = box
+        self._sink = sink
+
+    def listed(self, account_ids: Collection[int] | None) -> list[QuarantinedMessage]:
+        """The newest quarantined messages of these accounts (None: all)."""
+        with self.db.begin() as conn:
+            return self.rows.listed(conn, account_ids)
+
+    def get(self, message_id: int) -> QuarantinedMessage:
+        """One entry; NotFound if there is none."""
+        with self.db.begin() as conn:
+            return self.rows.get(conn, message_id)
+
+    def read(self, message_id: int) -> Iterator[bytes]:
+        """The quarantined message as kept (mailhaul's Received line on top), in blocks."""
+        entry = self.get(message_id)
+        return self.box.read(entry.account_id, entry.name)
+
+    def release(self, message_id: int) -> QuarantinedMessage:
+        """Deliver the message into its account's mailbox, then forget it."""
+        entry = self.get(message_id)
+        with self.db.begin() as conn:
+            destination = self.accounts.get(conn, entry.account_id).spec.destination
+        blocks = self.box.read(entry.account_id, entry.name)
+        session = self._sink().open_session(str(entry.account_id))
+        try:
+            delivery = session.begin(destination, None)
+            try:
+                for block in blocks:
+                    delivery.write(block)
+                delivery.commit()
+            except BaseException:
+                delivery.abort()
+                raise
+            session.flush()
+        finally:
+            session.close()
+        self._forget(entry)
+        return entry
+
+    def delete(self, message_id: int) -> QuarantinedMessage:
+        """Delete the message for good."""
+        entry = self.get(message_id)
+        self._forget(entry)
+        return entry
+
+    def _forget(self, entry: QuarantinedMessage) -> None:
+        with self.db.begin() as conn:
+            self.rows.remove(conn, entry.id)
+        self.box.remove(entry.account_id, entry.name)
