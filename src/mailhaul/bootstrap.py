@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from mailhaul.services.account_access import AccountAccess
     from mailhaul.services.oauth_providers import OAuthProviderService
     from mailhaul.services.pending_connects import PendingAuthorizations, PendingConnects
-    from mailhaul.services.quarantine import QuarantineService
+    from mailhaul.services.quarantine import QuarantineAccess, QuarantineService
     from mailhaul.services.settings_admin import SettingsAdmin
     from mailhaul.services.sign_in import SignIn
     from mailhaul.services.status import StatusService
@@ -339,6 +339,13 @@ class App:
 
         box = QuarantineBox(self.settings.home / "quarantine")
         return QuarantineService(self.db, self.account_store, box, lambda: self.sink)
+
+    @cached_property
+    def quarantine_access(self) -> QuarantineAccess:
+        """The quarantine as the web UI and the API reach it (scoped by account)."""
+        from mailhaul.services.quarantine import QuarantineAccess
+
+        return QuarantineAccess(self.quarantine, self.account_access)
 
     @cached_property
     def poller(self) -> Poller:

@@ -34,9 +34,16 @@ class DeliverySettings:
     mda: str = ""
     timeout: float = 120.0
     sender: str = ""
+    lmtp_folder_detail: str = ""  # "+": the LMTP server files local+Folder@domain in Folder
 
     def check(self, where: str) -> None:
         """Refuse an unknown method, or one without the settings it needs."""
+        if self.lmtp_folder_detail not in ("", "+", "-", "_", "."):
+            raise InvalidSetting(
+                f"{where}.lmtp_folder_detail",
+                f"{where}.lmtp_folder_detail must be the server's recipient delimiter "
+                f'("+", "-", "_" or "."), or "" for none',
+            )
         method = DELIVERY_METHODS.get(self.method)
         if method is None:
             raise InvalidSetting(
@@ -191,6 +198,8 @@ maildir_path = "{home}/mail/{domain}/{local}"
 # mda = "/usr/lib/dovecot/dovecot-lda -d {address} -f {sender}"   # run without a shell
 # timeout = 120                    # seconds for one LMTP/SMTP/MDA delivery
 # sender = ""                      # fixed envelope sender; default Return-Path, else From, else <>
+# lmtp_folder_detail = "+"         # the LMTP server files local+Junk@domain into Junk (Dovecot:
+#                                  # recipient_delimiter = +, lmtp_save_to_detail_mailbox = yes)
 
 # Per-domain overrides take the same keys, e.g.:
 # [delivery.domains."example.org"]

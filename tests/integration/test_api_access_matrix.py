@@ -120,6 +120,10 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", ACCOUNT + "/log"): RouteCase(Access.USER, "account", 200),
     ("GET", ACCOUNT + "/refused"): RouteCase(Access.USER, "account", 200),
     ("POST", ACCOUNT + "/retry"): RouteCase(Access.USER, "account", 200),
+    ("GET", ACCOUNT + "/quarantine"): RouteCase(Access.USER, "account", 200),
+    # the target's quarantine is empty: within reach, a 404 as for any missing message
+    ("POST", ACCOUNT + "/quarantine/{message_id}/release"): RouteCase(Access.USER, "account", 404),
+    ("DELETE", ACCOUNT + "/quarantine/{message_id}"): RouteCase(Access.USER, "account", 404),
     ("GET", "/me"): RouteCase(Access.USER, "", 200),
     ("GET", "/users"): RouteCase(Access.MANAGER, "", 200),
     ("POST", "/users"): RouteCase(Access.MANAGER, "", 201, _new_user),
@@ -291,6 +295,7 @@ def test_each_caller_gets_what_their_role_and_reach_allow(
         key_id=targets.key_id,
         name=targets.provider,
         run_id=999999,
+        message_id=999999,
     )
     who = world.people.get(caller)
     body = case.body(world, who) if case.body else None
@@ -318,6 +323,7 @@ def test_each_caller_gets_what_their_role_and_reach_allow(
             key_id=999999,
             name="no-such-provider",
             run_id=999999,
+            message_id=999999,
         )
         gone = Api(world.client, key_of(world, caller))(method, missing, body)
         assert gone.status_code == 404

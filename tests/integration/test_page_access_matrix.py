@@ -14,6 +14,7 @@ and so does a request without the CSRF token, even from a caller who would be al
 
 from __future__ import annotations
 
+import io
 import itertools
 import re
 import time
@@ -30,6 +31,7 @@ from sqlalchemy import insert, select, update
 from starlette.testclient import TestClient
 
 from mailhaul.adapters.db import tables
+from mailhaul.adapters.db.quarantine import QuarantinedMessage
 from mailhaul.bootstrap import App
 from mailhaul.domain.access import Principal, Role
 from mailhaul.domain.account import AccountSpec
@@ -64,6 +66,7 @@ class Targets:
     account_username: str
     user_login: str
     run_id: int = 0
+    message_id: int = 0  # a quarantined message of the account
 
 
 @dataclass
@@ -250,6 +253,13 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", ACCOUNT + "/connect/state"): RouteCase(Access.USER, "account", 286),
     ("GET", "/oauth/callback"): RouteCase(Access.USER, "", 303),
     ("GET", ACCOUNT + "/runs"): RouteCase(Access.USER, "account", 200),
+    ("GET", ACCOUNT + "/quarantine"): RouteCase(Access.USER, "account", 200),
+    ("POST", ACCOUNT + "/quarantine/{message_id:int}/release"): RouteCase(
+        Access.USER, "account", 303
+    ),
+    ("POST", ACCOUNT + "/quarantine/{message_id:int}/delete"): RouteCase(
+        Access.USER, "account", 303
+    ),
     ("GET", ACCOUNT + "/runs/{run_id:int}"): RouteCase(Access.USER, "account", 200),
     ("GET", ACCOUNT + "/delete"): RouteCase(Access.USER, "account", 200),
     ("POST", ACCOUNT + "/delete"): RouteCase(Access.USER, "account", 303),
@@ -343,7 +353,20 @@ def fresh_targets_of(app: App, serial: Iterator[int]) -> Targets:
             conn, run_id, result=RunResult.OK, finished_at=time.time(), fetched=0, size=0,
             deleted=0, skipped=0, error=None, log="a run's log\n",
         )  # fmt: skip
-    return Targets(account.id, user.id, key.id, username, login, run_id)
+    return Targets(
+        account.id, user.id, key.id, username, login, run_id, _quarantined(app, account.id)
+    )
+
+
+def _quarantined(app: App, account_id: int) -> int:
+    """An infected message in the account's quarantine (its file and its row)."""
+    raw = b"Subject: invoice\r\n\r\nan attachment\r\n"
+    name = app.quarantine.box.store(account_id, b"", io.BytesIO(raw))
+    entry = QuarantinedMessage(
+        0, account_id, name, "INBOX", "1", "Eicar", "clamd", len(raw), "", "invoice", time.time()
+    )
+    with app.db.begin() as conn:
+        return app.quarantine.rows.add(conn, entry)
 
 
 def targets_for(world: World, method: str, case: RouteCase) -> Targets:
@@ -363,6 +386,7 @@ def path_of(template: str, targets: Targets | None) -> str:
         "user_id": targets.user_id if targets else MISSING_ID,
         "key_id": targets.key_id if targets else MISSING_ID,
         "run_id": targets.run_id if targets else MISSING_ID,
+        "message_id": targets.message_id if targets else MISSING_ID,
         "name": SETTINGS_DOMAIN,
     }
     return _PARAM.sub(lambda m: str(values[m.group(1)]), template)
@@ -394,6 +418,7 @@ def snapshot(app: App) -> dict[str, list[tuple[object, ...]]]:
         tables.sessions,
         tables.api_keys,
         tables.settings,
+        tables.quarantine,
     )
     with app.db.begin() as conn:
         return {

@@ -334,6 +334,12 @@ class DovecotServer:
     def password(self, user: str) -> str:
         return self._user(user).password
 
+    def set_sieve(self, user: str, script: str) -> None:
+        """Make ``script`` the user's active Sieve script (LMTP deliveries run it)."""
+        path = self._user(user).home / ".dovecot.sieve"
+        path.write_text(script)
+        os.chown(path, self._uid, self._gid)
+
     def home(self, user: str) -> Path:
         return self._user(user).home
 
@@ -564,6 +570,13 @@ mail_fsync = never
 mail_max_userip_connections = 1000
 pop3_uidl_format = %08Xu%08Xv
 postmaster_address = postmaster@example.test
+# LMTP files local+Folder@domain into Folder (made if missing), and runs the user's Sieve
+recipient_delimiter = +
+lmtp_save_to_detail_mailbox = yes
+lda_mailbox_autocreate = yes
+plugin {{
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+}}
 
 protocol imap {{
   mail_max_userip_connections = 1000
@@ -574,6 +587,7 @@ protocol pop3 {{
 }}
 protocol lmtp {{
   postmaster_address = postmaster@example.test
+  mail_plugins = $mail_plugins sieve
 }}
 
 service imap-login {{

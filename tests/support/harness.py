@@ -49,7 +49,7 @@ class Harness:
         result = []
         for data in self.maildir_files():
             assert data.startswith(b"Received: from mail.example.net by mailhaul")
-            result.append(data.split(b"\n", 3)[3])
+            result.append(data.split(b"\n", 5)[5])
         return sorted(result)
 
 

@@ -21,7 +21,7 @@ OWNER = "owner@local.test"
 # The database of homes made without an explicit one (None: the home's own SQLite file).
 # tests/conftest.py sets it for the tests it runs on PostgreSQL.
 DEFAULT_DATABASE_URL: str | None = None
-RECEIVED_LINES = 3
+RECEIVED_LINES = 5  # Received (3 lines), X-Original-To, X-Mailhaul-Account
 
 
 def port_for(mailbox: Mailbox, protocol: Protocol, security: Security) -> int:

@@ -54,7 +54,7 @@ class ScriptedHome:
         for path in sorted([*(maildir / "new").glob("*"), *(maildir / "cur").glob("*")]):
             data = path.read_bytes()
             assert data.startswith(b"Received: from 127.0.0.1 by mailhaul")
-            found.append(data.split(b"\n", 3)[3].replace(b"\n", b"\r\n"))
+            found.append(data.split(b"\n", 5)[5].replace(b"\n", b"\r\n"))
         return sorted(found)
 
 

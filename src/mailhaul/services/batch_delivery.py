@@ -141,16 +141,23 @@ class BatchDelivery:
         )
 
     def _received_header(self) -> bytes:
+        """The trace mailhaul prepends: its ``Received:`` line, then ``X-Original-To`` (the
+        destination) and ``X-Mailhaul-Account`` (the source account), by which a Sieve
+        script tells fetched mail apart (``Delivered-To`` is left out: an MTA delivering it
+        to that address would take it for a loop)."""
         account = self.run.account
         spec = account.spec
         endpoint = account.endpoint(self.run.deps.timeout)
         protocol = str(endpoint.protocol).upper()
         if endpoint.security is not Security.NONE:
             protocol += "S"
+        source = f"{spec.username}@{spec.host}".replace("\r", "").replace("\n", "")
         return (
             f"Received: from {spec.host} by mailhaul with {protocol}\r\n"
             f"\t(mailhaul {__version__}, account {account.id})\r\n"
             f"\tfor <{self.run.destination}>; {formatdate(localtime=False)}\r\n"
+            f"X-Original-To: {self.run.destination}\r\n"
+            f"X-Mailhaul-Account: {account.id} ({source}, {spec.protocol})\r\n"
         ).encode()
 
     def _deliver(

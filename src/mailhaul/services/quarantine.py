@@ -9,12 +9,18 @@ copy (the one duplicate window, and it needs a person to act twice).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
+from typing import TYPE_CHECKING
 
 from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.quarantine import QuarantinedMessage, QuarantineRows
 from mailhaul.adapters.quarantine import QuarantineBox
+from mailhaul.domain.access import Principal
+from mailhaul.domain.errors import NotFound
 from mailhaul.domain.ports import MailSink
+
+if TYPE_CHECKING:
+    from mailhaul.services.account_access import AccountAccess
 
 
 class QuarantineService:
@@ -80,3 +86,34 @@ class QuarantineService:
         with self.db.begin() as conn:
             self.rows.remove(conn, entry.id)
         self.box.remove(entry.account_id, entry.name)
+
+
+class QuarantineAccess:
+    """The quarantine scoped to an actor: an account's entries for whoever may see the
+    account (its owner, its domain's admins, admins); anything else is NotFound."""
+
+    def __init__(self, quarantine: QuarantineService, accounts: AccountAccess) -> None:
+        self.quarantine = quarantine
+        self.accounts = accounts
+
+    def listed(self, actor: Principal, account_id: int) -> list[QuarantinedMessage]:
+        """The account's quarantined messages, newest first."""
+        self.accounts.get(actor, account_id)
+        return self.quarantine.listed([account_id])
+
+    def release(self, actor: Principal, account_id: int, message_id: int) -> QuarantinedMessage:
+        """Deliver one of the account's quarantined messages into its mailbox."""
+        self._entry(actor, account_id, message_id)
+        return self.quarantine.release(message_id)
+
+    def delete(self, actor: Principal, account_id: int, message_id: int) -> QuarantinedMessage:
+        """Delete one of the account's quarantined messages for good."""
+        self._entry(actor, account_id, message_id)
+        return self.quarantine.delete(message_id)
+
+    def _entry(self, actor: Principal, account_id: int, message_id: int) -> QuarantinedMessage:
+        self.accounts.get(actor, account_id)
+        entry = self.quarantine.get(message_id)
+        if entry.account_id != account_id:
+            raise NotFound(f"no quarantined message {message_id}")
+        return entry

@@ -22,10 +22,16 @@ class LmtpSink(NetworkSink):
 
     default_port = 24
 
-    def __init__(self, address: str, timeout: float, sender: str | None = None) -> None:
+    def __init__(
+        self, address: str, timeout: float, sender: str | None = None, folder_detail: str = ""
+    ) -> None:
         super().__init__(address, timeout, sender, lmtp=True)
+        self.folder_detail = folder_detail
 
 
 def sink_from_settings(delivery: DeliverySettings, home: Path) -> LmtpSink:
-    """The sink of ``method = "lmtp"``: the server ``lmtp``."""
-    return LmtpSink(delivery.lmtp, delivery.timeout, delivery.envelope_sender)
+    """The sink of ``method = "lmtp"``: the server ``lmtp``; a message for a folder goes to
+    ``local+Folder@domain`` when ``lmtp_folder_detail`` names the server's delimiter."""
+    return LmtpSink(
+        delivery.lmtp, delivery.timeout, delivery.envelope_sender, delivery.lmtp_folder_detail
+    )

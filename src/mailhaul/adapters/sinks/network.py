@@ -175,6 +175,7 @@ class NetworkSink:
     answers RSET, and idle connections wait here for the next session."""
 
     default_port = 25
+    folder_detail = ""  # LMTP: the delimiter of local+Folder@domain ("": no folders)
 
     def __init__(
         self,
@@ -300,10 +301,16 @@ class NetworkSession:
     def begin(
         self, destination: str, receipt: str | None, folder: str | None = None
     ) -> NetworkDelivery:
-        """Connect (or reuse the session's connection) and start a transaction (into the
-        mailbox: the server's own rules file a message into a folder)."""
+        """Connect (or reuse the session's connection) and start a transaction. A message
+        for ``folder`` goes to ``local+folder@domain`` where the sink knows the server's
+        delimiter (``lmtp_folder_detail``), else into the mailbox (the server's own rules
+        may file it)."""
         if not is_plain_address(destination):
             raise DestinationMissing(f"{destination!r} is not an address that can be sent to")
+        delimiter = self._sink.folder_detail
+        if folder and delimiter:
+            local, _, domain = destination.rpartition("@")
+            destination = f"{local}{delimiter}{folder}@{domain}"
         client = self._acquire()
         try:
             return NetworkDelivery(self, client, destination, self._sink.sender)

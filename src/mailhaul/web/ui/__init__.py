@@ -28,6 +28,7 @@ from mailhaul.web.ui import (
     admin,
     login,
     oauth_connect,
+    quarantine,
     run_history,
     settings_form,
     users,
@@ -41,7 +42,17 @@ STATIC = TEMPLATES.parent / "static"
 def install_pages(api: FastAPI) -> None:
     """Add the pages and ``/static`` to the main app."""
     api.state.login_throttle = LoginThrottle()
-    pages = (login, account_form, accounts, run_history, oauth_connect, users, admin, settings_form)
+    pages = (
+        login,
+        account_form,
+        accounts,
+        run_history,
+        quarantine,
+        oauth_connect,
+        users,
+        admin,
+        settings_form,
+    )
     for module in pages:
         # The routes themselves, not include_router(): FastAPI 0.165 would wrap them in one
         # opaque entry, and the check that every route declares its access walks api.routes.

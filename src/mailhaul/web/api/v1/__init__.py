@@ -11,7 +11,16 @@ from fastapi.responses import JSONResponse
 
 from mailhaul.bootstrap import App
 from mailhaul.services.metrics import Metrics
-from mailhaul.web.api.v1 import account_actions, accounts, keys, oauth, service, settings, users
+from mailhaul.web.api.v1 import (
+    account_actions,
+    accounts,
+    keys,
+    oauth,
+    quarantine,
+    service,
+    settings,
+    users,
+)
 from mailhaul.web.api.v1.deps import bearer
 from mailhaul.web.api.v1.errors import install_error_handlers
 from mailhaul.web.auth import public
@@ -41,7 +50,7 @@ def create_api(app: App, metrics: Metrics) -> FastAPI:
     api.state.mailhaul = app
     api.state.metrics = metrics
     install_error_handlers(api)
-    for module in (accounts, account_actions, users, keys, service, settings, oauth):
+    for module in (accounts, account_actions, quarantine, users, keys, service, settings, oauth):
         api.include_router(module.router, dependencies=[Depends(bearer)])
 
     @api.get("/openapi.json", include_in_schema=False, dependencies=[Depends(public())])

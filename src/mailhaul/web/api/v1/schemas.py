@@ -33,6 +33,8 @@ CaFile = Annotated[str, StringConstraints(max_length=4096)]
 FolderName = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 Folders = Annotated[list[FolderName], Field(min_length=1, max_length=100)]
 Interval = Annotated[int, Field(ge=10, le=YEAR, description="Seconds between polls.")]
+AntiSpam = Annotated[SpamAction | None, Field(description="off, tag or junk (default: setting)")]
+AntiVirus = Annotated[VirusAction | None, Field(description="off or quarantine (default: setting)")]
 MaxSize = Annotated[int, Field(ge=1, le=2**40, description="Largest message fetched, bytes.")]
 DomainName = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 UserPassword = Annotated[str, StringConstraints(min_length=10, max_length=1024)]
@@ -90,16 +92,8 @@ class AccountFields(_Input):
     interval: Interval | None = Field(default=None, description="Default: poll.interval.")
     max_size: MaxSize | None = Field(default=None, description="Default: poll.max_size.")
     active: bool = True
-    antispam: SpamAction | None = Field(
-        default=None,
-        description="off, tag (X-Spam-* headers) or junk (spam into Junk). "
-        "Default: filter.antispam.",
-    )
-    antivirus: VirusAction | None = Field(
-        default=None,
-        description="off, or quarantine (infected mail kept out of the mailbox). "
-        "Default: filter.antivirus.",
-    )
+    antispam: AntiSpam = None
+    antivirus: AntiVirus = None
 
 
 class AccountCreate(AccountFields):
@@ -146,8 +140,8 @@ class AccountPatch(_Input):
     interval: Interval | None = None
     max_size: MaxSize | None = None
     active: bool | None = None
-    antispam: SpamAction | None = None
-    antivirus: VirusAction | None = None
+    antispam: AntiSpam = None
+    antivirus: AntiVirus = None
     password: SourcePassword | None = Field(default=None, description="Write-only.")
 
 
@@ -184,8 +178,8 @@ class Run(BaseModel):
     bytes: int
     deleted: int
     skipped: int
-    spam: int = Field(default=0, description="Messages a spam check called spam.")
-    viruses: int = Field(default=0, description="Infected messages kept in the quarantine.")
+    spam: int = 0
+    viruses: int = Field(default=0, description="Infected messages quarantined.")
     unscanned: int = Field(default=0, description="Messages delivered without a check.")
     error: str | None
 
