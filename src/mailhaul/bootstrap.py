@@ -26,7 +26,7 @@ from mailhaul.domain.options import Credentials, Protocol, SourceEndpoint
 from mailhaul.domain.ports import LogFn, MailSink, MailSource
 from mailhaul.domain.scheduling import SchedulePolicy
 from mailhaul.services.accounts import AccountService
-from mailhaul.services.filtering import Scanners, SpamScanner, VirusScanner
+from mailhaul.services.filtering import Scanners, ScanObserver, SpamScanner, VirusScanner
 from mailhaul.services.leases import Leases
 from mailhaul.services.poll_run import PollDeps, SourceFactory
 from mailhaul.services.polling import Poller
@@ -77,7 +77,7 @@ def _sink_for(delivery: DeliverySettings, settings: Settings) -> MailSink:
     return builder(delivery, settings.home)
 
 
-def build_scanners(settings: Settings) -> Scanners:
+def build_scanners(settings: Settings, observer: ScanObserver | None = None) -> Scanners:
     """The filter stage's scanners from the ``[filter]`` settings (rspamd wins over spamd)."""
     from mailhaul.adapters.quarantine import QuarantineBox
     from mailhaul.domain.filtering import scanner_failure
@@ -104,6 +104,7 @@ def build_scanners(settings: Settings) -> Scanners:
         virus=virus,
         on_failure=scanner_failure(config.on_scanner_failure),
         max_size=config.max_size,
+        observer=observer,
     )
 
 
@@ -155,6 +156,15 @@ class App:
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
     _settings_table: bool = field(default=False, init=False, repr=False, compare=False)
+    scan_observer: ScanObserver | None = field(default=None, repr=False, compare=False)
+    """Told of every scanner call (`serve` and `worker`: their metrics)."""
+
+    def observe_scans(self, observer: ScanObserver) -> None:
+        """Tell ``observer`` about every scanner call from now on."""
+        self.scan_observer = observer
+        poller: Poller | None = self.__dict__.get("poller")
+        if poller is not None:
+            poller.deps = replace(poller.deps, filters=build_scanners(self.settings, observer))
 
     @cached_property
     def db(self) -> Database:
@@ -319,7 +329,10 @@ class App:
                 old_deps = poller.deps
                 policy = _schedule_policy(old_deps.policy, new)
                 poller.deps = replace(
-                    old_deps, sink=new_sink, policy=policy, filters=build_scanners(new)
+                    old_deps,
+                    sink=new_sink,
+                    policy=policy,
+                    filters=build_scanners(new, self.scan_observer),
                 )
                 # Polls still running on the old deps keep the old sink until they end.
                 weakref.finalize(old_deps, close_sink, old_sink)
@@ -327,7 +340,7 @@ class App:
             poller.deps = replace(
                 poller.deps,
                 policy=_schedule_policy(poller.policy, new),
-                filters=build_scanners(new),
+                filters=build_scanners(new, self.scan_observer),
             )
         logger.info("settings from the database applied")
 
@@ -361,7 +374,7 @@ class App:
             timeout=self.settings.timeout,
             leases=Leases(self.db, self.account_store, ttl=float(self.settings.lease_ttl)),
             stall_timeout=self.settings.stall_timeout,
-            filters=build_scanners(self.settings),
+            filters=build_scanners(self.settings, self.scan_observer),
             policy=SchedulePolicy(
                 max_backoff=float(self.settings.max_backoff),
                 auth_failures_to_pause=self.settings.auth_failures_to_pause,

@@ -18,6 +18,7 @@ from mailhaul.domain.filtering import (
     sender_context,
 )
 from mailhaul.domain.options import Protocol
+from mailhaul.services.metrics import Metrics
 from support.dovecot import Mailbox
 from support.mailhaul_home import OWNER as OWNER_ADDRESS
 from support.mailhaul_home import RECEIVED_LINES, Home
@@ -180,6 +181,8 @@ def test_a_hanging_scanner_loses_nothing(make_home, mailbox: Mailbox, policy: st
     hung = SilentScanner()
     try:
         home = make_home(clamd=hung.address, timeout=1, on_scanner_failure=policy)
+        metrics = Metrics()
+        home.app.observe_scans(metrics.observe_scan)
         for n in range(3):
             mailbox.deliver(lf(ham(n)))
         account = home.add(mailbox, Protocol.IMAP, filters=QUARANTINE)
@@ -187,6 +190,10 @@ def test_a_hanging_scanner_loses_nothing(make_home, mailbox: Mailbox, policy: st
     finally:
         hung.close()
     assert hung.connections >= 1  # positive control: it did reach the scanner
+    errors = 1 if policy == "defer" else 3
+    assert f'scanner_checks_total{{result="error",scanner="clamd"}} {errors}.0' in (
+        metrics.exposition().decode()
+    )
     if policy == "defer":
         assert summary.result == "error" and summary.error_kind == "scanner"
         assert "clamd" in (summary.error or "") and "no answer within 1 s" in summary.error
@@ -271,3 +278,23 @@ def test_junk_files_spam_into_the_maildirs_junk_folder(
     # a crash after the file was made durable is reconciled: the receipt is found in .Junk
     receipt = (junk / "new").iterdir().__next__().name
     assert home.app.sink.open_session("x").was_delivered(OWNER_ADDRESS, receipt)
+
+
+def test_scanner_metrics_count_checks_errors_and_time(
+    make_home, clamd: ClamdServer, spamd: SpamdServer, mailbox: Mailbox
+):
+    home = make_home(clamd=clamd.address, spamd=spamd.address)
+    metrics = Metrics()
+    home.app.observe_scans(metrics.observe_scan)
+    mailbox.deliver(lf(infected(1)))
+    mailbox.deliver(lf(spam(2)))
+    mailbox.deliver(lf(ham(3)))
+    account = home.add(mailbox, Protocol.IMAP, filters=BOTH_CHECKS)
+    assert home.poll(account).fetched == 3, home.log(account)
+    text = metrics.exposition().decode()
+    assert 'mailhaul_scanner_checks_total{result="infected",scanner="clamd"} 1.0' in text
+    assert 'mailhaul_scanner_checks_total{result="clean",scanner="clamd"} 2.0' in text
+    assert 'mailhaul_scanner_checks_total{result="spam",scanner="spamd"} 1.0' in text
+    assert 'mailhaul_scanner_checks_total{result="clean",scanner="spamd"} 1.0' in text
+    assert 'mailhaul_scanner_duration_seconds_count{scanner="clamd"} 3.0' in text
+    assert 'scanner_checks_total{result="error"' not in text

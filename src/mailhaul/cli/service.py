@@ -83,6 +83,7 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
             settings.delivery.method,
         )
         metrics = Metrics(live=app.status.live)
+        app.observe_scans(metrics.observe_scan)
         http = None
         listen = parse_listen(settings.web_listen) if web else None
         if listen is not None:

@@ -9,6 +9,8 @@ with ``deliver`` the message goes on with headers saying it was not checked.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -33,6 +35,9 @@ from mailhaul.domain.filtering import (
 from mailhaul.domain.units import human_bytes
 
 DEFAULT_MAX_SIZE = 20 * 1024 * 1024
+
+ScanObserver = Callable[[str, str, float], None]
+"""Told of each scanner call: (scanner, result: clean | spam | infected | error, seconds)."""
 
 
 class SpamScanner(Protocol):
@@ -65,6 +70,12 @@ class Scanners:
     virus: VirusScanner | None = None
     on_failure: ScannerFailure = ScannerFailure.DEFER
     max_size: int = DEFAULT_MAX_SIZE
+    observer: ScanObserver | None = None
+
+    def observe(self, scanner: str, result: str, started: float) -> None:
+        """Tell the observer (the service's metrics) about one scanner call."""
+        if self.observer is not None:
+            self.observer(scanner, result, time.monotonic() - started)
 
 
 @dataclass
@@ -108,16 +119,18 @@ class FilterStage:
         return Judgement(Route.MAILBOX, b"".join(found.headers), unchecked=(why,))
 
     def _virus_check(self, spool: BinaryIO, found: _Findings) -> VirusVerdict | None:
-        scanner = self.scanners.virus
+        scanner, started = self.scanners.virus, time.monotonic()
         try:
             if scanner is None:
                 raise ScannerUnavailable("antivirus", "no virus scanner is set (filter.clamd)")
             verdict = scanner.check(spool)
         except ScannerUnavailable as exc:
+            self.scanners.observe(exc.scanner, "error", started)
             self._give_up_unless_delivering(exc)
             found.headers.append(virus_header(None, str(exc)))
             found.unchecked.append(str(exc))
             return None
+        self.scanners.observe(scanner.name, "infected" if verdict.infected else "clean", started)
         if not verdict.infected:
             found.headers.append(virus_header(verdict))
         return verdict
@@ -125,7 +138,7 @@ class FilterStage:
     def _spam_check(
         self, spool: BinaryIO, size: int, head: bytes, found: _Findings
     ) -> SpamVerdict | None:
-        scanner = self.scanners.spam
+        scanner, started = self.scanners.spam, time.monotonic()
         try:
             if scanner is None:
                 raise ScannerUnavailable(
@@ -133,10 +146,12 @@ class FilterStage:
                 )
             verdict = scanner.check(spool, size, sender_context(head))
         except ScannerUnavailable as exc:
+            self.scanners.observe(exc.scanner, "error", started)
             self._give_up_unless_delivering(exc)
             found.headers.append(unchecked_spam_header(str(exc)))
             found.unchecked.append(str(exc))
             return None
+        self.scanners.observe(scanner.name, "spam" if verdict.is_spam else "clean", started)
         found.headers.append(spam_headers(verdict))
         return verdict
 

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 ERROR_KINDS = tuple(ErrorKind)
 POLL_RESULTS = (PollResult.OK, PollResult.ERROR)
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+SCAN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # A scrape reuses live values read less than this many seconds ago (see `refresh`).
 LIVE_MAX_AGE = 2.0
 
@@ -105,6 +106,20 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self.scans = Counter(
+            "mailhaul_scanner_checks",
+            "Messages a scanner was asked about, by scanner and result "
+            "(clean, spam, infected, error)",
+            ["scanner", "result"],
+            registry=self.registry,
+        )
+        self.scan_duration = Histogram(
+            "mailhaul_scanner_duration_seconds",
+            "How long a scanner took to answer (or to fail)",
+            ["scanner"],
+            buckets=SCAN_BUCKETS,
+            registry=self.registry,
+        )
         for result in POLL_RESULTS:
             self.polls.labels(result=result)
         for kind in ERROR_KINDS:
@@ -129,6 +144,11 @@ class Metrics:
         self.duration.observe(max(0.0, summary.duration))
         if summary.result == PollResult.ERROR and error_kind is not None:
             self.errors.labels(kind=error_kind).inc()
+
+    def observe_scan(self, scanner: str, result: str, seconds: float) -> None:
+        """Count one scanner call (the filter stage's observer)."""
+        self.scans.labels(scanner=scanner, result=result).inc()
+        self.scan_duration.labels(scanner=scanner).observe(max(0.0, seconds))
 
     def count_error(self, kind: str) -> None:
         """Count an error outside a poll's summary (e.g. the due-accounts query failed)."""
