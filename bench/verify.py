@@ -1,7 +1,8 @@
 """Check a Maildir against the corpus: every message exactly once, bodies byte for byte.
 
 A delivered file matches its source (found by Message-ID) when it is the source with only
-header fields of the tool's known names inserted (mailhaul: Received in front; fetchmail:
+header fields of the tool's known names inserted (mailhaul: Received, X-Original-To and
+X-Mailhaul-Account in front, and with checks X-Spam-* / X-Virus-Scanned; fetchmail:
 Received after Return-Path/Delivered-To; getmail6: Delivered-To, Return-Path, Received,
 X-getmail-retrieved-from-mailbox).
 A file that matches only after unfolding header lines is counted as "re-folded" (getmail6
@@ -19,7 +20,17 @@ from pathlib import Path
 from corpus import Corpus, message_id
 
 ADDED_HEADERS: dict[str, frozenset[str]] = {
-    "mailhaul": frozenset({"received"}),
+    "mailhaul": frozenset(
+        {
+            "received",
+            "x-original-to",
+            "x-mailhaul-account",
+            "x-spam-flag",
+            "x-spam-score",
+            "x-spam-status",
+            "x-virus-scanned",
+        }
+    ),
     "fetchmail": frozenset({"received"}),
     "getmail6": frozenset(
         {"delivered-to", "return-path", "received", "x-getmail-retrieved-from-mailbox"}

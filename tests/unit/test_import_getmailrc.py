@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mailhaul.domain.filtering import FilterOptions, SpamAction, VirusAction
 from mailhaul.domain.options import Protocol, Security
 from mailhaul.importers.common import ImportFileError
 from mailhaul.importers.getmailrc import address_from_maildir, parse_getmailrc
@@ -69,3 +70,43 @@ def test_maildir_paths_that_name_an_address():
     assert address_from_maildir("/srv/mh/mail/d.test/joe/", template, "/srv/mh") == "joe@d.test"
     assert address_from_maildir("/var/vmail/d.test/ann/Maildir/", template, "/x") == "ann@d.test"
     assert address_from_maildir("/home/legacy/Maildir/", template, "/x") is None
+
+
+def test_spamassassin_and_clamav_filters_become_the_checks():
+    text = """\
+[retriever]
+type = SimplePOP3SSLRetriever
+server = pop.provider.example
+username = petrov
+password = secret
+
+[destination]
+type = Maildir
+path = /var/vmail/mydomain.test/i.petrov/Maildir/
+
+[filter-1]
+type = Filter_classifier
+path = /usr/bin/spamc
+arguments = ("-s 250000", )
+
+[filter-2]
+type = Filter_classifier
+path = /usr/bin/clamscan
+arguments = ("--stdout", "--no-summary", "--mbox", "--infected", "-")
+exitcodes_drop = (1, )
+
+[filter-3]
+type = Filter_TMDA
+path = /usr/bin/tmda-filter
+"""
+    [account] = parse_getmailrc(text, "rc").accounts
+    assert account.filters == FilterOptions(SpamAction.TAG, VirusAction.QUARANTINE)
+    notes = "\n".join(account.notes)
+    assert "rc:12: [filter-1] spamc: the spam check (--antispam tag)" in notes
+    assert "quarantined, not dropped" in notes
+    assert "[filter-3] Filter_TMDA tmda-filter: not imported" in notes
+
+
+def test_no_filters_leave_the_servers_default():
+    [account] = parse("getmailrc-pop3ssl").accounts
+    assert account.filters is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mailhaul.domain.filtering import FilterOptions, SpamAction, VirusAction
 from mailhaul.domain.options import Protocol, Security
 from mailhaul.importers.rules import parse_rules, split_fields
 
@@ -33,3 +34,17 @@ def test_rules_file_accounts_and_malformed_lines_with_line_numbers():
 def test_split_fields_comments_and_quotes():
     assert split_fields('a "b c" d#e # comment') == ["a", "b c", "d#e"]
     assert split_fields("   # only a comment") == []
+
+
+def test_check_flags_nethservers_filtercheck_included():
+    text = (
+        "pop.a.example:pop3 u1 p1 a@mydomain.test ssl antispam\n"
+        "pop.a.example:pop3 u2 p2 b@mydomain.test ssl junk antivirus\n"
+        "pop.a.example:pop3 u3 p3 c@mydomain.test ssl filtercheck\n"
+        "pop.a.example:pop3 u4 p4 d@mydomain.test ssl\n"
+    )
+    first, second, third, fourth = parse_rules(text, "rules").accounts
+    assert first.filters == FilterOptions(SpamAction.TAG, VirusAction.OFF)
+    assert second.filters == FilterOptions(SpamAction.JUNK, VirusAction.QUARANTINE)
+    assert third.filters == FilterOptions(SpamAction.TAG, VirusAction.QUARANTINE)
+    assert fourth.filters is None  # the server's default for new accounts

@@ -15,6 +15,7 @@ import itertools
 import re
 from collections.abc import Callable
 
+from mailhaul.domain.filtering import FilterOptions, SpamAction, VirusAction
 from mailhaul.domain.options import Protocol, Security
 from mailhaul.importers.common import (
     OAUTH2_NOTE,
@@ -125,6 +126,7 @@ def parse_getmailrc(text: str, file: str) -> ParseResult:
     except ValueError as exc:
         result.problems.append(ImportProblem(file, line, str(exc)))
         return result
+    _filters(parser, account, at)
     if parser.has_section("destination"):
         _destination(account, dict(parser.items("destination")), at)
     else:
@@ -207,6 +209,46 @@ def _account(
         if key in options and options[key].strip() not in ("", "0"):
             account.note(at("options", key), f"`{key}` is not supported: {why}")
     return account
+
+
+_SPAM_PROGRAMS = ("spamc", "spamassassin", "rspamc")
+_VIRUS_PROGRAMS = ("clamscan", "clamdscan", "clamassassin")
+
+
+def _filters(parser: configparser.RawConfigParser, account: ImportedAccount, at: _LineOf) -> None:
+    """getmail's ``[filter-*]`` sections: SpamAssassin / rspamd classifiers become
+    ``--antispam tag``, ClamAV ones ``--antivirus quarantine``; the rest is reported."""
+    spam = virus = False
+    for section in parser.sections():
+        if not section.lower().startswith("filter"):
+            continue
+        values = dict(parser.items(section))
+        kind = values.get("type", "").strip()
+        program = values.get("path", "").strip().rsplit("/", 1)[-1].lower()
+        line = at(section, "type")
+        if kind.lower() in ("filter_classifier", "filter_external") and program:
+            if program.startswith(_SPAM_PROGRAMS):
+                spam = True
+                account.note(line, f"[{section}] {program}: the spam check (--antispam tag)")
+                continue
+            if program.startswith(_VIRUS_PROGRAMS):
+                virus = True
+                account.note(
+                    line,
+                    f"[{section}] {program}: the virus check (--antivirus quarantine); "
+                    "infected mail is quarantined, not dropped",
+                )
+                continue
+        account.note(
+            line,
+            f"[{section}] {kind or '?'} {program}: not imported (mailhaul checks with "
+            "rspamd, spamd and clamd; a Sieve script can do the rest)",
+        )
+    if spam or virus:
+        account.filters = FilterOptions(
+            SpamAction.TAG if spam else SpamAction.OFF,
+            VirusAction.QUARANTINE if virus else VirusAction.OFF,
+        )
 
 
 def _destination(account: ImportedAccount, dest: dict[str, str], at: _LineOf) -> None:

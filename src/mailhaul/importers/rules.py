@@ -1,14 +1,18 @@
 """`mailhaul import rules`: one account per line, the panel format of Ideco's fetchmail rules.
 
     server:proto user password local@domain [keep] [ssl] [fetchall] [flush]
+        [antispam|junk] [antivirus] [filtercheck]
 
-``proto`` is pop3 or imap (``server:port:proto`` names a port too). Fields are separated by
+``antispam`` tags spam, ``junk`` also files it into Junk, ``antivirus`` quarantines infected
+mail; ``filtercheck`` is both checks (NethServer's per-account ``FilterCheck``). ``proto`` is
+pop3 or imap (``server:port:proto`` names a port too). Fields are separated by
 blanks; a field with blanks or a leading ``#`` goes in double quotes (``\\"`` and ``\\\\``
 inside). ``#`` at the start of a line or after a blank starts a comment.
 """
 
 from __future__ import annotations
 
+from mailhaul.domain.filtering import FilterOptions, SpamAction, VirusAction
 from mailhaul.domain.options import Protocol, Security
 from mailhaul.importers.common import (
     KEEP_FETCHALL_NOTE,
@@ -18,7 +22,7 @@ from mailhaul.importers.common import (
     ParseResult,
 )
 
-_FLAGS = ("keep", "ssl", "fetchall", "flush")
+_FLAGS = ("keep", "ssl", "fetchall", "flush", "antispam", "junk", "antivirus", "filtercheck")
 _PROTOCOLS = {
     "pop3": (Protocol.POP3, None),
     "pop": (Protocol.POP3, None),
@@ -73,6 +77,18 @@ def _server(field: str) -> tuple[str, int | None, Protocol, Security | None]:
     return host.strip("[]"), port, protocol, security
 
 
+def _filters(flags: list[str]) -> FilterOptions | None:
+    """The checks a line's flags ask for; None (the server's default) when none."""
+    both = "filtercheck" in flags
+    spam = SpamAction.JUNK if "junk" in flags else SpamAction.TAG
+    if not (both or "antispam" in flags or "junk" in flags or "antivirus" in flags):
+        return None
+    return FilterOptions(
+        spam if both or "antispam" in flags or "junk" in flags else SpamAction.OFF,
+        VirusAction.QUARANTINE if both or "antivirus" in flags else VirusAction.OFF,
+    )
+
+
 def parse_rules(text: str, file: str) -> ParseResult:
     """Accounts of a rules file; each malformed line is a problem, the rest is imported."""
     result = ParseResult()
@@ -107,6 +123,7 @@ def parse_rules(text: str, file: str) -> ParseResult:
             keep="keep" in flags,
             fetchall="fetchall" in flags,
             flush="flush" in flags,
+            filters=_filters(flags),
         )
         if "ssl" in flags or security is Security.SSL:
             account.security = Security.SSL
