@@ -298,3 +298,37 @@ def test_scanner_metrics_count_checks_errors_and_time(
     assert 'mailhaul_scanner_checks_total{result="clean",scanner="spamd"} 1.0' in text
     assert 'mailhaul_scanner_duration_seconds_count{scanner="clamd"} 3.0' in text
     assert 'scanner_checks_total{result="error"' not in text
+
+
+@pytest.mark.parametrize("which", ["clamd", "spamd"])
+def test_a_scanner_stopped_mid_run_loses_nothing_and_duplicates_nothing(
+    make_home, clamd: ClamdServer, spamd: SpamdServer, mailbox: Mailbox, which: str
+):
+    home = make_home(clamd=clamd.address, spamd=spamd.address, timeout=5)
+    scanner = clamd if which == "clamd" else spamd
+    calls: list[str] = []
+
+    def stop_after_two(name: str, result: str, _seconds: float) -> None:
+        calls.append(f"{name}:{result}")
+        if name == which and calls.count(f"{which}:clean") == 2:
+            scanner.stop()  # the scanner goes away between two messages of one run
+
+    home.app.observe_scans(stop_after_two)
+    for n in range(5):
+        mailbox.deliver(lf(ham(n)))
+    account = home.add(mailbox, Protocol.POP3, filters=BOTH_CHECKS)
+    try:
+        down = home.poll(account)
+    finally:
+        scanner.start()
+    assert down.result == "error" and which in (down.error or ""), home.log(account)
+    assert f"{which}:error" in calls  # positive control: it did fail mid-run
+    # two delivered and recorded; POP3 deletes only at a polite QUIT, so all five stay on
+    # the server until the next run, which deletes the two without delivering them again
+    assert len(home.delivered()) == 2 and len(mailbox.list_messages()) == 5
+    back = home.poll(account)
+    assert back.result == "ok", home.log(account)
+    assert sorted(body for _, body in map(split, home.delivered_files())) == sorted(
+        lf(ham(n)) for n in range(5)
+    )
+    assert mailbox.list_messages() == []

@@ -157,4 +157,9 @@ class FilterStage:
 
     def _give_up_unless_delivering(self, exc: ScannerUnavailable) -> None:
         if self.scanners.on_failure is ScannerFailure.DEFER:
-            raise exc
+            detail = str(exc).removeprefix(f"{exc.scanner}: ")
+            raise ScannerUnavailable(
+                exc.scanner,
+                f"{detail}; mail waits on the server until it answers "
+                "(filter.on_scanner_failure = defer)",
+            ) from exc
