@@ -25,8 +25,9 @@ from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.options import Credentials, Protocol, SourceEndpoint
 from mailhaul.domain.ports import LogFn, MailSink, MailSource
 from mailhaul.domain.scheduling import SchedulePolicy
+from mailhaul.filter_setup import build_scanners
 from mailhaul.services.accounts import AccountService
-from mailhaul.services.filtering import Scanners, ScanObserver, SpamScanner, VirusScanner
+from mailhaul.services.filtering import ScanObserver
 from mailhaul.services.leases import Leases
 from mailhaul.services.poll_run import PollDeps, SourceFactory
 from mailhaul.services.polling import Poller
@@ -75,37 +76,6 @@ def _sink_for(delivery: DeliverySettings, settings: Settings) -> MailSink:
     module = importlib.import_module(DELIVERY_METHODS[delivery.method].sink_module)
     builder: Callable[[DeliverySettings, Path], MailSink] = module.sink_from_settings
     return builder(delivery, settings.home)
-
-
-def build_scanners(settings: Settings, observer: ScanObserver | None = None) -> Scanners:
-    """The filter stage's scanners from the ``[filter]`` settings (rspamd wins over spamd)."""
-    from mailhaul.adapters.quarantine import QuarantineBox
-    from mailhaul.domain.filtering import scanner_failure
-
-    config = settings.filters
-    spam: SpamScanner | None = None
-    virus: VirusScanner | None = None
-    if config.rspamd:
-        from mailhaul.adapters.scanners.rspamd import RspamdScanner
-
-        spam = RspamdScanner(config.rspamd, config.timeout)
-    elif config.spamd:
-        from mailhaul.adapters.scanners.spamd import SpamdScanner
-
-        spam = SpamdScanner(config.spamd, config.timeout)
-    if config.clamd:
-        from mailhaul.adapters.scanners.clamd import ClamdScanner
-
-        virus = ClamdScanner(config.clamd, config.timeout)
-    return Scanners(
-        spool_dir=settings.home / "spool",
-        quarantine=QuarantineBox(settings.home / "quarantine"),
-        spam=spam,
-        virus=virus,
-        on_failure=scanner_failure(config.on_scanner_failure),
-        max_size=config.max_size,
-        observer=observer,
-    )
 
 
 def close_sink(sink: MailSink) -> None:
@@ -189,7 +159,12 @@ class App:
     @cached_property
     def accounts(self) -> AccountService:
         """Account use cases."""
-        return AccountService(self.db, self.account_store, self.run_store, self.secret_box)
+        service = AccountService(self.db, self.account_store, self.run_store, self.secret_box)
+        service.scanners = lambda: (
+            bool(self.settings.filters.rspamd or self.settings.filters.spamd),
+            bool(self.settings.filters.clamd),
+        )
+        return service
 
     @cached_property
     def oauth_providers(self) -> OAuthProviderService:

@@ -113,6 +113,18 @@ class FilterSettings:
                 parse(getattr(self, name))
             except ConfigError as exc:
                 raise InvalidSetting(f"filter.{name}", f"setting filter.{name}: {exc}") from None
+        if self.antispam != "off" and not (self.rspamd or self.spamd):
+            raise InvalidSetting(
+                "filter.antispam",
+                "setting filter.antispam: new accounts cannot have a spam check without a "
+                "scanner: set filter.rspamd or filter.spamd first",
+            )
+        if self.antivirus != "off" and not self.clamd:
+            raise InvalidSetting(
+                "filter.antivirus",
+                "setting filter.antivirus: new accounts cannot have a virus check without a "
+                "scanner: set filter.clamd first",
+            )
         if self.max_size <= 0 or self.timeout <= 0:
             name = "filter.max_size" if self.max_size <= 0 else "filter.timeout"
             raise InvalidSetting(name, f"setting {name} must be positive")

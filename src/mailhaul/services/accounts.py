@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Connection
@@ -17,6 +18,7 @@ from mailhaul.adapters.db.workers import WorkerStore
 from mailhaul.adapters.secrets import Purpose, SecretBox
 from mailhaul.domain.account import Account, AccountSpec, Trigger
 from mailhaul.domain.errors import NotFound
+from mailhaul.domain.filtering import FilterOptions, SpamAction, VirusAction
 from mailhaul.domain.oauth import NOT_CONNECTED, Grant, OAuthProvider
 from mailhaul.domain.options import SignInMethod
 from mailhaul.domain.validation import FieldError, check_password, password_needed, validated_spec
@@ -59,6 +61,9 @@ class AccountService:
         self.runs = runs
         self.secret_box = secret_box
         self.records = records or MessageRecords()
+        self.scanners: Callable[[], tuple[bool, bool]] = lambda: (True, True)
+        """Whether this server has (a spam scanner, a virus scanner): bootstrap reads the
+        settings in force."""
 
     def add(self, spec: AccountSpec, password: str | None) -> Account:
         """Create an account; returns it as stored. An OAuth2 account has no password; one
@@ -70,6 +75,7 @@ class AccountService:
         if not oauth:
             check_password(password or "")
         _check_ca_file(spec)
+        _check_filters(spec, None, self.scanners())
         with self.db.begin() as conn:
             account_id = self.accounts.add(conn, spec, time.time())
             if oauth:
@@ -96,6 +102,7 @@ class AccountService:
         _check_ca_file(spec)
         with self.db.begin() as conn:
             before = self.accounts.get(conn, account_id).spec
+            _check_filters(spec, before, self.scanners())
             reconnect = oauth and (
                 before.sign_in is not SignInMethod.OAUTH2
                 or before.oauth_provider_id != spec.oauth_provider_id
@@ -240,3 +247,26 @@ class AccountService:
                 )
         dropped = box.drop_keys_except_current()
         return new_id, len(tokens) + len(secrets) + len(token_sets), dropped
+
+
+def _check_filters(
+    spec: AccountSpec, before: AccountSpec | None, available: tuple[bool, bool]
+) -> None:
+    """Refuse a check this server cannot make (no scanner set) when it is being turned on;
+    one already on stays (its runs say that the scanner is missing)."""
+    spam, virus = available
+    old = before.filters if before is not None else FilterOptions()
+    turned_on = spec.filters
+    if turned_on.antispam is not SpamAction.OFF and old.antispam is SpamAction.OFF and not spam:
+        raise FieldError(
+            "antispam",
+            "this server has no spam scanner (an admin sets filter.rspamd or filter.spamd)",
+        )
+    if (
+        turned_on.antivirus is not VirusAction.OFF
+        and old.antivirus is VirusAction.OFF
+        and not virus
+    ):
+        raise FieldError(
+            "antivirus", "this server has no virus scanner (an admin sets filter.clamd)"
+        )
