@@ -176,32 +176,43 @@ def test_clamd_quarantines_a_virus_and_the_source_lets_it_go(
     assert home.poll(account).fetched == 0  # handled: not fetched again
 
 
+HUNG = {  # scanner: (its setting, the account's checks, the header of an unchecked message)
+    "clamd": ("clamd", QUARANTINE, b"X-Virus-Scanned: no (clamd"),
+    "spamd": ("spamd", TAG, b"X-Spam-Status: unchecked (spamd"),
+    "rspamd": ("rspamd", TAG, b"X-Spam-Status: unchecked (rspamd"),
+}
+
+
 @pytest.mark.parametrize("policy", ["defer", "deliver"])
-def test_a_hanging_scanner_loses_nothing(make_home, mailbox: Mailbox, policy: str):
+@pytest.mark.parametrize("which", list(HUNG))
+def test_a_hanging_scanner_loses_nothing(make_home, mailbox: Mailbox, policy: str, which: str):
+    setting, checks, unchecked = HUNG[which]
     hung = SilentScanner()
     try:
-        home = make_home(clamd=hung.address, timeout=1, on_scanner_failure=policy)
+        where = hung.url if which == "rspamd" else hung.address
+        home = make_home(**{setting: where}, timeout=1, on_scanner_failure=policy)
         metrics = Metrics()
         home.app.observe_scans(metrics.observe_scan)
         for n in range(3):
             mailbox.deliver(lf(ham(n)))
-        account = home.add(mailbox, Protocol.IMAP, filters=QUARANTINE)
+        account = home.add(mailbox, Protocol.IMAP, filters=checks)
         summary = home.poll(account)
     finally:
         hung.close()
     assert hung.connections >= 1  # positive control: it did reach the scanner
     errors = 1 if policy == "defer" else 3
-    assert f'scanner_checks_total{{result="error",scanner="clamd"}} {errors}.0' in (
+    assert f'scanner_checks_total{{result="error",scanner="{which}"}} {errors}.0' in (
         metrics.exposition().decode()
     )
     if policy == "defer":
         assert summary.result == "error" and summary.error_kind == "scanner"
-        assert "clamd" in (summary.error or "") and "no answer within 1 s" in summary.error
+        assert which in (summary.error or "") and "no answer within 1 s" in summary.error
+        assert "mail waits on the server" in summary.error
         assert home.delivered() == [] and len(mailbox.list_messages()) == 3
-        assert "clamd" in (home.app.accounts.get(account.id).last_error or "")
+        assert which in (home.app.accounts.get(account.id).last_error or "")
     else:
         assert summary.result == "ok" and summary.fetched == 3
-        assert all(b"X-Virus-Scanned: no (clamd" in d for d in home.delivered_files())
+        assert all(unchecked in d for d in home.delivered_files())
         assert "delivered unscanned" in home.log(account)
         assert home.app.accounts.runs_of(account.id, 1)[0].unscanned == 3
 
@@ -300,12 +311,18 @@ def test_scanner_metrics_count_checks_errors_and_time(
     assert 'scanner_checks_total{result="error"' not in text
 
 
-@pytest.mark.parametrize("which", ["clamd", "spamd"])
+@pytest.mark.parametrize("which", ["clamd", "spamd", "rspamd"])
 def test_a_scanner_stopped_mid_run_loses_nothing_and_duplicates_nothing(
-    make_home, clamd: ClamdServer, spamd: SpamdServer, mailbox: Mailbox, which: str
+    make_home,
+    clamd: ClamdServer,
+    spamd: SpamdServer,
+    rspamd: RspamdServer,
+    mailbox: Mailbox,
+    which: str,
 ):
-    home = make_home(clamd=clamd.address, spamd=spamd.address, timeout=5)
-    scanner = clamd if which == "clamd" else spamd
+    spam_scanner = {"rspamd": rspamd.url} if which == "rspamd" else {"spamd": spamd.address}
+    home = make_home(clamd=clamd.address, **spam_scanner, timeout=5)
+    scanner = {"clamd": clamd, "spamd": spamd, "rspamd": rspamd}[which]
     calls: list[str] = []
 
     def stop_after_two(name: str, result: str, _seconds: float) -> None:
