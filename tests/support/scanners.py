@@ -109,6 +109,10 @@ class _Daemon:
         self.stop()
         raise ScannerError(f"{self.name} did not start: {self.output()[-2000:]}")
 
+    def start(self) -> None:
+        """Start the daemon and wait until it answers (ScannerError if it does not)."""
+        raise NotImplementedError
+
     def output(self) -> str:
         path = self.root / "out"
         return path.read_text(errors="replace") if path.exists() else ""
