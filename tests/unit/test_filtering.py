@@ -52,8 +52,13 @@ POSTFIX = (
 
 def test_gmail_the_first_hop_from_a_public_address_is_the_sender():
     assert sender_context(GMAIL) == SenderContext(
-        ip="209.85.220.41", helo="mail-sor-f41.google.com", hostname="mail-sor-f41.google.com"
+        ip="209.85.220.41",
+        helo="mail-sor-f41.google.com",
+        hostname="mail-sor-f41.google.com",
+        rcpt="someone@gmail.com",
     )
+    with_return_path = b"Return-Path: <alice@example.org>\r\n" + GMAIL
+    assert sender_context(with_return_path).mail_from == "alice@example.org"
 
 
 def test_microsoft_a_bare_address_in_parentheses_counts():

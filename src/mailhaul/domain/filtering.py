@@ -13,12 +13,13 @@ import email.errors
 import email.header
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.parser import BytesHeaderParser
 from enum import StrEnum
 from typing import TypeVar
 
 from mailhaul.domain.errors import ConfigError
+from mailhaul.domain.fingerprint import header_end
 
 
 class SpamAction(StrEnum):
@@ -169,6 +170,8 @@ class SenderContext:
     ip: str | None = None
     helo: str | None = None
     hostname: str | None = None
+    mail_from: str | None = None  # the envelope sender (the message's Return-Path)
+    rcpt: str | None = None  # the envelope recipient (the Received line's "for <…>")
 
     @property
     def known(self) -> bool:
@@ -183,6 +186,8 @@ SPF, HELO and reverse-DNS rules do not judge mailhaul's own connection."""
 _FROM = re.compile(r"^\s*from\s+(\S+)", re.IGNORECASE)
 _BRACKETED = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f:.]+)\]")
 _PARENS = re.compile(r"\(([^()]*)\)")
+_FOR = re.compile(r"\sfor\s+<([^<>@\s]+@[^<>@\s]+)>", re.IGNORECASE)
+_RETURN_PATH = re.compile(rb"^Return-Path:[ \t]*<([^<>@\s]+@[^<>@\s]+)>", re.I | re.M)
 _INTERNAL_HOP = re.compile(r"\swith\s+(?:HTTPS?|MAPI|LMTPS?A?)\b", re.IGNORECASE)
 
 
@@ -215,9 +220,15 @@ def _from_clause(value: str) -> SenderContext | None:
         if ip is not None:
             name = words[0].rstrip(".") if words and not words[0].startswith("[") else None
             hostname = name if name and _public_ip(name) is None and "." in name else None
-            return SenderContext(ip=ip, helo=helo or None, hostname=hostname)
+            return SenderContext(ip=ip, helo=helo or None, hostname=hostname, rcpt=_for(rest))
     ip = _public_ip(helo)
-    return SenderContext(ip=ip, helo=helo) if ip else None
+    return SenderContext(ip=ip, helo=helo, rcpt=_for(rest)) if ip else None
+
+
+def _for(clause: str) -> str | None:
+    """The recipient a ``Received:`` line names (``for <bob@example.net>``), if one."""
+    found = _FOR.search(clause)
+    return found.group(1) if found else None
 
 
 def sender_context(head: bytes) -> SenderContext:
@@ -227,7 +238,10 @@ def sender_context(head: bytes) -> SenderContext:
     for value in _unfolded_received(head):
         found = _from_clause(value)
         if found is not None:
-            return found
+            end = header_end(head)
+            sender = _RETURN_PATH.search(head if end is None else head[:end])
+            mail_from = sender.group(1).decode("latin-1") if sender else None
+            return replace(found, mail_from=mail_from)
     return LOOPBACK
 
 

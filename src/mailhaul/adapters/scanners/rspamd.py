@@ -1,8 +1,9 @@
 """rspamd's normal worker: ``POST /checkv2`` with the spooled message as the body.
 
-The request headers tell rspamd who sent the message to the source server (``IP``, ``Helo``,
-``Hostname``, from the source's ``Received:`` line), so its SPF, HELO and reverse-DNS rules
-do not judge mailhaul's own connection.
+The request headers tell rspamd who sent the message to the source server and for whom
+(``IP``, ``Helo``, ``Hostname``, ``From``, ``Rcpt``, from the source's ``Received:`` line and
+the message's ``Return-Path``), so its SPF, HELO, reverse-DNS and envelope rules do not
+judge mailhaul's own connection.
 """
 
 from __future__ import annotations
@@ -43,8 +44,14 @@ class RspamdScanner:
     def check(self, spool: BinaryIO, size: int, sender: SenderContext) -> SpamVerdict:
         """The verdict on the spooled message; ScannerUnavailable if there is none."""
         headers = {"Content-Length": str(size)}
-        for key, value in (("IP", sender.ip), ("Helo", sender.helo), ("Hostname", sender.hostname)):
-            if value:
+        for key, value in (
+            ("IP", sender.ip),
+            ("Helo", sender.helo),
+            ("Hostname", sender.hostname),
+            ("From", sender.mail_from),
+            ("Rcpt", sender.rcpt),
+        ):
+            if value and value.isascii() and value.isprintable():
                 headers[key] = value
         conn = self._connection()
         deadline = time.monotonic() + 3 * self._timeout
