@@ -73,6 +73,9 @@ class DeliverySettings:
         return "" if self.sender == "<>" else self.sender
 
 
+MAX_SCANNED = 50 * 1024 * 1024  # rspamd's default max_message
+
+
 @dataclass(frozen=True)
 class FilterSettings:
     """The scanners of the filter stage and how it behaves: the ``[filter]`` keys."""
@@ -124,6 +127,13 @@ class FilterSettings:
                 "filter.antivirus",
                 "setting filter.antivirus: new accounts cannot have a virus check without a "
                 "scanner: set filter.clamd first",
+            )
+        if self.max_size > MAX_SCANNED:
+            raise InvalidSetting(
+                "filter.max_size",
+                f"setting filter.max_size must be at most {MAX_SCANNED} (50 MiB): rspamd "
+                "drops the connection for larger messages by default, which would hold them "
+                "on the server",
             )
         if self.max_size <= 0 or self.timeout <= 0:
             name = "filter.max_size" if self.max_size <= 0 else "filter.timeout"
@@ -257,7 +267,8 @@ allowed_ports = "110,143,993,995"
 # spamd = "127.0.0.1:783"             # or SpamAssassin's spamd: host:port or a socket path
 # clamd = "/run/clamav/clamd.ctl"     # ClamAV's clamd: a socket path or host:port
 on_scanner_failure = "defer"  # defer: the message waits on the server | deliver: unchecked
-max_size = 20971520           # larger messages are delivered unscanned, with a header saying so
+max_size = 20971520           # larger ones are delivered unscanned, with a header saying so;
+                              # at most 50 MiB (rspamd's max_message; clamd: StreamMaxLength)
 timeout = 30                  # seconds for one scanner's answer
 antispam = "off"              # new accounts' default: off | tag | junk
 antivirus = "off"             # new accounts' default: off | quarantine

@@ -349,3 +349,24 @@ def test_a_scanner_stopped_mid_run_loses_nothing_and_duplicates_nothing(
         lf(ham(n)) for n in range(5)
     )
     assert mailbox.list_messages() == []
+
+
+def test_a_message_too_large_for_clamd_is_delivered_unscanned_not_held(
+    make_home, tmp_path: Path, mailbox: Mailbox
+):
+    small_clamd = ClamdServer(tmp_path / "clamd-1m", stream_max="1M")
+    small_clamd.start()
+    try:
+        home = make_home(clamd=small_clamd.address)
+        big = infected(1).replace(b"Please see the invoice.", (b"x" * 76 + b"\r\n") * 30_000)
+        mailbox.deliver(lf(big))
+        mailbox.deliver(lf(infected(2)))  # positive control: under the limit, quarantined
+        account = home.add(mailbox, Protocol.IMAP, filters=QUARANTINE)
+        summary = home.poll(account)
+    finally:
+        small_clamd.stop()
+    assert summary.result == "ok" and summary.fetched == 2, home.log(account)
+    ((added, _),) = map(split, home.delivered_files())
+    assert b"X-Virus-Scanned: no (clamd: larger than its StreamMaxLength)" in added
+    assert len(home.app.quarantine.listed(None)) == 1
+    assert mailbox.list_messages() == []

@@ -214,7 +214,7 @@ class ClamdServer(_Daemon):
 
     name = "clamd"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, stream_max: str = "100M") -> None:
         super().__init__(root)
         self.address = str(root / "clamd.sock")
         database = root / "db"
@@ -229,7 +229,7 @@ class ClamdServer(_Daemon):
             f"LogFile {root / 'clamd.log'}",
             f"PidFile {root / 'clamd.pid'}",
             "ScanMail yes",
-            "StreamMaxLength 100M",
+            f"StreamMaxLength {stream_max}",
         ]
         if _as_root():
             lines.append("User root")

@@ -45,3 +45,8 @@ def test_new_accounts_default_needs_the_scanner(tmp_path: Path):
         tmp_path, {"filter.antispam": "junk", "filter.spamd": "127.0.0.1:783"}, environ={}
     )
     assert settings.filters.antispam == "junk"
+
+
+def test_the_filter_size_limit_stays_under_the_scanners_own():
+    with pytest.raises(InvalidSetting, match="at most 52428800"):
+        load_settings(Path("/nonexistent"), {"filter.max_size": 60 * 1024 * 1024}, environ={})

@@ -19,6 +19,7 @@ MailhaulError
 │   │   └── ScannerUnavailable  a spam or virus scanner is down, slow or talks garbage
 │   ├── PermanentDeliveryError  the backend refused this message for good
 │   └── DestinationMissing      the backend says the destination mailbox does not exist
+├── ScanSkipped              a scanner declines one message (too large for it): unscanned
 ├── OAuthError               the OAuth2 authorization server's side of a sign-in failed
 │   ├── SignInNeeded         the grant is gone (revoked, expired): the user connects again
 │   └── TokenEndpointDown    the token endpoint is unreachable or failing: retry later
@@ -114,6 +115,15 @@ class ScannerUnavailable(TemporaryDeliveryError):
     answer that is not its protocol's); ``scanner`` names it (``rspamd``, ``spamd``,
     ``clamd``). With ``filter.on_scanner_failure = defer`` the run stops and the message
     stays on the server."""
+
+    def __init__(self, scanner: str, message: str) -> None:
+        super().__init__(f"{scanner}: {message}")
+        self.scanner = scanner
+
+
+class ScanSkipped(MailhaulError):
+    """Raised when a scanner declines to judge one message (larger than it takes): the
+    message is delivered unscanned, with a header saying why (not a scanner failure)."""
 
     def __init__(self, scanner: str, message: str) -> None:
         super().__init__(f"{scanner}: {message}")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from mailhaul.adapters.quarantine import QuarantineBox
-from mailhaul.domain.errors import ScannerUnavailable
+from mailhaul.domain.errors import ScannerUnavailable, ScanSkipped
 from mailhaul.domain.filtering import (
     FilterOptions,
     Judgement,
@@ -37,7 +37,8 @@ from mailhaul.domain.units import human_bytes
 DEFAULT_MAX_SIZE = 20 * 1024 * 1024
 
 ScanObserver = Callable[[str, str, float], None]
-"""Told of each scanner call: (scanner, result: clean | spam | infected | error, seconds)."""
+"""Told of each scanner call: (scanner, result: clean | spam | infected | skipped | error,
+seconds)."""
 
 
 class SpamScanner(Protocol):
@@ -124,6 +125,11 @@ class FilterStage:
             if scanner is None:
                 raise ScannerUnavailable("antivirus", "no virus scanner is set (filter.clamd)")
             verdict = scanner.check(spool)
+        except ScanSkipped as exc:
+            self.scanners.observe(exc.scanner, "skipped", started)
+            found.headers.append(virus_header(None, str(exc)))
+            found.unchecked.append(str(exc))
+            return None
         except ScannerUnavailable as exc:
             self.scanners.observe(exc.scanner, "error", started)
             self._give_up_unless_delivering(exc)
@@ -145,6 +151,11 @@ class FilterStage:
                     "antispam", "no spam scanner is set (filter.rspamd or filter.spamd)"
                 )
             verdict = scanner.check(spool, size, sender_context(head))
+        except ScanSkipped as exc:
+            self.scanners.observe(exc.scanner, "skipped", started)
+            found.headers.append(unchecked_spam_header(str(exc)))
+            found.unchecked.append(str(exc))
+            return None
         except ScannerUnavailable as exc:
             self.scanners.observe(exc.scanner, "error", started)
             self._give_up_unless_delivering(exc)

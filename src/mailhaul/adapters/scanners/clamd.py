@@ -6,7 +6,7 @@ import struct
 from typing import BinaryIO
 
 from mailhaul.adapters.scanners.channel import Channel, blocks, parse_address
-from mailhaul.domain.errors import ScannerUnavailable
+from mailhaul.domain.errors import ScannerUnavailable, ScanSkipped
 from mailhaul.domain.filtering import VirusVerdict
 
 NAME = "clamd"
@@ -54,6 +54,8 @@ def _verdict(answer: bytes, channel: Channel) -> VirusVerdict:
         signature = result[: -len(" FOUND")].strip()
         if signature:
             return VirusVerdict(NAME, signature=signature[:200])
+    if "size limit exceeded" in result:
+        raise ScanSkipped(NAME, "larger than its StreamMaxLength")
     if result.endswith("ERROR"):
         raise channel.failure(f"it could not scan the message ({result[:200]})")
     raise channel.failure(f"an answer that is not clamd's: {text[:200]!r}")
