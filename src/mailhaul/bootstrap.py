@@ -25,7 +25,6 @@ from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.options import Credentials, Protocol, SourceEndpoint
 from mailhaul.domain.ports import LogFn, MailSink, MailSource
 from mailhaul.domain.scheduling import SchedulePolicy
-from mailhaul.filter_setup import build_scanners
 from mailhaul.services.accounts import AccountService
 from mailhaul.services.filtering import ScanObserver
 from mailhaul.services.leases import Leases
@@ -33,10 +32,12 @@ from mailhaul.services.poll_run import PollDeps, SourceFactory
 from mailhaul.services.polling import Poller
 from mailhaul.settings import Settings
 from mailhaul.settings_keys import DEFAULT_TOML, DeliverySettings, InvalidSetting
+from mailhaul.stage_setup import build_incident_tracker, build_scanners
 
 if TYPE_CHECKING:
     from mailhaul.adapters.passwords import PasswordHashes
     from mailhaul.services.account_access import AccountAccess
+    from mailhaul.services.incidents import Incidents, NoticeSender
     from mailhaul.services.oauth_providers import OAuthProviderService
     from mailhaul.services.pending_connects import PendingAuthorizations, PendingConnects
     from mailhaul.services.quarantine import QuarantineAccess, QuarantineService
@@ -308,6 +309,7 @@ class App:
                     sink=new_sink,
                     policy=policy,
                     filters=build_scanners(new, self.scan_observer),
+                    incidents=build_incident_tracker(new),
                 )
                 # Polls still running on the old deps keep the old sink until they end.
                 weakref.finalize(old_deps, close_sink, old_sink)
@@ -316,6 +318,7 @@ class App:
                 poller.deps,
                 policy=_schedule_policy(poller.policy, new),
                 filters=build_scanners(new, self.scan_observer),
+                incidents=build_incident_tracker(new),
             )
         logger.info("settings from the database applied")
 
@@ -327,6 +330,28 @@ class App:
 
         box = QuarantineBox(self.settings.home / "quarantine")
         return QuarantineService(self.db, self.account_store, box, lambda: self.sink)
+
+    @cached_property
+    def incidents(self) -> Incidents:
+        """Incidents (accounts' trouble) and the notices they caused."""
+        from mailhaul.adapters.db.incidents import IncidentStore
+        from mailhaul.services.incidents import Incidents
+
+        return Incidents(self.db, IncidentStore())
+
+    @cached_property
+    def notice_sender(self) -> NoticeSender:
+        """Delivers queued notices (the running service, at its heartbeats)."""
+        from mailhaul.adapters.db.incidents import IncidentStore
+        from mailhaul.services.incidents import NoticeSender
+
+        return NoticeSender(
+            self.db,
+            IncidentStore(),
+            self.account_store,
+            lambda: self.sink,
+            self.settings.web_public_url,
+        )
 
     @cached_property
     def quarantine_access(self) -> QuarantineAccess:
@@ -350,6 +375,7 @@ class App:
             leases=Leases(self.db, self.account_store, ttl=float(self.settings.lease_ttl)),
             stall_timeout=self.settings.stall_timeout,
             filters=build_scanners(self.settings, self.scan_observer),
+            incidents=build_incident_tracker(self.settings),
             policy=SchedulePolicy(
                 max_backoff=float(self.settings.max_backoff),
                 auth_failures_to_pause=self.settings.auth_failures_to_pause,

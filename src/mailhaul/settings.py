@@ -23,10 +23,12 @@ from mailhaul.settings_keys import (
     DOMAINS_SETTING,
     EDITABLE_SETTINGS,
     FILTER_KEYS,
+    NOTIFY_KEYS,
     SETTING_SCHEMA,
     DeliverySettings,
     FilterSettings,
     InvalidSetting,
+    NotifySettings,
     coerce_setting,
     ports_setting,
     proxies_setting,
@@ -69,6 +71,8 @@ class Settings:
     sources_allow_private: bool = False
     sources_allowed_ports: frozenset[int] = frozenset({110, 143, 993, 995})
     filters: FilterSettings = field(default_factory=FilterSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    web_public_url: str = ""
     # Where these came from: the fixed layers, and the database's values laid on top of them
     # (so the values can be resolved again when an admin changes the database's).
     layers: SettingsLayers | None = field(default=None, repr=False, compare=False)
@@ -246,11 +250,15 @@ class SettingsLayers:
         delivery.check("delivery")
         filters = FilterSettings(**{key: values[f"filter.{key}"] for key in FILTER_KEYS})
         filters.check()
+        notify = NotifySettings(**{key: values[f"notify.{key}"] for key in NOTIFY_KEYS})
+        notify.check()
         return Settings(
             home=home,
             database_url=url,
             delivery=delivery,
             filters=filters,
+            notify=notify,
+            web_public_url=values["web.public_url"].rstrip("/"),
             delivery_domains=self._domain_overrides(delivery, stored.get(DOMAINS_SETTING)),
             interval=values["poll.interval"],
             timeout=values["poll.timeout"],

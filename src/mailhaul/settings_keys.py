@@ -140,6 +140,27 @@ class FilterSettings:
             raise InvalidSetting(name, f"setting {name} must be positive")
 
 
+@dataclass(frozen=True)
+class NotifySettings:
+    """When and to whom notices about broken accounts go: the ``[notify]`` keys."""
+
+    mailbox: bool = True  # notices delivered into the recipients' own mailboxes
+    after_failures: int = 3  # failing runs in a row before a notice
+    after_minutes: int = 60  # … or this long failing, whichever comes first
+    admins: bool = False  # admins (and the domain's admins) get every notice too
+
+    def check(self) -> None:
+        """Refuse thresholds that are not positive."""
+        for name in ("after_failures", "after_minutes"):
+            if getattr(self, name) <= 0:
+                raise InvalidSetting(f"notify.{name}", f"setting notify.{name} must be positive")
+
+
+NOTIFY_KEYS: dict[str, tuple[type, Any]] = {
+    item.name: (get_type_hints(NotifySettings)[item.name], item.default)
+    for item in fields(NotifySettings)
+}
+
 FILTER_KEYS: dict[str, tuple[type, Any]] = {
     item.name: (get_type_hints(FilterSettings)[item.name], item.default)
     for item in fields(FilterSettings)
@@ -164,6 +185,8 @@ EDITABLE_SETTINGS = (
     "sources.allow_private",
     "sources.allowed_ports",
     *(f"filter.{key}" for key in FILTER_KEYS),
+    *(f"notify.{key}" for key in NOTIFY_KEYS),
+    "web.public_url",
 )
 DOMAINS_SETTING = "delivery.domains"  # stored as {domain: {key: value}}
 EDITABLE_DOMAIN_KEYS = ("method", "lmtp", "smtp", "maildir_path", "smtp_starttls", "timeout")
@@ -196,6 +219,8 @@ SETTING_SCHEMA: dict[tuple[str, str], tuple[type, Any]] = {
     ("sources", "allow_private"): (bool, False),
     ("sources", "allowed_ports"): (str, "110,143,993,995"),
     **{("filter", key): spec for key, spec in FILTER_KEYS.items()},
+    **{("notify", key): spec for key, spec in NOTIFY_KEYS.items()},
+    ("web", "public_url"): (str, ""),
 }
 
 DEFAULT_TOML = """\
@@ -252,6 +277,8 @@ syslog = false        # also log to /dev/log, facility mail (lands in /var/log/m
 listen = "127.0.0.1:8025"   # the web UI, /api/v1, /healthz and /metrics; "" switches it off
 cookie_secure = true        # session cookies only over HTTPS (browsers also allow localhost)
 session_hours = 12          # a login lasts this long
+public_url = ""             # how people reach the web UI ("https://mail.example.org/fetch"):
+                            # notices link to the account's page with it
 trusted_proxies = ""        # reverse proxies whose X-Forwarded-For is believed ("127.0.0.1",
                             # "10.0.0.0/8, ::1"); none by default: the peer address counts
 
@@ -272,6 +299,13 @@ max_size = 20971520           # larger ones are delivered unscanned, with a head
 timeout = 30                  # seconds for one scanner's answer
 antispam = "off"              # new accounts' default: off | tag | junk
 antivirus = "off"             # new accounts' default: off | quarantine
+
+[notify]
+# Notices when an account breaks (and when it works again): one per incident.
+mailbox = true                # delivered into the owner's own mailbox through mailhaul's delivery
+after_failures = 3            # failing runs in a row before a notice ...
+after_minutes = 60            # ... or this long failing (paused, destination missing: at once)
+admins = false                # admins (and the domain's admins) get every notice too
 """
 
 

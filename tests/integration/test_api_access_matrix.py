@@ -124,6 +124,7 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     # the target's quarantine is empty: within reach, a 404 as for any missing message
     ("POST", ACCOUNT + "/quarantine/{message_id}/release"): RouteCase(Access.USER, "account", 404),
     ("DELETE", ACCOUNT + "/quarantine/{message_id}"): RouteCase(Access.USER, "account", 404),
+    ("GET", "/incidents"): RouteCase(Access.USER, "", 200),
     ("GET", "/me"): RouteCase(Access.USER, "", 200),
     ("GET", "/users"): RouteCase(Access.MANAGER, "", 200),
     ("POST", "/users"): RouteCase(Access.MANAGER, "", 201, _new_user),

@@ -59,6 +59,11 @@ def test_an_admin_reads_and_changes_the_settings(app: App, admin: Api):
         "filter.timeout",
         "filter.antispam",
         "filter.antivirus",
+        "notify.mailbox",
+        "notify.after_failures",
+        "notify.after_minutes",
+        "notify.admins",
+        "web.public_url",
     }
     assert before["poll.interval"]["value"] == 300
     assert before["filter.on_scanner_failure"]["value"] == "defer"

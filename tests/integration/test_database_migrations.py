@@ -28,6 +28,8 @@ def empty_db(empty_database_url: str) -> Iterator[Database]:
 def _create_pre_issue4_schema(conn: Connection) -> None:
     """The schema `create_all` made before migrations and before issue 4's additions."""
     metadata.create_all(conn)
+    for name in ("notices", "incidents"):  # 0009
+        conn.execute(text(f"DROP TABLE {name}"))
     for name in ("antispam", "antivirus"):
         conn.execute(text(f"ALTER TABLE accounts DROP COLUMN {name}"))  # 0008
     for name in ("spam", "viruses", "unscanned"):

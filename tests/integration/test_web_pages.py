@@ -669,6 +669,7 @@ SETTINGS_FORM = {
     "poll.auth_failures_to_pause": "5",
     "runs.keep_days": "30",
     "sources.allowed_ports": "110,143,993,995",
+    "notify.mailbox": "on",  # a checked box, as the page shows it
 }
 
 

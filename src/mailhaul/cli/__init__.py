@@ -40,6 +40,10 @@ COMMANDS = {
         "mailhaul.cli.history:retry",
         "Try refused messages again on the next run (and make the account due now).",
     ),
+    "incidents": (
+        "mailhaul.cli.incidents_cmd:incidents",
+        "List accounts' incidents (open ones; --all: the history too) and their notices.",
+    ),
     "quarantine": (
         "mailhaul.cli.quarantine_cmd:app",
         "List, release or delete infected messages kept out of the mailboxes.",

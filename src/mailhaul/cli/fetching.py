@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from contextlib import nullcontext
@@ -196,8 +197,18 @@ def fetch_accounts(
             summaries.append(summary)
             if not json_out:
                 print(_summary_line(summary, str(account_id)))
+    _send_notices(app)  # with no service running, this command sends what its runs queued
     close_sink(app.sink)
     return _report(summaries, json_out, printed=not json_out)
+
+
+def _send_notices(app: App) -> None:
+    """Deliver the notices that are due; a failure is logged, retried later, and does not
+    change the exit code (it is about the runs)."""
+    try:
+        app.notice_sender.send_due()
+    except MailhaulError as exc:
+        logging.getLogger(__name__).warning("notices: %s", exc)
 
 
 def _report(summaries: list[RunSummary], json_out: bool, printed: bool = False) -> int:

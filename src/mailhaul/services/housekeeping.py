@@ -1,6 +1,6 @@
 """What a running service does beside polling: it applies settings an admin changed in the
 database (at every scheduler heartbeat, about every 5 s) and prunes run history past its
-retention (about once an hour)."""
+retention (about once an hour); it sends the notices runs queued."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from mailhaul.domain.errors import MailhaulError
 if TYPE_CHECKING:
     from mailhaul.adapters.db.database import Database
     from mailhaul.adapters.db.runs import RunStore
+    from mailhaul.services.incidents import NoticeSender
     from mailhaul.services.polling import Poller
     from mailhaul.services.scheduler import Scheduler
     from mailhaul.settings import Settings
@@ -36,6 +37,8 @@ class ServiceHome(Protocol):
     @property
     def poller(self) -> Poller: ...
     def refresh_settings(self) -> bool: ...
+    @property
+    def notice_sender(self) -> NoticeSender: ...
 
 
 def prune_runs(db: Database, runs: RunStore, keep_days: int, now: float | None = None) -> int:
@@ -64,11 +67,19 @@ class Housekeeping:
 
     def __call__(self) -> None:
         self.refresh_settings()
+        self.send_notices()
         now = time.monotonic()
         if now < self.next_prune_at:
             return
         self.next_prune_at = now + PRUNE_EVERY
         prune_runs(self.home.db, self.home.run_store, self.home.settings.runs_keep_days)
+
+    def send_notices(self) -> None:
+        """Deliver the notices that are due (a few a heartbeat; a failure is retried)."""
+        try:
+            self.home.notice_sender.send_due()
+        except MailhaulError as exc:  # the database: the next heartbeat tries again
+            logger.warning("notices: %s", exc)
 
     def refresh_settings(self) -> None:
         """Apply changed settings: the scheduler takes the (maybe new) poller between polls;

@@ -64,6 +64,7 @@ class _LiveCollector:
             ),
             GaugeMetricFamily("mailhaul_accounts", "Accounts by state", labels=["state"]),
             GaugeMetricFamily("mailhaul_running_polls", "Polls running now (leases held)"),
+            GaugeMetricFamily("mailhaul_open_incidents", "Accounts failing now (an incident open)"),
         )
 
     def describe(self) -> Iterable[Metric]:
@@ -73,7 +74,7 @@ class _LiveCollector:
     def collect(self) -> Iterable[Metric]:
         """The gauges, read from the database (or only database_up 0 when it is down)."""
         live = self.metrics.current_live()
-        up, lag, states, running = self._families()
+        up, lag, states, running, incidents = self._families()
         up.add_metric([], 0.0 if live is None else 1.0)
         if live is None:
             return [up]
@@ -81,7 +82,8 @@ class _LiveCollector:
         for state, count in sorted(live.accounts_by_state.items()):
             states.add_metric([state], float(count))
         running.add_metric([], float(live.running_polls))
-        return [up, lag, states, running]
+        incidents.add_metric([], float(live.open_incidents))
+        return [up, lag, states, running, incidents]
 
 
 class Metrics:

@@ -26,6 +26,7 @@ from mailhaul.domain.options import Credentials, RetrievalOptions, SourceEndpoin
 from mailhaul.domain.ports import DeliverySession, LogFn, MailSink, MailSource
 from mailhaul.domain.scheduling import SchedulePolicy
 from mailhaul.services.filtering import FilterStage, Scanners
+from mailhaul.services.incidents import IncidentTracker
 from mailhaul.services.leases import Leases
 from mailhaul.services.runlog import RunLog
 from mailhaul.services.sign_in import SignIn
@@ -56,6 +57,8 @@ class PollDeps:
     filters: Scanners | None = None
     """The scanners of the filter stage (None: none set up, as in some tests)."""
     quarantine_rows: QuarantineRows = field(default_factory=QuarantineRows)
+    incidents: IncidentTracker | None = None
+    """Opens and closes incidents with each run's record (None: not tracked, as in tests)."""
 
 
 @dataclass

@@ -22,18 +22,23 @@ from mailhaul.domain.errors import (
     DestinationMissing,
     ErrorKind,
     MailhaulError,
+    SignInNeeded,
     error_kind,
 )
+from mailhaul.domain.incidents import kind_after_run
 from mailhaul.domain.options import Security, SignInMethod
 from mailhaul.domain.redaction import Redactor
 from mailhaul.domain.scheduling import Outcome, PollResult, RunResult, SchedulePolicy, after_run
 from mailhaul.domain.units import human_bytes
 from mailhaul.services.folder_poll import FolderPoll
+from mailhaul.services.incidents import RunEnd
 from mailhaul.services.leases import Leases, new_owner
 from mailhaul.services.poll_run import PollDeps, PollRun, ProgressFn, RunCounts, SourceFactory
 from mailhaul.services.runlog import RunLog
 
 logger = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted"  # a run stopped by Ctrl-C: no failure of the account
 
 LATE_AFTER = 10.0
 """A run that starts more than this (or the policy's jitter window, if shorter) after its
@@ -161,8 +166,8 @@ class Poller:
             ending = _Ending(log.scrub(f"internal error: {type(exc).__name__}: {exc}"))
             log(ending.error or "")
         except BaseException:  # Ctrl-C in the foreground: record it, then stop
-            log("interrupted")
-            ending = _Ending("interrupted", None, started, time.time())
+            log(INTERRUPTED)
+            ending = _Ending(INTERRUPTED, None, started, time.time())
             self._finish(deps, run_id, (account, owner, counts, log), ending)
             raise
         ending = replace(ending, started=started, finished=time.time())
@@ -242,6 +247,10 @@ class Poller:
                 consecutive_failures=nxt.failures,
                 paused_reason=nxt.paused_reason,
             )
+            if deps.incidents is not None and error != INTERRUPTED:
+                sign_in = isinstance(failure, SignInNeeded) or account.sign_in_problem is not None
+                kind = kind_after_run(outcome, nxt.paused_reason is not None, sign_in)
+                deps.incidents.after_run(conn, account, RunEnd(kind, error or ""), finished)
 
     @staticmethod
     def _policy_after(policy: SchedulePolicy, account: Account, started: float) -> SchedulePolicy:

@@ -133,6 +133,10 @@ def effective_value(settings: Settings, key: str) -> Any:
         return ",".join(str(port) for port in sorted(settings.sources_allowed_ports))
     if key.startswith("filter."):
         return getattr(settings.filters, key.removeprefix("filter."))
+    if key.startswith("notify."):
+        return getattr(settings.notify, key.removeprefix("notify."))
+    if key == "web.public_url":
+        return settings.web_public_url
     attribute = {
         "poll.interval": "interval",
         "poll.max_size": "max_size",

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from mailhaul.adapters.db.database import Database
+from mailhaul.adapters.db.incidents import IncidentStore
 from mailhaul.adapters.db.runs import RunRecord
 from mailhaul.adapters.db.status import (
     AccountRow,
@@ -39,6 +40,7 @@ class LiveGauges:
     queue_lag_seconds: float
     accounts_by_state: dict[str, int]
     running_polls: int
+    open_incidents: int = 0
 
 
 @dataclass(frozen=True)
@@ -230,8 +232,12 @@ class StatusService:
             oldest = self.store.oldest_due(conn, now)
             counts = self.store.state_counts(conn, now)
             running = self.store.running_polls(conn, now)
+            incidents = IncidentStore().count_open(conn)
         return LiveGauges(
-            queue_lag_seconds=_lag(oldest, now), accounts_by_state=counts, running_polls=running
+            queue_lag_seconds=_lag(oldest, now),
+            accounts_by_state=counts,
+            running_polls=running,
+            open_incidents=incidents,
         )
 
     def page(

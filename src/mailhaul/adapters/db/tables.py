@@ -186,6 +186,49 @@ quarantine = Table(
 )
 Index("ix_quarantine_account", quarantine.c.account_id, quarantine.c.id)
 
+# An account's trouble, from its first failing run to its next good one (issue 17).
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("kind", String(32), nullable=False),  # failing | paused | destination_missing | …
+    Column("opened_at", Float, nullable=False),  # the first failing run
+    Column("closed_at", Float),  # the next good run (NULL: open)
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("reason", Text, nullable=False, server_default=""),  # the last error, scrubbed
+    Column("notified_at", Float),  # when its notice was queued (NULL: not yet due)
+)
+Index("ix_incidents_account", incidents.c.account_id, incidents.c.closed_at)
+
+# Notices to send: queued with the run's record, sent by the service (record, send, mark).
+notices = Table(
+    "notices",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "incident_id",
+        Integer,
+        ForeignKey("incidents.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event", String(32), nullable=False),  # account.failing | account.recovered
+    Column("recipient", String(320), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | sending | sent | failed
+    Column("receipt", String(255)),  # the sink's receipt, recorded before delivery
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float),
+)
+Index("ix_notices_due", notices.c.state, notices.c.next_attempt_at)
+
 # Processes running the scheduler (`serve`, `worker`), with a heartbeat.
 workers = Table(
     "workers",

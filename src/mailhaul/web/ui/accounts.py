@@ -157,9 +157,13 @@ def _live_context(
     account = access.get(actor, account_id)
     status = access.account_status(actor, account_id)
     workers = app_of(request).accounts.workers_alive() if after is not None else 1
+    incidents = app_of(request).incidents
+    incident = next(iter(incidents.listed([account_id])), None)
     return {
         "account": account,
         "status": status,
+        "incident": incident,
+        "incident_notices": incidents.notices_of(incident.id) if incident else [],
         "runs": access.runs(actor, account_id, 20),
         "refused": access.refused(actor, account_id),
         "progress": progress_of(status, after, started, workers),

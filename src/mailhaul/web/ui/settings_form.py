@@ -61,6 +61,11 @@ LABELS = {
     "filter.timeout": ("Scanner timeout (seconds)", "for one answer"),
     "filter.antispam": ("Spam check of a new account", "off, tag or junk"),
     "filter.antivirus": ("Virus check of a new account", "off or quarantine"),
+    "notify.mailbox": ("Notices into people's mailboxes", "when an account breaks or recovers"),
+    "notify.after_failures": ("Notice after failing runs", "in a row"),
+    "notify.after_minutes": ("… or after minutes of failing", "whichever comes first"),
+    "notify.admins": ("Admins get every notice too", "else only when the owner cannot be told"),
+    "web.public_url": ("Public address of this web UI", "notices link to account pages with it"),
 }
 SOURCE_TEXT = {
     "default": "the default",

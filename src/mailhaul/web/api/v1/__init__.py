@@ -14,6 +14,7 @@ from mailhaul.services.metrics import Metrics
 from mailhaul.web.api.v1 import (
     account_actions,
     accounts,
+    incidents,
     keys,
     oauth,
     quarantine,
@@ -50,7 +51,17 @@ def create_api(app: App, metrics: Metrics) -> FastAPI:
     api.state.mailhaul = app
     api.state.metrics = metrics
     install_error_handlers(api)
-    for module in (accounts, account_actions, quarantine, users, keys, service, settings, oauth):
+    for module in (
+        accounts,
+        account_actions,
+        quarantine,
+        incidents,
+        users,
+        keys,
+        service,
+        settings,
+        oauth,
+    ):
         api.include_router(module.router, dependencies=[Depends(bearer)])
 
     @api.get("/openapi.json", include_in_schema=False, dependencies=[Depends(public())])

@@ -1,11 +1,16 @@
-"""The filter stage's scanners, built from the ``[filter]`` settings (wiring, like
-``delivery_methods``: only bootstrap uses it)."""
+"""The run's optional stages, built from their settings: the filter stage's scanners
+(``[filter]``) and the incident tracker (``[notify]``). Wiring, like ``delivery_methods``:
+only bootstrap uses it."""
 
 from __future__ import annotations
 
+from mailhaul.adapters.db.incidents import IncidentStore
+from mailhaul.adapters.db.users import UserStore
 from mailhaul.adapters.quarantine import QuarantineBox
 from mailhaul.domain.filtering import scanner_failure
+from mailhaul.domain.incidents import NoticePolicy
 from mailhaul.services.filtering import Scanners, ScanObserver, SpamScanner, VirusScanner
+from mailhaul.services.incidents import IncidentTracker
 from mailhaul.settings import Settings
 
 
@@ -35,3 +40,12 @@ def build_scanners(settings: Settings, observer: ScanObserver | None = None) -> 
         max_size=config.max_size,
         observer=observer,
     )
+
+
+def build_incident_tracker(settings: Settings) -> IncidentTracker | None:
+    """Incidents with each run's record, per the ``[notify]`` settings (None: notices off)."""
+    notify = settings.notify
+    if not notify.mailbox:
+        return None
+    policy = NoticePolicy(notify.after_failures, notify.after_minutes, notify.admins)
+    return IncidentTracker(IncidentStore(), UserStore(), policy)

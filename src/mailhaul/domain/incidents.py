@@ -1,0 +1,132 @@
+"""Incidents and notices, as plain values: when an account's trouble becomes an incident
+worth telling someone about, and the words of the notice (no I/O here).
+
+An incident opens at an account's first failing run ("since") and closes at its next good
+run. Its notice goes out once, when the incident is due: at once for a state a person has
+to act on (paused after login failures, destination missing, sign-in needed), otherwise
+after ``after_failures`` failing runs in a row or ``after_minutes`` of failing, whichever
+comes first. A recovery notice follows only an incident that was told about.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from mailhaul.domain.scheduling import Outcome
+
+
+class IncidentKind(StrEnum):
+    """What is wrong with an account."""
+
+    FAILING = "failing"  # runs end in errors (network, server, scanner, …)
+    PAUSED = "paused"  # paused after login failures in a row
+    DESTINATION_MISSING = "destination_missing"
+    SIGN_IN_NEEDED = "sign_in_needed"  # OAuth2: the grant is gone
+
+
+IMMEDIATE = frozenset(
+    {IncidentKind.PAUSED, IncidentKind.DESTINATION_MISSING, IncidentKind.SIGN_IN_NEEDED}
+)
+
+
+class NoticeEvent(StrEnum):
+    """What a notice tells (also a webhook's ``event``)."""
+
+    FAILING = "account.failing"
+    RECOVERED = "account.recovered"
+
+
+@dataclass(frozen=True)
+class NoticePolicy:
+    """When a failing account's incident is due (the ``notify.*`` settings)."""
+
+    after_failures: int = 3
+    after_minutes: int = 60
+    copy_admins: bool = False  # admins get every notice too (not only the owner)
+
+
+def kind_after_run(outcome: Outcome, paused: bool, sign_in_needed: bool) -> IncidentKind | None:
+    """The incident a run's end leaves open; None when the account works."""
+    if sign_in_needed:
+        return IncidentKind.SIGN_IN_NEEDED
+    if paused:
+        return IncidentKind.PAUSED
+    if outcome is Outcome.DESTINATION_MISSING:
+        return IncidentKind.DESTINATION_MISSING
+    if outcome is Outcome.OK:
+        return None
+    return IncidentKind.FAILING
+
+
+def is_due(
+    kind: IncidentKind, failures: int, since: float, now: float, policy: NoticePolicy
+) -> bool:
+    """Whether an open incident's notice should go out now."""
+    if kind in IMMEDIATE:
+        return True
+    return failures >= policy.after_failures or now - since >= policy.after_minutes * 60
+
+
+@dataclass(frozen=True)
+class AccountLine:
+    """How a notice names an account."""
+
+    id: int
+    source: str  # "imap mail.example.net (petrov)"
+    destination: str
+    page: str  # its page's address, or "" without web.public_url
+
+
+WHAT = {
+    IncidentKind.FAILING: "mail is not being fetched: its runs keep failing",
+    IncidentKind.PAUSED: "it is paused: the server refused the password several times in a row",
+    IncidentKind.DESTINATION_MISSING: "the local mailbox it delivers to does not exist",
+    IncidentKind.SIGN_IN_NEEDED: "it has to be signed in again (OAuth2)",
+}
+TODO = {
+    IncidentKind.FAILING: (
+        "Nothing is lost: the mail waits on the server. If the server's words below do not "
+        "explain a passing fault, check the account's settings or ask your administrator."
+    ),
+    IncidentKind.PAUSED: (
+        "Check the password (it may have changed at the provider), enter the right one in "
+        "the account's settings, then resume it. Mail waits on the server meanwhile."
+    ),
+    IncidentKind.DESTINATION_MISSING: (
+        "Create the local mailbox or change where the account delivers to. Nothing is "
+        "fetched or deleted until then."
+    ),
+    IncidentKind.SIGN_IN_NEEDED: (
+        "Connect the account again (Connect on its page, or `mailhaul account connect`). "
+        "Mail waits on the server meanwhile."
+    ),
+}
+
+
+def notice_text(
+    event: NoticeEvent, kind: IncidentKind, account: AccountLine, details: tuple[str, float]
+) -> tuple[str, str]:
+    """(subject, body) of a notice. ``details``: the server's own words (already scrubbed
+    of secrets) and when the incident began (a Unix time, shown in UTC)."""
+    from datetime import UTC, datetime
+
+    words, since = details
+    began = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    name = f"account {account.id}, {account.source}"
+    link = f"\nThe account: {account.page}\n" if account.page else ""
+    if event is NoticeEvent.RECOVERED:
+        subject = f"mailhaul: {name} works again"
+        body = (
+            f"Fetching for {name} works again; mail is delivered to {account.destination}.\n"
+            f"The trouble began {began}.\n{link}"
+        )
+        return subject, body
+    subject = f"mailhaul: {name}: {WHAT[kind]}"
+    body = (
+        f"The mail account {account.source}, delivered to {account.destination}: "
+        f"{WHAT[kind]}.\n\nSince: {began}\nThe last error: {words or '(none given)'}\n\n"
+        f"{TODO[kind]}\n{link}\nThis is the one notice for this incident; another follows "
+        "when the account works again.\n"
+    )
+    return subject, body

@@ -1,0 +1,164 @@
+"""Notices when an account breaks, against a real Dovecot: one per incident into the owner's
+own mailbox, none more while it keeps failing, one when it works again; a missing
+destination is told to the admins over LMTP, not to the address that does not exist."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from mailhaul.adapters.db.incidents import IncidentStore
+from mailhaul.adapters.db.users import UserStore
+from mailhaul.domain.access import Principal, Role
+from mailhaul.domain.incidents import NoticePolicy
+from mailhaul.domain.options import Protocol
+from mailhaul.services.incidents import IncidentTracker
+from support.dovecot import DovecotServer, Mailbox
+from support.mailhaul_home import Home
+
+NOTICE = b"X-Mailhaul-Notice: "
+
+
+def notices_in(maildir: Path) -> list[bytes]:
+    found = []
+    for sub in ("new", "cur"):
+        for path in sorted((maildir / sub).glob("*")) if (maildir / sub).is_dir() else []:
+            data = path.read_bytes()
+            if NOTICE in data.split(b"\n\n", 1)[0]:
+                found.append(data)
+    return found
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Home]:
+    home = Home.create(tmp_path / "home", "[notify]\nafter_failures = 3\n")
+    yield home
+    home.app.db.dispose()
+
+
+def test_one_notice_per_incident_and_one_when_it_recovers(home: Home, mailbox: Mailbox):
+    account = home.add(mailbox, Protocol.POP3, password="not-the-password-1")
+    sender = home.app.notice_sender
+    for _ in range(2):
+        assert home.poll(account).result == "error"
+    assert sender.send_due() == 0  # not due yet: two failures, a few seconds
+    assert home.poll(account).result == "error"  # the third
+    assert sender.send_due() == 1
+    (notice,) = notices_in(home.maildir_for())
+    assert b"Subject: mailhaul: account %d" % account.id in notice
+    assert b"Auto-Submitted: auto-generated" in notice
+    assert b"X-Mailhaul-Notice: account.failing" in notice
+    assert mailbox.user.encode() in notice and b"Since: " in notice
+    assert b"not-the-password-1" not in notice
+    for _ in range(3):  # failing on, then paused after five: still the one incident
+        home.poll(account)
+    assert home.app.accounts.get(account.id).paused_reason is not None
+    assert sender.send_due() == 0 and len(notices_in(home.maildir_for())) == 1
+    (incident,) = home.app.incidents.listed(None)
+    assert incident.open and incident.failures == 6 and incident.kind == "paused"
+
+    fixed = home.app.accounts.edit(account.id, account.spec, mailbox.password)
+    assert home.poll(fixed).result == "ok"
+    assert sender.send_due() == 1
+    failing, recovered = notices_in(home.maildir_for())
+    assert failing == notice
+    assert b"X-Mailhaul-Notice: account.recovered" in recovered and b"works again" in recovered
+    assert home.app.incidents.listed(None) == []  # closed
+    assert home.poll(fixed).result == "ok" and sender.send_due() == 0
+
+
+def test_a_passing_fault_below_the_threshold_tells_no_one(home: Home, mailbox: Mailbox):
+    account = home.add(mailbox, Protocol.POP3, password="not-the-password-2")
+    assert home.poll(account).result == "error"
+    fixed = home.app.accounts.edit(account.id, account.spec, mailbox.password)
+    assert home.poll(fixed).result == "ok"
+    assert home.app.notice_sender.send_due() == 0
+    assert notices_in(home.maildir_for()) == []
+    (closed,) = home.app.incidents.listed(None, open_only=False)
+    assert closed.closed_at is not None and closed.notified_at is None
+
+
+def test_a_missing_destination_is_told_to_the_admins_over_lmtp(
+    tmp_path: Path, dovecot: DovecotServer
+):
+    toml = f'[delivery]\nmethod = "lmtp"\nlmtp = "127.0.0.1:{dovecot.ports.lmtp}"\n'
+    home = Home.create(tmp_path / "home", toml)
+    try:
+        source, admin_box, domain_admin_box = (dovecot.new_mailbox() for _ in range(3))
+        system = Principal.system()
+        home.app.users.add(system, admin_box.user, Role.ADMIN, "a-long-enough-password")
+        home.app.users.add(system, "admin", Role.ADMIN, "a-long-enough-password")  # no address
+        source.deliver(b"Subject: waiting\n\nfor a mailbox\n")
+        account = home.add(source, Protocol.IMAP, deliver_to="nobody-here@example.test")
+        assert home.poll(account).result == "error"
+        assert home.app.notice_sender.send_due() == 1  # at once: a person has to act
+        (notice,) = [m.raw for m in admin_box.list_messages()]
+        assert b"does not exist" in notice and b"nobody-here@example.test" in notice
+        assert domain_admin_box.list_messages() == []  # not an admin of anything
+        assert len(source.list_messages()) == 1  # and the mail waits on the server
+    finally:
+        home.app.db.dispose()
+
+
+def test_notices_can_be_switched_off(tmp_path: Path, mailbox: Mailbox):
+    home = Home.create(tmp_path / "home", "[notify]\nmailbox = false\nafter_failures = 1\n")
+    try:
+        account = home.add(mailbox, Protocol.POP3, password="not-the-password-3")
+        assert home.poll(account).result == "error"
+        assert home.app.notice_sender.send_due() == 0
+        assert home.app.incidents.listed(None) == []
+        # positive control: the same home with notices on opens the incident
+        tracker = IncidentTracker(IncidentStore(), UserStore(), NoticePolicy(after_failures=1))
+        home.app.poller.deps = replace(home.app.poller.deps, incidents=tracker)
+        assert home.poll(account).result == "error"
+        assert len(home.app.incidents.listed(None)) == 1
+    finally:
+        home.app.db.dispose()
+
+
+def test_incidents_in_the_api_and_on_the_account_page(tmp_path: Path, mailbox: Mailbox):
+    from fastapi.testclient import TestClient
+
+    from mailhaul.domain.account import AccountSpec
+    from mailhaul.domain.options import Security
+    from mailhaul.web.app import create_app
+    from support.api import PASSWORD, Api, add_person, make_app
+    from support.pages import Browser
+
+    app = make_app(tmp_path / "home", overrides={"notify.after_failures": 1})
+    try:
+        owner = add_person(app, "owner", "owner@a.test", Role.USER)
+        other = add_person(app, "other", "other@a.test", Role.USER)
+        spec = AccountSpec(
+            owner="owner@a.test",
+            protocol=Protocol.POP3,
+            host="localhost",
+            port=mailbox.ports.pop3s,
+            security=Security.SSL,
+            username=mailbox.user,
+            ca_file=str(mailbox.server.ca_path),
+        )
+        account = app.accounts.add(spec, "not-the-password-4")
+        assert app.poller.poll(account.id).result == "error"
+        client = TestClient(create_app(app), base_url="https://testserver")
+        (incident,) = Api(client, owner.key).get("/incidents").json()
+        assert (incident["account_id"], incident["kind"], incident["open"]) == (
+            account.id,
+            "failing",
+            True,
+        )
+        assert incident["notices"][0]["recipient"] == "owner@a.test"
+        assert Api(client, other.key).get("/incidents").json() == []
+        assert Api(client, other.key).get(f"/incidents?account={account.id}").status_code == 404
+        browser = Browser(client)
+        assert browser.login("owner@a.test", PASSWORD).status_code == 303
+        page = browser.get(f"/accounts/{account.id}").text
+        assert 'id="incident"' in page and "failing since" in page
+        assert "owner@a.test (pending)" in page  # queued; the service sends it
+        gauges = client.get("/metrics").text
+        assert "mailhaul_open_incidents 1.0" in gauges
+    finally:
+        app.db.dispose()
