@@ -37,7 +37,8 @@ from mailhaul.stage_setup import build_incident_tracker, build_scanners
 if TYPE_CHECKING:
     from mailhaul.adapters.passwords import PasswordHashes
     from mailhaul.services.account_access import AccountAccess
-    from mailhaul.services.incidents import Incidents, NoticeSender
+    from mailhaul.services.incidents import Incidents
+    from mailhaul.services.notices import NoticeSender
     from mailhaul.services.oauth_providers import OAuthProviderService
     from mailhaul.services.pending_connects import PendingAuthorizations, PendingConnects
     from mailhaul.services.quarantine import QuarantineAccess, QuarantineService
@@ -343,7 +344,7 @@ class App:
     def notice_sender(self) -> NoticeSender:
         """Delivers queued notices (the running service, at its heartbeats)."""
         from mailhaul.adapters.db.incidents import IncidentStore
-        from mailhaul.services.incidents import NoticeSender
+        from mailhaul.services.notices import NoticeSender
 
         return NoticeSender(
             self.db,

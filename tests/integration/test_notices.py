@@ -162,3 +162,90 @@ def test_incidents_in_the_api_and_on_the_account_page(tmp_path: Path, mailbox: M
         assert "mailhaul_open_incidents 1.0" in gauges
     finally:
         app.db.dispose()
+
+
+class Killed(BaseException):
+    """Stands for the process dying at that point (nothing after it runs)."""
+
+
+def _failing_accounts(home: Home, mailbox: Mailbox, count: int) -> list[int]:
+    from support.local_servers import free_ports
+
+    (closed,) = free_ports(1)  # nothing listens: each run fails at once
+    ids = []
+    for n in range(count):
+        account = home.add(mailbox, Protocol.POP3, folders=("INBOX",))
+        spec = replace(account.spec, port=closed, username=f"{mailbox.user}-{n}")
+        ids.append(home.app.accounts.edit(account.id, spec, mailbox.password).id)
+    return ids
+
+
+def test_many_failing_accounts_of_one_owner_make_one_digest(tmp_path: Path, mailbox: Mailbox):
+    home = Home.create(tmp_path / "home", "[notify]\nafter_failures = 1\n")
+    try:
+        ids = _failing_accounts(home, mailbox, 6)
+        for account_id in ids:
+            assert home.app.poller.poll(account_id).result == "error"
+        sender = home.app.notice_sender
+        assert sender.send_due(settle=60) == 0  # a running service lets them settle first
+        assert sender.send_due() == 1  # then one message for the six
+        (digest,) = notices_in(home.maildir_for())
+        assert b"6 accounts have stopped fetching mail" in digest
+        assert all(b"account %d," % account_id in digest for account_id in ids)
+        assert all(i.notified_at for i in home.app.incidents.listed(None))
+        assert sender.send_due() == 0
+    finally:
+        home.app.db.dispose()
+
+
+def test_a_crash_between_delivering_and_marking_sends_nothing_twice(
+    home: Home, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+):
+    first, second = _failing_accounts(home, mailbox, 2)
+    sender = home.app.notice_sender
+    store = sender.store
+    for account_id in (first, second):
+        for _ in range(3):
+            home.app.poller.poll(account_id)
+    marked = store.sent
+
+    def die_once(*args: object) -> None:
+        monkeypatch.setattr(store, "sent", marked)
+        raise Killed
+
+    monkeypatch.setattr(store, "sent", die_once)  # delivered, then killed before the mark
+    with pytest.raises(Killed):
+        sender.send_due()
+    assert len(notices_in(home.maildir_for())) == 1
+    assert sender.send_due() == 0  # found by its receipt: marked, not delivered again
+    assert len(notices_in(home.maildir_for())) == 1
+    (incident_notice,) = home.app.incidents.notices_of(home.app.incidents.listed([first])[0].id)
+    assert incident_notice["state"] == "sent"
+
+    # killed after recording the receipt, before delivering: delivered once on the next call
+    real_open = home.app.sink.open_session
+
+    def open_then_die(label: str):
+        session = real_open(label)
+        monkeypatch.setattr(session, "begin", _raise_killed)
+        return session
+
+    for account_id in (first, second):  # both work again: recovery notices
+        home.app.accounts.edit(account_id, _working(home, account_id, mailbox), mailbox.password)
+        assert home.app.poller.poll(account_id).result == "ok"
+    monkeypatch.setattr(home.app.sink, "open_session", open_then_die)
+    with pytest.raises(Killed):
+        sender.send_due()
+    monkeypatch.setattr(home.app.sink, "open_session", real_open)
+    assert sender.send_due() == 1
+    recovered = [n for n in notices_in(home.maildir_for()) if b"account.recovered" in n]
+    assert len(recovered) == 1 and b"2 accounts work again" in recovered[0]
+
+
+def _raise_killed(*args: object) -> None:
+    raise Killed
+
+
+def _working(home: Home, account_id: int, mailbox: Mailbox):
+    spec = home.app.accounts.get(account_id).spec
+    return replace(spec, port=mailbox.ports.pop3s, username=mailbox.user)

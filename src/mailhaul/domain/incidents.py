@@ -78,6 +78,16 @@ class AccountLine:
     page: str  # its page's address, or "" without web.public_url
 
 
+@dataclass(frozen=True)
+class Told:
+    """One incident as a notice tells it."""
+
+    kind: IncidentKind
+    account: AccountLine
+    reason: str  # the server's words, scrubbed
+    since: float
+
+
 WHAT = {
     IncidentKind.FAILING: "mail is not being fetched: its runs keep failing",
     IncidentKind.PAUSED: "it is paused: the server refused the password several times in a row",
@@ -130,3 +140,38 @@ def notice_text(
         "when the account works again.\n"
     )
     return subject, body
+
+
+def digest_text(event: NoticeEvent, told: list[Told]) -> tuple[str, str]:
+    """(subject, body) of one notice about several accounts of one person."""
+    from datetime import UTC, datetime
+
+    def began(since: float) -> str:
+        return datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+    if event is NoticeEvent.RECOVERED:
+        subject = f"mailhaul: {len(told)} accounts work again"
+        lines = [f"Fetching works again for these {len(told)} accounts:", ""]
+        for item in told:
+            lines.append(f"- account {item.account.id}, {item.account.source}")
+            lines.append(
+                f"  delivered to {item.account.destination}; trouble since {began(item.since)}"
+            )
+        return subject, "\n".join(lines) + "\n"
+    subject = f"mailhaul: {len(told)} accounts have stopped fetching mail"
+    lines = [
+        f"Mail is not being fetched for these {len(told)} accounts. Nothing is lost: the mail "
+        "waits on the servers.",
+        "",
+    ]
+    for item in told:
+        lines += [
+            f"- account {item.account.id}, {item.account.source}, delivered to "
+            f"{item.account.destination}: {WHAT[item.kind]}",
+            f"  since {began(item.since)}; the last error: {item.reason or '(none given)'}",
+            f"  {TODO[item.kind]}",
+        ]
+        if item.account.page:
+            lines.append(f"  {item.account.page}")
+    lines += ["", "This is the one notice for these incidents; another follows when they end."]
+    return subject, "\n".join(lines) + "\n"

@@ -9,11 +9,12 @@ import time
 from typing import TYPE_CHECKING, Protocol
 
 from mailhaul.domain.errors import MailhaulError
+from mailhaul.services.notices import SERVICE_SETTLE
 
 if TYPE_CHECKING:
     from mailhaul.adapters.db.database import Database
     from mailhaul.adapters.db.runs import RunStore
-    from mailhaul.services.incidents import NoticeSender
+    from mailhaul.services.notices import NoticeSender
     from mailhaul.services.polling import Poller
     from mailhaul.services.scheduler import Scheduler
     from mailhaul.settings import Settings
@@ -77,7 +78,7 @@ class Housekeeping:
     def send_notices(self) -> None:
         """Deliver the notices that are due (a few a heartbeat; a failure is retried)."""
         try:
-            self.home.notice_sender.send_due()
+            self.home.notice_sender.send_due(settle=SERVICE_SETTLE)
         except MailhaulError as exc:  # the database: the next heartbeat tries again
             logger.warning("notices: %s", exc)
 

@@ -4,46 +4,31 @@ sent by the running service afterwards (nothing about a notice can stop or slow 
 ``IncidentTracker.after_run`` runs inside the transaction that records a run: the incident
 opens at the first failing run, its notice is queued (one row per recipient) when it is due
 (``domain/incidents.py``), and the next good run closes it and, if it was told about, queues
-a recovery notice. ``NoticeSender`` delivers queued notices into the recipients' own
-mailboxes through mailhaul's delivery (Maildir, LMTP, …), with the discipline mail has:
-record a receipt, deliver, mark sent; a crash in between is resolved by the receipt (Maildir)
-or, for a hand-off, by sending again (the one duplicate window, as for mail).
+a recovery notice. ``services/notices.py`` sends what was queued.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import formatdate
 from typing import Any
 
 from sqlalchemy import Connection
 
-from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
-from mailhaul.adapters.db.incidents import Incident, IncidentStore, Notice
+from mailhaul.adapters.db.incidents import Incident, IncidentStore
 from mailhaul.adapters.db.users import UserStore
 from mailhaul.domain.access import Role, domain_of
 from mailhaul.domain.account import Account
-from mailhaul.domain.errors import MailhaulError
 from mailhaul.domain.incidents import (
-    AccountLine,
     IncidentKind,
     NoticeEvent,
     NoticePolicy,
     is_due,
-    notice_text,
 )
-from mailhaul.domain.ports import MailSink
 
 logger = logging.getLogger(__name__)
-
-SEND_BATCH = 20  # notices a heartbeat sends at most
-MAX_BACKOFF = 3600.0
 
 
 @dataclass(frozen=True)
@@ -117,89 +102,3 @@ class Incidents:
         """The notices an incident caused, oldest first."""
         with self.db.begin() as conn:
             return self.store.notices_of(conn, incident_id)
-
-
-class NoticeSender:
-    """Delivers queued notices (the service calls ``send_due`` at its heartbeats)."""
-
-    def __init__(
-        self,
-        db: Database,
-        store: IncidentStore,
-        accounts: AccountStore,
-        sink: Callable[[], MailSink],
-        public_url: str = "",
-    ) -> None:
-        self.db = db
-        self.store = store
-        self.accounts = accounts
-        self._sink = sink
-        self.public_url = public_url.rstrip("/")
-
-    def send_due(self, now: float | None = None) -> int:
-        """Send the notices that are due (a few at a time); how many were delivered."""
-        now = time.time() if now is None else now
-        with self.db.begin() as conn:
-            due = self.store.due_notices(conn, now, SEND_BATCH)
-        sent = 0
-        for notice in due:
-            try:
-                sent += self._send(notice, now)
-            except MailhaulError as exc:
-                delay = min(MAX_BACKOFF, 60.0 * 2 ** min(notice.attempts, 10))
-                logger.warning(
-                    "notice %s to %s: %s; retried later", notice.id, notice.recipient, exc
-                )
-                with self.db.begin() as conn:
-                    self.store.retry_later(conn, notice, now + delay, str(exc))
-        return sent
-
-    def _send(self, notice: Notice, now: float) -> int:
-        session = self._sink().open_session("notices")
-        try:
-            crashed = notice.state == "sending" and notice.receipt is not None
-            if crashed and session.was_delivered(notice.recipient, notice.receipt or ""):
-                with self.db.begin() as conn:  # a crash came after the delivery
-                    self.store.sent(conn, notice.id, now)
-                return 0
-            with self.db.begin() as conn:
-                incident = self.store.incident(conn, notice.incident_id)
-                account = self.accounts.get(conn, incident.account_id)
-                receipt = session.planned_receipt(notice.recipient, str(notice.id))
-                self.store.sending(conn, notice.id, receipt)
-            raw = self.message(notice, incident, account)
-            delivery = session.begin(notice.recipient, receipt)
-            try:
-                delivery.write(raw)
-                delivery.commit()
-            except BaseException:
-                delivery.abort()
-                raise
-            session.flush()
-        finally:
-            session.close()
-        with self.db.begin() as conn:
-            self.store.sent(conn, notice.id, time.time())
-        logger.info("notice %s (%s) sent to %s", notice.id, notice.event, notice.recipient)
-        return 1
-
-    def message(self, notice: Notice, incident: Incident, account: Account) -> bytes:
-        """The notice as a message (plain text, UTF-8, marked auto-generated)."""
-        spec = account.spec
-        page = f"{self.public_url}/accounts/{account.id}" if self.public_url else ""
-        line = AccountLine(
-            account.id, f"{spec.protocol} {spec.host} ({spec.username})", spec.destination, page
-        )
-        subject, body = notice_text(
-            notice.event, incident.kind, line, (incident.reason, incident.opened_at)
-        )
-        message = EmailMessage(policy=SMTP)
-        message["From"] = f"mailhaul <mailhaul-noreply@{domain_of(notice.recipient)}>"
-        message["To"] = notice.recipient
-        message["Subject"] = subject
-        message["Date"] = formatdate(localtime=False)
-        message["Message-ID"] = f"<notice-{notice.id}.{incident.id}@mailhaul.invalid>"
-        message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
-        message["X-Mailhaul-Notice"] = str(notice.event)
-        message.set_content(body)
-        return message.as_bytes()

@@ -179,13 +179,20 @@ class IncidentStore:
         return _incident(row)
 
     # notices -------------------------------------------------------------------------------
-    def due_notices(self, conn: Connection, now: float, limit: int) -> list[Notice]:
-        """Notices to send now: pending ones due, and ones a crash left in ``sending``."""
+    def due_notices(
+        self, conn: Connection, now: float, limit: int, settle: float = 0.0
+    ) -> list[Notice]:
+        """Notices to send now: pending ones due (and at least ``settle`` seconds old), and
+        ones a crash left in ``sending``."""
         rows = conn.execute(
             select(notices)
             .where(
                 or_(
-                    and_(notices.c.state == "pending", notices.c.next_attempt_at <= now),
+                    and_(
+                        notices.c.state == "pending",
+                        notices.c.next_attempt_at <= now,
+                        notices.c.created_at <= now - settle,
+                    ),
                     notices.c.state == "sending",
                 )
             )
