@@ -32,7 +32,7 @@ from mailhaul.services.poll_run import PollDeps, SourceFactory
 from mailhaul.services.polling import Poller
 from mailhaul.settings import Settings
 from mailhaul.settings_keys import DEFAULT_TOML, DeliverySettings, InvalidSetting
-from mailhaul.stage_setup import build_incident_tracker, build_scanners
+from mailhaul.stage_setup import build_incident_tracker, build_notice_sender, build_scanners
 
 if TYPE_CHECKING:
     from mailhaul.adapters.passwords import PasswordHashes
@@ -289,6 +289,8 @@ class App:
         )
         new_sink = build_sink(new) if delivery_changed and "sink" in built else None
         self.settings = new
+        if (old.notify, old.web_public_url) != (new.notify, new.web_public_url):
+            built.pop("notice_sender", None)  # the next round of notices takes the new ones
         access = built.get("account_access")
         if access is not None:
             from mailhaul.domain.source_policy import SourcePolicy
@@ -342,17 +344,8 @@ class App:
 
     @cached_property
     def notice_sender(self) -> NoticeSender:
-        """Delivers queued notices (the running service, at its heartbeats)."""
-        from mailhaul.adapters.db.incidents import IncidentStore
-        from mailhaul.services.notices import NoticeSender
-
-        return NoticeSender(
-            self.db,
-            IncidentStore(),
-            self.account_store,
-            lambda: self.sink,
-            self.settings.web_public_url,
-        )
+        """Delivers queued notices (the running service's thread, the end of `fetch`)."""
+        return build_notice_sender(self.db, self.account_store, lambda: self.sink, self.settings)
 
     @cached_property
     def quarantine_access(self) -> QuarantineAccess:

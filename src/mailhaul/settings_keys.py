@@ -148,12 +148,27 @@ class NotifySettings:
     after_failures: int = 3  # failing runs in a row before a notice
     after_minutes: int = 60  # … or this long failing, whichever comes first
     admins: bool = False  # admins (and the domain's admins) get every notice too
+    webhook: str = ""  # https URL every incident event is POSTed to (JSON, HMAC-signed)
+    webhook_secret_file: str = ""  # the HMAC-SHA256 key, read from this file (0600)
 
     def check(self) -> None:
-        """Refuse thresholds that are not positive."""
+        """Refuse thresholds that are not positive, and a webhook that is not https (or
+        http on loopback) or has no secret to sign with."""
+        from mailhaul.domain.oauth import check_endpoint_url
+
         for name in ("after_failures", "after_minutes"):
             if getattr(self, name) <= 0:
                 raise InvalidSetting(f"notify.{name}", f"setting notify.{name} must be positive")
+        if self.webhook:
+            try:
+                check_endpoint_url(self.webhook, "notify.webhook")
+            except ConfigError as exc:
+                raise InvalidSetting("notify.webhook", f"setting {exc}") from None
+            if not self.webhook_secret_file:
+                raise InvalidSetting(
+                    "notify.webhook",
+                    "setting notify.webhook needs notify.webhook_secret_file (the signing key)",
+                )
 
 
 NOTIFY_KEYS: dict[str, tuple[type, Any]] = {
@@ -185,7 +200,7 @@ EDITABLE_SETTINGS = (
     "sources.allow_private",
     "sources.allowed_ports",
     *(f"filter.{key}" for key in FILTER_KEYS),
-    *(f"notify.{key}" for key in NOTIFY_KEYS),
+    *(f"notify.{key}" for key in NOTIFY_KEYS if key != "webhook_secret_file"),
     "web.public_url",
 )
 DOMAINS_SETTING = "delivery.domains"  # stored as {domain: {key: value}}
@@ -306,6 +321,8 @@ mailbox = true                # delivered into the owner's own mailbox through m
 after_failures = 3            # failing runs in a row before a notice ...
 after_minutes = 60            # ... or this long failing (paused, destination missing: at once)
 admins = false                # admins (and the domain's admins) get every notice too
+# webhook = "https://panel.example.org/hooks/mailhaul"   # every incident event, POSTed as JSON
+# webhook_secret_file = "/etc/mailhaul/webhook.key"      # HMAC-SHA256 key: X-Mailhaul-Signature
 """
 
 

@@ -249,3 +249,58 @@ def _raise_killed(*args: object) -> None:
 def _working(home: Home, account_id: int, mailbox: Mailbox):
     spec = home.app.accounts.get(account_id).spec
     return replace(spec, port=mailbox.ports.pop3s, username=mailbox.user)
+
+
+def test_the_webhook_gets_signed_events_retried_after_a_500(
+    tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+):
+    import time
+
+    from support.webhook_receiver import WebhookReceiver
+
+    key = b"a-webhook-signing-key-of-32-bytes"
+    key_file = tmp_path / "webhook.key"
+    key_file.write_bytes(key + b"\n")
+    receiver = WebhookReceiver(key)
+    toml = (
+        "[notify]\nafter_failures = 1\nmailbox = false\n"
+        f'webhook = "{receiver.url}"\nwebhook_secret_file = "{key_file}"\n'
+    )
+    home = Home.create(tmp_path / "home", toml)
+    try:
+        account = home.add(mailbox, Protocol.POP3, password="not-the-password-5")
+        assert home.poll(account).result == "error"
+        sender = home.app.notice_sender
+        receiver.fail_next = 1
+        assert sender.send_due() == 0  # the receiver answered 500: retried later
+        assert sender.send_due() == 0  # not yet due again
+        assert sender.send_due(now=time.time() + 3600) == 1
+        first, again = receiver.received
+        assert first.delivery == again.delivery and again.signed
+        assert again.event == "account.failing" and again.body["account"]["id"] == account.id
+        assert again.body["incident"]["kind"] == "failing"
+        assert b"not-the-password-5" not in again.raw
+        assert notices_in(home.maildir_for()) == []  # mailbox notices are off
+
+        # killed after the receiver's 2xx, before the mark: posted again with the same id,
+        # which the receiver uses to drop the repeat
+        fixed = home.app.accounts.edit(account.id, account.spec, mailbox.password)
+        assert home.poll(fixed).result == "ok"
+        store = sender.store
+        marked = store.sent
+
+        def die_once(*args: object) -> None:
+            monkeypatch.setattr(store, "sent", marked)
+            raise Killed
+
+        monkeypatch.setattr(store, "sent", die_once)
+        with pytest.raises(Killed):
+            sender.send_due()
+        assert sender.send_due() == 1
+        recovered = [r for r in receiver.received if r.event == "account.recovered"]
+        assert len(recovered) == 2 and len({r.delivery for r in recovered}) == 1
+        assert all(r.signed for r in receiver.received)
+        assert sender.send_due(now=time.time() + 7200) == 0  # nothing left
+    finally:
+        receiver.close()
+        home.app.db.dispose()

@@ -577,6 +577,8 @@ lda_mailbox_autocreate = yes
 plugin {{
   sieve = file:~/sieve;active=~/.dovecot.sieve
 }}
+# a test's own settings (before the protocol blocks, which take $mail_plugins from here)
+{self._extra_config}
 
 protocol imap {{
   mail_max_userip_connections = 1000
@@ -628,7 +630,6 @@ service imap {{
 service pop3 {{
   process_limit = 1024
 }}
-{self._extra_config}
 """
         self.config_path.write_text(conf)
         os.chmod(self.config_path, 0o600)

@@ -49,6 +49,7 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
     from mailhaul.logsetup import configure_logging
     from mailhaul.services.housekeeping import Housekeeping
     from mailhaul.services.metrics import Metrics
+    from mailhaul.services.notices import NoticeLoop
     from mailhaul.services.scheduler import PollLimits, Scheduler, SchedulerControls
     from mailhaul.web.app import create_app  # the web stack: only for the service
     from mailhaul.web.server import parse_listen, start_http
@@ -107,9 +108,12 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
             ),
         )
         housekeeping.scheduler = scheduler
+        notices = NoticeLoop(lambda: app.notice_sender)
+        notices.start()
         try:
             scheduler.run(grace=settings.stop_grace)
         finally:
+            notices.stop()
             if http is not None:
                 http.stop()
             close_sink(app.sink)

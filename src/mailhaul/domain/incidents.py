@@ -44,6 +44,8 @@ class NoticePolicy:
     after_failures: int = 3
     after_minutes: int = 60
     copy_admins: bool = False  # admins get every notice too (not only the owner)
+    webhook: bool = False  # every incident event also goes to the webhook
+    mailbox: bool = True  # notices into people's mailboxes
 
 
 def kind_after_run(outcome: Outcome, paused: bool, sign_in_needed: bool) -> IncidentKind | None:

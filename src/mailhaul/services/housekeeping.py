@@ -1,6 +1,7 @@
 """What a running service does beside polling: it applies settings an admin changed in the
 database (at every scheduler heartbeat, about every 5 s) and prunes run history past its
-retention (about once an hour); it sends the notices runs queued."""
+retention (about once an hour). Notices go out from a thread of their own
+(``notices.NoticeLoop``)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,10 @@ import time
 from typing import TYPE_CHECKING, Protocol
 
 from mailhaul.domain.errors import MailhaulError
-from mailhaul.services.notices import SERVICE_SETTLE
 
 if TYPE_CHECKING:
     from mailhaul.adapters.db.database import Database
     from mailhaul.adapters.db.runs import RunStore
-    from mailhaul.services.notices import NoticeSender
     from mailhaul.services.polling import Poller
     from mailhaul.services.scheduler import Scheduler
     from mailhaul.settings import Settings
@@ -38,8 +37,6 @@ class ServiceHome(Protocol):
     @property
     def poller(self) -> Poller: ...
     def refresh_settings(self) -> bool: ...
-    @property
-    def notice_sender(self) -> NoticeSender: ...
 
 
 def prune_runs(db: Database, runs: RunStore, keep_days: int, now: float | None = None) -> int:
@@ -68,19 +65,11 @@ class Housekeeping:
 
     def __call__(self) -> None:
         self.refresh_settings()
-        self.send_notices()
         now = time.monotonic()
         if now < self.next_prune_at:
             return
         self.next_prune_at = now + PRUNE_EVERY
         prune_runs(self.home.db, self.home.run_store, self.home.settings.runs_keep_days)
-
-    def send_notices(self) -> None:
-        """Deliver the notices that are due (a few a heartbeat; a failure is retried)."""
-        try:
-            self.home.notice_sender.send_due(settle=SERVICE_SETTLE)
-        except MailhaulError as exc:  # the database: the next heartbeat tries again
-            logger.warning("notices: %s", exc)
 
     def refresh_settings(self) -> None:
         """Apply changed settings: the scheduler takes the (maybe new) poller between polls;

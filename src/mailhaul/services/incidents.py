@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from mailhaul.adapters.db.database import Database
-from mailhaul.adapters.db.incidents import Incident, IncidentStore
+from mailhaul.adapters.db.incidents import WEBHOOK, Incident, IncidentStore
 from mailhaul.adapters.db.users import UserStore
 from mailhaul.domain.access import Role, domain_of
 from mailhaul.domain.account import Account
@@ -64,7 +64,7 @@ class IncidentTracker:
         due = is_due(incident.kind, incident.failures, incident.opened_at, now, self.policy)
         if incident.notified_at is None and due:
             recipients = self.recipients(conn, account, incident.kind)
-            if not recipients:
+            if not [r for r in recipients if r != WEBHOOK]:
                 logger.warning("account %s: %s, and no one to tell", account.id, end.kind)
             self.store.queue(conn, incident.id, NoticeEvent.FAILING, recipients, now)
 
@@ -83,6 +83,10 @@ class IncidentTracker:
                     found.append(user.login)
         if owner_missing:
             found = [r for r in found if r != account.spec.destination]
+        if not self.policy.mailbox:
+            found = []
+        if self.policy.webhook:
+            found.append(WEBHOOK)
         return sorted(set(found))
 
 

@@ -11,7 +11,9 @@ runs queued when it ends.
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -24,8 +26,9 @@ from sqlalchemy import Connection
 from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.incidents import IncidentStore, Notice
+from mailhaul.adapters.webhook import Webhook
 from mailhaul.domain.access import domain_of
-from mailhaul.domain.errors import MailhaulError
+from mailhaul.domain.errors import MailhaulError, TemporaryDeliveryError
 from mailhaul.domain.incidents import AccountLine, Told, digest_text, notice_text
 from mailhaul.domain.ports import DeliverySession, MailSink
 
@@ -52,6 +55,7 @@ class NoticeSender:
         self.accounts = accounts
         self._sink = sink
         self.public_url = public_url.rstrip("/")
+        self.webhook: Webhook | None = None  # bootstrap sets it from notify.webhook
 
     def send_due(self, now: float | None = None, settle: float = 0.0) -> int:
         """Send the notices that are due, one message per recipient and event; how many
@@ -60,11 +64,14 @@ class NoticeSender:
         with self.db.begin() as conn:
             due = self.store.due_notices(conn, now, SEND_BATCH, settle)
         sent = 0
-        key = lambda n: (n.recipient, n.event)  # noqa: E731
+        key = lambda n: (n.channel, n.recipient, n.event, n.id if n.channel == "webhook" else 0)  # noqa: E731
         for _, grouped in groupby(sorted(due, key=key), key=key):
             group = list(grouped)
             try:
-                sent += self._send(group, now)
+                if group[0].channel == "webhook":
+                    sent += self._post(group[0], now)
+                else:
+                    sent += self._send(group, now)
             except MailhaulError as exc:
                 first = group[0]
                 delay = min(MAX_BACKOFF, 60.0 * 2 ** min(first.attempts, 10))
@@ -108,6 +115,41 @@ class NoticeSender:
         logger.info("%d notice(s) (%s) sent to %s", len(group), group[0].event, recipient)
         return 1
 
+    def _post(self, notice: Notice, now: float) -> int:
+        """One event to the webhook (a hand-off: a crash after the receiver's 2xx and
+        before the mark posts it again, with the same ``X-Mailhaul-Delivery``)."""
+        if self.webhook is None:
+            raise TemporaryDeliveryError("notify.webhook is not set any more")
+        with self.db.begin() as conn:
+            told = self._told(conn, notice)
+            incident = self.store.incident(conn, notice.incident_id)
+            self.store.sending(conn, notice.id, None)
+        account = told.account
+        body = {
+            "event": str(notice.event),
+            "delivery": str(notice.id),
+            "incident": {
+                "id": incident.id,
+                "kind": str(incident.kind),
+                "since": incident.opened_at,
+                "failures": incident.failures,
+                "reason": incident.reason,
+                "open": incident.open,
+            },
+            "account": {
+                "id": account.id,
+                "source": account.source,
+                "destination": account.destination,
+                "page": account.page or None,
+            },
+        }
+        data = json.dumps(body, sort_keys=True).encode()
+        self.webhook.post(str(notice.event), str(notice.id), data)
+        with self.db.begin() as conn:
+            self.store.sent(conn, notice.id, time.time())
+        logger.info("notice %s (%s) posted to the webhook", notice.id, notice.event)
+        return 1
+
     @staticmethod
     def _arrived(session: DeliverySession, notice: Notice) -> bool:
         if notice.state != "sending" or notice.receipt is None:
@@ -143,3 +185,30 @@ class NoticeSender:
         message["X-Mailhaul-Notice"] = str(first.event)
         message.set_content(body)
         return message.as_bytes()
+
+
+class NoticeLoop:
+    """Sends due notices every few seconds in a thread of its own, so that a slow mailbox
+    or webhook never holds the scheduler (``serve`` and ``worker`` run one)."""
+
+    def __init__(self, sender: Callable[[], NoticeSender], every: float = 5.0) -> None:
+        self._sender = sender
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="notices", daemon=True)
+
+    def start(self) -> None:
+        """Start sending."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the notice in hand (waits a little for it)."""
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self._sender().send_due(settle=SERVICE_SETTLE)
+            except MailhaulError as exc:  # the database, the settings: the next round retries
+                logger.warning("notices: %s", exc)

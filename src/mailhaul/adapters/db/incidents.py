@@ -12,6 +12,7 @@ from mailhaul.adapters.db.tables import accounts, incidents, notices
 from mailhaul.domain.incidents import IncidentKind, NoticeEvent
 
 RETRY_LIMIT = 20  # attempts before a notice is given up on (and logged)
+WEBHOOK = "<webhook>"  # among a queue's recipients: the webhook channel
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Notice:
     state: str
     receipt: str | None
     attempts: int
+    channel: str = "mailbox"  # or "webhook"
 
 
 def _incident(row: Any) -> Incident:
@@ -133,13 +135,16 @@ class IncidentStore:
         recipients: Collection[str],
         now: float,
     ) -> None:
-        """Queue one notice per recipient (and note the incident as told about)."""
+        """Queue one notice per recipient, and one for the webhook when ``recipients``
+        holds ``WEBHOOK`` (and note the incident as told about)."""
         for recipient in sorted(set(recipients)):
+            channel = "webhook" if recipient == WEBHOOK else "mailbox"
             conn.execute(
                 insert(notices).values(
                     incident_id=incident_id,
                     event=str(event),
-                    recipient=recipient,
+                    channel=channel,
+                    recipient="" if channel == "webhook" else recipient,
                     state="pending",
                     next_attempt_at=now,
                     created_at=now,
@@ -208,6 +213,7 @@ class IncidentStore:
                 r.state,
                 r.receipt,
                 r.attempts,
+                r.channel,
             )
             for r in rows
         ]
@@ -243,6 +249,7 @@ class IncidentStore:
         return [
             {
                 "event": r.event,
+                "channel": r.channel,
                 "recipient": r.recipient,
                 "state": r.state,
                 "attempts": r.attempts,

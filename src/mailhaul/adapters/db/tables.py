@@ -218,7 +218,8 @@ notices = Table(
         nullable=False,
     ),
     Column("event", String(32), nullable=False),  # account.failing | account.recovered
-    Column("recipient", String(320), nullable=False),
+    Column("channel", String(16), nullable=False, server_default="mailbox"),  # | webhook
+    Column("recipient", String(320), nullable=False),  # an address ("" for the webhook)
     Column("state", String(16), nullable=False),  # pending | sending | sent | failed
     Column("receipt", String(255)),  # the sink's receipt, recorded before delivery
     Column("attempts", Integer, nullable=False, server_default="0"),

@@ -65,6 +65,10 @@ LABELS = {
     "notify.after_failures": ("Notice after failing runs", "in a row"),
     "notify.after_minutes": ("… or after minutes of failing", "whichever comes first"),
     "notify.admins": ("Admins get every notice too", "else only when the owner cannot be told"),
+    "notify.webhook": (
+        "Webhook for incident events",
+        "https URL; its signing key comes from notify.webhook_secret_file",
+    ),
     "web.public_url": ("Public address of this web UI", "notices link to account pages with it"),
 }
 SOURCE_TEXT = {

@@ -45,6 +45,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("event", sa.String(length=32), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False, server_default="mailbox"),
         sa.Column("recipient", sa.String(length=320), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("receipt", sa.String(length=255), nullable=True),
