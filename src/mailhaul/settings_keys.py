@@ -148,6 +148,7 @@ class NotifySettings:
     after_failures: int = 3  # failing runs in a row before a notice
     after_minutes: int = 60  # … or this long failing, whichever comes first
     admins: bool = False  # admins (and the domain's admins) get every notice too
+    cert_days: int = 14  # a source server's certificate expiring sooner: a notice
     webhook: str = ""  # https URL every incident event is POSTed to (JSON, HMAC-signed)
     webhook_secret_file: str = ""  # the HMAC-SHA256 key, read from this file (0600)
 
@@ -156,7 +157,7 @@ class NotifySettings:
         http on loopback) or has no secret to sign with."""
         from mailhaul.domain.oauth import check_endpoint_url
 
-        for name in ("after_failures", "after_minutes"):
+        for name in ("after_failures", "after_minutes", "cert_days"):
             if getattr(self, name) <= 0:
                 raise InvalidSetting(f"notify.{name}", f"setting notify.{name} must be positive")
         if self.webhook:
@@ -321,6 +322,7 @@ mailbox = true                # delivered into the owner's own mailbox through m
 after_failures = 3            # failing runs in a row before a notice ...
 after_minutes = 60            # ... or this long failing (paused, destination missing: at once)
 admins = false                # admins (and the domain's admins) get every notice too
+cert_days = 14                # a source server's certificate expiring sooner than this: a notice
 # webhook = "https://panel.example.org/hooks/mailhaul"   # every incident event, POSTed as JSON
 # webhook_secret_file = "/etc/mailhaul/webhook.key"      # HMAC-SHA256 key: X-Mailhaul-Signature
 """

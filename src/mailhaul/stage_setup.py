@@ -61,6 +61,7 @@ def build_incident_tracker(settings: Settings) -> IncidentTracker | None:
         notify.after_minutes,
         notify.admins,
         webhook=bool(notify.webhook),
+        cert_days=notify.cert_days,
         mailbox=notify.mailbox,
     )
     return IncidentTracker(IncidentStore(), UserStore(), policy)

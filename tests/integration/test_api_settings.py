@@ -63,6 +63,7 @@ def test_an_admin_reads_and_changes_the_settings(app: App, admin: Api):
         "notify.after_failures",
         "notify.after_minutes",
         "notify.admins",
+        "notify.cert_days",
         "notify.webhook",
         "web.public_url",
     }

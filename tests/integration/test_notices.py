@@ -304,3 +304,28 @@ def test_the_webhook_gets_signed_events_retried_after_a_500(
     finally:
         receiver.close()
         home.app.db.dispose()
+
+
+def test_a_certificate_about_to_expire_is_told_once(tmp_path: Path):
+    with DovecotServer(tmp_path / "short-cert", cert_days=3) as server:
+        box = server.new_mailbox()
+        box.deliver(b"Subject: still flowing\n\nmail\n")
+        home = Home.create(tmp_path / "home")
+        try:
+            account = home.add(box, Protocol.IMAP)  # TLS, verified against the test CA
+            assert home.poll(account).fetched == 1  # mail still flows
+            assert home.app.notice_sender.send_due() == 1
+            (notice,) = notices_in(home.maildir_for())
+            assert b"certificate expires soon" in notice and b"expires 20" in notice
+            assert home.poll(account).result == "ok"
+            assert home.app.notice_sender.send_due() == 0  # once
+            (incident,) = home.app.incidents.listed(None)
+            assert incident.kind == "cert_expiring" and incident.open
+        finally:
+            home.app.db.dispose()
+
+
+def test_a_certificate_with_time_left_tells_no_one(home: Home, mailbox: Mailbox):
+    account = home.add(mailbox, Protocol.IMAP)  # the session Dovecot's: 30 days left
+    assert home.poll(account).result == "ok"
+    assert home.app.notice_sender.send_due() == 0 and home.app.incidents.listed(None) == []

@@ -110,6 +110,7 @@ class DovecotServer:
         mail_user: str = MAIL_USER,
         extra_config: str = "",
         introspection_url: str = "",
+        cert_days: float = 30,
     ) -> None:
         """``introspection_url``: also take OAuth2 access tokens (XOAUTH2, OAUTHBEARER),
         checked by RFC 7662 introspection there (Dovecot's oauth2 passdb)."""
@@ -117,6 +118,7 @@ class DovecotServer:
         self._mail_user = mail_user
         self._extra_config = extra_config
         self._introspection_url = introspection_url
+        self._cert_days = cert_days
         try:
             entry = pwd.getpwnam(mail_user)
         except KeyError:
@@ -512,7 +514,7 @@ class DovecotServer:
             (runtime / sub).mkdir(mode=mode)
             os.chmod(runtime / sub, mode)
         self._runtime = runtime
-        write_certificates(self.ca_path, self.cert_path, self.key_path)
+        write_certificates(self.ca_path, self.cert_path, self.key_path, self._cert_days)
         self._ports = _free_ports()
 
     def _write_config(self) -> None:
@@ -805,11 +807,14 @@ def _sweep_stale_runtimes() -> None:
         shutil.rmtree(runtime, ignore_errors=True)
 
 
-def write_certificates(ca_path: Path, cert_path: Path, key_path: Path) -> None:
-    """A test CA and a server certificate for localhost / 127.0.0.1 signed by it."""
+def write_certificates(
+    ca_path: Path, cert_path: Path, key_path: Path, valid_days: float = 30
+) -> None:
+    """A test CA and a server certificate for localhost / 127.0.0.1 signed by it, both
+    valid for ``valid_days`` more days."""
     now = datetime.datetime.now(datetime.UTC)
     not_before = now - datetime.timedelta(days=1)
-    not_after = now + datetime.timedelta(days=30)
+    not_after = now + datetime.timedelta(days=valid_days)
 
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailhaul test CA")])

@@ -79,6 +79,9 @@ class FakeSource:
     def connect(self) -> None:
         self._fault("connect")
 
+    def certificate_expires(self) -> float | None:
+        return None
+
     def capabilities(self) -> frozenset[str]:
         return frozenset()
 

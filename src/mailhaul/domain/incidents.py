@@ -23,11 +23,19 @@ class IncidentKind(StrEnum):
     PAUSED = "paused"  # paused after login failures in a row
     DESTINATION_MISSING = "destination_missing"
     SIGN_IN_NEEDED = "sign_in_needed"  # OAuth2: the grant is gone
+    CERT_EXPIRING = "cert_expiring"  # the server's certificate runs out soon (mail flows)
 
 
 IMMEDIATE = frozenset(
-    {IncidentKind.PAUSED, IncidentKind.DESTINATION_MISSING, IncidentKind.SIGN_IN_NEEDED}
+    {
+        IncidentKind.PAUSED,
+        IncidentKind.DESTINATION_MISSING,
+        IncidentKind.SIGN_IN_NEEDED,
+        IncidentKind.CERT_EXPIRING,
+    }
 )
+CERTIFICATE = frozenset({IncidentKind.CERT_EXPIRING})
+"""Incidents about the server's certificate: beside a failing one, not instead of it."""
 
 
 class NoticeEvent(StrEnum):
@@ -45,6 +53,7 @@ class NoticePolicy:
     after_minutes: int = 60
     copy_admins: bool = False  # admins get every notice too (not only the owner)
     webhook: bool = False  # every incident event also goes to the webhook
+    cert_days: int = 14  # a verified certificate expiring sooner opens an incident
     mailbox: bool = True  # notices into people's mailboxes
 
 
@@ -95,6 +104,7 @@ WHAT = {
     IncidentKind.PAUSED: "it is paused: the server refused the password several times in a row",
     IncidentKind.DESTINATION_MISSING: "the local mailbox it delivers to does not exist",
     IncidentKind.SIGN_IN_NEEDED: "it has to be signed in again (OAuth2)",
+    IncidentKind.CERT_EXPIRING: "its server's certificate expires soon",
 }
 TODO = {
     IncidentKind.FAILING: (
@@ -113,7 +123,20 @@ TODO = {
         "Connect the account again (Connect on its page, or `mailhaul account connect`). "
         "Mail waits on the server meanwhile."
     ),
+    IncidentKind.CERT_EXPIRING: (
+        "Mail is still fetched. If the provider does not renew the certificate in time, "
+        "fetching stops when it expires (an expired certificate is never accepted): tell "
+        "the provider, or your administrator."
+    ),
 }
+
+
+def cert_expiring(expires: float | None, now: float, policy: NoticePolicy) -> bool | None:
+    """Whether a certificate expiring at ``expires`` is worth an incident now; None when
+    there is no verified certificate to judge."""
+    if expires is None:
+        return None
+    return expires - now < policy.cert_days * 86400
 
 
 def notice_text(

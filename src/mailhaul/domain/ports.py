@@ -27,6 +27,11 @@ class MailSource(Protocol):
         """The server's capabilities after login (upper-case)."""
         ...
 
+    def certificate_expires(self) -> float | None:
+        """When the server's verified TLS certificate expires (Unix time); None without
+        TLS, or when the certificate was not checked."""
+        ...
+
     def list_folders(self) -> list[str]:
         """The names of the server's folders (POP3: only ``INBOX``)."""
         ...

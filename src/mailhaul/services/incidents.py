@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
@@ -25,6 +26,7 @@ from mailhaul.domain.incidents import (
     IncidentKind,
     NoticeEvent,
     NoticePolicy,
+    cert_expiring,
     is_due,
 )
 
@@ -67,6 +69,27 @@ class IncidentTracker:
             if not [r for r in recipients if r != WEBHOOK]:
                 logger.warning("account %s: %s, and no one to tell", account.id, end.kind)
             self.store.queue(conn, incident.id, NoticeEvent.FAILING, recipients, now)
+
+    def certificate(
+        self, conn: Connection, account: Account, expires: float | None, now: float
+    ) -> None:
+        """Open (and tell about, at once) or close the incident of a server certificate
+        that expires within ``cert_days``; nothing without a verified certificate."""
+        expiring = cert_expiring(expires, now, self.policy)
+        if expiring is None:
+            return
+        incident = self.store.open_of(conn, account.id, certificate=True)
+        if expiring and incident is None:
+            when = datetime.fromtimestamp(expires or now, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            reason = f"the certificate of {account.spec.host} expires {when}"
+            kind = IncidentKind.CERT_EXPIRING
+            incident = self.store.open(conn, account.id, kind, now, reason)
+            recipients = self.recipients(conn, account, kind)
+            self.store.queue(conn, incident.id, NoticeEvent.FAILING, recipients, now)
+        elif not expiring and incident is not None:  # renewed
+            self.store.close(conn, incident.id, now)
+            recipients = self.recipients(conn, account, incident.kind)
+            self.store.queue(conn, incident.id, NoticeEvent.RECOVERED, recipients, now)
 
     def recipients(self, conn: Connection, account: Account, kind: IncidentKind) -> list[str]:
         """Who is told: the owner (not when the owner's own mailbox is what is missing),

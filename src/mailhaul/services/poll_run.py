@@ -73,6 +73,7 @@ class RunCounts:
     spam: int = 0
     viruses: int = 0
     unscanned: int = 0
+    cert_expires: float | None = None  # when the server's verified certificate expires
 
     @property
     def filtered(self) -> tuple[int, int, int]:

@@ -155,6 +155,7 @@ class Poller:
                     self._run(run, pending)
                 finally:
                     delivery.close()
+                    counts.cert_expires = source.certificate_expires()
             ending = _Ending()
         except MailhaulError as exc:
             ending = _Ending(log.scrub(str(exc)), exc)
@@ -251,6 +252,7 @@ class Poller:
                 sign_in = isinstance(failure, SignInNeeded) or account.sign_in_problem is not None
                 kind = kind_after_run(outcome, nxt.paused_reason is not None, sign_in)
                 deps.incidents.after_run(conn, account, RunEnd(kind, error or ""), finished)
+                deps.incidents.certificate(conn, account, counts.cert_expires, finished)
 
     @staticmethod
     def _policy_after(policy: SchedulePolicy, account: Account, started: float) -> SchedulePolicy:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from mailhaul.adapters.db.tables import accounts, incidents, notices
-from mailhaul.domain.incidents import IncidentKind, NoticeEvent
+from mailhaul.domain.incidents import CERTIFICATE, IncidentKind, NoticeEvent
 
 RETRY_LIMIT = 20  # attempts before a notice is given up on (and logged)
 WEBHOOK = "<webhook>"  # among a queue's recipients: the webhook channel
@@ -81,11 +81,16 @@ def _incident(row: Any) -> Incident:
 class IncidentStore:
     """Incident and notice rows."""
 
-    def open_of(self, conn: Connection, account_id: int) -> Incident | None:
-        """The account's open incident, if any."""
+    def open_of(
+        self, conn: Connection, account_id: int, certificate: bool = False
+    ) -> Incident | None:
+        """The account's open incident about its runs (``certificate``: about its server's
+        certificate), if any."""
+        kinds = [str(kind) for kind in CERTIFICATE]
+        about = incidents.c.kind.in_(kinds) if certificate else incidents.c.kind.not_in(kinds)
         row = conn.execute(
             select(incidents).where(
-                incidents.c.account_id == account_id, incidents.c.closed_at.is_(None)
+                incidents.c.account_id == account_id, incidents.c.closed_at.is_(None), about
             )
         ).first()
         return None if row is None else _incident(row)

@@ -51,6 +51,8 @@ class Wire:
         self._buf = bytearray()
         self._pos = 0
         self.tls_active = False
+        self.cert_expires: float | None = None
+        """When the server's verified certificate expires (Unix time); None without one."""
         self.guard = current_guard()
         self.command_timeout = COMMAND_FACTOR * endpoint.timeout
         self.received = 0
@@ -112,6 +114,7 @@ class Wire:
         finally:
             self.end_attending()
         self.tls_active = True
+        self.cert_expires = _not_after(self._sock)
 
     def abort(self) -> None:
         """Close the socket without ceremony; never raises."""
@@ -326,3 +329,14 @@ class Wire:
     def fill(self) -> None:
         """Read more from the socket into the buffer (blocks; raises on EOF)."""
         self._fill()
+
+
+def _not_after(sock: socket.socket) -> float | None:
+    """The expiry of a verified peer certificate (an unverified one tells nothing)."""
+    if not isinstance(sock, ssl.SSLSocket):
+        return None
+    try:
+        not_after = (sock.getpeercert() or {}).get("notAfter")
+        return float(ssl.cert_time_to_seconds(str(not_after))) if not_after else None
+    except (ValueError, OSError):
+        return None

@@ -65,6 +65,7 @@ LABELS = {
     "notify.after_failures": ("Notice after failing runs", "in a row"),
     "notify.after_minutes": ("… or after minutes of failing", "whichever comes first"),
     "notify.admins": ("Admins get every notice too", "else only when the owner cannot be told"),
+    "notify.cert_days": ("Notice when a server's certificate expires within (days)", ""),
     "notify.webhook": (
         "Webhook for incident events",
         "https URL; its signing key comes from notify.webhook_secret_file",

@@ -87,6 +87,10 @@ class ImapSource:
         """The server's capabilities after login (upper-case)."""
         return self._caps
 
+    def certificate_expires(self) -> float | None:
+        """When the server's verified certificate expires (None: no TLS, or unchecked)."""
+        return self._wire.cert_expires
+
     def _offers(self, extension: str) -> bool:
         """Whether the server advertises ``extension`` and has not refused it this session."""
         return extension in self._caps and extension not in self._broken

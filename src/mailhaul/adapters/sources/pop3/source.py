@@ -105,6 +105,10 @@ class Pop3Source:
         """The CAPA names after login, upper-case (each SASL mechanism also as AUTH=…)."""
         return self._caps
 
+    def certificate_expires(self) -> float | None:
+        """When the server's verified certificate expires (None: no TLS, or unchecked)."""
+        return self._conn.wire.cert_expires
+
     def folder_state(self, folder: str) -> FolderState | None:
         """None: POP3 has no way to tell "unchanged" short of listing every UIDL."""
         return None
