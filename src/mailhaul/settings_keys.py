@@ -149,6 +149,7 @@ class NotifySettings:
     after_minutes: int = 60  # … or this long failing, whichever comes first
     admins: bool = False  # admins (and the domain's admins) get every notice too
     cert_days: int = 14  # a source server's certificate expiring sooner: a notice
+    smtp: str = ""  # host:port of a relay notices go through, as e-mail (else: local delivery)
     webhook: str = ""  # https URL every incident event is POSTed to (JSON, HMAC-signed)
     webhook_secret_file: str = ""  # the HMAC-SHA256 key, read from this file (0600)
 
@@ -160,6 +161,11 @@ class NotifySettings:
         for name in ("after_failures", "after_minutes", "cert_days"):
             if getattr(self, name) <= 0:
                 raise InvalidSetting(f"notify.{name}", f"setting notify.{name} must be positive")
+        host, sep, port = self.smtp.rpartition(":")
+        if self.smtp and not (sep and host and port.isdigit()):
+            raise InvalidSetting(
+                "notify.smtp", f"setting notify.smtp must be host:port, not {self.smtp!r}"
+            )
         if self.webhook:
             try:
                 check_endpoint_url(self.webhook, "notify.webhook")
@@ -323,6 +329,8 @@ after_failures = 3            # failing runs in a row before a notice ...
 after_minutes = 60            # ... or this long failing (paused, destination missing: at once)
 admins = false                # admins (and the domain's admins) get every notice too
 cert_days = 14                # a source server's certificate expiring sooner than this: a notice
+# smtp = "smtp.example.org:587"   # send notices as e-mail through this relay instead (STARTTLS
+#                                 # and AUTH as delivery.smtp_starttls / smtp_username / …)
 # webhook = "https://panel.example.org/hooks/mailhaul"   # every incident event, POSTed as JSON
 # webhook_secret_file = "/etc/mailhaul/webhook.key"      # HMAC-SHA256 key: X-Mailhaul-Signature
 """

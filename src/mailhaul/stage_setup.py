@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from mailhaul.adapters.db.accounts import AccountStore
@@ -86,7 +87,14 @@ def build_webhook(settings: Settings) -> Webhook | None:
 def build_notice_sender(
     db: Database, accounts: AccountStore, sink: Callable[[], MailSink], settings: Settings
 ) -> NoticeSender:
-    """What sends queued notices: into mailboxes through ``sink``, and to the webhook."""
+    """What sends queued notices: into mailboxes through ``sink`` (or as e-mail through the
+    ``notify.smtp`` relay, from the null sender), and to the webhook."""
+    if settings.notify.smtp:
+        from mailhaul.adapters.sinks.smtp import sink_from_settings
+
+        relay_settings = replace(settings.delivery, smtp=settings.notify.smtp, sender="<>")
+        relay: MailSink = sink_from_settings(relay_settings, settings.home)
+        sink = lambda: relay  # noqa: E731
     sender = NoticeSender(db, IncidentStore(), accounts, sink, settings.web_public_url)
     sender.webhook = build_webhook(settings)
     return sender

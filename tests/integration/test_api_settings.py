@@ -64,6 +64,7 @@ def test_an_admin_reads_and_changes_the_settings(app: App, admin: Api):
         "notify.after_minutes",
         "notify.admins",
         "notify.cert_days",
+        "notify.smtp",
         "notify.webhook",
         "web.public_url",
     }

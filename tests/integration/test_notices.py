@@ -329,3 +329,22 @@ def test_a_certificate_with_time_left_tells_no_one(home: Home, mailbox: Mailbox)
     account = home.add(mailbox, Protocol.IMAP)  # the session Dovecot's: 30 days left
     assert home.poll(account).result == "ok"
     assert home.app.notice_sender.send_due() == 0 and home.app.incidents.listed(None) == []
+
+
+def test_notices_as_email_through_a_relay(tmp_path: Path, mailbox: Mailbox):
+    from support.smtp_server import Handler, SmtpTestServer
+
+    handler = Handler()
+    with SmtpTestServer(handler) as relay:
+        toml = f'[notify]\nafter_failures = 1\nsmtp = "{relay.address}"\n'
+        home = Home.create(tmp_path / "home", toml)
+        try:
+            account = home.add(mailbox, Protocol.POP3, password="not-the-password-6")
+            assert home.poll(account).result == "error"
+            assert home.app.notice_sender.send_due() == 1
+        finally:
+            home.app.db.dispose()
+    (sent,) = handler.messages
+    assert sent.rcpt_tos == ["owner@local.test"] and sent.mail_from == "<>"
+    assert b"X-Mailhaul-Notice: account.failing" in sent.data
+    assert notices_in(home.maildir_for()) == []  # not delivered locally as well

@@ -66,6 +66,7 @@ LABELS = {
     "notify.after_minutes": ("… or after minutes of failing", "whichever comes first"),
     "notify.admins": ("Admins get every notice too", "else only when the owner cannot be told"),
     "notify.cert_days": ("Notice when a server's certificate expires within (days)", ""),
+    "notify.smtp": ("Send notices through this SMTP relay", 'host:port; "" delivers them locally'),
     "notify.webhook": (
         "Webhook for incident events",
         "https URL; its signing key comes from notify.webhook_secret_file",
