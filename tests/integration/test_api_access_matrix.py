@@ -126,6 +126,7 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("DELETE", ACCOUNT + "/quarantine/{message_id}"): RouteCase(Access.USER, "account", 404),
     ("GET", "/incidents"): RouteCase(Access.USER, "", 200),
     ("GET", "/me"): RouteCase(Access.USER, "", 200),
+    ("PATCH", "/me"): RouteCase(Access.USER, "", 200, lambda w, p: {"notices": "mailbox"}),
     ("GET", "/users"): RouteCase(Access.MANAGER, "", 200),
     ("POST", "/users"): RouteCase(Access.MANAGER, "", 201, _new_user),
     ("GET", "/users/{user_id}"): RouteCase(Access.MANAGER, "user", 200),

@@ -348,3 +348,37 @@ def test_notices_as_email_through_a_relay(tmp_path: Path, mailbox: Mailbox):
     assert sent.rcpt_tos == ["owner@local.test"] and sent.mail_from == "<>"
     assert b"X-Mailhaul-Notice: account.failing" in sent.data
     assert notices_in(home.maildir_for()) == []  # not delivered locally as well
+
+
+def test_a_person_who_turned_notices_off_is_not_told(tmp_path: Path, mailbox: Mailbox):
+    from fastapi.testclient import TestClient
+
+    from mailhaul.domain.account import AccountSpec
+    from mailhaul.domain.options import Security
+    from mailhaul.web.app import create_app
+    from support.api import Api, add_person, make_app
+
+    app = make_app(tmp_path / "home", overrides={"notify.after_failures": 1, "notify.admins": True})
+    try:
+        owner = add_person(app, "owner", "owner@a.test", Role.USER)
+        add_person(app, "boss", "boss@a.test", Role.DOMAIN_ADMIN, ("a.test",))
+        client = TestClient(create_app(app), base_url="https://testserver")
+        changed = Api(client, owner.key).patch("/me", {"notices": "off"})
+        assert changed.status_code == 200 and changed.json()["notices"] == "off"
+        assert Api(client, owner.key).patch("/me", {"notices": "loud"}).status_code == 422
+        spec = AccountSpec(
+            owner="owner@a.test",
+            protocol=Protocol.POP3,
+            host="localhost",
+            port=mailbox.ports.pop3s,
+            security=Security.SSL,
+            username=mailbox.user,
+            ca_file=str(mailbox.server.ca_path),
+        )
+        account = app.accounts.add(spec, "not-the-password-7")
+        assert app.poller.poll(account.id).result == "error"
+        (incident,) = app.incidents.listed(None)
+        told = [n["recipient"] for n in app.incidents.notices_of(incident.id)]
+        assert told == ["boss@a.test"]  # the domain's admin (a copy), not the owner
+    finally:
+        app.db.dispose()

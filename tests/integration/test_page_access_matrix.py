@@ -277,6 +277,7 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
         Access.USER, "key", 303, lambda c: {"back": "/me"}
     ),
     ("GET", "/me"): RouteCase(Access.USER, "", 200),
+    ("POST", "/me/notices"): RouteCase(Access.USER, "", 303, lambda c: {"notices": "off"}),
     ("POST", "/me/keys"): RouteCase(Access.USER, "", 200, lambda c: {"name": "script"}),
     ("POST", "/me/password"): RouteCase(Access.USER, "", 303, _same_password, ends_session=True),
     ("GET", "/status"): RouteCase(Access.ADMIN, "", 200),

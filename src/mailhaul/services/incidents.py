@@ -108,6 +108,7 @@ class IncidentTracker:
             found = [r for r in found if r != account.spec.destination]
         if not self.policy.mailbox:
             found = []
+        found = [r for r in found if r not in self.users.opted_out(conn, found)]
         if self.policy.webhook:
             found.append(WEBHOOK)
         return sorted(set(found))

@@ -49,6 +49,9 @@ class SessionInfo:
     csrf_token: str
 
 
+NOTICE_CHOICES = ("mailbox", "off")
+
+
 @dataclass(frozen=True)
 class UserChanges:
     """What an edit changes of a user; None leaves it as it is."""
@@ -128,6 +131,16 @@ class UserService:
         if found is None:
             raise NotFound(f"user {login} does not exist")
         return self.get(actor, found[0].id)
+
+    def set_notices(self, actor: Principal, notices: str) -> User:
+        """One's own choice of notices about one's accounts: ``mailbox`` or ``off``."""
+        if notices not in NOTICE_CHOICES:
+            raise FieldError("notices", f"choose {' or '.join(NOTICE_CHOICES)}")
+        if actor.user_id is None:
+            raise Forbidden("only a user has notices to choose")
+        with self.db.begin() as conn:
+            self.store.update(conn, actor.user_id, time.time(), notices=notices)
+            return self.store.get(conn, actor.user_id)
 
     def edit(self, actor: Principal, user_id: int, changes: UserChanges) -> User:
         """Change a user's role, domains, password or active flag.

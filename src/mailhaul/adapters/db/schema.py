@@ -45,6 +45,7 @@ _AFTER_BASELINE = frozenset(
         ("runs", "spam"),
         ("runs", "viruses"),
         ("runs", "unscanned"),
+        ("users", "notices"),
     }
 )
 _AFTER_BASELINE_INDEXES = frozenset(

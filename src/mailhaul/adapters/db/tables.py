@@ -255,6 +255,8 @@ users = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("last_login_at", Float),
+    # notices about the accounts this person is told about: "mailbox" (default) or "off"
+    Column("notices", String(16), nullable=False, server_default="mailbox"),
 )
 
 # Web sessions; the cookie holds a random token, the table only its SHA-256.

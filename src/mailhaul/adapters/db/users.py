@@ -26,6 +26,7 @@ class User:
     created_at: float
     updated_at: float
     last_login_at: float | None
+    notices: str = "mailbox"  # notices about one's accounts: "mailbox" or "off"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready values (no password hash)."""
@@ -38,6 +39,7 @@ class User:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "last_login_at": self.last_login_at,
+            "notices": self.notices,
         }
 
 
@@ -74,6 +76,7 @@ def _user(row: Any) -> User:
         created_at=row.created_at,
         updated_at=row.updated_at,
         last_login_at=row.last_login_at,
+        notices=row._mapping.get("notices", "mailbox"),
     )
 
 
@@ -170,6 +173,15 @@ class UserStore:
         )
         if result.rowcount == 0:
             raise NotFound(f"user {user_id} does not exist")
+
+    def opted_out(self, conn: Connection, logins: Collection[str]) -> set[str]:
+        """Which of these logins turned notices off."""
+        if not logins:
+            return set()
+        query = select(users.c.login).where(
+            users.c.login.in_(sorted(logins)), users.c.notices == "off"
+        )
+        return {row.login for row in conn.execute(query)}
 
     def touch_login(self, conn: Connection, user_id: int, now: float) -> None:
         """Record a successful login."""

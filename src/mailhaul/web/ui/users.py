@@ -303,6 +303,17 @@ def create_own_key(request: Request, info: SignedIn, form: Form) -> Response:
     return _create_key(request, info, info.user.id, form, "/me")
 
 
+@router.post("/me/notices")
+def set_notices(request: Request, info: SignedIn, form: Form) -> Response:
+    """Whether notices about one's failing accounts come into one's mailbox."""
+    try:
+        users_of(request).set_notices(info.principal, text(form, "notices"))
+    except ConfigError as exc:
+        field, message = field_error(exc, ("notices",))
+        return _me_page(request, info, {"notices": message if field else str(exc)}, 400)
+    return redirect(request, "/me", info, ("success", "Saved how you are told about trouble."))
+
+
 @router.post("/me/password")
 async def change_password(request: Request, info: SignedIn, form: Form) -> Response:
     """Change one's own password (the current one is asked for; failures are throttled)."""

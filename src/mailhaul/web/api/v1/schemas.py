@@ -352,6 +352,7 @@ class User(BaseModel):
     created_at: float
     updated_at: float
     last_login_at: float | None
+    notices: str = Field(default="mailbox", description="mailbox or off")
 
 
 class UserCreate(_Input):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from mailhaul.services.users import UserChanges
 from mailhaul.web.api.v1 import convert, schemas
@@ -12,11 +15,27 @@ from mailhaul.web.api.v1.errors import FORBIDDEN, INVALID, MALFORMED, NOT_FOUND,
 router = APIRouter(tags=["users"])
 
 
+class MeChanges(BaseModel):
+    """One's own choices."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    notices: Literal["mailbox", "off"] = Field(
+        description="Notices about one's failing accounts: into one's mailbox, or none."
+    )
+
+
 @router.get("/me", responses=responses())
 def who_am_i(actor: AnyUser, app: Mailhaul) -> schemas.User:
     """The user the API key belongs to."""
     assert actor.user_id is not None  # API keys always belong to a user
     return convert.user(app.users.get(actor, actor.user_id))
+
+
+@router.patch("/me", responses=responses(INVALID, MALFORMED))
+def change_me(body: MeChanges, actor: AnyUser, app: Mailhaul) -> schemas.User:
+    """One's own choices: ``notices`` (``mailbox`` or ``off``) about one's failing accounts."""
+    return convert.user(app.users.set_notices(actor, body.notices))
 
 
 @router.get("/users", responses=responses(FORBIDDEN))

@@ -1,5 +1,5 @@
 """Issue 17: incidents (an account's trouble, from its first failing run to its next good
-one) and the notices queued about them.
+one), the notices queued about them, and each user's choice of notices.
 
 Revision ID: 0009
 Revises: 0008
@@ -56,9 +56,15 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.Float(), nullable=True),
     )
     op.create_index("ix_notices_due", "notices", ["state", "next_attempt_at"])
+    with op.batch_alter_table("users") as batch:
+        batch.add_column(
+            sa.Column("notices", sa.String(length=16), nullable=False, server_default="mailbox")
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("notices")
     op.drop_index("ix_notices_due", table_name="notices")
     op.drop_table("notices")
     op.drop_index("ix_incidents_account", table_name="incidents")
