@@ -157,6 +157,7 @@ def test_incidents_in_the_api_and_on_the_account_page(tmp_path: Path, mailbox: M
         assert browser.login("owner@a.test", PASSWORD).status_code == 303
         page = browser.get(f"/accounts/{account.id}").text
         assert 'id="incident"' in page and "failing since" in page
+        assert 'id="incidents"' in page and "<strong>open</strong>" in page  # the history
         assert "owner@a.test (pending)" in page  # queued; the service sends it
         gauges = client.get("/metrics").text
         assert "mailhaul_open_incidents 1.0" in gauges

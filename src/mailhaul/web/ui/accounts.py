@@ -26,6 +26,7 @@ from mailhaul.web.auth import Access, app_of, page_access
 from mailhaul.web.ui.routing import PageRoute
 from mailhaul.web.ui.templating import Form, is_htmx, redirect, render, text
 
+HISTORY = 10  # incidents the account page lists
 router = APIRouter(route_class=PageRoute)
 SignedIn = Annotated[SessionInfo, Depends(page_access(Access.USER))]
 
@@ -158,11 +159,13 @@ def _live_context(
     status = access.account_status(actor, account_id)
     workers = app_of(request).accounts.workers_alive() if after is not None else 1
     incidents = app_of(request).incidents
-    incident = next(iter(incidents.listed([account_id])), None)
+    history = incidents.listed([account_id], open_only=False)[:HISTORY]
+    incident = next((i for i in history if i.open and i.kind != "cert_expiring"), None)
     return {
         "account": account,
         "status": status,
         "incident": incident,
+        "incidents": history,
         "incident_notices": incidents.notices_of(incident.id) if incident else [],
         "runs": access.runs(actor, account_id, 20),
         "refused": access.refused(actor, account_id),
