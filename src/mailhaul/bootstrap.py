@@ -31,7 +31,8 @@ from mailhaul.services.leases import Leases
 from mailhaul.services.poll_run import PollDeps, SourceFactory
 from mailhaul.services.polling import Poller
 from mailhaul.settings import Settings
-from mailhaul.settings_keys import DEFAULT_TOML, DeliverySettings, InvalidSetting
+from mailhaul.settings_keys import DeliverySettings, InvalidSetting
+from mailhaul.settings_toml import DEFAULT_TOML
 from mailhaul.stage_setup import build_incident_tracker, build_notice_sender, build_scanners
 
 if TYPE_CHECKING:

@@ -71,7 +71,7 @@ def test_keep_days_zero_keeps_everything(imap: Harness):
 
 def test_runs_keep_days_setting(tmp_path: Path):
     from mailhaul.settings import load_settings
-    from mailhaul.settings_keys import DEFAULT_TOML
+    from mailhaul.settings_toml import DEFAULT_TOML
 
     assert load_settings(tmp_path, environ={}).runs_keep_days == 30
     env = {"MAILHAUL_RUNS_KEEP_DAYS": "7"}

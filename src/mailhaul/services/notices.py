@@ -31,6 +31,7 @@ from mailhaul.domain.access import domain_of
 from mailhaul.domain.errors import MailhaulError, TemporaryDeliveryError
 from mailhaul.domain.incidents import AccountLine, Told, digest_text, notice_text
 from mailhaul.domain.ports import DeliverySession, MailSink
+from mailhaul.services.whole_delivery import deliver_whole
 
 logger = logging.getLogger(__name__)
 
@@ -98,14 +99,7 @@ class NoticeSender:
                 receipt = session.planned_receipt(recipient, str(group[0].id))
                 for notice in group:
                     self.store.sending(conn, notice.id, receipt)
-            raw = self.message(recipient, group[0], told)
-            delivery = session.begin(recipient, receipt)
-            try:
-                delivery.write(raw)
-                delivery.commit()
-            except BaseException:
-                delivery.abort()
-                raise
+            deliver_whole(session, recipient, receipt, [self.message(recipient, group[0], told)])
             session.flush()
         finally:
             session.close()

@@ -18,6 +18,7 @@ from mailhaul.adapters.quarantine import QuarantineBox
 from mailhaul.domain.access import Principal
 from mailhaul.domain.errors import NotFound
 from mailhaul.domain.ports import MailSink
+from mailhaul.services.whole_delivery import deliver_whole
 
 if TYPE_CHECKING:
     from mailhaul.services.account_access import AccountAccess
@@ -62,14 +63,7 @@ class QuarantineService:
         blocks = self.box.read(entry.account_id, entry.name)
         session = self._sink().open_session(str(entry.account_id))
         try:
-            delivery = session.begin(destination, None)
-            try:
-                for block in blocks:
-                    delivery.write(block)
-                delivery.commit()
-            except BaseException:
-                delivery.abort()
-                raise
+            deliver_whole(session, destination, None, blocks)
             session.flush()
         finally:
             session.close()
