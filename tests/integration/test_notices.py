@@ -13,13 +13,27 @@ import pytest
 from mailhaul.adapters.db.incidents import IncidentStore
 from mailhaul.adapters.db.users import UserStore
 from mailhaul.domain.access import Principal, Role
+from mailhaul.domain.account import AccountSpec
 from mailhaul.domain.incidents import NoticePolicy
-from mailhaul.domain.options import Protocol
+from mailhaul.domain.options import Protocol, Security
 from mailhaul.services.incidents import IncidentTracker
 from support.dovecot import DovecotServer, Mailbox
 from support.mailhaul_home import Home
 
 NOTICE = b"X-Mailhaul-Notice: "
+
+
+def owners_pop3s(mailbox: Mailbox) -> AccountSpec:
+    """owner@a.test's account on the mailbox, over POP3S checked against the test CA."""
+    return AccountSpec(
+        owner="owner@a.test",
+        protocol=Protocol.POP3,
+        host="localhost",
+        port=mailbox.ports.pop3s,
+        security=Security.SSL,
+        username=mailbox.user,
+        ca_file=str(mailbox.server.ca_path),
+    )
 
 
 def notices_in(maildir: Path) -> list[bytes]:
@@ -122,8 +136,6 @@ def test_notices_can_be_switched_off(tmp_path: Path, mailbox: Mailbox):
 def test_incidents_in_the_api_and_on_the_account_page(tmp_path: Path, mailbox: Mailbox):
     from fastapi.testclient import TestClient
 
-    from mailhaul.domain.account import AccountSpec
-    from mailhaul.domain.options import Security
     from mailhaul.web.app import create_app
     from support.api import PASSWORD, Api, add_person, make_app
     from support.pages import Browser
@@ -132,15 +144,7 @@ def test_incidents_in_the_api_and_on_the_account_page(tmp_path: Path, mailbox: M
     try:
         owner = add_person(app, "owner", "owner@a.test", Role.USER)
         other = add_person(app, "other", "other@a.test", Role.USER)
-        spec = AccountSpec(
-            owner="owner@a.test",
-            protocol=Protocol.POP3,
-            host="localhost",
-            port=mailbox.ports.pop3s,
-            security=Security.SSL,
-            username=mailbox.user,
-            ca_file=str(mailbox.server.ca_path),
-        )
+        spec = owners_pop3s(mailbox)
         account = app.accounts.add(spec, "not-the-password-4")
         assert app.poller.poll(account.id).result == "error"
         client = TestClient(create_app(app), base_url="https://testserver")
@@ -354,8 +358,6 @@ def test_notices_as_email_through_a_relay(tmp_path: Path, mailbox: Mailbox):
 def test_a_person_who_turned_notices_off_is_not_told(tmp_path: Path, mailbox: Mailbox):
     from fastapi.testclient import TestClient
 
-    from mailhaul.domain.account import AccountSpec
-    from mailhaul.domain.options import Security
     from mailhaul.web.app import create_app
     from support.api import Api, add_person, make_app
 
@@ -367,15 +369,7 @@ def test_a_person_who_turned_notices_off_is_not_told(tmp_path: Path, mailbox: Ma
         changed = Api(client, owner.key).patch("/me", {"notices": "off"})
         assert changed.status_code == 200 and changed.json()["notices"] == "off"
         assert Api(client, owner.key).patch("/me", {"notices": "loud"}).status_code == 422
-        spec = AccountSpec(
-            owner="owner@a.test",
-            protocol=Protocol.POP3,
-            host="localhost",
-            port=mailbox.ports.pop3s,
-            security=Security.SSL,
-            username=mailbox.user,
-            ca_file=str(mailbox.server.ca_path),
-        )
+        spec = owners_pop3s(mailbox)
         account = app.accounts.add(spec, "not-the-password-7")
         assert app.poller.poll(account.id).result == "error"
         (incident,) = app.incidents.listed(None)
