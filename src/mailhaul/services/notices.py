@@ -201,8 +201,12 @@ class NoticeLoop:
         self._thread.join(timeout=15)
 
     def _run(self) -> None:
+        last_error = ""
         while not self._stop.wait(self._every):
             try:
                 self._sender().send_due(settle=SERVICE_SETTLE)
+                last_error = ""
             except MailhaulError as exc:  # the database, the settings: the next round retries
-                logger.warning("notices: %s", exc)
+                if str(exc) != last_error:  # said once, not every few seconds
+                    logger.warning("notices: %s", exc)
+                last_error = str(exc)
