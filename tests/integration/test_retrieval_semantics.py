@@ -211,12 +211,26 @@ def test_certificate_rejected_without_the_ca_and_accepted_with_it(
     summary = home.poll(untrusted)
     assert summary.result == "error"
     assert "certificate" in (summary.error or "")
+    assert "give the CA file that signed it" in (summary.error or "")  # what to do about it
     assert len(mailbox.list_messages()) == 1
     unverified = home.add(mailbox, protocol, ca=False, verify=False, keep=True)
     assert home.poll(unverified).fetched == 1
     assert "verification is switched off" in home.log(unverified)
     trusted = home.add(mailbox, protocol, Security.STARTTLS)
     assert home.poll(trusted).result == "ok"
+
+
+def test_nothing_listening_is_said_in_plain_words(home: Home, mailbox: Mailbox):
+    from dataclasses import replace
+
+    from support.local_servers import free_ports
+
+    (closed,) = free_ports(1)
+    account = home.add(mailbox, Protocol.POP3)
+    moved = replace(account.spec, port=closed)
+    account = home.app.accounts.edit(account.id, moved, mailbox.password)
+    summary = home.poll(account)
+    assert summary.error == f"nothing is listening on localhost:{closed} (connection refused)"
 
 
 @pytest.mark.parametrize("protocol", BOTH)

@@ -28,6 +28,7 @@ from mailhaul.domain.errors import (
     TlsFailure,
     TransientSourceError,
 )
+from mailhaul.domain.network_words import certificate_hint, connect_failure
 from mailhaul.domain.options import Security, SourceEndpoint
 
 RECV_SIZE = 256 * 1024
@@ -75,7 +76,10 @@ class Wire:
         except TimeoutError as exc:
             raise TransientSourceError(f"connect to {ep.host}:{ep.port} timed out") from exc
         except OSError as exc:
-            raise TransientSourceError(f"cannot connect to {ep.host}:{ep.port}: {exc}") from exc
+            resolver = isinstance(exc, socket.gaierror)
+            raise TransientSourceError(
+                connect_failure(ep.host, ep.port, exc, resolver=resolver)
+            ) from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._unregister = self.guard.register(self.interrupt)
@@ -98,8 +102,10 @@ class Wire:
             self._sock = context.wrap_socket(self._sock, server_hostname=self.endpoint.host)
         except ssl.SSLCertVerificationError as exc:
             self.abort()
+            hint = certificate_hint(exc.verify_message or "")
             raise TlsFailure(
                 f"certificate of {self.endpoint.host} rejected: {exc.verify_message}"
+                + (f"; {hint}" if hint else "")
             ) from exc
         except TimeoutError as exc:  # a server too slow (or dripping) in the handshake
             self._stop_if_over(timed_out=True)
