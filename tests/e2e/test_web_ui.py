@@ -103,11 +103,15 @@ def test_an_admin_adds_tests_fetches_edits_disables_and_deletes_an_account(
     page.fill("#f-port", str(dovecot.imaps_port))
     page.fill("#f-ca_file", str(dovecot.ca_path))
     page.fill("#f-password", mailbox.password)
+    mailbox.create_folder("Archive")
     page.click("#test-connection")
     result = page.locator("#test-result .test-result")
     expect(result).to_contain_text("Connection OK", timeout=FETCH_TIMEOUT_MS)
     expect(result.locator(".folder-count")).to_have_text("1")
     assert page.url == f"{serve.url}/accounts/new"  # no page load
+    # the server's folders are choices: INBOX (already in Folders) ticked, Archive to tick
+    expect(page.locator("#folder-choices input[value=INBOX]")).to_be_checked()
+    page.locator("#folder-choices input[value=Archive]").check()
     save_screenshot(page, "account-form-test")
 
     # Save: the first poll runs at once and the page shows it without a reload
@@ -115,6 +119,7 @@ def test_an_admin_adds_tests_fetches_edits_disables_and_deletes_an_account(
     progress = page.locator("#fetch-progress")
     expect(progress).to_contain_text("1 message fetched", timeout=FETCH_TIMEOUT_MS)
     assert len(delivered(serve.home, "i.petrov")) == 1
+    expect(page.get_by_text("INBOX, Archive", exact=True)).to_be_visible()  # the ticked one
     account_url = page.url.split("?")[0]
 
     # Fetch now: the new message's count and the log appear without a reload

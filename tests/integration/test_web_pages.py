@@ -329,6 +329,22 @@ def test_an_empty_port_takes_the_default_of_protocol_and_security(app: App, admi
     assert admin.get(response.headers["location"]).status_code == 200
 
 
+def test_folders_ticked_after_test_connection_are_added_on_save(app: App, admin: Browser):
+    form = account_form(protocol="imap", folders="INBOX\nSent")
+    response = admin.client.post(
+        "/accounts/new",
+        data={
+            **form,
+            "csrf_token": admin.csrf,
+            "folder_choice": ["Archive", "Sent", "Lists/python"],
+        },
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    spec = app.accounts.get(id_in(response.headers["location"])).spec
+    assert spec.options.folders == ("INBOX", "Sent", "Archive", "Lists/python")
+
+
 def test_every_option_of_the_form_is_stored(app: App, admin: Browser):
     response = admin.post(
         "/accounts/new",

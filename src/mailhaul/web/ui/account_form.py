@@ -36,6 +36,7 @@ from mailhaul.web.ui.account_values import (
     PROTOCOLS,
     SECURITIES,
     FormValues,
+    folder_lines,
     show_size,
     spec_of,
     values_of_form,
@@ -114,6 +115,7 @@ def _form_page(
         default_port=DEFAULT_PORTS.get(f"{values.protocol}/{values.security}", ""),
         default_interval=settings.interval,
         default_max_size=show_size(settings.max_size),
+        chosen_folders=folder_lines(values.folders),
         antispam_choices=ANTISPAM_CHOICES,
         antivirus_choices=ANTIVIRUS_CHOICES,
         default_antispam=settings.filters.antispam,
@@ -272,7 +274,13 @@ def _test_answer(
         errors, message = _error_dict(exc)
     if is_htmx(request):
         return render(
-            request, "_test_result.html", info, report=report, errors=errors, form_error=message
+            request,
+            "_test_result.html",
+            info,
+            report=report,
+            errors=errors,
+            form_error=message,
+            chosen_folders=folder_lines(values.folders),
         )
     return _form_page(
         request,

@@ -152,8 +152,21 @@ def values_of_spec(spec: AccountSpec) -> FormValues:
     )
 
 
+def folder_lines(text: str) -> list[str]:
+    """The Folders field as a list: one folder a line, blank lines dropped."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _with_choices(text: str, chosen: list[str]) -> str:
+    """The Folders field with the server's folders ticked after a Test connection added
+    (those not in it yet, in the server's order)."""
+    have = folder_lines(text)
+    extra = [name for name in chosen if name.strip() and name not in have]
+    return "\n".join([*have, *extra]) if extra else text
+
+
 def values_of_form(form: FormData) -> FormValues:
-    """The form as submitted."""
+    """The form as submitted (folders ticked among the server's added to Folders)."""
     return FormValues(
         owner=text(form, "owner"),
         protocol=text(form, "protocol"),
@@ -163,7 +176,9 @@ def values_of_form(form: FormData) -> FormValues:
         verify_cert=checked(form, "verify_cert"),
         ca_file=text(form, "ca_file"),
         username=text(form, "username"),
-        folders=text(form, "folders"),
+        folders=_with_choices(
+            text(form, "folders"), [str(v)[:1000] for v in form.getlist("folder_choice")[:200]]
+        ),
         keep=checked(form, "keep"),
         fetchall=checked(form, "fetchall"),
         flush=checked(form, "flush"),
@@ -233,8 +248,7 @@ def spec_of(
             port = _whole("port", values.port, 1, 65535, "a TCP port")
     folders: tuple[str, ...] = ("INBOX",)
     if protocol is Protocol.IMAP:
-        lines = [line.strip() for line in values.folders.splitlines()]
-        folders = tuple(line for line in lines if line) or ("INBOX",)
+        folders = tuple(folder_lines(values.folders)) or ("INBOX",)
         if len(folders) > 100:
             checks.add("folders", "at most 100 folders")
             folders = folders[:100]
