@@ -98,7 +98,7 @@ def test_account_edit_refuses_numbers_out_of_range(cli: Cli):
     one_line_error(cli("account", "edit", "1", "--port", "0"), 2, "port: 0")
     one_line_error(cli("account", "edit", "1", "--max-size", "0"), 2, "max_size: 0")
     shown = json.loads(cli("account", "show", "1", "--json").stdout)
-    assert (shown["port"], shown["max_size"]) == (995, 104857600)
+    assert (shown["port"], shown["max_size"]) == (993, 104857600)  # IMAP, the default
 
 
 def test_fetch_of_a_missing_account_exits_3_and_polls_nothing(cli: Cli):

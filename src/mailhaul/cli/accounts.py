@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 
 import click
 
 from mailhaul.cli.account_connect import connect
-from mailhaul.cli.base import EnumChoice, Group, Size
+from mailhaul.cli.base import EnumChoice, Group, Size, filter_options
 from mailhaul.cli.context import errors_to_exit, fail, read_password_stdin, state
 from mailhaul.cli.output import account_dict, print_json, print_table
 from mailhaul.domain.filtering import (
@@ -64,23 +63,6 @@ def _check_numbers(port: int | None, max_size: int | None) -> None:
         check_max_size(max_size)
 
 
-def filter_options(command: Callable[..., None]) -> Callable[..., None]:
-    """``--antispam`` and ``--antivirus`` (default: the ``filter.*`` setting, or unchanged)."""
-    spam = click.option(
-        "--antispam",
-        type=EnumChoice(SpamAction),
-        help="off, tag (X-Spam-* headers) or junk (also files spam into a Maildir's Junk "
-        "folder). Default: filter.antispam.",
-    )
-    virus = click.option(
-        "--antivirus",
-        type=EnumChoice(VirusAction),
-        help="off, or quarantine (infected mail kept out of the mailbox). "
-        "Default: filter.antivirus.",
-    )
-    return spam(virus(command))
-
-
 @app.command("add")
 @click.option("--owner", required=True, help="Local address of the user who owns the account.")
 @click.option(
@@ -88,7 +70,12 @@ def filter_options(command: Callable[..., None]) -> Callable[..., None]:
     help="The POP3/IMAP server's host name (with a preset OAuth2 provider: its server).",
 )
 @click.option("--username", required=True, help="Login name on the remote server.")
-@click.option("--protocol", type=EnumChoice(Protocol), default="pop3", help="pop3 or imap.")
+@click.option(
+    "--protocol",
+    type=EnumChoice(Protocol),
+    default="imap",
+    help="imap (the default, as in the web form) or pop3.",
+)
 @click.option("--port", type=int, help="Default: 110/995 (POP3), 143/993.")
 @click.option(
     "--security",

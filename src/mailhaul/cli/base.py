@@ -8,10 +8,13 @@ loads it before it knows which command runs.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
 import click
+
+from mailhaul.domain.filtering import SpamAction, VirusAction
 
 
 class Group(click.Group):
@@ -110,3 +113,20 @@ class Size(click.ParamType[int]):
             return parse_size(text)
         except FieldError as exc:
             self.fail(str(exc), param, ctx)
+
+
+def filter_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--antispam`` and ``--antivirus`` (default: the ``filter.*`` setting, or unchanged)."""
+    spam = click.option(
+        "--antispam",
+        type=EnumChoice(SpamAction),
+        help="off, tag (X-Spam-* headers) or junk (also files spam into a Maildir's Junk "
+        "folder). Default: filter.antispam.",
+    )
+    virus = click.option(
+        "--antivirus",
+        type=EnumChoice(VirusAction),
+        help="off, or quarantine (infected mail kept out of the mailbox). "
+        "Default: filter.antivirus.",
+    )
+    return spam(virus(command))
