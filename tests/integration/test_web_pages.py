@@ -869,3 +869,14 @@ def test_the_user_form_reports_every_field_and_keeps_what_was_typed(admin: Brows
     assert "at least 10" in (field_error(response.text, "password") or "")
     assert 'value="not an address"' in response.text and 'value="x.test"' in response.text
     assert 'value="short"' not in response.text  # a password never comes back
+
+
+def test_a_user_turns_notices_off_on_their_own_page(app: App):
+    ann = signed_in(app, "ann@a.test")
+    page = ann.get("/me").text
+    assert '<option value="mailbox" selected>' in page
+    response = ann.post("/me/notices", {"notices": "off"})
+    assert response.status_code == 303
+    page = ann.get("/me").text
+    assert '<option value="off" selected>' in page and "Saved how you are told" in page
+    assert ann.post("/me/notices", {"notices": "sometimes"}).status_code == 400

@@ -91,7 +91,10 @@ def _key(row: Row[Any]) -> ApiKey:
     )
 
 
-_USER_COLUMNS = [c for c in users.c if c.name != "password_hash"]
+# What signing in reads (by login, session, API key): not the password hash, nor the
+# choices a user's own page and the user lists read (``_LISTED``).
+_USER_COLUMNS = [c for c in users.c if c.name not in ("password_hash", "notices")]
+_LISTED = [*_USER_COLUMNS, users.c.notices]
 
 
 class UserStore:
@@ -125,14 +128,15 @@ class UserStore:
 
     def get(self, conn: Connection, user_id: int) -> User:
         """One user, or NotFound."""
-        row = conn.execute(select(*_USER_COLUMNS).where(users.c.id == user_id)).first()
+        row = conn.execute(select(*_LISTED).where(users.c.id == user_id)).first()
         if row is None:
             raise NotFound(f"user {user_id} does not exist")
         return _user(row)
 
     def by_login(self, conn: Connection, login: str) -> tuple[User, str] | None:
         """A user and its password hash by login (case-insensitive), or None."""
-        row = conn.execute(select(users).where(users.c.login == login.lower())).first()
+        query = select(*_USER_COLUMNS, users.c.password_hash)
+        row = conn.execute(query.where(users.c.login == login.lower())).first()
         return None if row is None else (_user(row), row.password_hash)
 
     def exists(self, conn: Connection, login: str) -> bool:
@@ -151,7 +155,7 @@ class UserStore:
         roles: Collection[Role] | None = None,
     ) -> list[User]:
         """Users by login; only those with a login in ``domains`` / a role in ``roles``."""
-        query = select(*_USER_COLUMNS).order_by(users.c.login)
+        query = select(*_LISTED).order_by(users.c.login)
         if domains is not None:
             if not domains:
                 return []

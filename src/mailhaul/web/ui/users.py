@@ -277,7 +277,9 @@ def _me_page(
     errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
-    keys = users_of(request).keys(info.principal) if info.principal.user_id else []
+    service = users_of(request)
+    keys = service.keys(info.principal) if info.principal.user_id else []
+    notices = service.get(info.principal, info.user.id).notices if info.user.id else "mailbox"
     return render(
         request,
         "me.html",
@@ -285,6 +287,7 @@ def _me_page(
         status_code=status_code,
         active_nav="me",
         keys=keys,
+        notices=notices,
         errors=errors or {},
         back="/me",
         key_url="/me/keys",
