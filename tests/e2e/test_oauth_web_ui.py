@@ -99,7 +99,9 @@ def test_connect_consent_approve_then_fetch_now_delivers(
         assert len(delivered) == 1 and b"via OAuth2" in delivered[0].read_bytes()
         runs = json.loads(mailhaul(serve.home, "runs", account_id, "--json"))
         assert sum(run["fetched"] for run in runs) == 1
-        assert [login.user for login in mail.oauth_logins] == [USER]
+        # one sign-in per run (the scheduler's, if it came first, and the click's)
+        logins = [login.user for login in mail.oauth_logins]
+        assert set(logins) == {USER} and 1 <= len(logins) <= len(runs)
         shown = json.loads(mailhaul(serve.home, "account", "show", account_id, "--json"))
         assert shown["sign_in_problem"] is None
     finally:
