@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from itertools import chain
 
 from mailhaul import __version__
 from mailhaul.adapters.db.quarantine import QuarantinedMessage
@@ -38,6 +39,7 @@ from mailhaul.domain.messages import MessageRef
 from mailhaul.domain.options import Security
 from mailhaul.services.filtering import FilterStage
 from mailhaul.services.poll_run import PollRun
+from mailhaul.services.whole_delivery import deliver_whole
 
 OVERSIZE_SLACK = 1024 * 1024
 JUNK_FOLDER = "Junk"
@@ -223,20 +225,14 @@ class BatchDelivery:
         with Spool(stage.scanners.spool_dir) as spool:
             total, head = self._receive(ref, chunks, spool.write)
             judgement = stage.judge(spool.rewind(), total, head)
-            self._note(ref, judgement)
             if judgement.route is Route.QUARANTINE:
                 entry = self._quarantine(stage, ref, (received, spool), (total, head), judgement)
+                self._note(ref, judgement)
                 return _Handled(total, head, entry)
             folder = JUNK_FOLDER if judgement.route is Route.JUNK else None
-            delivery = run.delivery.begin(run.destination, receipt, folder)
-            try:
-                delivery.write(received + judgement.headers)
-                for block in blocks(spool.rewind()):
-                    delivery.write(block)
-                delivery.commit()
-            except BaseException:
-                delivery.abort()
-                raise
+            message = chain([received + judgement.headers], blocks(spool.rewind()))
+            deliver_whole(run.delivery, run.destination, receipt, message, folder)
+        self._note(ref, judgement)  # counted once it is in the mailbox, not before
         return _Handled(total, head)
 
     def _note(self, ref: MessageRef, judgement: Judgement) -> None:
