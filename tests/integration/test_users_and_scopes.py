@@ -16,7 +16,7 @@ from mailhaul.domain.access import Forbidden, Principal, Role
 from mailhaul.domain.account import AccountSpec, Trigger
 from mailhaul.domain.errors import NotFound
 from mailhaul.domain.options import Protocol, Security
-from mailhaul.domain.validation import FieldError
+from mailhaul.domain.validation import FieldError, FieldErrors
 from mailhaul.services.account_access import AccountQuery, HostLookups
 from mailhaul.services.users import UserChanges, principal_of
 from mailhaul.settings import load_settings
@@ -227,3 +227,25 @@ def test_user_cannot_give_their_account_to_someone_else(app: App):
         access.edit(ann, account.id, spec("bob@example.org"), None)
     assert caught.value.field == "owner"
     assert access.get(ann, account.id).spec.destination == "ann@example.org"
+
+
+def test_scope_policy_and_field_errors_come_back_together(app: App):
+    """A form learns every problem in one round trip: reach, source policy, CA file, the
+    password and plain field errors at once."""
+    access = app.account_access
+    ann = as_principal(app, "ann@example.org", Role.USER)
+    wrong = spec("bob@example.org", port=22, ca_file="/etc/shadow", interval=-5)
+    with pytest.raises(FieldErrors) as caught:
+        access.add(ann, wrong, "")
+    assert set(caught.value.errors) == {"owner", "port", "ca_file", "interval", "password"}
+    assert "outside" in caught.value.errors["owner"]
+    assert "not allowed" in caught.value.errors["port"]
+    # an edit re-targeting the stored password without it, with a bad field beside it
+    account = access.add(ann, spec("ann@example.org"), "pw")
+    moved = spec("ann@example.org", host="other.example.net", deliver_to="bob@example.org")
+    with pytest.raises(FieldErrors) as caught:
+        access.edit(ann, account.id, moved, None)
+    assert set(caught.value.errors) == {"deliver_to", "password"}
+    # positive control: the same edit within reach and with the password is saved
+    saved = access.edit(ann, account.id, replace(moved, deliver_to=""), "pw2")
+    assert saved.spec.host == "other.example.net"

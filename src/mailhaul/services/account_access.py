@@ -16,9 +16,10 @@ from mailhaul.adapters.db.status import AccountScope
 from mailhaul.adapters.host_addresses import own_addresses, resolve_host
 from mailhaul.domain.access import Principal, Role
 from mailhaul.domain.account import Account, AccountSpec, Trigger
-from mailhaul.domain.errors import NotFound
+from mailhaul.domain.addresses import normalise_address
+from mailhaul.domain.errors import ConfigError, NotFound
 from mailhaul.domain.source_policy import IpAddress, SourcePolicy
-from mailhaul.domain.validation import FieldError, password_needed, validated_spec
+from mailhaul.domain.validation import FieldChecks, FieldError, password_needed, validated_spec
 from mailhaul.services.accounts import AccountService
 from mailhaul.services.connection_check import ConnectionReport, SourceFactory, check_connection
 from mailhaul.services.status import AccountStatus, StatusService
@@ -60,6 +61,7 @@ class AccountQuery:
     search: str | None = None
     page: int = 1
     per_page: int = 50
+    sort: str | None = None  # adapters.db.status.SORT_KEYS, "-" in front: descending
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,11 @@ class AccountAccess:
         per_page = max(1, min(query.per_page, MAX_PER_PAGE))
         page = max(1, query.page)
         scope = replace(
-            scope_of(actor), domain=query.domain, state=query.state, search=query.search
+            scope_of(actor),
+            domain=query.domain,
+            state=query.state,
+            search=query.search,
+            sort=query.sort,
         )
         items, total = self.status.page(scope, (page - 1) * per_page, per_page)
         return AccountPage(items=items, total=total, page=page, per_page=per_page)
@@ -155,7 +161,7 @@ class AccountAccess:
     # changing ------------------------------------------------------------------------------
     def add(self, actor: Principal, spec: AccountSpec, password: str | None) -> Account:
         """Create an account the actor may own."""
-        spec = self._checked(actor, spec, previous=None)
+        spec = self._checked_to_save(actor, spec, None, password)
         return self.accounts.add(spec, password)
 
     def edit(
@@ -163,7 +169,7 @@ class AccountAccess:
     ) -> Account:
         """Replace an account's settings; ``password`` None keeps the stored one."""
         previous = self.get(actor, account_id)
-        spec = self._checked(actor, spec, previous=previous.spec)
+        spec = self._checked_to_save(actor, spec, previous.spec, password)
         return self.accounts.edit(account_id, spec, password)
 
     def delete(self, actor: Principal, account_id: int) -> None:
@@ -218,18 +224,62 @@ class AccountAccess:
         secret = password if password else self.accounts.password_of(account_id)
         return check_connection(spec, secret, self.connector.open_source, self.connector.timeout)
 
+    def _checked_to_save(
+        self,
+        actor: Principal,
+        spec: AccountSpec,
+        previous: AccountSpec | None,
+        password: str | None,
+    ) -> AccountSpec:
+        """``_checked``, and what saving would refuse (password, CA file, checks), all in one
+        FieldErrors."""
+        checks = FieldChecks()
+        checked = spec
+        with checks.field():
+            checked = self._checked(actor, spec, previous)
+        with checks.field():
+            self.accounts.check_fields(checked, password, previous)
+        checks.raise_any()
+        return checked
+
     def _checked(
         self, actor: Principal, spec: AccountSpec, previous: AccountSpec | None
     ) -> AccountSpec:
-        spec = validated_spec(spec)
-        actor.check_account_addresses(spec.owner, spec.deliver_to)
-        if actor.is_admin:
-            return spec
-        if spec.ca_file is not None and (previous is None or spec.ca_file != previous.ca_file):
-            raise FieldError("ca_file", "only an admin may set a CA file")
-        if previous is not None and (spec.host, spec.port) == (previous.host, previous.port):
-            return spec  # an admin may have set this source: editing other fields keeps it
-        self.policy.check_port(spec.port, privileged=False)
-        addresses = self.hosts.resolve(spec.host, spec.port)
-        self.policy.check_addresses(spec.host, addresses, self.hosts.own(), privileged=False)
+        """The spec validated and within the actor's reach and the source policy; every
+        field's first error at once (FieldErrors for several)."""
+        checks = FieldChecks()
+        try:
+            spec = validated_spec(spec)
+        except FieldError as exc:
+            with checks.field():
+                raise exc
+            spec = _addresses_normalised(spec)  # so the reach is judged on the stored form
+        with checks.field():
+            actor.check_account_addresses(spec.owner, spec.deliver_to)
+        if not actor.is_admin:
+            if spec.ca_file is not None and (previous is None or spec.ca_file != previous.ca_file):
+                checks.add("ca_file", "only an admin may set a CA file")
+            kept = previous is not None and (spec.host, spec.port) == (previous.host, previous.port)
+            # an admin may have set this source: editing other fields keeps it
+            if not kept and not {"host", "port"} & checks.errors.keys():
+                with checks.field():
+                    self.policy.check_port(spec.port, privileged=False)
+                    addresses = self.hosts.resolve(spec.host, spec.port)
+                    self.policy.check_addresses(
+                        spec.host, addresses, self.hosts.own(), privileged=False
+                    )
+        checks.raise_any()
         return spec
+
+
+def _addresses_normalised(spec: AccountSpec) -> AccountSpec:
+    """The spec with whichever of its addresses are valid in their stored form."""
+    return replace(spec, owner=_normalised(spec.owner), deliver_to=_normalised(spec.deliver_to))
+
+
+def _normalised(address: str) -> str:
+    """An address in its stored form, or as given when it is not valid (or empty)."""
+    try:
+        return normalise_address(address) if address else address
+    except ConfigError:
+        return address

@@ -21,7 +21,13 @@ from mailhaul.domain.errors import NotFound
 from mailhaul.domain.filtering import FilterOptions, SpamAction, VirusAction
 from mailhaul.domain.oauth import NOT_CONNECTED, Grant, OAuthProvider
 from mailhaul.domain.options import SignInMethod
-from mailhaul.domain.validation import FieldError, check_password, password_needed, validated_spec
+from mailhaul.domain.validation import (
+    FieldChecks,
+    FieldError,
+    check_password,
+    password_needed,
+    validated_spec,
+)
 
 
 def _check_ca_file(spec: AccountSpec) -> None:
@@ -64,6 +70,30 @@ class AccountService:
         self.scanners: Callable[[], tuple[bool, bool]] = lambda: (True, True)
         """Whether this server has (a spam scanner, a virus scanner): bootstrap reads the
         settings in force."""
+
+    def check_fields(
+        self, spec: AccountSpec, password: str | None, before: AccountSpec | None
+    ) -> None:
+        """Every problem ``add`` (``before`` None) or ``edit`` would find in these fields,
+        at once (FieldErrors for several), so a form reports them in one round trip."""
+        checks = FieldChecks()
+        oauth = spec.sign_in is SignInMethod.OAUTH2
+        with checks.field():
+            if oauth and password:
+                raise FieldError("password", "an account signing in with OAuth2 has no password")
+            if not oauth and (before is None or password is not None):
+                check_password(password or "")
+        with checks.field():
+            _check_ca_file(spec)
+        with checks.field():
+            _check_filters(spec, before, self.scanners())
+        if before is not None and password is None and not oauth:
+            needed = password_needed(before, spec)
+            if before.sign_in is not SignInMethod.PASSWORD:
+                needed = FieldError("password", "a password is needed to stop using OAuth2")
+            if needed is not None:
+                checks.add(needed.field, needed.message)
+        checks.raise_any()
 
     def add(self, spec: AccountSpec, password: str | None) -> Account:
         """Create an account; returns it as stored. An OAuth2 account has no password; one
