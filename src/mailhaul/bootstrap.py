@@ -167,6 +167,7 @@ class App:
             bool(self.settings.filters.rspamd or self.settings.filters.spamd),
             bool(self.settings.filters.clamd),
         )
+        service.files_folders = lambda destination: self.sink.files_folders(destination)
         return service
 
     @cached_property

@@ -61,6 +61,9 @@ class Settings:
     stop_grace: float = 60.0
     delivery_domains: dict[str, DeliverySettings] = field(default_factory=dict)
     runs_keep_days: int = 30
+    push_enabled: bool = True
+    push_connects_per_second: float = 5.0
+    push_keepalive: int = 300
     log_format: str = "text"
     log_level: str = "info"
     log_syslog: bool = False
@@ -239,6 +242,16 @@ class SettingsLayers:
             )
         if values["poll.max_size"] > MAX_MAX_SIZE:
             raise InvalidSetting("poll.max_size", "setting poll.max_size must be at most 1 TiB")
+        if not 0 < values["push.connects_per_second"] <= 1000:
+            raise InvalidSetting(
+                "push.connects_per_second",
+                "setting push.connects_per_second must be more than 0 and at most 1000",
+            )
+        if not 5 <= values["push.keepalive"] <= 1740:
+            raise InvalidSetting(
+                "push.keepalive",
+                "setting push.keepalive must be 5 to 1740 seconds (IDLE ends before 29 min)",
+            )
         if values["runs.keep_days"] < 0:
             raise InvalidSetting("runs.keep_days", "setting runs.keep_days must be 0 or more")
         for name in ("poll.timeout", "poll.stall_timeout"):
@@ -271,6 +284,9 @@ class SettingsLayers:
             stall_timeout=values["poll.stall_timeout"],
             stop_grace=values["poll.stop_grace"],
             runs_keep_days=values["runs.keep_days"],
+            push_enabled=values["push.enabled"],
+            push_connects_per_second=values["push.connects_per_second"],
+            push_keepalive=values["push.keepalive"],
             log_format=values["log.format"],
             log_level=values["log.level"],
             log_syslog=values["log.syslog"],

@@ -62,6 +62,13 @@ public_url = ""             # how people reach the web UI ("https://mail.example
 trusted_proxies = ""        # reverse proxies whose X-Forwarded-For is believed ("127.0.0.1",
                             # "10.0.0.0/8, ::1"); none by default: the peer address counts
 
+[push]
+# New mail within seconds: IMAP accounts with push on are watched with IDLE while `serve` or
+# `worker` runs; each change asks for the account's poll (polling on the interval goes on).
+enabled = true                # the default of accounts that do not say (`--push/--no-push`)
+connects_per_second = 5.0     # watcher connections opened per second (a restart is spread)
+keepalive = 300               # seconds between DONE/IDLE round trips that find dead connections
+
 [sources]
 # Source hosts non-admin users may enter: by default no loopback, private or link-local
 # addresses, and only these ports. Admins may use any.

@@ -1,6 +1,7 @@
 """Bad input as a user types it: one clear line on stderr, the documented exit code, no
 traceback, nothing stored. Exit codes (README): 2 bad command line, settings, input or a
-database mailhaul cannot use; 3 no such account."""
+database mailhaul cannot use; 3 no such account (or run, user, API key, OAuth provider,
+quarantined message)."""
 
 from __future__ import annotations
 
@@ -109,6 +110,26 @@ def test_fetch_of_a_missing_account_exits_3_and_polls_nothing(cli: Cli):
     assert runs.returncode == 0 and json.loads(runs.stdout) == []  # 1 was not polled either
     polled = cli("fetch", "1")  # positive control: account 1 can be polled (and fails: port 1)
     assert polled.returncode == 1 and "account 1: error" in polled.stdout
+
+
+MISSING = [
+    (("account", "show", "99"), "account 99 does not exist"),
+    (("runs", "99", "--json"), "account 99 does not exist"),
+    (("log", "1", "--run", "99", "--json"), "account 1 has no run 99"),
+    (("user", "show", "nobody@example.org", "--json"), "nobody@example.org does not exist"),
+    (("user", "key", "revoke", "99"), "API key 99 does not exist"),
+    (("oauth", "provider", "show", "nope", "--json"), "nope"),
+    (("quarantine", "release", "99"), "no quarantined message 99"),
+]
+
+
+def test_every_missing_thing_exits_3_in_one_line(cli: Cli):
+    assert cli.add().returncode == 0
+    assert cli("log", "1", "--json").stdout.strip() == "null"  # positive control: it exists
+    for command, words in MISSING:
+        result = cli(*command)
+        one_line_error(result, 3, words)
+        assert result.stdout == "", command
 
 
 @pytest.mark.parametrize("garbage", [b"garbage text\n", os.urandom(8192)])

@@ -71,8 +71,10 @@ def test_add_list_fetch_log_runs_as_the_readme_shows(cli: Cli, mailbox: Mailbox)
     history = json.loads(cli("runs", str(account_id), "--json").stdout)
     assert history[0]["result"] == "ok"
     assert history[0]["fetched"] == 1
+    assert history[0]["started_at"].endswith("Z")  # ISO 8601 UTC, as scripts read it
     again = json.loads(cli("fetch", "--all", "--json").stdout)
     assert again[0]["fetched"] == 0  # keep: never delivered twice
+    assert again[0]["run_id"] > history[0]["id"] and 0 <= again[0]["duration_seconds"] < 60
     for output in (listed, fetched, log):
         assert mailbox.password not in output.stdout + output.stderr
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,12 @@ def home(tmp_path: Path, database_url: str) -> Iterator[Home]:
     home.app.db.dispose()
 
 
+def at(text: str) -> float:
+    """An ISO 8601 UTC time of the JSON (``2026-12-04T07:49:47Z``) as a Unix time."""
+    assert text.endswith("Z"), text
+    return datetime.fromisoformat(text).timestamp()
+
+
 def test_status_json_shows_every_state(home: Home):
     result = home.status("--json")
     assert result.returncode == 0, result.stderr
@@ -152,7 +159,8 @@ def test_status_json_shows_every_state(home: Home):
     assert 25 <= summary["queue_lag_seconds"] < 100  # account 6, due 30 s ago
     (worker,) = summary["workers"]
     assert worker["id"] == "host:9:w"
-    assert 0 <= worker["heartbeat_age"] < 60
+    assert 0 <= worker["heartbeat_age_seconds"] < 60
+    assert at(worker["heartbeat_at"]) == pytest.approx(home.now - 5, abs=1)
     assert worker["stale"] is False
 
     ok, failing = data["accounts"][0], data["accounts"][1]
@@ -161,8 +169,9 @@ def test_status_json_shows_every_state(home: Home):
     assert ok["last_run"]["result"] == "ok"
     assert ok["last_run"]["fetched"] == 4
     assert ok["last_run"]["bytes"] == 2048
-    assert ok["last_run"]["duration"] == pytest.approx(10, abs=0.01)
-    assert ok["next_poll_at"] == pytest.approx(home.now + 190)
+    assert ok["last_run"]["duration_seconds"] == pytest.approx(10, abs=0.01)
+    assert at(ok["last_run"]["finished_at"]) == pytest.approx(home.now - 110, abs=1)
+    assert at(ok["next_poll_at"]) == pytest.approx(home.now + 190, abs=1)
     assert ok["consecutive_failures"] == 0
     assert "last_log" not in ok
     assert failing["consecutive_failures"] == 3

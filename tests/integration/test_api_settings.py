@@ -49,6 +49,7 @@ def test_an_admin_reads_and_changes_the_settings(app: App, admin: Api):
         "poll.max_backoff",
         "poll.auth_failures_to_pause",
         "runs.keep_days",
+        "push.enabled",
         "sources.allow_private",
         "sources.allowed_ports",
         "filter.rspamd",

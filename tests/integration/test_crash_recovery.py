@@ -18,26 +18,12 @@ from sqlalchemy import func, select
 
 from mailhaul.adapters.db.tables import messages, runs
 from mailhaul.domain.options import Protocol
+from support.crash import corpus, count_new
 from support.dovecot import Mailbox
 from support.mailhaul_home import Home
 from support.processes import kill_when, start_fetch
 
 BOTH = [Protocol.POP3, Protocol.IMAP]
-
-
-def corpus(count: int) -> list[bytes]:
-    return [
-        b"Message-ID: <crash%d@example.net>\nSubject: crash test %d\n\n%s\n"
-        % (n, n, b"line of body text\n" * (20 + n % 50))
-        for n in range(count)
-    ]
-
-
-def count_new(maildir: Path) -> int:
-    try:
-        return len(os.listdir(maildir / "new"))
-    except FileNotFoundError:
-        return 0
 
 
 def large_file_in_tmp(maildir: Path, size: int) -> bool:

@@ -28,6 +28,11 @@ def empty_db(empty_database_url: str) -> Iterator[Database]:
 def _create_pre_issue4_schema(conn: Connection) -> None:
     """The schema `create_all` made before migrations and before issue 4's additions."""
     metadata.create_all(conn)
+    conn.execute(text("DROP INDEX ix_messages_gm_msgid"))  # 0012
+    conn.execute(text("ALTER TABLE messages DROP COLUMN gm_msgid"))  # 0012
+    conn.execute(text("ALTER TABLE accounts DROP COLUMN rules"))  # 0011
+    conn.execute(text("DROP TABLE push_watches"))  # 0010
+    conn.execute(text("ALTER TABLE accounts DROP COLUMN push"))  # 0010
     for name in ("notices", "incidents"):  # 0009
         conn.execute(text(f"DROP TABLE {name}"))
     for name in ("antispam", "antivirus"):

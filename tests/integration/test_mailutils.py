@@ -98,7 +98,7 @@ def add_account(
 
 def delivered(home: Home) -> list[bytes]:
     """What mailhaul delivered, without the server's bookkeeping fields, sorted."""
-    return sorted(without_bookkeeping(raw) for raw in home.delivered())
+    return sorted(without_bookkeeping(raw) for raw in home.delivered(everywhere=True))
 
 
 def delivered_twice(home: Home) -> list[str]:

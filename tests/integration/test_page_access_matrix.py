@@ -202,6 +202,16 @@ def _refused_message(call: Call) -> dict[str, str]:
     return {"uid": ""}  # all of them
 
 
+def _ticked(action: str) -> Body:
+    """The account list's form with the target ticked (an empty action: the delete step)."""
+
+    def body(call: Call) -> dict[str, str]:
+        ticked = {"id": str(call.targets.account_id), "back": "/accounts"}
+        return {**ticked, "action": action} if action else ticked
+
+    return body
+
+
 def _new_user(call: Call) -> dict[str, str]:
     login = f"new{next(call.world.serial)}@{call.domain}"
     return {"login": login, "role": "user", "domains": "", "password": "a-long-enough-password"}
@@ -231,6 +241,9 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("POST", "/login"): RouteCase(Access.PUBLIC, "", 303, _login),
     ("POST", "/logout"): RouteCase(Access.USER, "", 303, ends_session=True),
     ("GET", "/accounts"): RouteCase(Access.USER, "", 200),
+    ("GET", "/accounts/rows"): RouteCase(Access.USER, "", 200),
+    ("POST", "/accounts/bulk"): RouteCase(Access.USER, "account", 303, _ticked("disable")),
+    ("POST", "/accounts/bulk/delete"): RouteCase(Access.USER, "account", 303, _ticked("")),
     ("GET", "/accounts/new"): RouteCase(Access.USER, "", 200),
     ("POST", "/accounts/new"): RouteCase(Access.USER, "", 303, _new_account),
     ("POST", "/accounts/new/test"): RouteCase(Access.USER, "", 200, _new_account, changes=False),

@@ -199,7 +199,8 @@ def test_imap_several_folders(home: Home, mailbox: Mailbox):
     account = home.add(mailbox, Protocol.IMAP, folders=("INBOX", "Lists/Python"))
     summary = home.poll(account)
     assert summary.fetched == 2, home.log(account)
-    assert home.delivered() == [message(1), message(2)]
+    assert home.delivered() == [message(1)]  # INBOX is the mailbox itself
+    assert home.delivered(folder="Lists/Python") == [message(2)]  # the others are folders
 
 
 @pytest.mark.parametrize("protocol", BOTH)

@@ -432,6 +432,26 @@ class DovecotServer:
                     pending = None
         return sorted(messages, key=lambda m: m.uid)
 
+    def folders(self, user: str) -> dict[str, frozenset[str]]:
+        """The user's folders as Dovecot lists them over IMAP (names decoded from modified
+        UTF-7), each with its attributes in lower case."""
+        found: dict[str, frozenset[str]] = {}
+        with self._imap(user) as imap:
+            typ, data = imap.list()
+            lines: list[object] = list(data)
+            _check(typ, lines, "LIST")
+        for line in data:
+            if not isinstance(line, bytes):
+                continue
+            match = re.match(rb'\(([^)]*)\) (?:"[^"]*"|NIL) (.+)$', line)
+            assert match is not None, line
+            name = match.group(2).decode()
+            if name.startswith('"'):
+                name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+            attributes = frozenset(a.lower() for a in match.group(1).decode().split())
+            found[_imap_utf7_decode(name)] = attributes
+        return found
+
     def uidvalidity(self, user: str, folder: str = "INBOX") -> int:
         with self._imap(user) as imap:
             typ, data = imap.status(_quote(_imap_utf7(folder)), "(UIDVALIDITY)")
@@ -563,6 +583,25 @@ namespace inbox {{
   separator = {SEPARATOR}
   list = yes
   subscriptions = yes
+  # special-use folders (RFC 6154), listed with their attribute once a test makes them
+  mailbox Junk {{
+    special_use = \\Junk
+  }}
+  mailbox Spam {{
+    special_use = \\Junk
+  }}
+  mailbox Trash {{
+    special_use = \\Trash
+  }}
+  mailbox Drafts {{
+    special_use = \\Drafts
+  }}
+  mailbox "Sent Items" {{
+    special_use = \\Sent
+  }}
+  mailbox Archive {{
+    special_use = \\Archive
+  }}
 }}
 first_valid_uid = {self._uid}
 last_valid_uid = {self._uid}
@@ -761,6 +800,9 @@ class Mailbox:
     def create_folder(self, folder: str) -> Path:
         return self.server.create_folder(self.user, folder)
 
+    def folders(self) -> dict[str, frozenset[str]]:
+        return self.server.folders(self.user)
+
     def maildir(self, folder: str = "INBOX") -> Path:
         return self.server.maildir(self.user, folder)
 
@@ -916,6 +958,19 @@ def _imap_utf7(name: str) -> str:
             pending.append(ch)
     flush()
     return "".join(out)
+
+
+def _imap_utf7_decode(name: str) -> str:
+    """The inverse of `_imap_utf7` (written apart from mailhaul's own decoder)."""
+
+    def one(match: re.Match[str]) -> str:
+        body = match.group(1)
+        if not body:
+            return "&"
+        raw = body.replace(",", "/")
+        return base64.b64decode(raw + "=" * (-len(raw) % 4)).decode("utf-16-be")
+
+    return re.sub(r"&([^-]*)-", one, name)
 
 
 def _quote(mailbox: str) -> str:

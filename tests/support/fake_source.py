@@ -8,11 +8,13 @@ integration tests against Dovecot and the scripted servers. Faults are injected 
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from mailhaul.domain.errors import ConfigError, TransientSourceError
-from mailhaul.domain.messages import FolderListing, FolderState, MessageRef
+from mailhaul.domain.folders import RemoteFolder
+from mailhaul.domain.messages import FolderListing, FolderState, MessageRef, header_date
 
 
 @dataclass
@@ -108,6 +110,10 @@ class FakeSource:
         self._fault("list_folders")
         return list(self.server.folders)
 
+    def list_mailboxes(self) -> list[RemoteFolder]:
+        self._fault("list_folders")
+        return [RemoteFolder(name, "/") for name in self.server.folders]
+
     def select(self, folder: str, known: Collection[str] = ()) -> FolderListing:
         self._fault("select")
         if folder not in self.server.folders:
@@ -135,6 +141,16 @@ class FakeSource:
             self._fault(f"chunk:{ref.uid}")
             yield data[start : start + size]
 
+    def gmail_ids(self, refs: Sequence[MessageRef]) -> dict[str, str]:
+        return {}
+
+    def dated_before(self, refs: Sequence[MessageRef], day: datetime.date) -> set[str]:
+        return {
+            ref.uid
+            for ref, head in self.fetch_headers(refs)
+            if (dated := header_date(head)) is not None and dated < day
+        }
+
     def fetch_headers(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, bytes]]:
         for ref in refs:
             message = self._find(ref)
@@ -148,6 +164,15 @@ class FakeSource:
                 message = self._find(ref)
                 if message:
                     message.seen = True
+
+    def ensure_folder(self, folder: str) -> None:
+        self.server.folders.setdefault(folder, [])
+
+    def move(self, refs: Iterable[MessageRef], folder: str) -> None:
+        self._fault("delete")
+        for message in [m for m in (self._find(ref) for ref in refs) if m is not None]:
+            self.server.add(message.data, folder, message.seen)
+            message.deleted = True
 
     def delete(self, refs: Iterable[MessageRef]) -> None:
         self._fault("delete")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from mailhaul.adapters.sinks.maildir import MaildirSink
+from mailhaul.adapters.sinks.maildir import MaildirSink, maildir_folder_name
 from mailhaul.adapters.sinks.routing import RoutingSink
 from mailhaul.bootstrap import App, init_home
 from mailhaul.domain.account import Account, AccountSpec
@@ -102,12 +102,23 @@ class Home:
             for path in [*(maildir / "new").glob("*"), *(maildir / "cur").glob("*")]
         )
 
-    def delivered(self, address: str = OWNER) -> list[bytes]:
-        """Delivered messages, without mailhaul's Received header, sorted."""
+    def delivered(
+        self, address: str = OWNER, folder: str | None = None, everywhere: bool = False
+    ) -> list[bytes]:
+        """Delivered messages, without mailhaul's Received header, sorted: in the mailbox
+        itself, in its local ``folder`` (``Lists/python``), or ``everywhere`` (the mailbox
+        and all its Maildir++ folders)."""
         maildir = self.maildir_for(address)
+        if everywhere:
+            places = [maildir, *(p for p in maildir.glob(".*") if (p / "new").is_dir())]
+        elif folder:
+            places = [maildir / maildir_folder_name(folder)]
+        else:
+            places = [maildir]
         result = []
-        for path in [*(maildir / "new").glob("*"), *(maildir / "cur").glob("*")]:
-            data = path.read_bytes()
-            assert data.startswith(b"Received: from localhost by mailhaul with ")
-            result.append(data.split(b"\n", RECEIVED_LINES)[RECEIVED_LINES])
+        for place in places:
+            for path in [*(place / "new").glob("*"), *(place / "cur").glob("*")]:
+                data = path.read_bytes()
+                assert data.startswith(b"Received: from localhost by mailhaul with ")
+                result.append(data.split(b"\n", RECEIVED_LINES)[RECEIVED_LINES])
         return sorted(result)

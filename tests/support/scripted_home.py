@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailhaul.adapters.db.records import RefusedRecord
-from mailhaul.adapters.sinks.maildir import MaildirSink
+from mailhaul.adapters.sinks.maildir import MaildirSink, maildir_folder_name
 from mailhaul.bootstrap import App, init_home
 from mailhaul.domain.account import AccountSpec
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security
@@ -45,11 +45,14 @@ class ScriptedHome:
     def refused(self, account_id: int) -> list[RefusedRecord]:
         return self.app.accounts.refused_of(account_id)
 
-    def delivered(self) -> list[bytes]:
-        """Delivered messages, mailhaul's Received header taken off, CRLF as sent."""
+    def delivered(self, folder: str | None = None) -> list[bytes]:
+        """Delivered messages, mailhaul's Received header taken off, CRLF as sent: in the
+        mailbox itself, or in its local ``folder``."""
         sink = self.app.sink
         assert isinstance(sink, MaildirSink)
         maildir = sink.maildir_for(OWNER)
+        if folder:
+            maildir = maildir / maildir_folder_name(folder)
         found = []
         for path in sorted([*(maildir / "new").glob("*"), *(maildir / "cur").glob("*")]):
             data = path.read_bytes()

@@ -13,7 +13,10 @@ It speaks enough IMAP4rev1 for a fetching client: CAPABILITY, NOOP, STARTTLS, LO
 (quoted strings, synchronising and ``LITERAL+`` literals), AUTHENTICATE PLAIN (with or
 without SASL-IR), SELECT/EXAMINE, LIST, UID FETCH (UID, FLAGS, RFC822.SIZE,
 BODY.PEEK[], BODY.PEEK[HEADER]), UID STORE (+/-FLAGS[.SILENT]), EXPUNGE, UID EXPUNGE,
-CLOSE and LOGOUT. Pipelined commands are answered in order (or reordered, see below).
+CREATE, UID COPY, UID MOVE (with "MOVE" in ``extra_caps``),
+CLOSE, IDLE (``DONE`` recorded among the commands; ``notify()`` and ``add_message()``
+reach idling sessions) and LOGOUT. Pipelined commands are answered in order (or reordered,
+see below).
 
 Everything it does is set by an ``ImapScript`` (fields documented there): the folders
 and their messages (``Mailbox``/``Message``; folder names as sent on the wire, i.e.
@@ -70,6 +73,7 @@ class Message:
     uid: int
     body: bytes
     flags: set[str] = field(default_factory=set)
+    gm_msgid: int | None = None  # Gmail's X-GM-MSGID (one per message, whatever the label)
 
     def header(self) -> bytes:
         """The header section through the blank line (the whole message if none)."""
@@ -86,6 +90,7 @@ class Mailbox:
 
     uidvalidity: int = 1
     messages: list[Message] = field(default_factory=list)
+    attributes: str = "\\HasNoChildren"  # what LIST says of it (e.g. "\\All", "\\Noselect")
 
     def uids(self, uid_set: str) -> list[tuple[int, Message]]:
         """(sequence number, message) for each message named by a UID set like ``1:5,9:*``."""
@@ -151,6 +156,8 @@ class ImapScript:
     token_check: Callable[[str], bool] | None = None  # asks an authorization server instead
     utf8_accept: bool = False  # advertise UTF8=ACCEPT and answer ENABLE (RFC 6855); folder
     # names then arrive in UTF-8 and are looked up in their modified UTF-7 form
+    idle: bool = True  # advertise IDLE (RFC 2177); ``notify()`` talks to idling sessions
+    idle_silent: bool = False  # a DONE ending an IDLE is never answered (a dead peer)
 
 
 class _Closed(Exception):
@@ -178,6 +185,7 @@ class ScriptedImapServer:
         self.fetch_batches: list[int] = []  # body fetches answered together (reorder)
         self.ambiguities: list[str] = []  # commands pipelined against RFC 3501 §5.5
         self.placeholders_served: set[int] = set()
+        self.idlers: list[_Session] = []  # sessions in IDLE now
         self.stopping = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
@@ -208,6 +216,24 @@ class ScriptedImapServer:
                     sock.shutdown(socket.SHUT_RDWR)
         for thread in self._threads:
             thread.join(timeout=5)
+
+    def notify(self, raw: bytes, bye: bool = False) -> int:
+        """Send ``raw`` (untagged lines) to every idling session, then with ``bye`` end
+        them; how many were idling."""
+        with self._lock:
+            idlers = list(self.idlers)
+        for session in idlers:
+            with contextlib.suppress(OSError):
+                session.send(raw)
+                if bye:
+                    session.sock.shutdown(socket.SHUT_RDWR)
+        return len(idlers)
+
+    def add_message(self, message: Message, folder: str = "INBOX") -> int:
+        """Store ``message`` as new mail and tell idling sessions (``* n EXISTS``)."""
+        box = self.script.folders[folder]
+        box.messages.append(message)
+        return self.notify(b"* %d EXISTS\r\n* 1 RECENT\r\n" % len(box.messages))
 
     def command_names(self) -> list[str]:
         """The first word of each command received (``UID FETCH`` counts as ``UID``)."""
@@ -319,7 +345,7 @@ class _Session:
     # the conversation --------------------------------------------------------------------
     def caps(self) -> str:
         s = self.script
-        caps = ["IMAP4rev1", "ID", "ENABLE", "IDLE"]
+        caps = ["IMAP4rev1", "ID", "ENABLE"] + (["IDLE"] if s.idle else [])
         caps += ["STARTTLS"] if s.starttls and not self.tls_active else []
         caps += ["LOGINDISABLED"] if s.logindisabled else []
         caps += ["AUTH=PLAIN"] if s.auth_plain else []
@@ -477,11 +503,66 @@ class _Session:
 
     do_EXAMINE = do_SELECT
 
+    def do_IDLE(self, tag: str, text: str, args: list[bytes]) -> None:
+        with self.server._lock:
+            self.server.idlers.append(self)
+        try:
+            self.send(b"+ idling\r\n")
+            line = self.readline()
+        finally:
+            with self.server._lock:
+                self.server.idlers.remove(self)
+        self.server.commands.append(line.decode("latin-1").strip())
+        if self.script.idle_silent:
+            self.server.stopping.wait(30)
+            raise _Closed
+        self.ok(tag, "Idle completed")
+
     def do_LIST(self, tag: str, text: str, args: list[bytes]) -> None:
+        pattern = args[1].decode("latin-1") if len(args) > 1 else "*"
         for name in self.script.folders:
+            if "*" not in pattern and "%" not in pattern and name != pattern:
+                continue  # a plain name lists that folder only
             quoted = name.replace("\\", "\\\\").replace('"', '\\"')
-            self.send(f'* LIST (\\HasNoChildren) "/" "{quoted}"\r\n'.encode())
+            attributes = self.script.folders[name].attributes
+            self.send(f'* LIST ({attributes}) "/" "{quoted}"\r\n'.encode())
         self.ok(tag)
+
+    def do_CREATE(self, tag: str, text: str, args: list[bytes]) -> None:
+        name = args[0].decode("latin-1") if args else ""
+        if not name or name in self.script.folders:
+            self.send(f"{tag} NO [ALREADYEXISTS] Mailbox exists\r\n".encode())
+            return
+        self.script.folders[name] = Mailbox()
+        self.ok(tag, "Create completed")
+
+    def _copy(self, args: list[bytes]) -> bool:
+        """Copy the named messages of the selected folder; False if there is no target."""
+        target = self.script.folders.get(args[1].decode("latin-1")) if len(args) > 1 else None
+        if self.folder is None or target is None:
+            return False
+        for _, message in self.folder.uids(args[0].decode()):
+            top = max((m.uid for m in target.messages), default=0)
+            target.messages.append(Message(top + 1, message.body, set(message.flags)))
+        return True
+
+    def do_UID_COPY(self, tag: str, text: str, args: list[bytes]) -> None:
+        if not self._copy(args):
+            self.send(f"{tag} NO [TRYCREATE] No such mailbox\r\n".encode())
+            return
+        self.ok(tag, "Copy completed")
+
+    def do_UID_MOVE(self, tag: str, text: str, args: list[bytes]) -> None:
+        if "MOVE" not in self.script.extra_caps:
+            self.send(f"{tag} BAD Unknown command\r\n".encode())
+            return
+        if not self._copy(args):
+            self.send(f"{tag} NO [TRYCREATE] No such mailbox\r\n".encode())
+            return
+        assert self.folder is not None
+        chosen = {m.uid for _, m in self.folder.uids(args[0].decode())}
+        self._expunge(lambda m: m.uid in chosen)
+        self.ok(tag, "Move completed")
 
     def do_UID_FETCH(self, tag: str, text: str, args: list[bytes]) -> None:
         if self.folder is None:
@@ -549,6 +630,8 @@ class _Session:
             parts.append(f"FLAGS ({' '.join(sorted(message.flags))})")
         if "RFC822.SIZE" in items:
             parts.append(f"RFC822.SIZE {len(message.body)}")
+        if "X-GM-MSGID" in items and message.gm_msgid is not None:
+            parts.append(f"X-GM-MSGID {message.gm_msgid}")
         head = f"* {seq} FETCH ({' '.join(parts)}".encode()
         if "BODY.PEEK[HEADER]" in items:
             header = message.header()

@@ -173,3 +173,14 @@ def test_modified_utf7_folders_on_pop3_are_ignored_without_decoding():
     [account] = parse_fetchmailrc(rc, "rc").accounts
     assert account.folders == ("INBOX",)
     assert not [n for n in account.notes if "UTF-7" in n]
+
+
+def test_fetchlimit_becomes_a_per_run_limit():
+    text = (
+        "poll imap.provider.example protocol imap\n"
+        "  user 'petrov' there with password 'pw' is 'i.petrov@mydomain.test' here\n"
+        "  fetchlimit 50\n"
+    )
+    [account] = parse_fetchmailrc(text, "rc").accounts
+    assert account.max_messages_per_run == 50
+    assert not any("fetchlimit" in note for note in account.notes)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from mailhaul.domain.filtering import FilterOptions, SpamAction, VirusAction
+from mailhaul.domain.folders import RemoteFolder
 from mailhaul.domain.options import Protocol, Security
 from mailhaul.importers.common import ImportFileError
 from mailhaul.importers.getmailrc import address_from_maildir, parse_getmailrc
@@ -36,7 +37,8 @@ def test_imap_mailboxes_mda_destination_and_unsupported_option():
     assert account.folders == ("INBOX", "INBOX/Work", "Sent Items")
     assert (account.keep, account.fetchall) == (False, True)
     assert account.deliver_to == "anna@mydomain.test"
-    assert any(n.startswith("getmailrc-imap:8: `move_on_delete`") for n in account.notes)
+    assert account.move_to == "Trash"  # getmail's move_on_delete
+    assert not any("move_on_delete" in n for n in account.notes)
 
 
 def test_plain_retriever_is_in_clear_and_mbox_needs_deliver_to():
@@ -60,7 +62,6 @@ def test_unparseable_file_names_line():
 
 def test_bad_values_are_problems():
     text = "[retriever]\ntype = SimpleIMAPRetriever\nserver = h\nusername = u\npassword = p\n"
-    assert parse_getmailrc(text + "mailboxes = ALL\n", "f").problems
     assert parse_getmailrc(text + "mailboxes = (INBOX\n", "f").problems
     assert parse_getmailrc(text.replace("password = p\n", ""), "f").problems
 
@@ -110,3 +111,38 @@ path = /usr/bin/tmda-filter
 def test_no_filters_leave_the_servers_default():
     [account] = parse("getmailrc-pop3ssl").accounts
     assert account.filters is None
+
+
+def test_delete_after_and_per_session_limits_are_carried():
+    text = """\
+[retriever]
+type = SimpleIMAPSSLRetriever
+server = imap.provider.example
+username = petrov
+password = secret
+
+[destination]
+type = Maildir
+path = /var/vmail/mydomain.test/i.petrov/Maildir/
+
+[options]
+delete = false
+delete_after = 30
+max_messages_per_session = 500
+max_bytes_per_session = 200000000
+"""
+    [account] = parse_getmailrc(text, "rc").accounts
+    assert (account.keep, account.delete_after_days) == (True, 30)
+    assert (account.max_messages_per_run, account.max_bytes_per_run) == (500, 200000000)
+    assert not any("delete_after" in note for note in account.notes)
+    # with delete = true getmail deletes at once: there are no days to wait
+    [deleting] = parse_getmailrc(text.replace("delete = false", "delete = true"), "rc").accounts
+    assert (deleting.keep, deleting.delete_after_days) == (False, None)
+
+
+def test_mailboxes_all_is_every_folder_into_the_one_mailbox():
+    text = "[retriever]\ntype = SimpleIMAPRetriever\nserver = h\nusername = u\npassword = p\n"
+    [account] = parse_getmailrc(text + "mailboxes = ALL\n", "f").accounts
+    assert account.rules is not None and account.rules.all_folders
+    assert account.rules.local_for(RemoteFolder("Lists/python", "/")) is None  # flat
+    assert account.rules.local_for(RemoteFolder("Sent", "/", frozenset({"\\sent"}))) is None

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from mailhaul.domain.messages import KnownMessages, MessageRef
 from mailhaul.domain.options import RetrievalOptions
-from mailhaul.domain.planning import batches, plan_fetch
+from mailhaul.domain.planning import DAY, RunBudget, batches, plan_fetch
 
 uids = st.sampled_from([str(n) for n in range(1, 30)])
 refs = st.builds(
@@ -123,3 +123,34 @@ def test_batches_keep_order_and_limits(listing, count, size):
     for part in parts:
         assert 1 <= len(part) <= count
         assert len(part) == 1 or sum(r.size for r in part) <= size
+
+
+def test_kept_mail_is_deleted_once_its_days_have_passed():
+    listing = [MessageRef("1", 1, 10), MessageRef("2", 2, 10), MessageRef("3", 3, 10)]
+    now = 1_000_000.0
+    known = KnownMessages(
+        delivered=frozenset({"1", "2"}),
+        delivered_at={"1": now - 30 * DAY, "2": now - 29 * DAY},
+    )
+    opts = RetrievalOptions(keep=True, delete_after_days=30)
+    plan = plan_fetch(listing, known, opts, now)
+    assert [r.uid for r in plan.expired] == ["1"] == [r.uid for r in plan.delete_now]
+    assert [r.uid for r in plan.old] == ["2"]
+    assert [r.uid for r in plan.fetch] == ["3"]
+    # without keep there is nothing to wait for; without a clock nothing expires
+    assert plan_fetch(listing, known, opts).expired == ()
+    assert plan_fetch(listing, known, RetrievalOptions(keep=True), now).expired == ()
+
+
+def test_a_run_budget_takes_what_fits_and_always_one_message():
+    refs = [MessageRef(str(n), n, 100) for n in range(1, 6)]
+    budget = RunBudget(messages=3)
+    assert [r.uid for r in budget.take(refs[:2])] == ["1", "2"]
+    assert not budget.reached
+    assert [r.uid for r in budget.take(refs[2:])] == ["3"]  # across folders
+    assert budget.reached
+    by_size = RunBudget(bytes=250)
+    assert [r.uid for r in by_size.take(refs)] == ["1", "2"]
+    huge = RunBudget(bytes=10)
+    assert [r.uid for r in huge.take(refs)] == ["1"]  # one message always fits
+    assert RunBudget().take(refs) == refs and not RunBudget().reached

@@ -123,8 +123,10 @@ app = LazyGroup(
     help="mailhaul: fetch mail from POP3/IMAP accounts into local mailboxes.",
     epilog=(
         "Exit codes: 0 success; 1 an account's run failed; 2 bad command line, settings or "
-        "input, or a database mailhaul cannot use; 3 no such account; 4 the account is being "
-        "polled by another process; 5 the account is disabled or paused (nothing polled)."
+        "input, or a database mailhaul cannot use; 3 no such account (or run, user, API key, "
+        "OAuth provider, quarantined message); 4 the account is being polled by another "
+        "process; 5 the account is disabled, paused or waiting for an OAuth2 sign-in "
+        "(nothing polled)."
     ),
     context_settings={"show_default": True, "max_content_width": 120},
     params=[

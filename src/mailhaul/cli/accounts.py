@@ -8,7 +8,10 @@ from dataclasses import replace
 import click
 
 from mailhaul.cli.account_connect import connect
-from mailhaul.cli.base import EnumChoice, Group, Size, filter_options
+from mailhaul.cli.account_folders import RulesChange, folder_rule_options, folders
+from mailhaul.cli.account_retention import RetentionChange, retention_options
+from mailhaul.cli.account_switches import disable, enable, resume
+from mailhaul.cli.base import EnumChoice, Group, Size, filter_options, json_option
 from mailhaul.cli.context import errors_to_exit, fail, read_password_stdin, state
 from mailhaul.cli.output import account_dict, print_json, print_table
 from mailhaul.domain.filtering import (
@@ -18,6 +21,7 @@ from mailhaul.domain.filtering import (
     spam_action,
     virus_action,
 )
+from mailhaul.domain.folders import FolderRules
 from mailhaul.domain.options import (
     Protocol,
     RetrievalOptions,
@@ -28,9 +32,6 @@ from mailhaul.domain.options import (
 
 app = Group("account", help="Manage the remote POP3/IMAP accounts mailhaul polls.")
 
-json_option = click.option(
-    "--json", "json_out", is_flag=True, help="Print JSON instead of a table."
-)
 id_argument = click.argument("account_id", type=int, help="The account's id.")
 password_stdin_option = click.option(
     "--password-stdin",
@@ -76,7 +77,7 @@ def _check_numbers(port: int | None, max_size: int | None) -> None:
     default="imap",
     help="imap (the default, as in the web form) or pop3.",
 )
-@click.option("--port", type=int, help="Default: 110/995 (POP3), 143/993.")
+@click.option("--port", type=int, help="Default: 110/995 (POP3), 143/993 (IMAP).")
 @click.option(
     "--security",
     type=EnumChoice(Security),
@@ -114,6 +115,13 @@ def _check_numbers(port: int | None, max_size: int | None) -> None:
     "--oauth-provider",
     help="With --auth oauth2: the provider's name (see `mailhaul oauth provider list`).",
 )
+@click.option(
+    "--push/--no-push",
+    default=None,
+    help="IMAP: new mail within seconds through IDLE while serve runs. Default: push.enabled.",
+)
+@folder_rule_options
+@retention_options
 @filter_options
 @json_option
 @click.pass_context
@@ -141,7 +149,10 @@ def add(
     oauth_provider: str | None,
     antispam: SpamAction | None,
     antivirus: VirusAction | None,
+    push: bool | None,
     json_out: bool,
+    folder_rules: RulesChange,
+    retention: RetentionChange,
 ) -> None:
     """Add an account; prints its id (or, with --json, the account)."""
     from mailhaul.domain.account import AccountSpec
@@ -180,12 +191,15 @@ def add(
             username=username,
             verify_cert=not no_verify_cert,
             ca_file=ca_file,
-            options=RetrievalOptions(
-                keep=keep,
-                fetchall=fetchall,
-                flush=flush,
-                max_size=settings.max_size if max_size is None else max_size,
-                folders=folder or ("INBOX",),
+            options=retention.applied(
+                RetrievalOptions(
+                    keep=keep,
+                    fetchall=fetchall,
+                    flush=flush,
+                    max_size=settings.max_size if max_size is None else max_size,
+                    folders=folder or ("INBOX",),
+                    rules=folder_rules.applied(FolderRules()),
+                )
             ),
             deliver_to=deliver_to or "",
             interval=settings.interval if interval is None else interval,
@@ -196,6 +210,7 @@ def add(
                 antispam or spam_action(settings.filters.antispam),
                 antivirus or virus_action(settings.filters.antivirus),
             ),
+            push=push,
         )
         account = app_.accounts.add(spec, None if oauth else read_password_stdin())
     if json_out:
@@ -245,23 +260,26 @@ def show(ctx: click.Context, account_id: int, json_out: bool) -> None:
 
 @app.command("edit")
 @id_argument
-@click.option("--owner")
-@click.option("--host")
-@click.option("--username")
-@click.option("--protocol", type=EnumChoice(Protocol))
-@click.option("--port", type=int)
-@click.option("--security", type=EnumChoice(Security))
-@click.option("--ca-file", help="'' to remove.")
-@click.option("--verify-cert/--no-verify-cert", default=None)
+@click.option("--owner", help="A new owner (local address).")
+@click.option("--host", help="A new server (needs --password-stdin).")
+@click.option("--username", help="A new login name on the server.")
+@click.option("--protocol", type=EnumChoice(Protocol), help="imap or pop3.")
+@click.option("--port", type=int, help="Left out: kept (a default port follows the protocol).")
+@click.option("--security", type=EnumChoice(Security), help="ssl, starttls or none.")
+@click.option("--ca-file", help="Trust this CA file (PEM); '' to remove.")
+@click.option("--verify-cert/--no-verify-cert", default=None, help="Check the certificate.")
 @password_stdin_option
 @password_refused_option
 @folder_option
-@click.option("--keep/--no-keep", default=None)
-@click.option("--fetchall/--no-fetchall", default=None)
-@click.option("--flush/--no-flush", default=None)
-@click.option("--deliver-to", help="'' to deliver to the owner.")
-@click.option("--interval", type=int)
+@click.option("--keep/--no-keep", default=None, help="Leave messages on the server.")
+@click.option("--fetchall/--no-fetchall", default=None, help="Also fetch messages already read.")
+@click.option("--flush/--no-flush", default=None, help="Delete old messages before fetching.")
+@click.option("--deliver-to", help="Local address to deliver to; '' for the owner.")
+@click.option("--interval", type=int, help="Seconds between polls.")
 @click.option("--max-size", type=Size(), help="Bytes, or 10M, 512K, 1G.")
+@click.option("--push/--no-push", default=None, help="IMAP: push through IDLE, or poll only.")
+@folder_rule_options
+@retention_options
 @filter_options
 @json_option
 @click.pass_context
@@ -287,7 +305,10 @@ def edit(
     max_size: int | None,
     antispam: SpamAction | None,
     antivirus: VirusAction | None,
+    push: bool | None,
     json_out: bool,
+    folder_rules: RulesChange,
+    retention: RetentionChange,
 ) -> None:
     """Change an account's settings (only the options given)."""
     _refuse_password_flag(password)
@@ -313,16 +334,21 @@ def edit(
             verify_cert=verify_cert if verify_cert is not None else spec.verify_cert,
             deliver_to=deliver_to if deliver_to is not None else spec.deliver_to,
             interval=interval if interval is not None else spec.interval,
-            options=RetrievalOptions(
-                keep=keep if keep is not None else opts.keep,
-                fetchall=fetchall if fetchall is not None else opts.fetchall,
-                flush=flush if flush is not None else opts.flush,
-                max_size=max_size if max_size is not None else opts.max_size,
-                folders=folder if folder else opts.folders,
+            options=retention.applied(
+                replace(
+                    opts,
+                    keep=keep if keep is not None else opts.keep,
+                    fetchall=fetchall if fetchall is not None else opts.fetchall,
+                    flush=flush if flush is not None else opts.flush,
+                    max_size=max_size if max_size is not None else opts.max_size,
+                    folders=folder if folder else opts.folders,
+                    rules=folder_rules.applied(opts.rules),
+                )
             ),
             filters=FilterOptions(
                 antispam or spec.filters.antispam, antivirus or spec.filters.antivirus
             ),
+            push=push if push is not None else spec.push,
         )
         account = service.edit(account_id, new, read_password_stdin() if password_stdin else None)
     if json_out:
@@ -348,39 +374,7 @@ def delete(ctx: click.Context, account_id: int, yes: bool) -> None:
     print(f"account {account_id} deleted")
 
 
-def _set_active(ctx: click.Context, account_id: int, active: bool) -> None:
-    with errors_to_exit():
-        state(ctx).app().accounts.set_active(account_id, active)
-    print(f"account {account_id} {'enabled' if active else 'disabled'}")
-
-
-@app.command("enable")
-@id_argument
-@click.pass_context
-def enable(ctx: click.Context, account_id: int) -> None:
-    """Switch polling on (due at once; earlier failures forgiven; a paused account resumes)."""
-    _set_active(ctx, account_id, True)
-
-
-@app.command("resume")
-@id_argument
-@click.pass_context
-def resume(ctx: click.Context, account_id: int) -> None:
-    """Resume an account paused after login failures (due at once; a disabled one stays off)."""
-    with errors_to_exit():
-        account = state(ctx).app().accounts.resume(account_id)
-    if account.spec.active:
-        print(f"account {account_id} resumed: its next poll is due now")
-    else:
-        print(f"account {account_id} resumed, but it is disabled: enable it to poll it")
-
-
-@app.command("disable")
-@id_argument
-@click.pass_context
-def disable(ctx: click.Context, account_id: int) -> None:
-    """Switch polling off."""
-    _set_active(ctx, account_id, False)
-
-
+for command in (enable, resume, disable):  # switching an account on and off
+    app.add_command(command)
 app.add_command(connect)  # `account connect` (OAuth2) lives in its own module
+app.add_command(folders)  # `account folders`, with the folder options of add and edit

@@ -7,14 +7,20 @@ loads it before it knows which command runs.
 
 from __future__ import annotations
 
+import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any
 
 import click
 
 from mailhaul.domain.filtering import SpamAction, VirusAction
+
+json_option = click.option(
+    "--json", "json_out", is_flag=True, help="Print JSON for scripts (times in ISO 8601 UTC)."
+)
+"""``--json`` as every command that has it spells it (its output: ``output.print_json``)."""
 
 
 class Group(click.Group):
@@ -130,3 +136,30 @@ def filter_options(command: Callable[..., None]) -> Callable[..., None]:
         "Default: filter.antivirus.",
     )
     return spam(virus(command))
+
+
+def option_group(
+    name: str, options: Sequence[Callable[[Any], Any]], build: Callable[..., object]
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A decorator adding ``options`` to a command and handing their values to it as one
+    keyword argument ``name`` = ``build(**values)`` (each option's name is a ``build``
+    parameter), so a command with many options keeps a short signature."""
+
+    def probe() -> None:  # only collects the options' parameter names
+        return None
+
+    for option in options:
+        probe = option(probe)
+    names = [param.name for param in getattr(probe, "__click_params__", []) if param.name]
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> None:
+            values = {key: kwargs.pop(key) for key in names}
+            command(*args, **{name: build(**values)}, **kwargs)
+
+        for option in reversed(options):
+            run = option(run)
+        return run
+
+    return decorate

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mailhaul.cli.base import Group
+from mailhaul.cli.base import Group, json_option
 from mailhaul.cli.context import errors_to_exit, state
 from mailhaul.cli.output import print_json
 
@@ -14,8 +14,6 @@ if TYPE_CHECKING:
     from mailhaul.bootstrap import App
 
 app = Group("db", help="The database schema: upgrade it, show its revision.")
-
-json_option = click.option("--json", "json_out", is_flag=True, help="Print JSON.")
 
 
 def _app(ctx: click.Context) -> App:

@@ -84,8 +84,11 @@ def _summary_of_run(run: RunRecord) -> RunSummary:
     )
 
 
-def _through_service(app: App, account_ids: list[int], timeout: float) -> list[RunSummary]:
-    """Ask the running service to poll the accounts first, and wait for the runs."""
+def _through_service(
+    app: App, account_ids: list[int], timeout: float, bars: _Bars | None = None
+) -> list[RunSummary]:
+    """Ask the running service to poll the accounts first, and wait for the runs (``bars``:
+    each account's progress as its run shows it, on a terminal)."""
     from mailhaul.services.polling import RunSummary
 
     service = app.accounts
@@ -101,8 +104,14 @@ def _through_service(app: App, account_ids: list[int], timeout: float) -> list[R
             if account_id in results:
                 continue
             runs = service.runs_of(account_id, limit=1)
-            if runs and runs[0].id > before[account_id] and runs[0].result != RunResult.RUNNING:
+            if not runs or runs[0].id <= before[account_id]:
+                continue
+            if runs[0].result != RunResult.RUNNING:
                 results[account_id] = _summary_of_run(runs[0])
+                if bars is not None:
+                    bars.done(account_id)
+            elif bars is not None:  # the counts the service's poll shows on its run
+                bars.show(account_id, runs[0].fetched, runs[0].bytes)
         time.sleep(0.2)
     for account_id in account_ids:
         if account_id not in results:
@@ -125,7 +134,12 @@ def _fetch_through_service(app: App, account_ids: list[int], json_out: bool) -> 
     if asked:
         if not json_out:
             sys.stderr.write(f"asking the running service to poll {len(asked)} account(s)…\n")
-        ran = _through_service(app, asked, timeout=max(300.0, app.settings.timeout * 5))
+        timeout = max(300.0, app.settings.timeout * 5)
+        if sys.stderr.isatty() and not json_out:
+            with _progress() as progress:
+                ran = _through_service(app, asked, timeout, _Bars(progress))
+        else:
+            ran = _through_service(app, asked, timeout)
     by_id = blocked | {summary.account_id: summary for summary in ran}
     return _report([by_id[account_id] for account_id in account_ids], json_out)
 
@@ -225,7 +239,7 @@ def _report(summaries: list[RunSummary], json_out: bool, printed: bool = False) 
                     "deleted": s.deleted,
                     "skipped": s.skipped,
                     "error": s.error,
-                    "duration": round(s.duration, 3),
+                    "duration_seconds": round(s.duration, 3),
                 }
                 for s in summaries
             ]
@@ -256,7 +270,7 @@ def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} messages, {task.fields[size]}"),
+        TextColumn("{task.fields[count]} messages, {task.fields[size]}"),
         console=err_console(),
         transient=True,
     )
@@ -268,11 +282,36 @@ class _Bar:
 
     def __init__(self, progress: Progress, account_id: int) -> None:
         self.progress = progress
-        self.task = progress.add_task(f"account {account_id}", total=None, size=human_bytes(0))
+        self.task = progress.add_task(
+            f"account {account_id}", total=None, size=human_bytes(0), count="0"
+        )
 
     def __call__(self, account_id: int, done: int, total: int, size: int) -> None:
         # bytes as bytes (rich's DownloadColumn would read the message count as bytes)
-        self.progress.update(self.task, completed=done, total=total or None, size=human_bytes(size))
+        count = f"{done}/{total}" if total else str(done)
+        self.progress.update(
+            self.task, completed=done, total=total or None, size=human_bytes(size), count=count
+        )
 
     def remove(self) -> None:
         self.progress.remove_task(self.task)
+
+
+class _Bars:
+    """The bars of accounts a running service polls for this command (their counts read
+    from the runs' rows): each appears when its run starts and goes when it ends."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.bars: dict[int, _Bar] = {}
+
+    def show(self, account_id: int, fetched: int, size: int) -> None:
+        bar = self.bars.get(account_id)
+        if bar is None:
+            bar = self.bars[account_id] = _Bar(self.progress, account_id)
+        bar(account_id, fetched, 0, size)
+
+    def done(self, account_id: int) -> None:
+        bar = self.bars.pop(account_id, None)
+        if bar is not None:
+            bar.remove()

@@ -6,26 +6,29 @@ import sys
 
 import click
 
+from mailhaul.cli.base import json_option
 from mailhaul.cli.context import errors_to_exit, state
-from mailhaul.cli.output import print_json, print_table, run_dict
+from mailhaul.cli.output import print_json, print_table, run_dict, table, when
 
 id_argument = click.argument("account_id", type=int, help="The account's id.")
-json_option = click.option("--json", "json_out", is_flag=True, help="Print JSON.")
 
 
 @click.command()
 @id_argument
 @click.option("--run", "run_id", type=int, help="This run's log (ids: `mailhaul runs ID`).")
+@click.option("--json", "json_out", is_flag=True, help="Print the run, with its log, as JSON.")
 @click.pass_context
-def log(ctx: click.Context, account_id: int, run_id: int | None) -> None:
+def log(ctx: click.Context, account_id: int, run_id: int | None, json_out: bool) -> None:
     """Print the last run's log."""
     with errors_to_exit():
         accounts = state(ctx).app().accounts
         runs = [accounts.run_of(account_id, run_id)] if run_id else accounts.runs_of(account_id, 1)
-    if not runs:
+    if json_out:
+        print_json(run_dict(runs[0]) | {"log": runs[0].log} if runs else None)
+    elif not runs:
         print(f"account {account_id} has not run yet")
-        return
-    sys.stdout.write(runs[0].log)
+    else:
+        sys.stdout.write(runs[0].log)
 
 
 @click.command()
@@ -73,8 +76,8 @@ def refused(ctx: click.Context, account_id: int, json_out: bool) -> None:
     elif not records:
         print(f"account {account_id}: no refused messages")
     else:
-        for r in records:
-            print(f"{r.folder} {r.uid}: {r.note}")
+        rows = ((r.folder, r.uid, when(r.recorded_at), r.note or "-") for r in records)
+        print_table(table(("folder", "uid", "refused", "reason"), rows))
 
 
 @click.command()

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mailhaul.cli.base import json_option
 from mailhaul.cli.context import errors_to_exit, state
-from mailhaul.cli.output import print_json, print_table, when
+from mailhaul.cli.output import print_json, print_table, table, when
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 @click.command()
 @click.option("--account", "account_id", type=click.IntRange(min=1), help="Only this account's.")
 @click.option("--all", "show_all", is_flag=True, help="Closed incidents too (the history).")
-@click.option("--json", "json_out", is_flag=True, help="Print JSON.")
+@json_option
 @click.pass_context
 def incidents(ctx: click.Context, account_id: int | None, show_all: bool, json_out: bool) -> None:
     """List accounts' incidents (open ones; --all: the history too) and their notices."""
@@ -38,26 +39,26 @@ def incidents(ctx: click.Context, account_id: int | None, show_all: bool, json_o
 
 
 def _table(found: list[Incident], notices: dict[int, list[dict[str, object]]]) -> Table:
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("ID", "ACCOUNT", "OWNER", "WHAT", "SINCE", "RUNS", "NOTICES", "LAST ERROR"):
-        table.add_column(column)
+    columns = ("id", "account", "owner", "what", "since", "runs", "notices", "last error")
+    rows = []
     for incident in found:
         what = str(incident.kind) + (
             "" if incident.open else f" (ended {when(incident.closed_at)})"
         )
         told = ", ".join(
-            f"{n['event']} to {n['recipient']}: {n['state']}" for n in notices[incident.id]
+            f"{n['event']} to {n['recipient'] or n['channel']}: {n['state']}"
+            for n in notices[incident.id]
         )
-        table.add_row(
-            str(incident.id),
-            str(incident.account_id),
-            incident.owner,
-            what,
-            when(incident.opened_at),
-            str(incident.failures),
-            told or "none yet",
-            incident.reason[:120] or "-",
+        rows.append(
+            (
+                str(incident.id),
+                str(incident.account_id),
+                incident.owner,
+                what,
+                when(incident.opened_at),
+                str(incident.failures),
+                told or "none yet",
+                incident.reason[:120] or "-",
+            )
         )
-    return table
+    return table(columns, rows)

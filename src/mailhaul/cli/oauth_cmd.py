@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mailhaul.cli.base import Group
+from mailhaul.cli.base import Group, json_option
 from mailhaul.cli.context import errors_to_exit, fail, read_password_stdin, state
-from mailhaul.cli.output import console, print_json, print_table
+from mailhaul.cli.output import details, print_json, print_table, shown_value, table
 
 if TYPE_CHECKING:
     from mailhaul.domain.oauth import OAuthProvider
@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 app = Group("oauth", help="Manage the OAuth2 providers accounts sign in through.")
 provider = Group("provider", help="Register, list, show and delete OAuth2 providers.")
 app.add_command(provider)
-
-json_option = click.option("--json", "json_out", is_flag=True, help="Print JSON.")
+name_argument = click.argument(
+    "name", help="The provider's name (see `mailhaul oauth provider list`)."
+)
 
 
 def _service(ctx: click.Context) -> OAuthProviderService:
@@ -27,7 +28,7 @@ def _service(ctx: click.Context) -> OAuthProviderService:
 
 
 @provider.command("add")
-@click.argument("name")
+@click.argument("name", help="A name for it, used by `account add --oauth-provider NAME`.")
 @click.option(
     "--preset",
     type=click.Choice(["google", "microsoft"]),
@@ -96,8 +97,6 @@ def add(ctx: click.Context, /, name: str, **options: str | bool) -> None:
 @click.pass_context
 def list_(ctx: click.Context, json_out: bool) -> None:
     """List the registered OAuth2 providers."""
-    from rich.table import Table
-
     from mailhaul.services.oauth_providers import provider_dict
 
     with errors_to_exit():
@@ -105,16 +104,15 @@ def list_(ctx: click.Context, json_out: bool) -> None:
     if json_out:
         print_json([provider_dict(p) for p in providers])
         return
-    table = Table("id", "name", "kind", "grant", "client id", "secret")
-    for p in providers:
-        table.add_row(
-            str(p.id), p.name, _kind(p), str(p.grant), p.client_id, "set" if p.has_secret else "-"
-        )
-    print_table(table)
+    rows = (
+        (str(p.id), p.name, _kind(p), str(p.grant), p.client_id, "set" if p.has_secret else "-")
+        for p in providers
+    )
+    print_table(table(("id", "name", "kind", "grant", "client id", "secret"), rows))
 
 
 @provider.command("show")
-@click.argument("name")
+@name_argument
 @json_option
 @click.pass_context
 def show(ctx: click.Context, name: str, json_out: bool) -> None:
@@ -123,17 +121,15 @@ def show(ctx: click.Context, name: str, json_out: bool) -> None:
 
     with errors_to_exit():
         found = _service(ctx).get(name)
-    details = provider_dict(found)
+    found_dict = provider_dict(found)
     if json_out:
-        print_json(details)
+        print_json(found_dict)
         return
-    out = console()
-    for key, value in details.items():
-        out.print(f"{key.replace('_', ' ')}: {'-' if value is None else value}", highlight=False)
+    print_table(details([(key, shown_value(key, value)) for key, value in found_dict.items()]))
 
 
 @provider.command("delete")
-@click.argument("name")
+@name_argument
 @click.pass_context
 def delete(ctx: click.Context, name: str) -> None:
     """Delete an OAuth2 provider no account signs in through."""

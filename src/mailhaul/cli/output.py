@@ -1,5 +1,11 @@
 """How the CLI shows things: JSON for scripts, tables and plain lines for people.
 
+Every ``--json`` goes out through ``print_json``: each time (a key ending in ``_at``) as an
+ISO 8601 UTC string (``"2026-12-04T07:49:47Z"``), null where there is none; durations are
+numbers of seconds. Every table is built by ``table`` (or ``details``): no box lines, the
+header bold on a terminal, whole values when piped; times in tables by ``when``, sizes by
+``human_bytes``.
+
 rich is imported only when a table is printed: plain lines go out with ``print``.
 """
 
@@ -8,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +31,9 @@ if TYPE_CHECKING:
 
 PIPED_WIDTH = 100_000
 """Columns a table may take when stdout is not a terminal: whole values for grep and awk."""
+
+TIME_KEY_SUFFIX = "_at"
+"""A JSON key ending so holds a time (``started_at``, ``next_poll_at``): ISO 8601 in UTC."""
 
 
 @cache
@@ -45,16 +55,80 @@ def err_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def print_table(table: Table) -> None:
+def table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
+    """A table as every command prints one: upper-case column names (bold on a terminal),
+    no box lines, each value as it is (never read as rich markup; a line break as a
+    space)."""
+    built = _plain_table(show_header=True)
+    for column in columns:
+        built.add_column(column.upper())
+    return _filled(built, rows)
+
+
+def details(rows: Iterable[tuple[str, str]]) -> Table:
+    """One thing as a two-column table: each name (bold on a terminal) and its value."""
+    built = _plain_table(show_header=False)
+    built.add_column(style="bold")
+    built.add_column()
+    return _filled(built, rows)
+
+
+def _plain_table(show_header: bool) -> Table:
+    from rich.table import Table
+
+    return Table(box=None, pad_edge=False, show_header=show_header)
+
+
+def _filled(built: Table, rows: Iterable[Sequence[str]]) -> Table:
+    from rich.text import Text
+
+    for row in rows:
+        built.add_row(*(Text(value.replace("\n", " ")) for value in row))
+    return built
+
+
+def print_table(shown: Table) -> None:
     """Print a table (laid out for the terminal's width; whole values when piped)."""
-    console().print(table)
+    console().print(shown)
 
 
 def when(timestamp: float | None) -> str:
-    """A local time for people, or '-'."""
+    """A local time for people (``2026-12-04 08:49:47``), or '-'."""
     if timestamp is None:
         return "-"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    """A time for scripts: ISO 8601 in UTC to the second (``2026-12-04T07:49:47Z``, which
+    ``datetime.fromisoformat`` reads), or None."""
+    if timestamp is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def json_ready(data: Any) -> Any:
+    """``data`` with every time in it (a number under a key ending in ``_at``, at any
+    depth) as ``iso_time`` gives it."""
+    if isinstance(data, dict):
+        return {
+            key: (
+                iso_time(value)
+                if str(key).endswith(TIME_KEY_SUFFIX)
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+                else json_ready(value)
+            )
+            for key, value in data.items()
+        }
+    if isinstance(data, list | tuple):
+        return [json_ready(item) for item in data]
+    return data
+
+
+def print_json(data: Any) -> None:
+    """Write JSON to stdout, its times as ISO 8601 UTC strings (``json_ready``)."""
+    sys.stdout.write(json.dumps(json_ready(data), indent=2, sort_keys=False) + "\n")
 
 
 def account_dict(account: Account, status: AccountStatus | None = None) -> dict[str, Any]:
@@ -87,7 +161,7 @@ def run_dict(run: RunRecord) -> dict[str, Any]:
         "trigger": run.trigger,
         "started_at": run.started_at,
         "finished_at": run.finished_at,
-        "duration": duration,
+        "duration_seconds": duration,
         "result": run.result,
         "fetched": run.fetched,
         "bytes": run.bytes,
@@ -100,86 +174,96 @@ def run_dict(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def print_json(data: Any) -> None:
-    """Write JSON to stdout."""
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
 def accounts_table(accounts: list[Account], statuses: list[AccountStatus]) -> Table:
     """A table of accounts, with their state as every view words it."""
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("ID", "OWNER", "SOURCE", "USER", "OPTIONS", "DELIVER TO", "ACTIVE", "STATE"):
-        table.add_column(column)
     state_of = {status.id: status.state_text for status in statuses}
-    for account in accounts:
-        spec = account.spec
-        opts = [
-            name
-            for name, on in (
-                ("keep", spec.options.keep),
-                ("fetchall", spec.options.fetchall),
-                ("flush", spec.options.flush),
-                (f"antispam={spec.filters.antispam}", spec.filters.antispam != "off"),
-                (f"antivirus={spec.filters.antivirus}", spec.filters.antivirus != "off"),
+    columns = ("id", "owner", "source", "user", "options", "deliver to", "active", "state")
+    return table(
+        columns,
+        (
+            (
+                str(account.id),
+                account.spec.owner,
+                f"{account.spec.protocol}/{account.spec.security} "
+                f"{account.spec.host}:{account.spec.port}",
+                account.spec.username,
+                _options(account),
+                account.spec.destination,
+                "yes" if account.spec.active else "no",
+                state_of.get(account.id, account.state),
             )
-            if on
-        ]
-        table.add_row(
-            str(account.id),
-            spec.owner,
-            f"{spec.protocol}/{spec.security} {spec.host}:{spec.port}",
-            spec.username,
-            ",".join(opts) or "-",
-            spec.destination,
-            "yes" if spec.active else "no",
-            state_of.get(account.id, account.state),
+            for account in accounts
+        ),
+    )
+
+
+def _options(account: Account) -> str:
+    spec = account.spec
+    opts = [
+        name
+        for name, on in (
+            ("keep", spec.options.keep),
+            ("fetchall", spec.options.fetchall),
+            ("flush", spec.options.flush),
+            (f"antispam={spec.filters.antispam}", spec.filters.antispam != "off"),
+            (f"antivirus={spec.filters.antivirus}", spec.filters.antivirus != "off"),
         )
-    return table
+        if on
+    ]
+    return ",".join(opts) or "-"
+
+
+def shown_value(key: str, value: Any) -> str:
+    """One value of a ``details`` table: a time by ``when``, a size in human units,
+    yes/no, a list comma-separated, '-' for none."""
+    if value is None:
+        return "-"
+    if key.endswith(TIME_KEY_SUFFIX) and isinstance(value, int | float):
+        return when(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key in ("max_size", "size") and isinstance(value, int):
+        return human_bytes(value)
+    if isinstance(value, list | tuple):
+        return ", ".join(str(item) for item in value) or "-"
+    return str(value)
 
 
 def account_details(account: Account, status: AccountStatus) -> Table:
     """One account as a two-column table, its state in the words every view uses."""
-    from rich.table import Table
-
-    table = Table(box=None, show_header=False, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
+    rows = []
     for key, value in account_dict(account, status).items():
+        if key in ("paused_reason", "sign_in_problem"):
+            continue  # in the state's words
         if key == "state":
             value = status.state_text
-        elif key in ("paused_reason", "sign_in_problem"):
-            continue  # in the state's words
         elif key == "next_poll_at" and status.next_run_text is not None:
             value = status.next_run_text
-        elif key.endswith("_at"):
-            value = when(value)
-        elif isinstance(value, list):
-            value = ", ".join(value)
-        elif isinstance(value, bool):
-            value = "yes" if value else "no"
-        table.add_row(key, "-" if value is None else str(value))
-    return table
+        rows.append((key, shown_value(key, value)))
+    return details(rows)
+
+
+def duration_text(seconds: float | None) -> str:
+    """A run's duration for people: ``2.5s``, or '-' while it runs."""
+    return "-" if seconds is None else f"{seconds:.1f}s"
 
 
 def runs_table(runs: list[RunRecord]) -> Table:
     """A table of runs."""
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("RUN", "STARTED", "TRIGGER", "RESULT", "FETCHED", "BYTES", "DELETED", "TIME"):
-        table.add_column(column)
-    for run in runs:
-        data = run_dict(run)
-        table.add_row(
-            str(run.id),
-            when(run.started_at),
-            run.trigger,
-            run.result if not run.error else f"{run.result}: {run.error}",
-            str(run.fetched),
-            human_bytes(run.bytes),
-            str(run.deleted),
-            "-" if data["duration"] is None else f"{data['duration']:.1f}s",
-        )
-    return table
+    columns = ("run", "started", "trigger", "result", "fetched", "bytes", "deleted", "time")
+    return table(
+        columns,
+        (
+            (
+                str(run.id),
+                when(run.started_at),
+                run.trigger,
+                run.result if not run.error else f"{run.result}: {run.error}",
+                str(run.fetched),
+                human_bytes(run.bytes),
+                str(run.deleted),
+                duration_text(run_dict(run)["duration_seconds"]),
+            )
+            for run in runs
+        ),
+    )

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mailhaul.cli.base import Group
+from mailhaul.cli.base import Group, json_option
 from mailhaul.cli.context import errors_to_exit, state
-from mailhaul.cli.output import print_json, print_table, when
+from mailhaul.cli.output import print_json, print_table, table, when
 from mailhaul.domain.units import human_bytes
 
 if TYPE_CHECKING:
@@ -20,12 +20,17 @@ if TYPE_CHECKING:
 app = Group(
     "quarantine", help="List, release or delete infected messages kept out of the mailboxes."
 )
-message_id = click.argument("message_id", metavar="ID", type=click.IntRange(min=1))
+message_id = click.argument(
+    "message_id",
+    metavar="ID",
+    type=click.IntRange(min=1),
+    help="The message's id (see `mailhaul quarantine list`).",
+)
 
 
 @app.command("list")
 @click.option("--account", "account_id", type=click.IntRange(min=1), help="Only this account's.")
-@click.option("--json", "json_out", is_flag=True, help="Print JSON.")
+@json_option
 @click.pass_context
 def list_(ctx: click.Context, account_id: int | None, json_out: bool) -> None:
     """List quarantined messages, newest first."""
@@ -70,19 +75,18 @@ def delete(ctx: click.Context, message_id: int, yes: bool) -> None:
 
 
 def _table(entries: list[QuarantinedMessage]) -> Table:
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("ID", "ACCOUNT", "WHEN", "VIRUS", "FROM", "SUBJECT", "SIZE"):
-        table.add_column(column)
-    for entry in entries:
-        table.add_row(
-            str(entry.id),
-            str(entry.account_id),
-            when(entry.created_at),
-            entry.signature,
-            entry.sender or "-",
-            entry.subject or "-",
-            human_bytes(entry.size),
-        )
-    return table
+    return table(
+        ("id", "account", "when", "virus", "from", "subject", "size"),
+        (
+            (
+                str(entry.id),
+                str(entry.account_id),
+                when(entry.created_at),
+                entry.signature,
+                entry.sender or "-",
+                entry.subject or "-",
+                human_bytes(entry.size),
+            )
+            for entry in entries
+        ),
+    )

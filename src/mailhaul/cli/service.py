@@ -13,6 +13,8 @@ from mailhaul.domain.errors import ConfigError
 if TYPE_CHECKING:
     from types import FrameType
 
+    from mailhaul.services.polling import RunSummary
+
 
 logger = logging.getLogger("mailhaul")
 
@@ -25,9 +27,11 @@ workers_option = click.option("--workers", type=int, help="Accounts polled at on
 def serve(ctx: click.Context, workers: int | None) -> None:
     """Run the service: poll every active account on its interval until stopped.
 
-    SIGTERM or Ctrl-C stop it cleanly: running polls finish the message in hand, record
-    it and log out; after poll.stop_grace seconds the connections of polls still running
-    are cut (what they had in hand stays on the server).
+    IMAP accounts with push on are watched with IDLE meanwhile: new mail asks for a poll at
+    once. SIGTERM or Ctrl-C stop it cleanly: every IDLE ends with DONE and LOGOUT; running
+    polls finish the message in hand, record it and log out; after poll.stop_grace seconds
+    the connections of polls still running are cut (what they had in hand stays on the
+    server).
     """
     run_service(state(ctx), workers)
 
@@ -47,9 +51,11 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
 
     from mailhaul.bootstrap import close_sink, init_home
     from mailhaul.logsetup import configure_logging
+    from mailhaul.push_setup import build_push_watcher
     from mailhaul.services.housekeeping import Housekeeping
     from mailhaul.services.metrics import Metrics
     from mailhaul.services.notices import NoticeLoop
+    from mailhaul.services.push import LEAVE_WAIT
     from mailhaul.services.scheduler import PollLimits, Scheduler, SchedulerControls
     from mailhaul.web.app import create_app  # the web stack: only for the service
     from mailhaul.web.server import parse_listen, start_http
@@ -95,6 +101,13 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
                     "no web users yet: add an admin with "
                     "`mailhaul user add admin --role admin` (or run `mailhaul init`)"
                 )
+
+        def on_result(summary: RunSummary) -> None:
+            metrics.observe(summary, summary.error_kind)
+            latency = push.delivered(summary.account_id, summary.fetched, summary.duration)
+            if latency is not None:
+                metrics.push_latency.observe(latency)
+
         housekeeping = Housekeeping(app)
         scheduler = Scheduler(
             app.db,
@@ -103,16 +116,21 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
             PollLimits(workers or settings.workers, app.settings.per_host_limit),
             SchedulerControls(
                 stop,
-                on_result=lambda summary: metrics.observe(summary, summary.error_kind),
+                on_result=on_result,
                 periodic=housekeeping,
             ),
         )
         housekeeping.scheduler = scheduler
+        app.accounts.on_request = scheduler.wake  # a web or API "Fetch now" starts at once
         notices = NoticeLoop(lambda: app.notice_sender)
         notices.start()
+        push = build_push_watcher(app, stop, scheduler.worker_id, scheduler.wake)
+        metrics.watch_push(push.counters)
+        push.start()
         try:
             scheduler.run(grace=settings.stop_grace)
         finally:
+            push.join(LEAVE_WAIT + 1.0)
             notices.stop()
             if http is not None:
                 http.stop()

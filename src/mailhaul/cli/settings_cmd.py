@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mailhaul.cli.base import Group
+from mailhaul.cli.base import Group, json_option
 from mailhaul.cli.context import errors_to_exit, state
-from mailhaul.cli.output import console, print_json
+from mailhaul.cli.output import console, print_json, table
 from mailhaul.settings_keys import EDITABLE_DOMAIN_KEYS
 
 if TYPE_CHECKING:
@@ -21,7 +21,6 @@ app = Group(
     help="Show and change the settings an admin may edit (also in the web UI).",
 )
 
-json_option = click.option("--json", "json_out", is_flag=True, help="Print JSON.")
 key_argument = click.argument(
     "key",
     help="poll.interval, … (see `settings show`), delivery.domains.DOMAIN or "
@@ -44,6 +43,16 @@ def _plain(value: str) -> str:
     except tomllib.TOMLDecodeError:
         return value
     return parsed if isinstance(parsed, str) else value
+
+
+def _shown(key: str, value: Any) -> str:
+    """A setting's value as `settings set` takes it; a size with its human units too."""
+    text = json.dumps(value)
+    if key.endswith("max_size") and isinstance(value, int):
+        from mailhaul.domain.units import human_bytes
+
+        return f"{text} ({human_bytes(value)})"
+    return text
 
 
 def _admin(ctx: click.Context) -> SettingsAdmin:
@@ -76,8 +85,6 @@ def _stored_table(admin: SettingsAdmin, domain: str) -> dict[str, Any]:
 @click.pass_context
 def show(ctx: click.Context, json_out: bool) -> None:
     """The editable settings, their values and where each comes from."""
-    from rich.table import Table
-
     from mailhaul.delivery_methods import DELIVERY_METHODS
     from mailhaul.domain.access import Principal
 
@@ -87,22 +94,21 @@ def show(ctx: click.Context, json_out: bool) -> None:
         print_json(overview.as_dict())
         return
     out = console()
-    table = Table("setting", "value", "source")
-    for item in overview.values:
-        table.add_row(item.key, json.dumps(item.value), item.source)
-    out.print(table)
-    domains = Table("domain", "method", "target", "source")
+    values = ((item.key, _shown(item.key, item.value), item.source) for item in overview.values)
+    out.print(table(("setting", "value", "source"), values))
+    rows = []
     for domain in overview.domains:
-        values = domain.values
-        method = values["method"]
+        method = domain.values["method"]
         known = DELIVERY_METHODS.get(method)
-        target = str(values.get(known.target_key, "")) if known else ""
+        target = str(domain.values.get(known.target_key, "")) if known else ""
         sources = sorted(set(domain.sources.values()) - {"default"}) or ["default"]
-        domains.add_row(domain.domain, method, target, ", ".join(sources))
-    if overview.domains:
-        out.print(domains)
+        rows.append((domain.domain, method, target, ", ".join(sources)))
+    if rows:
+        out.print()
+        out.print(table(("domain", "method", "target", "source"), rows))
     if overview.problem:
-        out.print(f"[red]{overview.problem}[/red]")
+        out.print()
+        print(f"warning: {overview.problem}")
 
 
 @app.command("set")

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mailhaul.cli.base import json_option
 from mailhaul.cli.context import errors_to_exit, state
 from mailhaul.cli.output import console as rich_console
-from mailhaul.cli.output import print_json, when
+from mailhaul.cli.output import details, print_json, table, when
 from mailhaul.domain.units import human_bytes
 
 if TYPE_CHECKING:
@@ -30,39 +31,35 @@ def _age(seconds: float) -> str:
 
 def summary_table(summary: StatusSummary) -> Table:
     """Accounts by state, running polls, queue lag, oldest due."""
-    from rich.table import Table
-
-    table = Table(box=None, show_header=False, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
     by_state = ", ".join(f"{name} {count}" for name, count in summary.accounts_by_state.items())
-    table.add_row("accounts", f"{summary.accounts_total}" + (f" ({by_state})" if by_state else ""))
-    table.add_row("running polls", str(summary.running_polls))
-    table.add_row("queue lag", _age(summary.queue_lag_seconds))
-    table.add_row("oldest due", when(summary.oldest_due_at))
     live = [w for w in summary.workers if not w.stale]
-    table.add_row("workers", f"{len(live)} live, {len(summary.workers) - len(live)} stale")
-    return table
+    return details(
+        [
+            ("accounts", f"{summary.accounts_total}" + (f" ({by_state})" if by_state else "")),
+            ("running polls", str(summary.running_polls)),
+            ("queue lag", _age(summary.queue_lag_seconds)),
+            ("oldest due", when(summary.oldest_due_at)),
+            ("workers", f"{len(live)} live, {len(summary.workers) - len(live)} stale"),
+        ]
+    )
 
 
 def workers_table(summary: StatusSummary) -> Table:
     """One row per scheduler process, with its heartbeat age."""
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("WORKER", "HOST", "PID", "STARTED", "HEARTBEAT", "RUNNING"):
-        table.add_column(column)
-    for worker in summary.workers:
-        beat = f"{_age(worker.heartbeat_age)} ago" + (" (stale)" if worker.stale else "")
-        table.add_row(
-            worker.id,
-            worker.hostname,
-            str(worker.pid),
-            when(worker.started_at),
-            beat,
-            str(worker.running),
-        )
-    return table
+    return table(
+        ("worker", "host", "pid", "started", "heartbeat", "running"),
+        (
+            (
+                worker.id,
+                worker.hostname,
+                str(worker.pid),
+                when(worker.started_at),
+                f"{_age(worker.heartbeat_age)} ago" + (" (stale)" if worker.stale else ""),
+                str(worker.running),
+            )
+            for worker in summary.workers
+        ),
+    )
 
 
 def _last_run(account: AccountStatus) -> tuple[str, str, str]:
@@ -76,26 +73,24 @@ def _last_run(account: AccountStatus) -> tuple[str, str, str]:
 
 def accounts_table(accounts: list[AccountStatus]) -> Table:
     """One row per account: state, last run, next run, failures."""
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    columns = ("ID", "OWNER", "SOURCE", "STATE", "LAST RUN", "RESULT", "COUNTS", "NEXT RUN")
-    for column in (*columns, "FAILURES"):
-        table.add_column(column)
+    columns = ("id", "owner", "source", "state", "last run", "result", "counts", "next run")
+    rows = []
     for account in accounts:
         last_at, result, counts = _last_run(account)
-        table.add_row(
-            str(account.id),
-            account.owner,
-            account.source,
-            account.state_text,
-            last_at,
-            result,
-            counts,
-            account.next_run_text or when(account.next_poll_at),
-            str(account.consecutive_failures),
+        rows.append(
+            (
+                str(account.id),
+                account.owner,
+                account.source,
+                account.state_text,
+                last_at,
+                result,
+                counts,
+                account.next_run_text or when(account.next_poll_at),
+                str(account.consecutive_failures),
+            )
         )
-    return table
+    return table((*columns, "failures"), rows)
 
 
 def print_report(report: StatusReport, one_account: bool) -> None:
@@ -123,15 +118,35 @@ def print_report(report: StatusReport, one_account: bool) -> None:
 
 @click.command()
 @click.option("--account", "account_id", type=int, help="Only this account, with its last log.")
-@click.option("--json", "json_out", is_flag=True, help="Print JSON.")
+@json_option
 @click.pass_context
 def status(ctx: click.Context, account_id: int | None, json_out: bool) -> None:
     """Show the service at a glance: accounts by state, queue lag, workers, each account."""
+    from mailhaul.services.push_status import PushStatus
     from mailhaul.services.status import StatusService, status_dict
 
     with errors_to_exit():
-        report = StatusService(state(ctx).app().db).report(account_id)
+        app = state(ctx).app()
+        report = StatusService(app.db).report(account_id)
+        push = PushStatus(app.db, app.settings.push_enabled)
+        watches = push.counts()
+        one = None if account_id is None else push.of(app.accounts.get(account_id))
     if json_out:
-        print_json(status_dict(report))
-    else:
-        print_report(report, account_id is not None)
+        data = status_dict(report)
+        data["summary"]["push"] = watches
+        if one is not None:
+            data["accounts"][0]["push"] = one.as_dict()
+        print_json(data)
+        return
+    print(push_line(watches))
+    if one is not None:
+        since = f"watching since {when(one.since)}" if one.state == "watching" else ""
+        print(f"push of account {account_id}: {since or one.words()}")
+    print_report(report, account_id is not None)
+
+
+def push_line(watches: dict[str, int]) -> str:
+    """``push: 12 watched (1 reconnecting, 3 polling only)``: the watches of every process."""
+    others = {"reconnecting": "reconnecting", "unsupported": "polling only", "waiting": "waiting"}
+    more = [f"{watches[key]} {words}" for key, words in others.items() if watches.get(key)]
+    return f"push: {watches.get('watching', 0)} watched" + (f" ({', '.join(more)})" if more else "")

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mailhaul.cli.base import EnumChoice, Group
+from mailhaul.cli.base import EnumChoice, Group, json_option
 from mailhaul.cli.context import errors_to_exit, read_password_stdin, state
-from mailhaul.cli.output import print_json, print_table
+from mailhaul.cli.output import details, print_json, print_table, shown_value, table, when
 from mailhaul.domain.access import Principal, Role
 
 if TYPE_CHECKING:
@@ -21,9 +21,6 @@ app = Group("user", help="Manage the users of the web UI and API.")
 key_app = Group("key", help="Manage a user's API keys.")
 app.add_command(key_app)
 
-json_option = click.option(
-    "--json", "json_out", is_flag=True, help="Print JSON instead of a table."
-)
 user_argument = click.argument("who", help="The user's login (or numeric id).")
 domain_option = click.option(
     "--domain", multiple=True, help="A domain a domain admin manages (repeatable)."
@@ -54,25 +51,20 @@ def _find(users: UserService, who: str) -> User:
 
 
 def _user_table(rows: list[User]) -> Table:
-    from rich.table import Table
-
-    table = Table("id", "login", "role", "domains", "active", "last login")
-    for user in rows:
-        table.add_row(
-            str(user.id),
-            user.login,
-            str(user.role),
-            ", ".join(sorted(user.domains)),
-            "yes" if user.active else "no",
-            _when(user.last_login_at),
-        )
-    return table
-
-
-def _when(value: float | None) -> str:
-    import time
-
-    return "-" if value is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(value))
+    return table(
+        ("id", "login", "role", "domains", "active", "last login"),
+        (
+            (
+                str(user.id),
+                user.login,
+                str(user.role),
+                ", ".join(sorted(user.domains)) or "-",
+                "yes" if user.active else "no",
+                when(user.last_login_at),
+            )
+            for user in rows
+        ),
+    )
 
 
 @app.command("add")
@@ -129,7 +121,7 @@ def show(ctx: click.Context, who: str, json_out: bool) -> None:
     if json_out:
         print_json(user.as_dict())
     else:
-        print_table(_user_table([user]))
+        print_table(details([(k, shown_value(k, v)) for k, v in user.as_dict().items()]))
 
 
 @app.command("edit")
@@ -179,19 +171,20 @@ def delete(ctx: click.Context, who: str) -> None:
 
 
 def _key_table(rows: list[ApiKey], logins: dict[int, str]) -> Table:
-    from rich.table import Table
-
-    table = Table("id", "user", "name", "starts with", "created", "last used")
-    for key in rows:
-        table.add_row(
-            str(key.id),
-            logins.get(key.user_id, str(key.user_id)),
-            key.name,
-            key.prefix + "…",
-            _when(key.created_at),
-            _when(key.last_used_at),
-        )
-    return table
+    return table(
+        ("id", "user", "name", "starts with", "created", "last used"),
+        (
+            (
+                str(key.id),
+                logins.get(key.user_id, str(key.user_id)),
+                key.name,
+                key.prefix + "…",
+                when(key.created_at),
+                when(key.last_used_at),
+            )
+            for key in rows
+        ),
+    )
 
 
 @key_app.command("create")

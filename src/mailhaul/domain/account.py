@@ -35,11 +35,19 @@ class AccountSpec:
     sign_in: SignInMethod = SignInMethod.PASSWORD
     oauth_provider_id: int | None = None  # with OAUTH2: the provider's row
     filters: FilterOptions = field(default_factory=FilterOptions)
+    push: bool | None = None  # IMAP IDLE: on, off, or None for the setting push.enabled
 
     @property
     def destination(self) -> str:
         """The local address mail is delivered to (the owner unless set)."""
         return self.deliver_to or self.owner
+
+    def pushes(self, default: bool) -> bool:
+        """Whether new mail is pushed (IMAP IDLE) to this account; ``default`` is the
+        setting push.enabled, for an account that does not say."""
+        if self.protocol is not Protocol.IMAP:
+            return False
+        return default if self.push is None else self.push
 
     def endpoint(self, timeout: float) -> SourceEndpoint:
         """The connection parameters of this source."""
@@ -65,6 +73,13 @@ class AccountSpec:
             "ca_file": self.ca_file,
             "username": self.username,
             "folders": list(self.options.folders),
+            "folder_rules": self.options.rules.as_dict(),
+            "delete_after_days": self.options.delete_after_days,
+            "max_messages_per_run": self.options.max_messages_per_run,
+            "max_bytes_per_run": self.options.max_bytes_per_run,
+            "move_to": self.options.move_to,
+            "new_only": self.options.new_only,
+            "since": self.options.since.isoformat() if self.options.since else None,
             "keep": self.options.keep,
             "fetchall": self.options.fetchall,
             "flush": self.options.flush,
@@ -76,12 +91,13 @@ class AccountSpec:
             "oauth_provider_id": self.oauth_provider_id,
             "antispam": str(self.filters.antispam),
             "antivirus": str(self.filters.antivirus),
+            "push": self.push,
         }
 
 
 class Trigger(StrEnum):
     """Who asked for a run (recorded on it): a person through the web UI, the CLI or the
-    API, an external cron through ``POST /poll``, the schedule, or (later) a push."""
+    API, an external cron through ``POST /poll``, the schedule, or a push (IMAP IDLE)."""
 
     WEB = "web"
     CLI = "cli"

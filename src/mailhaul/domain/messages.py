@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -60,6 +61,7 @@ class RecordState(StrEnum):
     PENDING = "pending"  # about to be delivered; reconciled on the next run
     DELIVERED = "delivered"
     REFUSED = "refused"  # the backend refused it for good; skipped until retried
+    BASELINE = "baseline"  # there before the first sync (new only, since): never fetched
 
 
 @dataclass(frozen=True)
@@ -73,3 +75,27 @@ class KnownMessages:
     delivered: frozenset[str] = frozenset()
     refused: frozenset[str] = frozenset()
     sizes: Mapping[str, int] = field(default_factory=dict)
+    delivered_at: Mapping[str, float] = field(default_factory=dict)
+    """When each delivered UID was delivered (recorded), for ``delete_after_days``."""
+    baseline: frozenset[str] = frozenset()
+    """UIDs on the server before the first sync wanted them (``new_only``, ``since``):
+    left alone, never fetched or deleted."""
+
+    @property
+    def handled(self) -> frozenset[str]:
+        """Every UID something is known of: delivered, refused or from before the sync."""
+        return self.delivered | self.refused | self.baseline
+
+
+def header_date(head: bytes) -> datetime.date | None:
+    """The day of a header section's ``Date:`` (in its own time zone), or None when it has
+    none that can be read."""
+    from email.utils import parsedate_to_datetime
+
+    for line in head.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].split(b"\n"):
+        if line[:5].lower() == b"date:":
+            try:
+                return parsedate_to_datetime(line[5:].decode("ascii", "replace").strip()).date()
+            except (TypeError, ValueError, IndexError):
+                return None
+    return None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from mailhaul.domain.errors import ConfigError
+from mailhaul.domain.folders import FolderRules
 
 DEFAULT_MAX_SIZE = 100 * 1024 * 1024
 DEFAULT_TIMEOUT = 60.0
@@ -82,6 +84,22 @@ class RetrievalOptions:
     flush: bool = False
     max_size: int = DEFAULT_MAX_SIZE
     folders: tuple[str, ...] = ("INBOX",)
+    rules: FolderRules = field(default_factory=FolderRules)
+    """Every folder or the list above, and where each one's mail lands."""
+    delete_after_days: int | None = None
+    """With ``keep``: delete a message on the source this many days after its delivery."""
+    max_messages_per_run: int | None = None
+    """End a run cleanly after this many messages (the rest next run, due at once)."""
+    max_bytes_per_run: int | None = None
+    """End a run cleanly once this many bytes are fetched (one message always fits)."""
+    move_to: str = ""
+    """IMAP: after delivery move each message to this folder (made if missing) instead of
+    deleting it."""
+    new_only: bool = False
+    """First sync: what a folder holds when it is first listed is left alone."""
+    since: datetime.date | None = None
+    """First sync: only messages dated on or after this day (IMAP internal date, POP3
+    ``Date:``); older ones are left alone."""
 
     def __post_init__(self) -> None:
         if self.max_size <= 0:

@@ -30,17 +30,24 @@ class FetchPlan:
     old: tuple[MessageRef, ...] = ()
     refused: tuple[MessageRef, ...] = field(default=())
     ambiguous: tuple[MessageRef, ...] = field(default=())
+    expired: tuple[MessageRef, ...] = field(default=())
+    """Of ``delete_now``: kept mail whose ``delete_after_days`` have passed."""
 
 
 def plan_fetch(
-    listing: Sequence[MessageRef], known: KnownMessages, options: RetrievalOptions
+    listing: Sequence[MessageRef],
+    known: KnownMessages,
+    options: RetrievalOptions,
+    now: float | None = None,
 ) -> FetchPlan:
     """Decide, for one folder's listing, what to fetch and what to delete.
 
     Rules (fetchmail's names; no combination ever re-delivers a message):
     - delivered earlier and still listed: deleted unless ``keep``; with ``keep`` and
-      ``flush`` deleted too; otherwise left.
+      ``flush`` deleted too; with ``keep`` and ``delete_after_days``, deleted once that
+      many days have passed since its delivery (``now``); otherwise left.
     - refused earlier: left alone.
+    - on the server before the first sync (``new_only``, ``since``): left alone.
     - \\Seen at listing and not ``fetchall``: old; deleted with ``flush``, else left.
     - larger than ``max_size``: left, reported.
     - listed more than once (two messages, one unique-id): left alone, all of them.
@@ -52,17 +59,24 @@ def plan_fetch(
     old: list[MessageRef] = []
     refused: list[MessageRef] = []
     ambiguous: list[MessageRef] = []
+    expired: list[MessageRef] = []
     listed = Counter(ref.uid for ref in listing)
+    keep_until = _keep_until(options, now)
     for ref in listing:
         if listed[ref.uid] > 1:
             ambiguous.append(ref)
         elif ref.uid in known.delivered:
             if not options.keep or options.flush:
                 delete_now.append(ref)
+            elif keep_until is not None and known.delivered_at.get(ref.uid, now or 0) <= keep_until:
+                delete_now.append(ref)
+                expired.append(ref)
             else:
                 old.append(ref)
         elif ref.uid in known.refused:
             refused.append(ref)
+        elif ref.uid in known.baseline:
+            old.append(ref)  # there before the first sync: never fetched, never deleted
         elif ref.seen and not options.fetchall:
             (delete_now if options.flush else old).append(ref)
         elif ref.size > options.max_size:
@@ -76,7 +90,48 @@ def plan_fetch(
         old=tuple(old),
         refused=tuple(refused),
         ambiguous=tuple(ambiguous),
+        expired=tuple(expired),
     )
+
+
+DAY = 86400.0
+
+
+def _keep_until(options: RetrievalOptions, now: float | None) -> float | None:
+    """Mail delivered at or before this time has been kept long enough (None: forever)."""
+    if not options.keep or options.delete_after_days is None or now is None:
+        return None
+    return now - options.delete_after_days * DAY
+
+
+@dataclass
+class RunBudget:
+    """What a run may still fetch under ``max_messages_per_run``/``max_bytes_per_run``
+    (None: no limit), across its folders; ``reached`` once it cut a plan short."""
+
+    messages: int | None = None
+    bytes: int | None = None
+    reached: bool = False
+    started: bool = False
+
+    def take(self, refs: Sequence[MessageRef]) -> list[MessageRef]:
+        """The first of ``refs`` that fit; the rest waits for the next run. One message
+        always fits into a run that has fetched nothing yet, however large."""
+        taken: list[MessageRef] = []
+        for ref in refs:
+            if self.messages is not None and self.messages <= 0:
+                break
+            if self.bytes is not None and ref.size > self.bytes and self.started:
+                break
+            taken.append(ref)
+            self.started = True
+            if self.messages is not None:
+                self.messages -= 1
+            if self.bytes is not None:
+                self.bytes = max(0, self.bytes - ref.size)
+        if len(taken) < len(refs):
+            self.reached = True
+        return taken
 
 
 def batches(refs: Sequence[MessageRef], max_count: int, max_bytes: int) -> list[list[MessageRef]]:

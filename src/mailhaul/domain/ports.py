@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Protocol
 
+from mailhaul.domain.folders import RemoteFolder
 from mailhaul.domain.messages import FolderListing, FolderState, MessageRef
 
 LogFn = Callable[[str], None]
@@ -36,6 +38,11 @@ class MailSource(Protocol):
         """The names of the server's folders (POP3: only ``INBOX``)."""
         ...
 
+    def list_mailboxes(self) -> list[RemoteFolder]:
+        """The server's folders with their hierarchy separator and attributes (special
+        use, ``\\Noselect``), as LIST gives them (POP3: only ``INBOX``)."""
+        ...
+
     def select(self, folder: str, known: Collection[str] = ()) -> FolderListing:
         """Open ``folder`` (POP3: only ``INBOX``) and list its messages with sizes.
 
@@ -60,6 +67,16 @@ class MailSource(Protocol):
         """
         ...
 
+    def gmail_ids(self, refs: Sequence[MessageRef]) -> dict[str, str]:
+        """Gmail's X-GM-MSGID of each message (UID -> id), one id for all its labels;
+        empty where the server has no X-GM-EXT-1 (and on POP3)."""
+        ...
+
+    def dated_before(self, refs: Sequence[MessageRef], day: datetime.date) -> set[str]:
+        """The UIDs of ``refs`` dated before ``day`` (IMAP: the internal date, by SEARCH;
+        POP3: the ``Date:`` header, by TOP). A message without a readable date is not."""
+        ...
+
     def fetch_headers(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, bytes]]:
         """The header section of each message (through the blank line), as stored.
 
@@ -70,6 +87,15 @@ class MailSource(Protocol):
 
     def mark_seen(self, refs: Iterable[MessageRef]) -> None:
         """Set \\Seen on the messages (IMAP); a no-op on POP3."""
+        ...
+
+    def ensure_folder(self, folder: str) -> None:
+        """Create ``folder`` unless the server has it (IMAP; POP3 has one folder)."""
+        ...
+
+    def move(self, refs: Iterable[MessageRef], folder: str) -> None:
+        """Move the messages of the selected folder to ``folder`` (IMAP: MOVE, else COPY,
+        \\Deleted and expunge)."""
         ...
 
     def delete(self, refs: Iterable[MessageRef]) -> None:
@@ -167,6 +193,11 @@ class MailSink(Protocol):
 
     def open_session(self, account_label: str) -> DeliverySession:
         """Start one run's deliveries; ``account_label`` fills an MDA's ``{account}``."""
+        ...
+
+    def files_folders(self, destination: str) -> bool:
+        """Whether mail for ``destination`` can be filed into a folder of its mailbox
+        (``begin(…, folder)``): Maildir++, LMTP with ``+detail``; not SMTP or an MDA."""
         ...
 
     def close(self) -> None:

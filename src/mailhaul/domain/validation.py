@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from mailhaul.domain.account import AccountSpec, retargeted
 from mailhaul.domain.addresses import normalise_address
 from mailhaul.domain.errors import ConfigError
-from mailhaul.domain.options import Protocol, SignInMethod
+from mailhaul.domain.folders import checked_rules
+from mailhaul.domain.options import Protocol, RetrievalOptions, SignInMethod
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -180,14 +181,62 @@ def validated_spec(spec: AccountSpec) -> AccountSpec:
         check_text("username", spec.username)
     with checks.field():
         _check_folders(spec)
+    rules = spec.options.rules
+    with checks.field():
+        rules = checked_rules(spec.options.rules)
+    _check_limits(spec.options, checks)
     with checks.field():
         check_interval(spec.interval)
+    if spec.push and spec.protocol is not Protocol.IMAP:
+        checks.add("push", "push needs IMAP (IDLE); a POP3 account is polled")
     if spec.ca_file is not None:
         with checks.field():
             check_text("ca_file", spec.ca_file, 4096)
     checks.raise_any()
     provider = spec.oauth_provider_id if spec.sign_in is SignInMethod.OAUTH2 else None
-    return replace(spec, owner=owner, deliver_to=deliver_to, host=host, oauth_provider_id=provider)
+    options = replace(spec.options, rules=rules)
+    return replace(
+        spec,
+        owner=owner,
+        deliver_to=deliver_to,
+        host=host,
+        oauth_provider_id=provider,
+        options=options,
+    )
+
+
+MAX_KEEP_DAYS = 3650
+EARLIEST_SINCE, LATEST_SINCE = 1970, 9999
+MAX_RUN_MESSAGES = 1_000_000
+MIN_RUN_BYTES = 1024
+
+
+def _check_limits(options: RetrievalOptions, checks: FieldChecks) -> None:
+    """``delete_after_days`` (with keep) and the per-run limits, each in its range."""
+    days = options.delete_after_days
+    if days is not None:
+        if not 1 <= days <= MAX_KEEP_DAYS:
+            checks.add("delete_after", f"must be a number of days from 1 to {MAX_KEEP_DAYS:,}")
+        elif not options.keep:
+            checks.add(
+                "delete_after",
+                "goes with keep: without it a message is deleted as soon as it is delivered",
+            )
+    count = options.max_messages_per_run
+    if count is not None and not 1 <= count <= MAX_RUN_MESSAGES:
+        checks.add("max_messages_per_run", f"must be from 1 to {MAX_RUN_MESSAGES:,} messages")
+    size = options.max_bytes_per_run
+    if size is not None and not MIN_RUN_BYTES <= size <= MAX_MAX_SIZE:
+        checks.add("max_bytes_per_run", "must be from 1K to 1T")
+    if options.move_to:
+        with checks.field():
+            check_text("move_to", options.move_to, 1000)
+        if options.keep:
+            checks.add("move_to", "moves mail instead of keeping it: leave out keep")
+        elif options.move_to in options.folders:
+            checks.add("move_to", "is one of the folders polled: moved mail would come back")
+    if options.since is not None and not EARLIEST_SINCE <= options.since.year <= LATEST_SINCE:
+        checks.add("since", f"must be a day from {EARLIEST_SINCE} to {LATEST_SINCE}")
 
 
 def _check_folders(spec: AccountSpec) -> None:
@@ -198,6 +247,10 @@ def _check_folders(spec: AccountSpec) -> None:
         raise FieldError("folder", "the same folder is named twice")
     if spec.protocol is Protocol.POP3 and folders != ("INBOX",):
         raise FieldError("folder", "POP3 has only the INBOX; folders need IMAP")
+    if spec.protocol is Protocol.POP3 and spec.options.move_to:
+        raise FieldError("move_to", "POP3 has no folders to move mail into: it needs IMAP")
+    if spec.protocol is Protocol.POP3 and spec.options.rules.all_folders:
+        raise FieldError("all_folders", "POP3 has only the INBOX; every folder needs IMAP")
 
 
 def password_needed(before: AccountSpec, after: AccountSpec) -> FieldError | None:

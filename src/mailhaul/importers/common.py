@@ -7,10 +7,12 @@ becomes an `ImportProblem` and the rest of the file is still imported.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 
 from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.filtering import FilterOptions
+from mailhaul.domain.folders import FolderRules
 from mailhaul.domain.options import Protocol, Security
 
 
@@ -81,6 +83,14 @@ class ImportedAccount:
     oauth2: bool = False  # signs in with OAuth2 (its token helper is not reused)
     oauth_provider: str | None = None  # the provider's name, where the file says it
     filters: FilterOptions | None = None  # spam/virus checks, where the file says (else default)
+    push: bool | None = None  # IMAP IDLE, where the file says (else the setting push.enabled)
+    rules: FolderRules | None = None  # folders and where they land (else each into the mailbox)
+    delete_after_days: int | None = None  # with keep: delete N days after delivery
+    max_messages_per_run: int | None = None  # getmail's max_messages_per_session, fetchlimit
+    max_bytes_per_run: int | None = None  # getmail's max_bytes_per_session
+    move_to: str = ""  # IMAP: move delivered mail there (getmail's move_on_delete)
+    new_only: bool = False  # first sync: only mail from now on
+    since: datetime.date | None = None  # first sync: only mail dated on or after
     notes: list[str] = field(default_factory=list)
     skip: str | None = None
 

@@ -334,12 +334,15 @@ def _account(file: str, entry: _Entry, user: _User, daemon: int | None) -> Impor
     account.port = port
     account.keep, account.fetchall, account.flush = flag("keep"), flag("fetchall"), flag("flush")
     if account.keep and account.fetchall:
-        account.note(
-            opts["fetchall"].line,
-            KEEP_FETCHALL_NOTE,
-        )
-    if (limit := value("limit")) is not None and int(limit) > 0:
-        account.max_size = int(limit)
+        account.note(opts["fetchall"].line, KEEP_FETCHALL_NOTE)
+    if (idle := get("idle")) is not None and idle.value:
+        if account.protocol is Protocol.IMAP:
+            account.push = True  # fetchmail's IDLE on one folder: push, on every folder
+        else:
+            account.note(idle.line, "`idle` on POP3: POP3 has no IDLE; the account is polled")
+    for key, attribute in (("limit", "max_size"), ("fetchlimit", "max_messages_per_run")):
+        if (number := value(key)) is not None and int(number) > 0:
+            setattr(account, attribute, int(number))  # fetchlimit: the rest comes next run
     if (folders := get("folder")) is not None:
         names = tuple(str(x) for x in folders.value)  # type: ignore[attr-defined]
         if account.protocol is Protocol.IMAP:
@@ -371,10 +374,7 @@ def _map_security(account: ImportedAccount, opts: dict[str, _Opt], port: int | N
     else:
         account.security = Security.STARTTLS
         line = sslproto.line if sslproto is not None else account.line
-        account.note(
-            line,
-            STARTTLS_NOTE,
-        )
+        account.note(line, STARTTLS_NOTE)
     if (certck := opts.get("sslcertck")) is not None and not certck.value:
         account.verify_cert = False
         account.note(certck.line, "`no sslcertck`: the certificate is not verified")

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 
 from mailhaul.domain.filtering import FilterOptions, SpamAction, VirusAction
+from mailhaul.domain.folders import FolderRules
 from mailhaul.domain.options import Protocol, Security
 from mailhaul.importers.common import (
     OAUTH2_NOTE,
@@ -49,11 +50,9 @@ _UNSUPPORTED = {
     "ssl_version": "mailhaul uses TLS 1.2 or later",
     "ssl_ciphers": "mailhaul uses the system's TLS cipher choice",
     "use_apop": "mailhaul logs in with USER/PASS",
-    "move_on_delete": "messages are deleted, not moved",
     "imap_search": "mailhaul fetches every message it has not delivered",
     "imap_on_delete": "messages are deleted with \\Deleted and EXPUNGE",
     "use_kerberos": "Kerberos login is not supported",
-    "delete_after": "mailhaul deletes at once (keep off) or never (keep on)",
     "delete_bigger_than": "oversized messages stay on the server and are named in the log",
 }
 
@@ -178,15 +177,20 @@ def _account(
     if kind.lower().startswith("brokenuidl"):
         account.note(line, f"{kind}: the server lacks UIDL, so keep cannot work")
     if protocol is Protocol.IMAP:
-        folders = _tuple(retriever.get("mailboxes", "('INBOX',)"))
-        if folders == ("ALL",):
-            raise ValueError("mailboxes = ALL: name the folders to fetch")
+        raw = retriever.get("mailboxes", "('INBOX',)").strip()
+        folders = ("ALL",) if raw == "ALL" else _tuple(raw)
+        if folders == ("ALL",):  # every folder, all into the one destination, as getmail does
+            account.rules = FolderRules(all_folders=True, mapping=(("*", ""),))
+            folders = ()
         account.folders = folders or ("INBOX",)
         account.fetchall = True
         account.note(line, "IMAP: getmail ignores \\Seen flags, so fetchall is on")
     for key, why in _UNSUPPORTED.items():
         if key in retriever:
             account.note(at("retriever", key), f"`{key}` is not supported: {why}")
+    move_to = retriever.get("move_on_delete", "").strip()
+    if move_to and account.protocol is Protocol.IMAP:
+        account.move_to = move_to  # getmail moves deleted mail there: so does mailhaul
     if parse_flag(retriever.get("use_xoauth2", "false")):
         account.oauth2, account.password = True, None  # getmail's password is its token
         account.note(at("retriever", "use_xoauth2"), OAUTH2_NOTE)
@@ -194,9 +198,16 @@ def _account(
         delete = parse_flag(options.get("delete", "false"))
         read_all = parse_flag(options.get("read_all", "true"))
         max_size = int(options.get("max_message_size", "0").strip() or 0)
+        delete_after = int(options.get("delete_after", "0").strip() or 0)
+        per_run = int(options.get("max_messages_per_session", "0").strip() or 0)
+        bytes_per_run = int(options.get("max_bytes_per_session", "0").strip() or 0)
     except ValueError as exc:
         raise ValueError(f"[options]: {exc}") from None
     account.keep = not delete
+    if delete_after > 0 and not delete:  # getmail: delete N days after first retrieval
+        account.delete_after_days = delete_after
+    account.max_messages_per_run = per_run or None
+    account.max_bytes_per_run = bytes_per_run or None
     if read_all and not delete:
         account.note(
             at("options", "read_all"),

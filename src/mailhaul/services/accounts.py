@@ -70,6 +70,11 @@ class AccountService:
         self.scanners: Callable[[], tuple[bool, bool]] = lambda: (True, True)
         """Whether this server has (a spam scanner, a virus scanner): bootstrap reads the
         settings in force."""
+        self.on_request: Callable[[], None] = lambda: None
+        """Told after each "fetch now" request (a running service wakes its scheduler)."""
+        self.files_folders: Callable[[str], bool] = lambda destination: True
+        """Whether the delivery of an address files mail into folders (bootstrap asks the
+        sink in force)."""
 
     def check_fields(
         self, spec: AccountSpec, password: str | None, before: AccountSpec | None
@@ -87,6 +92,14 @@ class AccountService:
             _check_ca_file(spec)
         with checks.field():
             _check_filters(spec, before, self.scanners())
+        rules = spec.options.rules
+        if rules.asks_for_folders and not self.files_folders(spec.destination):
+            checks.add(
+                "into" if rules.into else "map",
+                f"mail for {spec.destination} is delivered where mailhaul cannot choose a "
+                "folder (SMTP, an MDA, or LMTP without delivery.lmtp_folder_detail): "
+                "leave out --into and --map to a folder",
+            )
         if before is not None and password is None and not oauth:
             needed = password_needed(before, spec)
             if before.sign_in is not SignInMethod.PASSWORD:
@@ -100,12 +113,7 @@ class AccountService:
         whose owner must consent waits in "sign-in needed" until it is connected."""
         spec = validated_spec(spec)
         oauth = spec.sign_in is SignInMethod.OAUTH2
-        if oauth and password:
-            raise FieldError("password", "an account signing in with OAuth2 has no password")
-        if not oauth:
-            check_password(password or "")
-        _check_ca_file(spec)
-        _check_filters(spec, None, self.scanners())
+        self.check_fields(spec, password, None)
         with self.db.begin() as conn:
             account_id = self.accounts.add(conn, spec, time.time())
             if oauth:
@@ -125,14 +133,9 @@ class AccountService:
         """
         spec = validated_spec(spec)
         oauth = spec.sign_in is SignInMethod.OAUTH2
-        if password is not None and oauth:
-            raise FieldError("password", "an account signing in with OAuth2 has no password")
-        if password is not None:
-            check_password(password)
-        _check_ca_file(spec)
         with self.db.begin() as conn:
             before = self.accounts.get(conn, account_id).spec
-            _check_filters(spec, before, self.scanners())
+            self.check_fields(spec, password, before)
             reconnect = oauth and (
                 before.sign_in is not SignInMethod.OAUTH2
                 or before.oauth_provider_id != spec.oauth_provider_id
@@ -140,12 +143,6 @@ class AccountService:
             )
             if oauth:
                 _provider_of(conn, spec)
-            elif password is None:
-                needed = password_needed(before, spec)
-                if before.sign_in is not SignInMethod.PASSWORD:
-                    needed = FieldError("password", "a password is needed to stop using OAuth2")
-                if needed is not None:
-                    raise needed
             self.accounts.update_spec(conn, account_id, spec, time.time())
             if reconnect:
                 why = "the server or provider changed" if before.sign_in is spec.sign_in else ""
@@ -233,6 +230,7 @@ class AccountService:
         recorded as asked for ``by``."""
         with self.db.begin() as conn:
             self.accounts.request_fetch(conn, account_id, time.time(), by)
+        self.on_request()
 
     def request_due(self, owner: str | None = None, domains: frozenset[str] | None = None) -> int:
         """Put every due account (of ``owner`` / in ``domains``) at the head of the queue

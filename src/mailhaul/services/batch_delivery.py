@@ -67,10 +67,14 @@ class BatchOutcome:
 class BatchDelivery:
     """Delivers batches of one folder of one run."""
 
-    def __init__(self, run: PollRun, folder: str, uidvalidity: int) -> None:
+    def __init__(
+        self, run: PollRun, folder: str, uidvalidity: int, local: str | None = None
+    ) -> None:
         self.run = run
         self.folder = folder
         self.uidvalidity = uidvalidity
+        self.local = local  # the local folder (None: the mailbox itself)
+        self.gmail_ids: dict[str, str] = {}  # UID -> X-GM-MSGID, recorded with the delivery
         self.stage = run.filter_stage()
 
     def deliver(self, batch: list[MessageRef], refuse_mismatches: bool) -> BatchOutcome:
@@ -89,7 +93,7 @@ class BatchDelivery:
         ]
         receipts = {record.uid: record.receipt for record in pending}
         with deps.db.begin() as conn:
-            deps.records.add_pending(conn, account_id, pending, time.time())
+            deps.records.add_pending(conn, account_id, pending, deps.clock())
         outcome = BatchOutcome()
         records: list[DeliveredRecord] = []
         refusals: list[tuple[str, str]] = []
@@ -114,14 +118,19 @@ class BatchDelivery:
                         outcome.mismatched.append((ref, why))
                     continue
                 outcome.delivered.append(ref)
-                record = DeliveredRecord(ref.uid, fingerprint(handled.head, ref.size), ref.size)
+                record = DeliveredRecord(
+                    ref.uid,
+                    fingerprint(handled.head, ref.size),
+                    ref.size,
+                    self.gmail_ids.get(ref.uid),
+                )
                 if receipts.get(ref.uid) is None or handled.quarantined is not None:
                     # A hand-off (LMTP, SMTP, MDA) cannot be checked after a crash: record
                     # it at once, so a crash can deliver again only the message in hand. A
                     # quarantined message is durable already: recorded with its row.
                     with deps.db.begin() as conn:
                         deps.records.mark_delivered(
-                            conn, account_id, self.folder, self.uidvalidity, [record], time.time()
+                            conn, account_id, self.folder, self.uidvalidity, [record], deps.clock()
                         )
                         if handled.quarantined is not None:
                             deps.quarantine_rows.add(conn, handled.quarantined)
@@ -170,7 +179,7 @@ class BatchDelivery:
         if self.stage is not None:
             return self._deliver_filtered(self.stage, ref, chunks, (receipt, received))
         run = self.run
-        delivery = run.delivery.begin(run.destination, receipt)
+        delivery = run.delivery.begin(run.destination, receipt, self.local)
         try:
             delivery.write(received)
             total, head = self._receive(ref, chunks, delivery.write)
@@ -229,7 +238,7 @@ class BatchDelivery:
                 entry = self._quarantine(stage, ref, (received, spool), (total, head), judgement)
                 self._note(ref, judgement)
                 return _Handled(total, head, entry)
-            folder = JUNK_FOLDER if judgement.route is Route.JUNK else None
+            folder = JUNK_FOLDER if judgement.route is Route.JUNK else self.local
             message = chain([received + judgement.headers], blocks(spool.rewind()))
             deliver_whole(run.delivery, run.destination, receipt, message, folder)
         self._note(ref, judgement)  # counted once it is in the mailbox, not before
@@ -298,7 +307,7 @@ class BatchDelivery:
             self.run.delivery.flush()
         done = {ref.uid for ref in delivered} | {uid for uid, _ in refusals}
         missing = [ref.uid for ref in batch if ref.uid not in done]
-        now = time.time()
+        now = deps.clock()
         folder, uidvalidity = self.folder, self.uidvalidity
         with deps.db.begin() as conn:
             deps.records.mark_delivered(conn, account_id, folder, uidvalidity, records, now)

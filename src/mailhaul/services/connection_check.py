@@ -14,6 +14,7 @@ from typing import Any
 from mailhaul.domain.account import AccountSpec
 from mailhaul.domain.deadlines import RunGuard
 from mailhaul.domain.errors import MailhaulError, error_kind
+from mailhaul.domain.folders import RemoteFolder
 from mailhaul.domain.options import Credentials, SourceEndpoint
 from mailhaul.domain.ports import LogFn, MailSource
 from mailhaul.domain.redaction import Redactor
@@ -40,6 +41,7 @@ class ConnectionReport:
     folders: dict[str, int] = field(default_factory=dict)  # configured folder -> messages
     server_folders: list[str] = field(default_factory=list)  # IMAP: every folder it has
     log: list[str] = field(default_factory=list)
+    mailboxes: list[RemoteFolder] = field(default_factory=list)  # with separator, special use
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready values."""
@@ -79,9 +81,11 @@ def _check(
     source = open_source(endpoint, credentials, log)
     counts: dict[str, int] = {}
     server_folders: list[str] = []
+    mailboxes: list[RemoteFolder] = []
     try:
         source.connect()
-        server_folders = source.list_folders()[:MAX_SERVER_FOLDERS]
+        mailboxes = source.list_mailboxes()[:MAX_SERVER_FOLDERS]
+        server_folders = [folder.name for folder in mailboxes]
         for folder in spec.options.folders:
             counts[folder] = len(source.select(folder).messages)
     except MailhaulError as exc:
@@ -101,4 +105,5 @@ def _check(
         folders=counts,
         server_folders=server_folders,
         log=lines,
+        mailboxes=mailboxes,
     )

@@ -9,6 +9,7 @@ its account's identity (owner, host, port, username) as associated data.
 from __future__ import annotations
 
 import base64
+import datetime
 import os
 import time
 from typing import Any
@@ -22,6 +23,7 @@ from mailhaul.adapters.db.oauth_providers import OAuthProviderStore
 from mailhaul.adapters.db.records import MessageRecords
 from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.filtering import FilterOptions, spam_action, virus_action
+from mailhaul.domain.folders import FolderRules
 from mailhaul.domain.options import Protocol, Security
 from mailhaul.importers.common import OAUTH2_NOTE, ImportedAccount, ImportProblem, ParseResult
 from mailhaul.services.accounts import AccountService
@@ -174,11 +176,33 @@ def _account(item: dict[str, Any], file: str, number: int, key: bytes | None) ->
         filters=FilterOptions(
             spam_action(item.get("antispam", "off")), virus_action(item.get("antivirus", "off"))
         ),
+        push=item["push"] if isinstance(item.get("push"), bool) else None,
+        rules=_rules(item.get("folder_rules")),
+        delete_after_days=_count(item.get("delete_after_days")),
+        max_messages_per_run=_count(item.get("max_messages_per_run")),
+        max_bytes_per_run=_count(item.get("max_bytes_per_run")),
+        move_to=str(item.get("move_to") or ""),
+        new_only=bool(item.get("new_only", False)),
+        since=datetime.date.fromisoformat(str(item["since"])) if item.get("since") else None,
     )
     if oauth2:
         imported.password = None
         imported.note(number, OAUTH2_NOTE)
     return imported
+
+
+def _count(value: object) -> int | None:
+    """A whole number of an export, or None."""
+    return None if value is None else int(str(value))
+
+
+def _rules(value: object) -> FolderRules | None:
+    """An export's folder rules (None in an export made before they existed)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError("folder_rules: expected an object")
+    return FolderRules.from_dict(value)
 
 
 def state_reader(states: dict[str, AccountState]) -> StateFor:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
+from mailhaul.adapters.db.unfetched import add_baseline, add_duplicates, delivered_gmail_ids
 from mailhaul.domain.errors import UnsupportedByServer
 from mailhaul.domain.messages import FolderListing, KnownMessages, MessageRef
 from mailhaul.domain.options import Protocol
@@ -60,9 +61,12 @@ class Listed:
 class FolderPoll:
     """One folder of one run; see the module docstring for the steps."""
 
-    def __init__(self, run: PollRun, folder: str, quick_check: bool = True) -> None:
+    def __init__(
+        self, run: PollRun, folder: str, quick_check: bool = True, local: str | None = None
+    ) -> None:
         self.run = run
         self.folder = folder
+        self.local = local  # the local folder its mail lands in (None: the mailbox itself)
         self.quick_check = quick_check  # False after a crash: list in full first
         self.scope = FolderScope(run, folder)
         self._to_finish: list[MessageRef] = []
@@ -76,9 +80,9 @@ class FolderPoll:
             stored, quiet = deps.folders.folder_record(conn, run.account.id, self.folder)
         if self.quick_check and self._unchanged(quiet):
             return
-        listed = self._list(stored)
+        listed = self._since(self._list(stored))
         plan = self._plan(listed)
-        delivery = BatchDelivery(run, self.folder, listed.uidvalidity)
+        delivery = BatchDelivery(run, self.folder, listed.uidvalidity, self.local)
         self._apply(plan, listed, delivery)
         self._finish_on_source()
         self._look_again(delivery)
@@ -91,6 +95,9 @@ class FolderPoll:
     def _unchanged(self, quiet: QuietFolder | None) -> bool:
         if quiet is None:
             return False
+        options = self.run.options
+        if options.keep and options.delete_after_days is not None:
+            return False  # kept mail may have had its days: the listing tells
         state = self.run.source.folder_state(self.folder)
         if state is None or not still_quiet(quiet, state, self.run.options, time.time()):
             return False
@@ -110,19 +117,29 @@ class FolderPoll:
                 if stored is not None
                 else KnownMessages()
             )
-        known_uids = hint.delivered | hint.refused
+        known_uids = hint.handled
         listing = run.source.select(self.folder, known_uids)
         if known_uids and (listing.uidvalidity or 0) != stored:
             listing = run.source.select(self.folder)  # renumbered: sizes of all are needed
-        if not listing.stable_uids and run.options.keep:
+        options = run.options
+        if not listing.stable_uids and (options.keep or options.new_only or options.since):
             raise UnsupportedByServer(
                 "the server does not support UIDL, so mailhaul cannot tell new mail from old: "
-                "'keep' needs UIDL (switch keep off to fetch and delete everything)"
+                "'keep', 'new only' and 'since' need UIDL (switch them off to fetch and delete "
+                "everything)"
             )
         uidvalidity = listing.uidvalidity or 0
         if stored is None:
-            with deps.db.begin() as conn:
+            with deps.db.begin() as conn:  # one transaction: a crash cannot skip the baseline
                 deps.folders.set_folder_uidvalidity(conn, account_id, self.folder, uidvalidity)
+                if options.new_only and listing.messages:
+                    baseline = [ref.uid for ref in listing.messages]
+                    where = (self.folder, uidvalidity)
+                    add_baseline(conn, account_id, where, baseline, deps.clock())
+                    run.log(
+                        f"{self.folder}: first sync, new mail only: the {len(baseline)} "
+                        "message(s) already here stay on the server, not fetched"
+                    )
         elif stored != uidvalidity:
             reconcile_uidvalidity(self.scope, listing.messages, stored, uidvalidity)
         known = hint if stored == uidvalidity else self._known(uidvalidity)
@@ -139,6 +156,30 @@ class FolderPoll:
             known = self._known(uidvalidity)
         return Listed(listing, known, uidvalidity, stored != uidvalidity)
 
+    def _since(self, listed: Listed) -> Listed:
+        """With ``since``: messages not known yet and dated before it are left alone, and
+        recorded so (each is looked at once)."""
+        run = self.run
+        day = run.options.since
+        if day is None:
+            return listed
+        known = listed.known
+        unknown = [ref for ref in listed.listing.messages if ref.uid not in known.handled]
+        if not unknown:
+            return listed
+        before = run.source.dated_before(unknown, day)
+        if not before:
+            return listed
+        deps = run.deps
+        with deps.db.begin() as conn:
+            where = (self.folder, listed.uidvalidity)
+            add_baseline(conn, run.account.id, where, sorted(before), deps.clock())
+        run.log(
+            f"{self.folder}: {len(before)} message(s) dated before {day.isoformat()} stay on "
+            "the server, not fetched (since)"
+        )
+        return replace(listed, known=replace(known, baseline=known.baseline | before))
+
     def _known(self, uidvalidity: int) -> KnownMessages:
         deps = self.run.deps
         with deps.db.begin() as conn:
@@ -147,14 +188,16 @@ class FolderPoll:
     # 3. the plan --------------------------------------------------------------------------
     def _plan(self, listed: Listed) -> FetchPlan:
         messages, options = listed.listing.messages, self.run.options
-        plan = plan_fetch(messages, listed.known, options)
+        now = self.run.deps.clock()
+        plan = plan_fetch(messages, listed.known, options, now)
         checked = check_known(self.scope, messages, listed.known, plan, listed.uidvalidity)
         if checked.reused:
-            plan = plan_fetch(messages, checked.known, options)
+            plan = plan_fetch(messages, checked.known, options, now)
         if checked.held:
             held = tuple(ref for ref in plan.delete_now if ref.uid in checked.held)
             rest = tuple(ref for ref in plan.delete_now if ref.uid not in checked.held)
-            plan = replace(plan, delete_now=rest, old=plan.old + held)
+            expired = tuple(ref for ref in plan.expired if ref.uid not in checked.held)
+            plan = replace(plan, delete_now=rest, old=plan.old + held, expired=expired)
         self._log_plan(len(messages), plan)
         return plan
 
@@ -191,15 +234,56 @@ class FolderPoll:
             source.mark_seen(unflagged)
             run.log(f"{folder}: flagged {len(unflagged)} delivered message(s) \\Seen")
         if plan.delete_now:
-            source.delete(plan.delete_now)
+            self._off_the_source(list(plan.delete_now))
             counts.deleted += len(plan.delete_now)
-            run.log(f"{folder}: deleted {len(plan.delete_now)} old message(s)")
-        counts.planned += len(plan.fetch)
-        for batch in batches(plan.fetch, BATCH_COUNT, BATCH_BYTES):
+            moved = f"moved {len(plan.delete_now)} delivered message(s) to {run.options.move_to}"
+            gone = f"deleted {len(plan.delete_now)} old message(s)"
+            run.log(f"{folder}: {moved if run.options.move_to else gone}")
+        if plan.expired:
+            run.log(
+                f"{folder}: of those, {len(plan.expired)} kept for "
+                f"{run.options.delete_after_days} day(s) since their delivery (delete after)"
+            )
+        wanted = self._gmail_copies(list(plan.fetch), listed, delivery)
+        fetch = run.budget.take(wanted)
+        if len(fetch) < len(wanted):
+            counts.limited = True
+            run.log(
+                f"{folder}: the per-run limit is reached: {len(wanted) - len(fetch)} "
+                "message(s) wait for the next run, which is due at once"
+            )
+        counts.planned += len(fetch)
+        for batch in batches(fetch, BATCH_COUNT, BATCH_BYTES):
             if run.stop.is_set():
                 run.log("stopping on request: the rest is fetched next run")
                 break
             self._deliver(delivery, batch)
+
+    def _gmail_copies(
+        self, refs: list[MessageRef], listed: Listed, delivery: BatchDelivery
+    ) -> list[MessageRef]:
+        """Gmail (X-GM-EXT-1): a message delivered already from another label is recorded
+        for this folder, not delivered again; the others carry their id into the record."""
+        run = self.run
+        ids = run.source.gmail_ids(refs) if refs else {}
+        if not ids:
+            return refs
+        deps, account_id = run.deps, run.account.id
+        with deps.db.begin() as conn:
+            done = delivered_gmail_ids(conn, account_id, ids.values())
+            copies = {uid: gm for uid, gm in ids.items() if gm in done}
+            if copies:
+                where = (self.folder, listed.uidvalidity)
+                add_duplicates(conn, account_id, where, copies, deps.clock())
+        delivery.gmail_ids = {uid: gm for uid, gm in ids.items() if uid not in copies}
+        if not copies:
+            return refs
+        run.log(
+            f"{self.folder}: {len(copies)} message(s) delivered already from another label "
+            "(the same Gmail message): not delivered again"
+        )
+        self._to_finish.extend(ref for ref in refs if ref.uid in copies)
+        return [ref for ref in refs if ref.uid not in copies]
 
     def _deliver(self, delivery: BatchDelivery, batch: list[MessageRef]) -> None:
         run = self.run
@@ -232,8 +316,21 @@ class FolderPoll:
         if run.options.keep:
             run.source.mark_seen(done)
         else:
-            run.source.delete(done)
+            self._off_the_source(done)
             run.counts.deleted += len(done)
+
+    def _off_the_source(self, refs: list[MessageRef]) -> None:
+        """Delete recorded messages on the source, or move them to ``move_to`` (made if
+        missing, once a run)."""
+        run = self.run
+        target = run.options.move_to
+        if not target:
+            run.source.delete(refs)
+            return
+        if not run.move_target_ready:
+            run.source.ensure_folder(target)
+            run.move_target_ready = True
+        run.source.move(refs, target)
 
     # 6. the second look -------------------------------------------------------------------
     def _look_again(self, delivery: BatchDelivery) -> None:

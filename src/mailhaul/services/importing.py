@@ -20,6 +20,7 @@ from mailhaul.adapters.db.records import MessageRecords
 from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.filtering import FilterOptions
+from mailhaul.domain.folders import FolderRules
 from mailhaul.domain.messages import RecordState
 from mailhaul.domain.options import RetrievalOptions, SignInMethod, default_port
 from mailhaul.domain.validation import FieldError, check_password, validated_spec
@@ -188,11 +189,20 @@ def build_spec(imported: ImportedAccount, defaults: ImportDefaults) -> AccountSp
             flush=imported.flush,
             max_size=imported.max_size or defaults.max_size,
             folders=imported.folders,
+            # fetchmail and getmail deliver every folder into the one mailbox: so does mailhaul
+            rules=imported.rules or FolderRules.flat(imported.folders),
+            delete_after_days=imported.delete_after_days,
+            max_messages_per_run=imported.max_messages_per_run,
+            max_bytes_per_run=imported.max_bytes_per_run,
+            move_to=imported.move_to,
+            new_only=imported.new_only,
+            since=imported.since,
         ),
         deliver_to=deliver_to,
         interval=imported.interval or defaults.interval,
         active=imported.active,
         filters=imported.filters or defaults.filters,
+        push=imported.push,
     )
     if imported.oauth2:
         provider = defaults.provider_for(imported.host, imported.oauth_provider)
@@ -359,7 +369,7 @@ class ImportService:
 
 
 def _handled(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    states = {RecordState.DELIVERED.value, RecordState.REFUSED.value}
+    states = {RecordState.DELIVERED.value, RecordState.REFUSED.value, RecordState.BASELINE.value}
     unique: dict[tuple[str, int, str], dict[str, Any]] = {}
     for r in records:
         if r.get("state", "delivered") in states:

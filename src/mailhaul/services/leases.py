@@ -22,6 +22,11 @@ def new_owner() -> str:
     return f"{_HOST}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def dead_local_owner(owner: str | None) -> bool:
+    """Whether ``owner`` (``host:pid:random``) was a process on this host that is gone."""
+    return _dead_local_owner(owner)
+
+
 def _dead_local_owner(owner: str | None) -> bool:
     """Whether ``owner`` was a process on this host that no longer exists."""
     parts = (owner or "").rsplit(":", 2)

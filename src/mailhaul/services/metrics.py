@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from mailhaul.domain.errors import ErrorKind
 from mailhaul.domain.scheduling import PollResult
@@ -26,6 +26,7 @@ ERROR_KINDS = tuple(ErrorKind)
 POLL_RESULTS = (PollResult.OK, PollResult.ERROR)
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 SCAN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+PUSH_BUCKETS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 # A scrape reuses live values read less than this many seconds ago (see `refresh`).
 LIVE_MAX_AGE = 2.0
 
@@ -44,6 +45,52 @@ class PollOutcome(Protocol):
 
 
 LiveSource = Callable[[], LiveGauges]
+
+
+class PushFigures(Protocol):
+    """What the push watcher counted (`push.PushCounters` fits)."""
+
+    @property
+    def watched(self) -> int: ...
+    @property
+    def events(self) -> int: ...
+    @property
+    def reconnects(self) -> int: ...
+    @property
+    def requests(self) -> int: ...
+
+
+class _PushCollector:
+    """This process's push watcher, read at scrape time."""
+
+    def __init__(self, figures: PushFigures) -> None:
+        self.figures = figures
+
+    def describe(self) -> Iterable[Metric]:
+        """The metric names."""
+        return self.collect()
+
+    def collect(self) -> Iterable[Metric]:
+        """The watcher's figures now."""
+        f = self.figures
+        watched = GaugeMetricFamily(
+            "mailhaul_push_watched_connections", "IDLE connections watching now (this process)"
+        )
+        watched.add_metric([], float(f.watched))
+        return [
+            watched,
+            CounterMetricFamily(
+                "mailhaul_push_events", "Changes IDLE reported (EXISTS, RECENT, …)", f.events
+            ),
+            CounterMetricFamily(
+                "mailhaul_push_reconnects",
+                "Watcher connections lost and opened again",
+                f.reconnects,
+            ),
+            CounterMetricFamily(
+                "mailhaul_push_requests", "Polls asked for by the watcher", f.requests
+            ),
+        ]
 
 
 class _LiveCollector:
@@ -122,6 +169,12 @@ class Metrics:
             buckets=SCAN_BUCKETS,
             registry=self.registry,
         )
+        self.push_latency = Histogram(
+            "mailhaul_push_latency_seconds",
+            "From the change IDLE reported to the end of the poll that delivered it",
+            buckets=PUSH_BUCKETS,
+            registry=self.registry,
+        )
         for result in POLL_RESULTS:
             self.polls.labels(result=result)
         for kind in ERROR_KINDS:
@@ -146,6 +199,10 @@ class Metrics:
         self.duration.observe(max(0.0, summary.duration))
         if summary.result == PollResult.ERROR and error_kind is not None:
             self.errors.labels(kind=error_kind).inc()
+
+    def watch_push(self, figures: PushFigures) -> None:
+        """Expose the push watcher's figures (`serve` has one)."""
+        self.registry.register(_PushCollector(figures))
 
     def observe_scan(self, scanner: str, result: str, seconds: float) -> None:
         """Count one scanner call (the filter stage's observer)."""

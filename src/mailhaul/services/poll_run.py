@@ -23,6 +23,7 @@ from mailhaul.adapters.db.runs import RunStore
 from mailhaul.domain.account import Account
 from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.options import Credentials, RetrievalOptions, SourceEndpoint
+from mailhaul.domain.planning import RunBudget
 from mailhaul.domain.ports import DeliverySession, LogFn, MailSink, MailSource
 from mailhaul.domain.scheduling import SchedulePolicy
 from mailhaul.services.filtering import FilterStage, Scanners
@@ -35,6 +36,9 @@ SourceFactory = Callable[[SourceEndpoint, Credentials, LogFn], MailSource]
 
 ProgressFn = Callable[[int, int, int, int], None]
 """Called with (account id, messages done, messages planned, bytes done)."""
+
+PROGRESS_EVERY = 1.0
+"""Seconds between writes of a running run's counts to its row (what other processes see)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,9 @@ class PollDeps:
     quarantine_rows: QuarantineRows = field(default_factory=QuarantineRows)
     incidents: IncidentTracker | None = None
     """Opens and closes incidents with each run's record (None: not tracked, as in tests)."""
+    clock: Callable[[], float] = time.time
+    """What time it is when deliveries are recorded and kept mail's days are counted
+    (``delete_after_days``): tests move it rather than sleep."""
 
 
 @dataclass
@@ -74,6 +81,7 @@ class RunCounts:
     viruses: int = 0
     unscanned: int = 0
     cert_expires: float | None = None  # when the server's verified certificate expires
+    limited: bool = False  # stopped at a per-run limit: the account is due again at once
 
     @property
     def filtered(self) -> tuple[int, int, int]:
@@ -95,6 +103,12 @@ class PollRun:
     progress: ProgressFn | None = None
     counts: RunCounts = field(default_factory=RunCounts)
     renew_at: float = 0.0
+    run_id: int | None = None
+    """The run's row, where its counts so far are shown (None: not shown, as in tests)."""
+    shown_at: float = 0.0
+    budget: RunBudget = field(default_factory=RunBudget)
+    """What the run may still fetch under the account's per-run limits."""
+    move_target_ready: bool = False  # the move_to folder is known to exist on the source
 
     @property
     def destination(self) -> str:
@@ -133,3 +147,9 @@ class PollRun:
         counts.bytes += size
         if self.progress is not None:
             self.progress(self.account.id, counts.fetched, counts.planned, counts.bytes)
+        now = time.monotonic()
+        if self.run_id is not None and now - self.shown_at >= PROGRESS_EVERY:
+            # Throttled: one small write a second at most, whatever the message rate.
+            self.shown_at = now
+            with self.deps.db.begin() as conn:
+                self.deps.runs.progress(conn, self.run_id, counts.fetched, counts.bytes)

@@ -27,9 +27,11 @@ from mailhaul.domain.errors import (
 )
 from mailhaul.domain.incidents import kind_after_run
 from mailhaul.domain.options import Security, SignInMethod
+from mailhaul.domain.planning import RunBudget
 from mailhaul.domain.redaction import Redactor
 from mailhaul.domain.scheduling import Outcome, PollResult, RunResult, SchedulePolicy, after_run
 from mailhaul.domain.units import human_bytes
+from mailhaul.services.folder_choice import folders_of
 from mailhaul.services.folder_poll import FolderPoll
 from mailhaul.services.incidents import RunEnd
 from mailhaul.services.leases import Leases, new_owner
@@ -151,7 +153,9 @@ class Poller:
                 try:
                     stop = stop or threading.Event()
                     run = PollRun(deps, account, source, delivery, log, owner, stop)
-                    run.progress, run.counts = progress, counts
+                    run.progress, run.counts, run.run_id = progress, counts, run_id
+                    options = account.spec.options
+                    run.budget = RunBudget(options.max_messages_per_run, options.max_bytes_per_run)
                     self._run(run, pending)
                 finally:
                     delivery.close()
@@ -244,7 +248,8 @@ class Poller:
                 result=RunResult.ERROR if error else RunResult.OK,
                 error=error,
                 finished_at=finished,
-                next_poll_at=nxt.at,
+                # stopped at a per-run limit: the rest comes now, not an interval later
+                next_poll_at=finished if counts.limited and outcome is Outcome.OK else nxt.at,
                 consecutive_failures=nxt.failures,
                 paused_reason=nxt.paused_reason,
             )
@@ -273,10 +278,10 @@ class Poller:
             log("warning: certificate verification is switched off for this account")
         try:
             self._connect(run)  # may sign in again with a fresh token: a new run.source
-            for folder in account.spec.options.folders:
+            for folder, local in folders_of(run):
                 if run.stop.is_set():
                     break
-                FolderPoll(run, folder, quick_check=not pending).poll()
+                FolderPoll(run, folder, quick_check=not pending, local=local).poll()
         except BaseException:
             run.source.abort()
             raise

@@ -103,6 +103,12 @@ class Scheduler:
         self._requests_at = 0.0  # monotonic time of the next look for "fetch now" requests
         self._dead_at = 0.0  # monotonic time of the next look for dead local lease holders
 
+    def wake(self) -> None:
+        """From any thread of this process: a "fetch now" request was just made (a push
+        event); look for requests at once rather than at the next look."""
+        self._requests_at = 0.0
+        self._wake.set()
+
     def _poll(self, claimed: Claimed) -> RunSummary | None:
         account_id = claimed.account_id
         try:

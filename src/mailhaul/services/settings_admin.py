@@ -144,6 +144,7 @@ def effective_value(settings: Settings, key: str) -> Any:
         "poll.max_backoff": "max_backoff",
         "poll.auth_failures_to_pause": "auth_failures_to_pause",
         "runs.keep_days": "runs_keep_days",
+        "push.enabled": "push_enabled",
         "sources.allow_private": "sources_allow_private",
     }[key]
     return getattr(settings, attribute)

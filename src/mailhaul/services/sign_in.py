@@ -83,6 +83,20 @@ class SignIn:
             tokens = self._renew(account, tokens)
         return Credentials(spec.username, tokens.access_token, SignInMethod.OAUTH2)
 
+    def stored_credentials(self, account: Account, sealed_password: str) -> Credentials | None:
+        """What the push watcher signs in with: the password, or the access token the last
+        poll stored while it is still good (None: wait for a poll to refresh it; the watcher
+        never refreshes, it holds no lease)."""
+        spec = account.spec
+        if spec.sign_in is SignInMethod.PASSWORD:
+            return Credentials(spec.username, self.secret_box.decrypt(sealed_password, account.id))
+        tokens = self._tokens(account.id)
+        if account.sign_in_problem is not None or tokens is None:
+            return None
+        if tokens.needs_refresh(time.time()):
+            return None
+        return Credentials(spec.username, tokens.access_token, SignInMethod.OAUTH2)
+
     def after_rejection(self, account: Account) -> Credentials:
         """New credentials after the server refused the access token (refreshed once)."""
         tokens = self._renew(account, self._tokens(account.id))

@@ -80,6 +80,8 @@ class AccountStatus:
     protocol: str = ""
     destination: str = ""
     sign_in_problem: str | None = None  # OAuth2: why the user has to connect (again)
+    security: str = ""  # ssl | starttls | none
+    verify_cert: bool = True
 
     # The words for an account's state, the same in the CLI (`account show|list`,
     # `status`, `fetch`), the web pages and the API.
@@ -206,6 +208,8 @@ def _account(row: AccountRow, last_run: RunRecord | None, last_log: str | None) 
         protocol=row.protocol,
         destination=row.deliver_to or row.owner,
         sign_in_problem=row.sign_in_problem,
+        security=row.security,
+        verify_cert=row.verify_cert,
     )
 
 
@@ -323,8 +327,14 @@ def _run_dict(run: RunRecord | None) -> dict[str, Any] | None:
     data = asdict(run)
     del data["log"]  # the account's last log is reported on its own
     duration = None if run.finished_at is None else round(run.finished_at - run.started_at, 3)
-    data["duration"] = duration
+    data["duration_seconds"] = duration
     return data
+
+
+def _worker_dict(worker: WorkerStatus) -> dict[str, Any]:
+    data = asdict(worker)
+    del data["heartbeat_age"]
+    return data | {"heartbeat_age_seconds": round(worker.heartbeat_age, 3)}
 
 
 def status_dict(report: StatusReport) -> dict[str, Any]:
@@ -345,9 +355,7 @@ def status_dict(report: StatusReport) -> dict[str, Any]:
             "running_polls": summary.running_polls,
             "queue_lag_seconds": round(summary.queue_lag_seconds, 3),
             "oldest_due_at": summary.oldest_due_at,
-            "workers": [
-                asdict(w) | {"heartbeat_age": round(w.heartbeat_age, 3)} for w in summary.workers
-            ],
+            "workers": [_worker_dict(w) for w in summary.workers],
         },
         "accounts": accounts,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any
 
@@ -11,6 +12,7 @@ from mailhaul.adapters.db.tables import accounts
 from mailhaul.domain.access import domain_of
 from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.filtering import FilterOptions, SpamAction, VirusAction
+from mailhaul.domain.folders import FolderRules
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security, SignInMethod
 
 # What an Account is read from: not who asked for a fetch (only the scheduler's
@@ -18,15 +20,52 @@ from mailhaul.domain.options import Protocol, RetrievalOptions, Security, SignIn
 READ = [c for c in accounts.c if c.name not in ("fetch_requested_by", "oauth_tokens_enc")]
 
 
+# keys of AccountSpec.as_dict() that are no column of their own
+_NOT_COLUMNS = frozenset(
+    {"sign_in", "folder_rules", "delete_after_days", "max_messages_per_run", "max_bytes_per_run"}
+    | {"new_only", "since", "move_to"}
+)
+
+
 def spec_values(spec: AccountSpec) -> dict[str, Any]:
     """An AccountSpec as column values."""
     values = spec.as_dict()
     return {
-        **{k: v for k, v in values.items() if k != "sign_in"},
+        **{k: v for k, v in values.items() if k not in _NOT_COLUMNS},
         "auth_method": values["sign_in"],
         "folders": json.dumps(list(spec.options.folders)),
+        "rules": _rules_json(spec.options),
         "owner_domain": domain_of(spec.owner),
     }
+
+
+# RetrievalOptions stored in the ``rules`` JSON beside the folder rules (absent: None)
+_IN_RULES = ("delete_after_days", "max_messages_per_run", "max_bytes_per_run")
+
+
+def _rules_json(options: RetrievalOptions) -> str | None:
+    """The folder rules, retention and per-run limits as stored: None for the defaults."""
+    values = {} if options.rules == FolderRules() else options.rules.as_dict()
+    values.update({k: getattr(options, k) for k in _IN_RULES if getattr(options, k) is not None})
+    if options.new_only:
+        values["new_only"] = True
+    if options.move_to:
+        values["move_to"] = options.move_to
+    if options.since is not None:
+        values["since"] = options.since.isoformat()
+    return json.dumps(values) if values else None
+
+
+def _rules_of(stored: str | None) -> dict[str, Any]:
+    """RetrievalOptions' fields from the ``rules`` column."""
+    values = json.loads(stored) if stored else {}
+    found: dict[str, Any] = {"rules": FolderRules.from_dict(values)}
+    found.update({k: int(values[k]) for k in _IN_RULES if values.get(k) is not None})
+    found["new_only"] = bool(values.get("new_only", False))
+    found["move_to"] = str(values.get("move_to") or "")
+    since = values.get("since")
+    found["since"] = datetime.date.fromisoformat(since) if since else None
+    return found
 
 
 def account_from_row(row: Row[Any]) -> Account:
@@ -46,6 +85,7 @@ def account_from_row(row: Row[Any]) -> Account:
             flush=row.flush,
             max_size=row.max_size,
             folders=tuple(json.loads(row.folders)),
+            **_rules_of(row.rules),
         ),
         deliver_to=row.deliver_to,
         interval=row.interval,
@@ -53,6 +93,7 @@ def account_from_row(row: Row[Any]) -> Account:
         sign_in=SignInMethod(row.auth_method),
         oauth_provider_id=row.oauth_provider_id,
         filters=FilterOptions(SpamAction(row.antispam), VirusAction(row.antivirus)),
+        push=row.push,
     )
     return Account(
         id=row.id,

@@ -32,6 +32,7 @@ class DeliveredRecord:
     uid: str
     fingerprint: str
     size: int
+    gm_msgid: str | None = None  # Gmail's X-GM-MSGID, where the server gives it
 
 
 @dataclass(frozen=True)
@@ -76,21 +77,29 @@ class MessageRecords:
         self, conn: Connection, account_id: int, folder: str, uidvalidity: int
     ) -> KnownMessages:
         """Delivered and refused UIDs of one folder under one UIDVALIDITY."""
+        c = messages.c
         rows = conn.execute(
-            select(messages.c.uid, messages.c.state, messages.c.size).where(
-                messages.c.account_id == account_id,
-                messages.c.folder == folder,
-                messages.c.uidvalidity == uidvalidity,
+            select(c.uid, c.state, c.size, c.recorded_at).where(
+                c.account_id == account_id,
+                c.folder == folder,
+                c.uidvalidity == uidvalidity,
             )
         ).all()  # one fetchall: iterating the result would fetch row by row
         sizes: dict[str, int] = {}
+        delivered_at: dict[str, float] = {}
         refused: set[str] = set()
-        for uid, state, size in rows:
+        baseline: set[str] = set()
+        for uid, state, size, recorded_at in rows:
             if state == RecordState.DELIVERED:
                 sizes[uid] = size or 0
+                delivered_at[uid] = recorded_at
             elif state == RecordState.REFUSED:
                 refused.add(uid)
-        return KnownMessages(frozenset(sizes), frozenset(refused), sizes)
+            elif state == RecordState.BASELINE:
+                baseline.add(uid)
+        return KnownMessages(
+            frozenset(sizes), frozenset(refused), sizes, delivered_at, frozenset(baseline)
+        )
 
     def add_pending(
         self, conn: Connection, account_id: int, records: Sequence[PendingRecord], now: float
@@ -138,12 +147,21 @@ class MessageRecords:
                 state=RecordState.DELIVERED.value,
                 fingerprint=bindparam("b_fingerprint"),
                 size=bindparam("b_size"),
+                gm_msgid=bindparam("b_gm_msgid"),
                 recorded_at=now,
             )
         )
         conn.execute(
             statement,
-            [{"b_uid": r.uid, "b_fingerprint": r.fingerprint, "b_size": r.size} for r in records],
+            [
+                {
+                    "b_uid": r.uid,
+                    "b_fingerprint": r.fingerprint,
+                    "b_size": r.size,
+                    "b_gm_msgid": r.gm_msgid,
+                }
+                for r in records
+            ],
         )
 
     def mark_refused(

@@ -85,6 +85,14 @@ class RunStore:
         )
         return int(result.rowcount)
 
+    def progress(self, conn: Connection, run_id: int, fetched: int, size: int) -> None:
+        """Show a running run's counts so far (any process's web page or CLI reads them)."""
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == run_id, runs.c.result == RunResult.RUNNING)
+            .values(fetched=fetched, bytes=size)
+        )
+
     def finish(
         self,
         conn: Connection,

@@ -27,10 +27,11 @@ BASELINE = "0001"
 # What revisions after the baseline add: a pre-migrations home gets them from those revisions.
 _AFTER_BASELINE_TABLES = frozenset(
     {"users", "sessions", "api_keys", "settings", "oauth_providers", "quarantine"}
-    | {"incidents", "notices"}
-    # 0002, 0003, 0007, 0008, 0009
+    | {"incidents", "notices", "push_watches"}
+    # 0002, 0003, 0007, 0008, 0009, 0010
 )
-# columns added by revisions after the baseline: 0002, 0004, 0006, 0007, 0008
+# columns added by revisions after the baseline: 0002, 0004, 0006, 0007, 0008, 0009, 0010,
+# 0011, 0012
 _AFTER_BASELINE = frozenset(
     {
         ("accounts", "owner_domain"),
@@ -46,11 +47,15 @@ _AFTER_BASELINE = frozenset(
         ("runs", "viruses"),
         ("runs", "unscanned"),
         ("users", "notices"),
+        ("accounts", "push"),
+        ("accounts", "rules"),
+        ("messages", "gm_msgid"),
     }
 )
 _AFTER_BASELINE_INDEXES = frozenset(
     {"ix_accounts_owner", "ix_quarantine_account", "ix_incidents_account", "ix_notices_due"}
-)  # 0002, 0008, 0009
+    | {"ix_messages_gm_msgid"}
+)  # 0002, 0008, 0009, 0012
 VERSION_TABLE = "alembic_version"
 # pg_advisory_xact_lock key: concurrent `mailhaul db upgrade`s run one after the other.
 _PG_LOCK_KEY = 0x6D61696C68  # "mailh"

@@ -43,6 +43,7 @@ class AccountRow:
     last_error: str | None
     consecutive_failures: int
     deliver_to: str = ""
+    verify_cert: bool = True
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ class AccountScope:
 
     ``owner`` limits to one owner's accounts (a user), ``domains`` to owners in these
     domains (a domain admin); None means no limit. ``domain``, ``state`` and ``search`` are
-    the filters a person picks.
+    the filters a person picks; ``sort`` the order of a page (one of SORT_KEYS, ``-`` in
+    front for descending; None: by id).
     """
 
     owner: str | None = None
@@ -59,6 +61,7 @@ class AccountScope:
     domain: str | None = None
     state: str | None = None
     search: str | None = None
+    sort: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ def _account_rows(now: float) -> Select[Any]:
         c.last_error,
         c.consecutive_failures,
         c.deliver_to,
+        c.verify_cert,
     )
 
 
@@ -165,6 +169,7 @@ def _account_row(r: Row[Any]) -> AccountRow:
         last_error=r.last_error,
         consecutive_failures=r.consecutive_failures,
         deliver_to=r.deliver_to,
+        verify_cert=bool(r.verify_cert),
     )
 
 
@@ -193,6 +198,32 @@ def _scope_conditions(scope: AccountScope, now: float) -> list[ColumnElement[boo
     return conditions
 
 
+def _sort_columns(now: float) -> dict[str, ColumnElement[Any]]:
+    c = accounts.c
+    return {
+        "owner": func.lower(c.owner),
+        "host": func.lower(c.host),
+        "state": derived_state(now),
+        "last_run": c.last_run_at,
+        "next_run": c.next_poll_at,
+    }
+
+
+SORT_KEYS = ("owner", "host", "state", "last_run", "next_run")
+
+
+def _order(sort: str | None, now: float) -> list[ColumnElement[Any]]:
+    """ORDER BY for ``sort`` (``host``, ``-last_run``…): accounts without a value last
+    either way, then by id (a stable order for paging)."""
+    key = (sort or "").removeprefix("-")
+    column = _sort_columns(now).get(key)
+    if column is None:
+        return [accounts.c.id]
+    descending = bool(sort and sort.startswith("-"))
+    missing_last = case((column.is_(None), 1), else_=0)
+    return [missing_last, column.desc() if descending else column.asc(), accounts.c.id]
+
+
 class StatusStore:
     """Read-only status queries; every method runs inside the caller's transaction."""
 
@@ -212,12 +243,12 @@ class StatusStore:
     def page(
         self, conn: Connection, now: float, scope: AccountScope, offset: int, limit: int
     ) -> tuple[list[AccountRow], int]:
-        """One page of the accounts in ``scope`` by id, and how many there are in all."""
+        """One page of the accounts in ``scope`` in its order, and how many there are."""
         conditions = _scope_conditions(scope, now)
         total = conn.execute(
             select(func.count()).select_from(accounts).where(*conditions)
         ).scalar_one()
-        query = _account_rows(now).where(*conditions).order_by(accounts.c.id)
+        query = _account_rows(now).where(*conditions).order_by(*_order(scope.sort, now))
         rows = conn.execute(query.offset(offset).limit(limit))
         return [_account_row(r) for r in rows], int(total)
 

@@ -69,6 +69,10 @@ accounts = Table(
     # the checks before delivery: antispam off | tag | junk, antivirus off | quarantine
     Column("antispam", String(8), nullable=False, server_default="off"),
     Column("antivirus", String(16), nullable=False, server_default="off"),
+    # IMAP IDLE: true, false, or NULL for the setting push.enabled
+    Column("push", Boolean),
+    # which folders and where each lands (domain/folders.py FolderRules, JSON; NULL: defaults)
+    Column("rules", Text),
 )
 Index("ix_accounts_due", accounts.c.active, accounts.c.next_poll_at)
 Index("ix_accounts_host", accounts.c.host)
@@ -116,7 +120,9 @@ messages = Table(
     Column("size", BigInteger, nullable=False, default=0),
     Column("recorded_at", Float, nullable=False),
     Column("note", Text),
+    Column("gm_msgid", String(24)),  # Gmail's X-GM-MSGID: one delivery per message
 )
+Index("ix_messages_gm_msgid", messages.c.account_id, messages.c.gm_msgid)
 Index("ix_messages_fingerprint", messages.c.account_id, messages.c.folder, messages.c.fingerprint)
 Index("ix_messages_state", messages.c.account_id, messages.c.state)
 
@@ -240,6 +246,27 @@ workers = Table(
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
     Column("running", Integer, nullable=False, default=0),
+)
+
+# The push watcher of each watched account (IMAP IDLE), written by the serving process that
+# holds it (its lease, renewed at heartbeats) so that every process can show the state.
+push_watches = Table(
+    "push_watches",
+    metadata,
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("worker_id", String(200), nullable=False),  # host:pid:random, as lease owners
+    Column("lease_expires", Float, nullable=False),
+    # connecting | watching | reconnecting | unsupported | waiting (a poll must sign in first)
+    Column("state", String(16), nullable=False),
+    Column("since", Float, nullable=False),  # when it entered the state
+    Column("reason", Text, nullable=False, server_default=""),  # why (reconnecting, waiting)
+    Column("events", Integer, nullable=False, server_default="0"),  # changes seen while held
 )
 
 # People who manage accounts through the web UI, the API and (as admin) the CLI.

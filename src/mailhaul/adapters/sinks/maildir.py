@@ -31,6 +31,7 @@ from mailhaul.adapters.private_dirs import make_private_dirs
 from mailhaul.adapters.sinks.transforms import CrlfToLf
 from mailhaul.domain.addresses import normalise_address, split_address
 from mailhaul.domain.errors import ConfigError, TemporaryDeliveryError
+from mailhaul.domain.imap_utf7 import encode_mailbox
 
 if TYPE_CHECKING:
     from mailhaul.settings_keys import DeliverySettings
@@ -182,12 +183,15 @@ class MaildirSink:
         with self._lock:
             self._ready.add(maildir)
 
+    def files_folders(self, destination: str) -> bool:
+        """Always: Maildir++ subfolders."""
+        return True
+
     def ensure_folder(self, maildir: Path, folder: str) -> Path:
-        """The Maildir++ subfolder ``.folder`` of ``maildir`` (made with its ``maildirfolder``
-        marker, as Dovecot and Courier expect, unless it exists)."""
-        if not folder.isascii() or not folder.replace("_", "").isalnum():
-            raise ConfigError(f"{folder!r} is not a folder name mailhaul files mail into")
-        sub = maildir / f".{folder}"
+        """The Maildir++ subfolder of ``maildir`` for ``folder`` (levels joined by ``/``:
+        ``Lists/python`` is ``.Lists.python``, each level in modified UTF-7 as Dovecot and
+        Courier store names), made with its ``maildirfolder`` marker unless it exists."""
+        sub = maildir / maildir_folder_name(folder)
         if sub not in self._ready:
             self.ensure(sub)
             try:
@@ -302,6 +306,19 @@ def _discard(batch: list[_Finished]) -> None:
             os.close(message.fd)
         with contextlib.suppress(OSError):
             os.unlink(message.tmp_path)
+
+
+def maildir_folder_name(folder: str) -> str:
+    """The Maildir++ directory name of a local folder (``Lists/python`` ->
+    ``.Lists.python``, ``Entwürfe`` -> ``.Entw&APw-rfe``), or a ConfigError."""
+    levels = folder.split("/")
+    encoded = [encode_mailbox(level) for level in levels if level]
+    if len(encoded) != len(levels) or any(
+        level in (".", "..") or "." in level or "/" in level or level.startswith("~")
+        for level in encoded
+    ):
+        raise ConfigError(f"{folder!r} is not a folder name mailhaul files mail into")
+    return "." + ".".join(encoded)
 
 
 def _folders_of(maildir: Path) -> list[Path]:

@@ -295,6 +295,10 @@ class MdaSink:
         self.sender = sender
         self.line_ends = line_ends
 
+    def files_folders(self, destination: str) -> bool:
+        """Never: the command is given the address only."""
+        return False
+
     def open_session(self, account_label: str) -> MdaSession:
         """One run's deliveries; ``account_label`` is what ``{account}`` becomes."""
         return MdaSession(self, account_label)

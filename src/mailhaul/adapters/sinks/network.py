@@ -241,6 +241,10 @@ class NetworkSink:
 
     # --- MailSink ------------------------------------------------------------------------------
 
+    def files_folders(self, destination: str) -> bool:
+        """LMTP with ``lmtp_folder_detail`` set (``local+Folder@domain``); not SMTP."""
+        return bool(self.folder_detail)
+
     def open_session(self, account_label: str) -> NetworkSession:
         """One run's deliveries (the label is not used over the network)."""
         return NetworkSession(self)

@@ -31,6 +31,10 @@ class RoutingSink:
             unique.setdefault(id(sink), sink)
         return list(unique.values())
 
+    def files_folders(self, destination: str) -> bool:
+        """Whether the sink ``destination`` is routed to files into folders."""
+        return self.route(destination).files_folders(destination)
+
     def open_session(self, account_label: str) -> RoutingSession:
         """A session that opens the routed sinks' own sessions as destinations need them."""
         return RoutingSession(self, account_label)

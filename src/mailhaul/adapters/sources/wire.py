@@ -132,6 +132,19 @@ class Wire:
             with contextlib.suppress(OSError):
                 sock.close()
 
+    def detach(self) -> tuple[socket.socket, bytes]:
+        """Hand the open socket and the bytes received but not read yet to a new owner (the
+        push watcher's event loop); this Wire is closed after, the socket left open."""
+        sock, self._sock = self._sock, None
+        if sock is None:
+            raise TransientSourceError("connection is closed")
+        unregister, self._unregister = self._unregister, None
+        if unregister is not None:
+            unregister()
+        rest = bytes(self._buf[self._pos :])
+        self._buf, self._pos = bytearray(), 0
+        return sock, rest
+
     def interrupt(self) -> None:
         """From any thread: wake a blocked read or write (the socket is shut down)."""
         sock = self._sock

@@ -1,7 +1,8 @@
 """The server-rendered pages (Jinja2 templates, a little htmx), and their static files.
 
 Modules: `templating` (rendering, flash messages, form helpers), `routing` (how page routes
-answer errors), `login`, `accounts` (list, account page, fetch now), `account_form` (add,
+answer errors), `login`, `account_list` (the list: sorting, refresh, acting on several
+accounts), `accounts` (an account's page, fetch now), `account_form` (add,
 edit, test connection; `account_values` turns the form into an account), `users` (users,
 one's own password, API keys), `admin` (status; read-only settings), `settings_form` (the
 editable settings, per-domain delivery). Every route declares its access
@@ -24,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from mailhaul.web.auth import LoginThrottle
 from mailhaul.web.ui import (
     account_form,
+    account_list,
     accounts,
     admin,
     login,
@@ -45,6 +47,7 @@ def install_pages(api: FastAPI) -> None:
     pages = (
         login,
         account_form,
+        account_list,
         accounts,
         run_history,
         quarantine,

@@ -120,6 +120,7 @@ def _form_page(
         antivirus_choices=ANTIVIRUS_CHOICES,
         default_antispam=settings.filters.antispam,
         default_antivirus=settings.filters.antivirus,
+        default_push=settings.push_enabled,
         labels=LABELS,
         sign_ins=_sign_ins(request),
     )

@@ -6,7 +6,7 @@ settings' default. Sizes may be written ``100M``/``512K``/``1G`` or in bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from starlette.datastructures import FormData
 
@@ -23,6 +23,15 @@ from mailhaul.domain.options import (
 )
 from mailhaul.domain.validation import FieldChecks, FieldError, parse_size, validated_spec
 from mailhaul.settings import Settings
+from mailhaul.web.ui.folder_values import FIELDS as FOLDER_FIELDS
+from mailhaul.web.ui.folder_values import LABELS as FOLDER_LABELS
+from mailhaul.web.ui.folder_values import (
+    FolderFormValues,
+    extras_of,
+    folder_values_of_form,
+    folder_values_of_options,
+    rules_of,
+)
 from mailhaul.web.ui.templating import checked, text
 
 FIELDS = (
@@ -46,6 +55,8 @@ FIELDS = (
     "sign_in",
     "antispam",
     "antivirus",
+    "push",
+    *FOLDER_FIELDS,
 )
 # The services name the folder list "folder"; the form's field is "folders".
 FIELD_ALIASES = {"folder": "folders", "oauth_provider": "sign_in"}
@@ -72,6 +83,8 @@ LABELS = {
     "sign_in": "Sign-in method",
     "antispam": "Spam check",
     "antivirus": "Virus check",
+    "push": "Push",
+    **FOLDER_LABELS,
 }
 ANTISPAM_CHOICES = [
     ("off", "Off"),
@@ -110,6 +123,8 @@ class FormValues:
     sign_in: str = ""  # "password", "oauth2:<provider id>"; "" keeps what is stored
     antispam: str = ""  # "" takes filter.antispam (a new account) or keeps what is stored
     antivirus: str = ""
+    push: bool | None = None  # None: not chosen yet (the form shows push.enabled)
+    folder_rules: FolderFormValues = field(default_factory=FolderFormValues)
 
 
 def sign_in_value(spec: AccountSpec) -> str:
@@ -149,6 +164,8 @@ def values_of_spec(spec: AccountSpec) -> FormValues:
         sign_in=sign_in_value(spec),
         antispam=str(spec.filters.antispam),
         antivirus=str(spec.filters.antivirus),
+        push=spec.push,
+        folder_rules=folder_values_of_options(spec.options),
     )
 
 
@@ -189,6 +206,8 @@ def values_of_form(form: FormData) -> FormValues:
         sign_in=text(form, "sign_in"),
         antispam=text(form, "antispam"),
         antivirus=text(form, "antivirus"),
+        push=checked(form, "push"),
+        folder_rules=folder_values_of_form(form),
     )
 
 
@@ -218,6 +237,14 @@ def _filters(
         except ConfigError:
             raise FieldError("antivirus", "choose off or quarantine") from None
     return options
+
+
+def _push(values: FormValues, protocol: Protocol, settings: Settings) -> bool | None:
+    """The push choice to store: None (follow push.enabled) when the box says what the
+    setting says, or for POP3 (which has no IDLE, whatever the box says)."""
+    if protocol is not Protocol.IMAP or values.push is None:
+        return None
+    return None if values.push == settings.push_enabled else values.push
 
 
 def spec_of(
@@ -268,6 +295,7 @@ def spec_of(
     ca_file = values.ca_file or None
     if not actor.is_admin:
         ca_file = previous.ca_file if previous is not None else None
+    extras = extras_of(values.folder_rules, checks)
     spec = AccountSpec(
         owner=owner,
         protocol=protocol,
@@ -283,11 +311,19 @@ def spec_of(
             flush=values.flush,
             max_size=max_size,
             folders=folders,
+            rules=rules_of(values.folder_rules, checks),
+            delete_after_days=extras.delete_after_days,
+            max_messages_per_run=extras.max_messages_per_run,
+            max_bytes_per_run=extras.max_bytes_per_run,
+            new_only=extras.new_only,
+            since=extras.since,
+            move_to=extras.move_to,
         ),
         deliver_to=deliver_to,
         interval=interval,
         active=values.active,
         filters=_filters(values, settings, previous, checks),
+        push=_push(values, protocol, settings),
     )
     chosen = values.sign_in or (sign_in_value(previous) if previous else "password")
     if chosen.startswith("oauth2:") and chosen[7:].isdigit():

@@ -1,4 +1,4 @@
-"""The account list, an account's page, and what can be done there.
+"""An account's page, and what can be done there (the list is in `account_list`).
 
 Fetch now queues the account through the scheduler (`AccountAccess.fetch_now`); the page
 then shows the progress: with htmx, the ``#live`` part re-renders itself every second until
@@ -19,7 +19,10 @@ from fastapi.responses import Response
 from mailhaul.adapters.db.runs import RunRecord
 from mailhaul.domain.access import Principal
 from mailhaul.domain.account import Trigger
-from mailhaul.services.account_access import AccountAccess, AccountQuery
+from mailhaul.domain.scheduling import RunResult
+from mailhaul.domain.units import human_bytes
+from mailhaul.services.account_access import AccountAccess
+from mailhaul.services.push_status import PushStatus
 from mailhaul.services.status import AccountStatus
 from mailhaul.services.users import SessionInfo
 from mailhaul.web.auth import Access, app_of, page_access
@@ -30,18 +33,6 @@ HISTORY = 10  # incidents the account page lists
 router = APIRouter(route_class=PageRoute)
 SignedIn = Annotated[SessionInfo, Depends(page_access(Access.USER))]
 
-PER_PAGE = 50
-STATES = (
-    "ok",
-    "error",
-    "login failed",
-    "destination missing",
-    "paused",
-    "sign-in needed",
-    "running",
-    "new",
-    "inactive",
-)
 # Stop polling for a fetch's result after this long (the page says to reload later).
 PROGRESS_GIVE_UP = 600.0
 MAX_QUERY_INT = 10**9
@@ -72,43 +63,6 @@ def access_of(request: Request) -> AccountAccess:
     return app_of(request).account_access
 
 
-# --- the list -------------------------------------------------------------------------------
-@router.get("/accounts")
-def account_list(request: Request, info: SignedIn) -> Response:
-    """Accounts within reach, filtered, 50 a page (paged in SQL)."""
-    params = request.query_params
-    domain = params.get("domain", "").strip().lower()[:255]
-    state = params.get("state", "")
-    state = state if state in STATES else ""
-    search = params.get("q", "").strip()[:200]
-    page_no = int_param(request, "page", 1) or 1
-    access = access_of(request)
-    actor = info.principal
-    query = AccountQuery(
-        domain=domain or None,
-        state=state or None,
-        search=search or None,
-        page=page_no,
-        per_page=PER_PAGE,
-    )
-    page = access.page(actor, query)
-    filters = {k: v for k, v in (("domain", domain), ("state", state), ("q", search)) if v}
-    return render(
-        request,
-        "accounts.html",
-        info,
-        active_nav="accounts",
-        page=page,
-        domains=access.domains(actor),
-        states=STATES,
-        domain=domain,
-        state=state,
-        search=search,
-        filters=filters,
-        page_url=lambda n: "/accounts?" + urlencode({**filters, "page": n}),
-    )
-
-
 # --- an account's page ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Progress:
@@ -127,9 +81,14 @@ class Progress:
 
 
 def progress_of(
-    status: AccountStatus, after: int | None, started: float | None, workers: int
+    status: AccountStatus,
+    after: int | None,
+    started: float | None,
+    workers: int,
+    current: RunRecord | None = None,
 ) -> Progress | None:
-    """The progress of a fetch requested when the newest run was ``after``."""
+    """The progress of a fetch requested when the newest run was ``after``; ``current``:
+    the account's newest run, whose counts a running poll keeps up to date."""
     if after is None:
         return None
     started = started or time.time()
@@ -140,6 +99,8 @@ def progress_of(
         return Progress("blocked", status.fetch_blocked)
     if time.time() - started > PROGRESS_GIVE_UP:
         return Progress("gave up", "The fetch has not finished yet: reload the page later.")
+    if current is not None and current.id > after and current.result == RunResult.RUNNING:
+        return Progress("running", running_text(current), current, after, started)
     if status.state == "running":
         return Progress("running", "Fetching…", None, after, started)
     message = "Queued: waiting for the scheduler…"
@@ -149,6 +110,14 @@ def progress_of(
             "`mailhaul serve` or `mailhaul worker` runs."
         )
     return Progress("queued", message, None, after, started)
+
+
+def running_text(run: RunRecord) -> str:
+    """What a running fetch has done so far, in words."""
+    if not run.fetched:
+        return "Fetching: connecting and listing…"
+    plural = "" if run.fetched == 1 else "s"
+    return f"Fetching: {run.fetched} message{plural} ({human_bytes(run.bytes)}) so far…"
 
 
 def _live_context(
@@ -161,15 +130,18 @@ def _live_context(
     incidents = app_of(request).incidents
     history = incidents.listed([account_id], open_only=False)[:HISTORY]
     incident = next((i for i in history if i.open and i.kind != "cert_expiring"), None)
+    runs = access.runs(actor, account_id, 20)
     return {
         "account": account,
         "status": status,
         "incident": incident,
         "incidents": history,
         "incident_notices": incidents.notices_of(incident.id) if incident else [],
-        "runs": access.runs(actor, account_id, 20),
+        "runs": runs,
         "refused": access.refused(actor, account_id),
-        "progress": progress_of(status, after, started, workers),
+        "progress": progress_of(status, after, started, workers, runs[0] if runs else None),
+        "files_folders": app_of(request).sink.files_folders(account.spec.destination),
+        "push": PushStatus(app_of(request).db, app_of(request).settings.push_enabled).of(account),
     }
 
 

@@ -88,6 +88,18 @@ def _all_sections(settings: Settings, ports: str) -> list[tuple[str, list[tuple[
             ],
         ),
         (
+            "Push (IMAP IDLE)",
+            [
+                ("push.enabled", "on" if settings.push_enabled else "off", "accounts' default"),
+                (
+                    "push.connects_per_second",
+                    f"{settings.push_connects_per_second:g}",
+                    "watcher connections opened per second",
+                ),
+                ("push.keepalive", f"{settings.push_keepalive} s", "DONE/IDLE round trips"),
+            ],
+        ),
+        (
             "Sources (what non-admins may enter)",
             [
                 (

@@ -42,6 +42,10 @@ LABELS = {
     "poll.max_backoff": ("Longest wait after failures (seconds)", ""),
     "poll.auth_failures_to_pause": ("Login failures before a pause", "in a row"),
     "runs.keep_days": ("Run history kept (days)", "0 keeps all; each account's last run stays"),
+    "push.enabled": (
+        "Push new mail (IMAP IDLE)",
+        "for accounts that do not say; watched while serve or worker runs",
+    ),
     "sources.allow_private": (
         "Non-admins may use private source hosts",
         "loopback, private and link-local addresses",

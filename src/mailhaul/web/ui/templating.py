@@ -21,6 +21,7 @@ from urllib.parse import urlencode, urlsplit
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 from starlette.datastructures import FormData
 
 from mailhaul.domain.units import human_bytes
@@ -34,10 +35,8 @@ MAX_FLASH = 2000
 Flash = tuple[str, str]
 
 
-def when(timestamp: float | None) -> str:
-    """A time as ``2026-11-22 05:31 UTC`` ("—" for none)."""
-    if timestamp is None:
-        return "—"
+def utc_text(timestamp: float) -> str:
+    """A time as ``2026-11-22 05:31:00 UTC``."""
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
 
 
@@ -46,6 +45,17 @@ def iso(timestamp: float | None) -> str:
     if timestamp is None:
         return ""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def when(timestamp: float | None) -> Markup | str:
+    """A time as ``<time datetime="…Z" title="… UTC">2026-11-22 05:31:00 UTC</time>``
+    ("—" for none); static/mailhaul.js shows it in the browser's time zone."""
+    if timestamp is None:
+        return "—"
+    text = utc_text(timestamp)
+    return Markup('<time datetime="{}" title="{}" data-time="when">{}</time>').format(
+        iso(timestamp), text, text
+    )
 
 
 def span(seconds: float) -> str:
@@ -66,14 +76,22 @@ def span(seconds: float) -> str:
     return f"{hours // 24} d"
 
 
-def relative(timestamp: float | None, now: float | None = None) -> str:
+def relative_text(timestamp: float, now: float | None = None) -> str:
     """``3 min ago`` / ``in 4 min`` / ``now``."""
-    if timestamp is None:
-        return ""
     delta = timestamp - (time.time() if now is None else now)
     if abs(delta) < 1:
         return "now"
     return f"in {span(delta)}" if delta > 0 else f"{span(delta)} ago"
+
+
+def relative(timestamp: float | None, now: float | None = None) -> Markup | str:
+    """``<time datetime="…Z" title="… UTC">3 min ago</time>`` (``in 4 min``, ``now``);
+    static/mailhaul.js keeps the words current and puts the local time in the title."""
+    if timestamp is None:
+        return ""
+    return Markup('<time datetime="{}" title="{}" data-time="relative">{}</time>').format(
+        iso(timestamp), utc_text(timestamp), relative_text(timestamp, now)
+    )
 
 
 def size(value: int | None) -> str:

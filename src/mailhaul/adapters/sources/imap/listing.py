@@ -71,6 +71,10 @@ class FolderLister:
                 refs.append(MessageRef(str(uid), uid, 0, uid not in unseen))
         return refs
 
+    def search(self, command: bytes) -> list[int] | None:
+        """The UIDs a ``UID SEARCH`` command finds; None if the server rejected it (BAD)."""
+        return self._search(command)
+
     def _search(self, command: bytes) -> list[int] | None:
         """The UIDs of a UID SEARCH; None if the server rejected the command (BAD)."""
         results: list[int] = []

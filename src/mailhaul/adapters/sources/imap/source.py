@@ -17,11 +17,19 @@ half-read message's chunk iterator raises instead of ending, so it is never half
 from __future__ import annotations
 
 import contextlib
+import datetime
 from collections.abc import Collection, Iterable, Iterator, Sequence
 
 from mailhaul.adapters.sources.imap.commands import compress_uids, quote
 from mailhaul.adapters.sources.imap.fetching import fetch_bodies, fetch_headers
 from mailhaul.adapters.sources.imap.listing import SEARCH_LISTING_MAX, FolderLister
+from mailhaul.adapters.sources.imap.moving import (
+    ensure_folder,
+    gmail_ids,
+    move_commands,
+    search_before,
+)
+from mailhaul.adapters.sources.imap.names import encoded_folder, remote_folder
 from mailhaul.adapters.sources.imap.parser import (
     MAX_UID,
     Response,
@@ -38,13 +46,14 @@ from mailhaul.domain.errors import (
     TlsFailure,
     TransientSourceError,
 )
-from mailhaul.domain.imap_utf7 import Utf7Error, decode_mailbox, encode_mailbox
+from mailhaul.domain.folders import RemoteFolder
 from mailhaul.domain.messages import FolderListing, FolderState, MessageRef
 from mailhaul.domain.options import Credentials, SourceEndpoint
 from mailhaul.domain.ports import LogFn
 from mailhaul.domain.redaction import Redactor
 
 MAX_DEFERRED_BYTES = 16 * 1024
+MAX_FOLDERS = 10_000  # folders a LIST may name before the rest are ignored
 """Most command bytes pipelined into a running fetch (more waits for the fetch to end)."""
 
 
@@ -122,21 +131,30 @@ class ImapSource:
     # folders ----------------------------------------------------------------------------
     def list_folders(self) -> list[str]:
         """All folder names (``LIST "" "*"``), decoded from modified UTF-7."""
+        return [folder.name for folder in self.list_mailboxes()]
+
+    def list_mailboxes(self) -> list[RemoteFolder]:
+        """All folders with separator and attributes (``LIST "" "*"``, asking for the
+        special-use attributes where the server has SPECIAL-USE), names decoded from
+        modified UTF-7."""
         self._conn.drain()
-        names: list[str] = []
+        found: list[RemoteFolder] = []
 
         def on_data(response: Response) -> None:
             if not isinstance(response, Untagged) or response.name != "LIST":
                 return
-            if len(response.values) >= 3:
-                names.append(_folder_name(response.values[2], self._utf8))
+            if len(response.values) >= 3 and len(found) < MAX_FOLDERS:
+                found.append(remote_folder(response.values, self._utf8))
 
-        self._conn.check(self._conn.command(b'LIST "" "*"', on_data), "LIST")
-        return names
+        command = b'LIST "" "*"'
+        if self._offers("SPECIAL-USE"):
+            command += b" RETURN (SPECIAL-USE)"
+        self._conn.check(self._conn.command(command, on_data), "LIST")
+        return found
 
     def select(self, folder: str, known: Collection[str] = ()) -> FolderListing:
         """Open ``folder`` and list its messages (UID, size, \\Seen)."""
-        encoded = _encoded_folder(folder, self._utf8)
+        encoded = encoded_folder(folder, self._utf8)
         conn = self._conn
         conn.drain()
         self._selected = None
@@ -186,7 +204,7 @@ class ImapSource:
         """``STATUS folder (UIDVALIDITY UIDNEXT MESSAGES UNSEEN)``: a fraction of the cost of
         SELECT and a listing (figures: bench/README.md, "Figures behind the code"). None if
         the server does not answer it in full; SELECT then says what is wrong, if anything."""
-        encoded = _encoded_folder(folder, self._utf8)
+        encoded = encoded_folder(folder, self._utf8)
         conn = self._conn
         conn.drain()
         items: dict[str, int] = {}
@@ -222,6 +240,26 @@ class ImapSource:
         self._require_selected()
         return fetch_bodies(self._conn, refs, self._log)
 
+    def gmail_ids(self, refs: Sequence[MessageRef]) -> dict[str, str]:
+        """``UID FETCH <refs> (UID X-GM-MSGID)`` where the server has X-GM-EXT-1."""
+        if not refs or not self._offers("X-GM-EXT-1"):
+            return {}
+        self._require_selected()
+        self._conn.drain()
+        return gmail_ids(self._conn, [ref.number for ref in refs])
+
+    def dated_before(self, refs: Sequence[MessageRef], day: datetime.date) -> set[str]:
+        """``UID SEARCH UID <refs> BEFORE <day>``: by internal date, in the selected folder."""
+        self._require_selected()
+        lister = FolderLister(self._conn)
+        found: set[str] = set()
+        for command in search_before(sorted(ref.number for ref in refs), day):
+            matched = lister.search(command)
+            if matched is None:
+                raise self._conn.violation("the server refused SEARCH BEFORE")
+            found.update(str(uid) for uid in matched)
+        return found & {ref.uid for ref in refs}
+
     def fetch_headers(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, bytes]]:
         """The header section of each message, in the order the server answers."""
         self._require_selected()
@@ -232,6 +270,27 @@ class ImapSource:
         uids = [ref.number for ref in refs]
         if uids:
             self._run(_store_commands(uids, b"\\Seen"), "marking messages \\Seen")
+
+    def ensure_folder(self, folder: str) -> None:
+        """``LIST`` it; ``CREATE`` it when the server does not list it."""
+        encoded = encoded_folder(folder, self._utf8)
+        if ensure_folder(self._conn, quote(encoded, self._utf8), encoded.decode("utf-8")):
+            self._log(f"imap: created the folder {folder!r} to move fetched mail into")
+
+    def move(self, refs: Iterable[MessageRef], folder: str) -> None:
+        """``UID MOVE`` (RFC 6851) where offered; else ``UID COPY``, then, once the copy is
+        made, \\Deleted and expunge (a failure between the two leaves a copy behind, never
+        a message lost)."""
+        uids = [ref.number for ref in refs]
+        if not uids:
+            return
+        target = quote(encoded_folder(folder, self._utf8), self._utf8)
+        steps = move_commands(uids, target, self._offers("MOVE"), self._offers("UIDPLUS"))
+        copy, flags, expunge = steps
+        self._conn.drain()  # not pipelined into a fetch: the copy is confirmed before \Deleted
+        self._run(copy, f"moving messages to {folder!r}", flags or None)
+        if expunge:
+            self._run(expunge, "expunging the moved messages")
 
     def delete(self, refs: Iterable[MessageRef]) -> None:
         """Flag the messages \\Deleted and expunge them (only them, given UIDPLUS).
@@ -319,24 +378,3 @@ def _fallback(then: list[bytes] | None) -> list[bytes] | None:
     if then and all(command.startswith(b"UID EXPUNGE ") for command in then):
         return [b"EXPUNGE"]
     return None
-
-
-def _folder_name(value: object, utf8: bool = False) -> str:
-    raw = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    if utf8:
-        return raw  # RFC 6855: names are UTF-8 once UTF8=ACCEPT is enabled
-    try:
-        return decode_mailbox(raw)
-    except Utf7Error:
-        return raw
-
-
-def _encoded_folder(folder: str, utf8: bool = False) -> bytes:
-    """A folder name as sent on the wire (modified UTF-7, or UTF-8 after
-    ``ENABLE UTF8=ACCEPT``), or ConfigError."""
-    if utf8:
-        return folder.encode("utf-8")
-    try:
-        return encode_mailbox(folder).encode("ascii")
-    except Utf7Error as exc:
-        raise ConfigError(f"invalid folder name {folder!r}: {exc}") from exc

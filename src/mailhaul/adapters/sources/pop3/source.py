@@ -8,6 +8,7 @@ command at a time. Deletions become final only at ``close()`` (QUIT).
 
 from __future__ import annotations
 
+import datetime
 import secrets
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -29,7 +30,14 @@ from mailhaul.domain.errors import (
     TransientSourceError,
     UnsupportedByServer,
 )
-from mailhaul.domain.messages import POP3_FOLDER, FolderListing, FolderState, MessageRef
+from mailhaul.domain.folders import RemoteFolder
+from mailhaul.domain.messages import (
+    POP3_FOLDER,
+    FolderListing,
+    FolderState,
+    MessageRef,
+    header_date,
+)
 from mailhaul.domain.options import Credentials, Protocol, Security, SourceEndpoint
 from mailhaul.domain.ports import LogFn
 from mailhaul.domain.redaction import Redactor
@@ -117,6 +125,10 @@ class Pop3Source:
         """``["INBOX"]``: a POP3 maildrop is one folder."""
         return [POP3_FOLDER]
 
+    def list_mailboxes(self) -> list[RemoteFolder]:
+        """INBOX only: a POP3 maildrop is one folder."""
+        return [RemoteFolder(POP3_FOLDER)]
+
     def select(self, folder: str, known: Collection[str] = ()) -> FolderListing:
         """List INBOX with UIDL and LIST (sent together when the server offers PIPELINING)."""
         if folder.upper() != POP3_FOLDER:
@@ -162,6 +174,19 @@ class Pop3Source:
         """Stream each message with RETR, pipelined when the server allows it."""
         return self._fetch(self._checked(refs))
 
+    def gmail_ids(self, refs: Sequence[MessageRef]) -> dict[str, str]:
+        """None on POP3: Gmail's POP3 has no labels to repeat a message."""
+        return {}
+
+    def dated_before(self, refs: Sequence[MessageRef], day: datetime.date) -> set[str]:
+        """By each message's ``Date:`` header (``TOP n 0``); one without a readable date
+        is not before (it is fetched: nothing is skipped on a guess)."""
+        return {
+            ref.uid
+            for ref, head in self.fetch_headers(refs)
+            if (dated := header_date(head)) is not None and dated < day
+        }
+
     def fetch_headers(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, bytes]]:
         """Each message's header section through the blank line, with ``TOP n 0``."""
         wanted = self._checked(refs)
@@ -171,6 +196,14 @@ class Pop3Source:
 
     def mark_seen(self, refs: Iterable[MessageRef]) -> None:
         """POP3 has no flags: nothing to do."""
+
+    def ensure_folder(self, folder: str) -> None:
+        """POP3 has no folders."""
+        raise ConfigError("POP3 has no folders to move mail into: moving needs IMAP")
+
+    def move(self, refs: Iterable[MessageRef], folder: str) -> None:
+        """POP3 has no folders."""
+        raise ConfigError("POP3 has no folders to move mail into: moving needs IMAP")
 
     def delete(self, refs: Iterable[MessageRef]) -> None:
         """Mark messages deleted with DELE; the server removes them only at QUIT."""

@@ -14,7 +14,8 @@ from mailhaul.domain.errors import NotFound
 from mailhaul.domain.options import SignInMethod
 from mailhaul.domain.validation import FieldError
 from mailhaul.services.account_access import AccountQuery
-from mailhaul.web.api.v1 import convert, schemas
+from mailhaul.services.push_status import PushStatus
+from mailhaul.web.api.v1 import account_schemas, convert, schemas
 from mailhaul.web.api.v1.deps import AccountId, AnyUser, Mailhaul
 from mailhaul.web.api.v1.errors import INVALID, MALFORMED, NOT_FOUND, responses
 from mailhaul.web.api.v1.specs import default_owner, new_password, patched_spec, spec_from_fields
@@ -33,9 +34,12 @@ Search = Annotated[
 ]
 
 
-def account_body(app: App, actor: Principal, record: Account) -> schemas.Account:
-    """The response body of one account, with its displayed state."""
-    return convert.account(record, app.account_access.account_status(actor, record.id))
+def account_body(app: App, actor: Principal, record: Account) -> account_schemas.Account:
+    """The response body of one account, with its displayed state and push state."""
+    body = convert.account(record, app.account_access.account_status(actor, record.id))
+    push = PushStatus(app.db, app.settings.push_enabled).of(record)
+    body.push_state = account_schemas.PushState(**push.as_dict())
+    return body
 
 
 @router.get("", responses=responses(INVALID))
@@ -45,9 +49,9 @@ def list_accounts(
     page: Page = 1,
     per_page: PerPage = 50,
     domain: DomainFilter = None,
-    state: schemas.AccountState | None = None,
+    state: account_schemas.AccountState | None = None,
     q: Search = None,
-) -> schemas.AccountPage:
+) -> account_schemas.AccountPage:
     """The accounts within the caller's reach, filtered, one page at a time."""
     query = AccountQuery(
         domain=domain or None,
@@ -57,7 +61,7 @@ def list_accounts(
         per_page=per_page,
     )
     found = app.account_access.page(actor, query)
-    return schemas.AccountPage(
+    return account_schemas.AccountPage(
         items=[convert.summary(item) for item in found.items],
         total=found.total,
         page=found.page,
@@ -67,7 +71,9 @@ def list_accounts(
 
 
 @router.post("", status_code=201, responses=responses(INVALID, MALFORMED))
-def create_account(body: schemas.AccountCreate, actor: AnyUser, app: Mailhaul) -> schemas.Account:
+def create_account(
+    body: account_schemas.AccountCreate, actor: AnyUser, app: Mailhaul
+) -> account_schemas.Account:
     """Add an account; the owner defaults to the caller, the port to the protocol's."""
     owner = body.owner or default_owner(actor)
     spec = spec_from_fields(body, owner, app.settings)
@@ -86,15 +92,15 @@ def create_account(body: schemas.AccountCreate, actor: AnyUser, app: Mailhaul) -
 
 
 @router.get("/{account_id}", responses=responses(NOT_FOUND, INVALID))
-def get_account(account_id: AccountId, actor: AnyUser, app: Mailhaul) -> schemas.Account:
+def get_account(account_id: AccountId, actor: AnyUser, app: Mailhaul) -> account_schemas.Account:
     """One account."""
     return account_body(app, actor, app.account_access.get(actor, account_id))
 
 
 @router.put("/{account_id}", responses=responses(NOT_FOUND, INVALID, MALFORMED))
 def replace_account(
-    account_id: AccountId, body: schemas.AccountReplace, actor: AnyUser, app: Mailhaul
-) -> schemas.Account:
+    account_id: AccountId, body: account_schemas.AccountReplace, actor: AnyUser, app: Mailhaul
+) -> account_schemas.Account:
     """Replace every setting (omitted ones take a new account's defaults; the owner and an
     omitted or empty password stay)."""
     access = app.account_access
@@ -106,8 +112,8 @@ def replace_account(
 
 @router.patch("/{account_id}", responses=responses(NOT_FOUND, INVALID, MALFORMED))
 def change_account(
-    account_id: AccountId, body: schemas.AccountPatch, actor: AnyUser, app: Mailhaul
-) -> schemas.Account:
+    account_id: AccountId, body: account_schemas.AccountPatch, actor: AnyUser, app: Mailhaul
+) -> account_schemas.Account:
     """Change the settings given; an omitted or empty password keeps the stored one."""
     access = app.account_access
     previous = access.get(actor, account_id)

@@ -12,7 +12,7 @@ from mailhaul.adapters.db.users import User as UserRecord
 from mailhaul.domain.account import Account as AccountRecord
 from mailhaul.services.connection_check import ConnectionReport as Report
 from mailhaul.services.status import AccountStatus
-from mailhaul.web.api.v1 import schemas
+from mailhaul.web.api.v1 import account_schemas, schemas
 
 _STATE_FIELDS = (
     "state",
@@ -31,24 +31,24 @@ def _state(status: AccountStatus) -> dict[str, Any]:
     return {name: getattr(status, name) for name in _STATE_FIELDS}
 
 
-def run(record: RunRecord) -> schemas.Run:
+def run(record: RunRecord) -> account_schemas.Run:
     """A run without its log."""
     values = {k: v for k, v in asdict(record).items() if k not in ("log", "account_id")}
     duration = None if record.finished_at is None else record.finished_at - record.started_at
-    return schemas.Run(**values, duration=None if duration is None else round(duration, 3))
+    return account_schemas.Run(**values, duration=None if duration is None else round(duration, 3))
 
 
-def account(record: AccountRecord, status: AccountStatus) -> schemas.Account:
+def account(record: AccountRecord, status: AccountStatus) -> account_schemas.Account:
     """An account's settings with its displayed state (running, paused, …)."""
     spec = record.spec
-    return schemas.Account(
+    return account_schemas.Account(
         id=record.id, **spec.as_dict(), destination=spec.destination, **_state(status)
     )
 
 
-def summary(status: AccountStatus) -> schemas.AccountSummary:
+def summary(status: AccountStatus) -> account_schemas.AccountSummary:
     """A row of the account list."""
-    return schemas.AccountSummary(
+    return account_schemas.AccountSummary(
         id=status.id,
         owner=status.owner,
         protocol=status.protocol,
@@ -61,16 +61,16 @@ def summary(status: AccountStatus) -> schemas.AccountSummary:
     )
 
 
-def refused(record: RefusedRecord) -> schemas.RefusedMessage:
+def refused(record: RefusedRecord) -> account_schemas.RefusedMessage:
     """A refused message."""
-    return schemas.RefusedMessage(
+    return account_schemas.RefusedMessage(
         folder=record.folder, uid=record.uid, note=record.note, recorded_at=record.recorded_at
     )
 
 
-def report(result: Report) -> schemas.ConnectionReport:
+def report(result: Report) -> account_schemas.ConnectionReport:
     """A connection test's findings."""
-    return schemas.ConnectionReport(
+    return account_schemas.ConnectionReport(
         ok=result.ok,
         message=result.message,
         error_kind=result.error_kind,

@@ -7,14 +7,12 @@ shapes and sizes so nothing oversized or mistyped reaches them.
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from mailhaul.domain.access import Role
 from mailhaul.domain.filtering import SpamAction, VirusAction
-from mailhaul.domain.options import Protocol, Security
 
 MAX_ID = 2**31 - 1  # database ids are 32-bit integers
 YEAR = 365 * 86400
@@ -63,230 +61,7 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-# --- accounts: input --------------------------------------------------------------------------
-class AccountFields(_Input):
-    """An account's settings (what `mailhaul account add` takes), without the password."""
-
-    owner: Address | None = Field(
-        default=None,
-        description="Local address of the owner; default: the caller.",
-        examples=["i.petrov@mydomain.example"],
-    )
-    protocol: Protocol = Protocol.POP3
-    host: HostName = Field(
-        description="The POP3/IMAP server: a host name (IDNA) or an IP address.",
-        examples=["mail.example.net"],
-    )
-    port: Port | None = Field(
-        default=None, description="Default: 110/995 (POP3), 143/993 (IMAP) by security."
-    )
-    security: Security = Security.SSL
-    username: Username = Field(description="Login on the remote server.", examples=["petrov"])
-    verify_cert: bool = True
-    ca_file: CaFile | None = Field(default=None, description="A CA file on the server (admin).")
-    folders: Folders = Field(default_factory=lambda: ["INBOX"])
-    keep: bool = Field(default=False, description="Leave messages on the server.")
-    fetchall: bool = Field(default=False, description="Also fetch messages already \\Seen.")
-    flush: bool = Field(default=False, description="Delete old messages before fetching.")
-    deliver_to: OptionalAddress = Field(default="", description="Default (''): the owner.")
-    interval: Interval | None = Field(default=None, description="Default: poll.interval.")
-    max_size: MaxSize | None = Field(default=None, description="Default: poll.max_size.")
-    active: bool = True
-    antispam: AntiSpam = None
-    antivirus: AntiVirus = None
-
-
-class AccountCreate(AccountFields):
-    """A new account (or unsaved settings to test): its settings and password, or with
-    ``sign_in`` ``oauth2`` its provider (it is connected after: ``POST …/connect``)."""
-
-    password: SourcePassword | None = Field(
-        default=None,
-        description="Write-only: never returned. Required unless sign_in is oauth2.",
-        examples=["source-password"],
-    )
-    sign_in: Literal["password", "oauth2"] = "password"
-    oauth_provider: str | None = Field(
-        default=None, max_length=64, description="With sign_in oauth2: the provider's name."
-    )
-
-
-class AccountReplace(AccountFields):
-    """All of an account's settings: what is omitted takes a new account's default, except
-    the owner and the password (omitted or empty), which stay as stored."""
-
-    password: SourcePassword | None = Field(default=None, description="Write-only.")
-
-
-class AccountPatch(_Input):
-    """Some of an account's settings; what is omitted stays as it is.
-
-    An omitted or empty password keeps the stored one; ``ca_file: null`` removes the CA file.
-    """
-
-    owner: Address | None = None
-    protocol: Protocol | None = None
-    host: HostName | None = None
-    port: Port | None = None
-    security: Security | None = None
-    username: Username | None = None
-    verify_cert: bool | None = None
-    ca_file: CaFile | None = None
-    folders: Folders | None = None
-    keep: bool | None = None
-    fetchall: bool | None = None
-    flush: bool | None = None
-    deliver_to: OptionalAddress | None = None
-    interval: Interval | None = None
-    max_size: MaxSize | None = None
-    active: bool | None = None
-    antispam: AntiSpam = None
-    antivirus: AntiVirus = None
-    password: SourcePassword | None = Field(default=None, description="Write-only.")
-
-
-class RetryRequest(_Input):
-    """Which refused message to try again (default: all of them)."""
-
-    uid: Uid | None = None
-
-
-# --- accounts: output -------------------------------------------------------------------------
-class AccountState(StrEnum):
-    """The state filter of the account list."""
-
-    NEW = "new"
-    OK = "ok"
-    ERROR = "error"
-    LOGIN_FAILED = "login failed"
-    DESTINATION_MISSING = "destination missing"
-    RUNNING = "running"
-    PAUSED = "paused"
-    INACTIVE = "inactive"
-
-
-class Run(BaseModel):
-    """One poll of an account."""
-
-    id: int
-    trigger: str
-    started_at: float
-    finished_at: float | None
-    duration: float | None = Field(description="Seconds; null while running.")
-    result: str = Field(description="running, ok, error or interrupted")
-    fetched: int
-    bytes: int
-    deleted: int
-    skipped: int
-    spam: int = 0
-    viruses: int = Field(default=0, description="Infected messages quarantined.")
-    unscanned: int = Field(default=0, description="Messages delivered without a check.")
-    error: str | None
-
-
-class RunWithLog(Run):
-    """One poll of an account, with its log."""
-
-    log: str
-
-
-class ServiceState(BaseModel):
-    """An account's service state, as the list and the account both show it."""
-
-    state: str = Field(description="running, paused, or the last run's outcome (new at first)")
-    paused_reason: str | None
-    sign_in_problem: str | None = Field(
-        default=None, description="OAuth2: why the account must be connected (again)."
-    )
-    last_run_at: float | None
-    last_result: str | None
-    last_error: str | None
-    next_poll_at: float | None
-    fetch_requested_at: float | None
-    consecutive_failures: int
-
-
-class Account(ServiceState):
-    """An account's settings and service state (never its password)."""
-
-    id: int
-    owner: str
-    protocol: Protocol
-    host: str
-    port: int
-    security: Security
-    username: str
-    verify_cert: bool
-    ca_file: str | None
-    folders: list[str]
-    keep: bool
-    fetchall: bool
-    flush: bool
-    max_size: int
-    deliver_to: str = Field(description="'' when mail goes to the owner.")
-    destination: str = Field(description="Where mail is delivered.")
-    interval: int
-    active: bool
-    sign_in: str = Field(default="password", description="password or oauth2")
-    oauth_provider_id: int | None = Field(default=None, description="With oauth2: its provider.")
-    antispam: str = Field(default="off", description="off, tag or junk")
-    antivirus: str = Field(default="off", description="off or quarantine")
-
-
-class AccountSummary(ServiceState):
-    """An account as the list shows it."""
-
-    id: int
-    owner: str
-    protocol: str
-    source: str = Field(examples=["pop3/ssl mail.example.net:995"])
-    username: str
-    destination: str
-    active: bool
-    last_run: Run | None
-
-
-class AccountPage(BaseModel):
-    """One page of the account list."""
-
-    items: list[AccountSummary]
-    total: int
-    page: int
-    per_page: int
-    pages: int
-
-
-class RunLog(BaseModel):
-    """The log of an account's last finished run (null before its first run)."""
-
-    account_id: int
-    log: str | None
-
-
-class RefusedMessage(BaseModel):
-    """A message the local backend refused for good; it stays on the server."""
-
-    folder: str
-    uid: str
-    note: str
-    recorded_at: float
-
-
-class RetryResult(BaseModel):
-    """How many refusals were forgotten: the next run tries those messages again."""
-
-    account_id: int
-    cleared: int
-
-
-class FetchQueued(BaseModel):
-    """A "fetch now" request waiting for the scheduler."""
-
-    account_id: int
-    fetch_requested_at: float | None
-    workers_alive: int = Field(description="Scheduler processes running; 0: nobody will poll.")
-
-
+# --- the service ----------------------------------------------------------------------------
 class PollQueued(BaseModel):
     """How many due accounts were put at the head of the scheduler's queue."""
 
@@ -327,17 +102,6 @@ class SystemStatus(BaseModel):
     queue_lag_seconds: float
     workers: list[WorkerInfo]
     recent_errors: list[RecentError]
-
-
-class ConnectionReport(BaseModel):
-    """A connection test: logged in or not, in the server's own words; nothing fetched."""
-
-    ok: bool
-    message: str
-    error_kind: str | None = Field(description="auth, tls, network, protocol … on failure")
-    folders: dict[str, int] = Field(description="Each configured folder: messages in it.")
-    server_folders: list[str] = Field(description="IMAP: every folder the server has.")
-    log: list[str]
 
 
 # --- users and keys -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from mailhaul.domain.filtering import FilterOptions, spam_action, virus_action
 from mailhaul.domain.options import RetrievalOptions, default_port
 from mailhaul.domain.validation import FieldError
 from mailhaul.settings import Settings
-from mailhaul.web.api.v1.schemas import AccountFields, AccountPatch
+from mailhaul.web.api.v1.account_schemas import AccountFields, AccountPatch
 
 T = TypeVar("T")
 
@@ -44,6 +44,13 @@ def spec_from_fields(fields: AccountFields, owner: str, settings: Settings) -> A
             flush=fields.flush,
             max_size=fields.max_size or settings.max_size,
             folders=tuple(fields.folders),
+            rules=fields.folder_rules.domain(),
+            delete_after_days=fields.delete_after_days,
+            max_messages_per_run=fields.max_messages_per_run,
+            max_bytes_per_run=fields.max_bytes_per_run,
+            new_only=fields.new_only,
+            since=fields.since,
+            move_to=fields.move_to,
         ),
         deliver_to=fields.deliver_to,
         interval=fields.interval or settings.interval,
@@ -52,6 +59,7 @@ def spec_from_fields(fields: AccountFields, owner: str, settings: Settings) -> A
             fields.antispam or spam_action(settings.filters.antispam),
             fields.antivirus or virus_action(settings.filters.antivirus),
         ),
+        push=fields.push,
     )
 
 
@@ -86,6 +94,13 @@ def patched_spec(previous: AccountSpec, patch: AccountPatch) -> AccountSpec:
             flush=_given(patch.flush, options.flush),
             max_size=_given(patch.max_size, options.max_size),
             folders=tuple(patch.folders) if patch.folders is not None else options.folders,
+            rules=patch.folder_rules.domain() if patch.folder_rules else options.rules,
+            delete_after_days=_set(patch, "delete_after_days", options.delete_after_days),
+            max_messages_per_run=_set(patch, "max_messages_per_run", options.max_messages_per_run),
+            max_bytes_per_run=_set(patch, "max_bytes_per_run", options.max_bytes_per_run),
+            new_only=_given(patch.new_only, options.new_only),
+            move_to=_given(patch.move_to, options.move_to),
+            since=patch.since if "since" in patch.model_fields_set else options.since,
         ),
         deliver_to=_given(patch.deliver_to, previous.deliver_to),
         interval=_given(patch.interval, previous.interval),
@@ -96,6 +111,7 @@ def patched_spec(previous: AccountSpec, patch: AccountPatch) -> AccountSpec:
             _given(patch.antispam, previous.filters.antispam),
             _given(patch.antivirus, previous.filters.antivirus),
         ),
+        push=patch.push if "push" in patch.model_fields_set else previous.push,
     )
 
 
@@ -103,6 +119,11 @@ def _ca_file(patch: AccountPatch, previous: AccountSpec) -> str | None:
     if "ca_file" in patch.model_fields_set:
         return patch.ca_file or None
     return previous.ca_file
+
+
+def _set(patch: AccountPatch, name: str, previous: int | None) -> int | None:
+    """A nullable number of the patch: as given (null removes it), else ``previous``."""
+    return getattr(patch, name) if name in patch.model_fields_set else previous
 
 
 def _given(value: T | None, previous: T) -> T:

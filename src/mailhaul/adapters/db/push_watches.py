@@ -1,0 +1,172 @@
+"""The push watchers' rows: which accounts may be watched, who watches each (a lease, so
+one process at a time does), and in what state, for every process to show."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, false, func, insert, or_, select, true, update
+from sqlalchemy.exc import IntegrityError
+
+from mailhaul.adapters.db.account_rows import READ, account_from_row
+from mailhaul.adapters.db.tables import accounts, push_watches
+from mailhaul.domain.account import Account
+from mailhaul.domain.options import Protocol
+
+
+@dataclass(frozen=True)
+class WatchRow:
+    """One watched account's state as the watching process reported it."""
+
+    account_id: int
+    worker_id: str
+    state: str
+    since: float
+    reason: str = ""
+    events: int = 0
+    lease_expires: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready values."""
+        return {
+            "state": self.state,
+            "since": self.since,
+            "reason": self.reason,
+            "events": self.events,
+            "worker_id": self.worker_id,
+        }
+
+
+class PushWatchStore:
+    """Rows of ``push_watches``; every method runs inside the caller's transaction."""
+
+    def candidates(self, conn: Connection, default: bool) -> list[Account]:
+        """The accounts to watch: active, not paused, IMAP, push on (or unsaid while the
+        setting push.enabled, ``default``, is on)."""
+        c = accounts.c
+        wanted = or_(c.push.is_(True), and_(c.push.is_(None), true() if default else false()))
+        query = select(*READ).where(
+            c.active.is_(True),
+            c.paused_reason.is_(None),
+            c.protocol == str(Protocol.IMAP),
+            wanted,
+        )
+        return [account_from_row(row) for row in conn.execute(query.order_by(c.id))]
+
+    def claim(
+        self,
+        conn: Connection,
+        ids: Collection[int],
+        worker: str,
+        now: float,
+        ttl: float,
+        steal_from: Collection[str] = (),
+    ) -> set[int]:
+        """Of ``ids``, those this ``worker`` watches now: its own rows (lease renewed), rows
+        whose lease ran out or whose holder is among ``steal_from`` (dead processes: taken
+        over) and accounts nobody watched (a row added). Rows of accounts no longer in
+        ``ids`` that this worker holds are left for ``release``."""
+        if not ids:
+            return set()
+        w = push_watches.c
+        rows = conn.execute(
+            select(w.account_id, w.worker_id, w.lease_expires).where(w.account_id.in_(list(ids)))
+        ).all()
+        found = {int(row.account_id): row for row in rows}
+        held: set[int] = set()
+        mine = [i for i, row in found.items() if row.worker_id == worker]
+        if mine:
+            conn.execute(
+                update(push_watches)
+                .where(w.account_id.in_(mine), w.worker_id == worker)
+                .values(lease_expires=now + ttl)
+            )
+            held.update(mine)
+        dead = set(steal_from)
+        for account_id, row in found.items():
+            free = row.lease_expires < now or row.worker_id in dead
+            if row.worker_id != worker and free:
+                taken = conn.execute(
+                    update(push_watches)
+                    .where(w.account_id == account_id, w.worker_id == row.worker_id)
+                    .values(
+                        worker_id=worker,
+                        lease_expires=now + ttl,
+                        state="connecting",
+                        since=now,
+                        reason="",
+                        events=0,
+                    )
+                )
+                if taken.rowcount == 1:
+                    held.add(account_id)
+        for account_id in (i for i in ids if i not in found):
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(push_watches).values(
+                            account_id=account_id,
+                            worker_id=worker,
+                            lease_expires=now + ttl,
+                            state="connecting",
+                            since=now,
+                        )
+                    )
+            except IntegrityError:  # another process took it (or the account went)
+                continue
+            held.add(account_id)
+        return held
+
+    def holders(self, conn: Connection, now: float) -> list[str]:
+        """The processes holding live watch leases."""
+        w = push_watches.c
+        query = select(w.worker_id).where(w.lease_expires >= now).distinct()
+        return [str(holder) for holder in conn.scalars(query)]
+
+    def report(self, conn: Connection, worker: str, rows: Iterable[WatchRow]) -> None:
+        """Write the state of watches this worker holds (rows it lost are left alone)."""
+        w = push_watches.c
+        for row in rows:
+            conn.execute(
+                update(push_watches)
+                .where(w.account_id == row.account_id, w.worker_id == worker)
+                .values(state=row.state, since=row.since, reason=row.reason, events=row.events)
+            )
+
+    def release(self, conn: Connection, worker: str, ids: Collection[int] | None = None) -> None:
+        """Forget this worker's watches (``ids``, or all of them)."""
+        w = push_watches.c
+        query = delete(push_watches).where(w.worker_id == worker)
+        if ids is not None:
+            if not ids:
+                return
+            query = query.where(w.account_id.in_(list(ids)))
+        conn.execute(query)
+
+    def rows(self, conn: Connection, ids: Collection[int] | None = None) -> dict[int, WatchRow]:
+        """The watch rows (of ``ids``, or all), with their lease's end (a row past it is a
+        dead process's and says nothing about now)."""
+        w = push_watches.c
+        query = select(push_watches)
+        if ids is not None:
+            query = query.where(w.account_id.in_(list(ids)))
+        return {
+            int(row.account_id): WatchRow(
+                account_id=int(row.account_id),
+                worker_id=row.worker_id,
+                state=row.state,
+                since=float(row.since),
+                reason=row.reason,
+                events=int(row.events),
+                lease_expires=float(row.lease_expires),
+            )
+            for row in conn.execute(query)
+        }
+
+    def counts(self, conn: Connection, now: float) -> dict[str, int]:
+        """How many live watches are in each state."""
+        w = push_watches.c
+        query = select(w.state, func.count()).where(w.lease_expires >= now).group_by(w.state)
+        return {str(state): int(count) for state, count in conn.execute(query)}
