@@ -10,6 +10,9 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.push_watches import PushWatchStore, WatchRow
 from mailhaul.domain.account import Account, AccountSpec, Trigger
 from mailhaul.domain.options import Protocol, Security
@@ -18,6 +21,20 @@ from support.processes import ServeProcess
 from support.scripted_imap import ImapScript, Mailbox, Message, ScriptedImapServer
 
 FIRST = Message(1, b"Subject: already there\r\n\r\nold\r\n")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """SQLite only: what these tests show does not depend on the database (the watch
+    lease on PostgreSQL has test_push_workers_postgres.py, push against Dovecot runs on
+    both), and each waits seconds for the watcher."""
+    url = f"sqlite:///{tmp_path / 'mailhaul.db'}"
+    db = Database(url)
+    try:
+        db.upgrade()
+    finally:
+        db.dispose()
+    return url
 
 
 def wait_for(ready: Callable[[], bool], timeout: float = 30.0) -> bool:
@@ -93,8 +110,8 @@ def inbox(*messages: Message) -> dict[str, Mailbox]:
     return {"INBOX": Mailbox(7, list(messages))}
 
 
-def test_new_mail_is_pushed_and_polled_once_with_trigger_push(tmp_path: Path, database_url: str):
-    with scene(tmp_path, database_url, ImapScript(folders=inbox(FIRST))) as s:
+def test_new_mail_is_pushed_and_polled_once_with_trigger_push(tmp_path: Path, sqlite_url: str):
+    with scene(tmp_path, sqlite_url, ImapScript(folders=inbox(FIRST))) as s:
         s.wait_first_poll()
         assert wait_for(lambda: s.state() == "watching"), s.watch()
         assert s.server.add_message(new_message(2)) == 1
@@ -102,9 +119,9 @@ def test_new_mail_is_pushed_and_polled_once_with_trigger_push(tmp_path: Path, da
         assert wait_for(lambda: s.triggers() == ["push", "schedule"]), s.triggers()
 
 
-def test_a_server_without_idle_is_polled_only(tmp_path: Path, database_url: str):
+def test_a_server_without_idle_is_polled_only(tmp_path: Path, sqlite_url: str):
     script = ImapScript(folders=inbox(FIRST), idle=False)
-    with scene(tmp_path, database_url, script) as s:
+    with scene(tmp_path, sqlite_url, script) as s:
         assert wait_for(lambda: s.state() == "unsupported"), s.watch()
         row = s.watch()
         assert row is not None and "IDLE" in row.reason
@@ -112,8 +129,8 @@ def test_a_server_without_idle_is_polled_only(tmp_path: Path, database_url: str)
         s.wait_first_poll()  # positive control: polling goes on
 
 
-def test_bye_during_idle_reconnects_and_still_delivers(tmp_path: Path, database_url: str):
-    with scene(tmp_path, database_url, ImapScript(folders=inbox(FIRST))) as s:
+def test_bye_during_idle_reconnects_and_still_delivers(tmp_path: Path, sqlite_url: str):
+    with scene(tmp_path, sqlite_url, ImapScript(folders=inbox(FIRST))) as s:
         s.wait_first_poll()
         assert wait_for(lambda: s.state() == "watching")
         idles = s.server.command_names().count("IDLE")
@@ -126,10 +143,10 @@ def test_bye_during_idle_reconnects_and_still_delivers(tmp_path: Path, database_
 
 
 def test_a_silent_connection_is_found_by_the_keepalive_and_replaced(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, sqlite_url: str
 ):
     script = ImapScript(folders=inbox(FIRST), idle_silent=True)
-    with scene(tmp_path, database_url, script, keepalive=5) as s:
+    with scene(tmp_path, sqlite_url, script, keepalive=5) as s:
         assert wait_for(lambda: s.state() == "watching")
         sessions = s.server.sessions
         # DONE goes unanswered: within keepalive (5 s) + poll.timeout (2 s) the watcher
@@ -141,8 +158,8 @@ def test_a_silent_connection_is_found_by_the_keepalive_and_replaced(
         assert "DONE" in s.server.commands
 
 
-def test_a_flood_of_changes_asks_for_one_poll(tmp_path: Path, database_url: str):
-    with scene(tmp_path, database_url, ImapScript(folders=inbox(FIRST))) as s:
+def test_a_flood_of_changes_asks_for_one_poll(tmp_path: Path, sqlite_url: str):
+    with scene(tmp_path, sqlite_url, ImapScript(folders=inbox(FIRST))) as s:
         s.wait_first_poll()
         assert wait_for(lambda: s.state() == "watching")
         s.server.script.folders["INBOX"].messages.append(new_message(2))
@@ -154,8 +171,8 @@ def test_a_flood_of_changes_asks_for_one_poll(tmp_path: Path, database_url: str)
         assert wait_for(lambda: s.events() >= 10_000)  # each change counted, one poll asked
 
 
-def test_sigterm_ends_idle_with_done_and_logout(tmp_path: Path, database_url: str):
-    with scene(tmp_path, database_url, ImapScript(folders=inbox(FIRST))) as s:
+def test_sigterm_ends_idle_with_done_and_logout(tmp_path: Path, sqlite_url: str):
+    with scene(tmp_path, sqlite_url, ImapScript(folders=inbox(FIRST))) as s:
         s.wait_first_poll()
         assert wait_for(lambda: s.state() == "watching")
         before = len(s.server.commands)
@@ -165,9 +182,9 @@ def test_sigterm_ends_idle_with_done_and_logout(tmp_path: Path, database_url: st
         assert s.state() is None  # the row is released
 
 
-def test_a_refused_login_waits_for_a_poll_that_signs_in(tmp_path: Path, database_url: str):
+def test_a_refused_login_waits_for_a_poll_that_signs_in(tmp_path: Path, sqlite_url: str):
     script = ImapScript(folders=inbox(FIRST), password="changed-at-the-provider")
-    with scene(tmp_path, database_url, script) as s:
+    with scene(tmp_path, sqlite_url, script) as s:
         assert wait_for(lambda: s.state() == "waiting"), s.watch()
         row = s.watch()
         assert row is not None and "rejected the login" in row.reason
@@ -180,10 +197,8 @@ def test_a_refused_login_waits_for_a_poll_that_signs_in(tmp_path: Path, database
         assert wait_for(lambda: len(s.delivered()) == 1)
 
 
-def test_the_watch_follows_the_account_switched_off_edited_and_on(
-    tmp_path: Path, database_url: str
-):
-    with scene(tmp_path, database_url, ImapScript(folders=inbox(FIRST))) as s:
+def test_the_watch_follows_the_account_switched_off_edited_and_on(tmp_path: Path, sqlite_url: str):
+    with scene(tmp_path, sqlite_url, ImapScript(folders=inbox(FIRST))) as s:
         assert wait_for(lambda: s.state() == "watching")
         s.home.app.accounts.set_active(s.account.id, False)
         assert wait_for(lambda: s.state() is None, 10)  # left within a sync (5 s)
