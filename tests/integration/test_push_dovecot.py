@@ -5,8 +5,6 @@ watcher, the watcher comes back and mail is still delivered once."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,15 +16,7 @@ from mailhaul.domain.options import Protocol, Security
 from support.dovecot import Mailbox
 from support.mailhaul_home import Home
 from support.processes import ServeProcess
-
-
-def wait_for(ready: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            return True
-        time.sleep(0.05)
-    return ready()
+from support.waiting import wait_for
 
 
 def append(mailbox: Mailbox, subject: str) -> None:

@@ -5,7 +5,7 @@ silent, a flood of changes, and what a SIGTERM says to an idling server."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +19,7 @@ from mailhaul.domain.options import Protocol, Security
 from support.mailhaul_home import Home
 from support.processes import ServeProcess
 from support.scripted_imap import ImapScript, Mailbox, Message, ScriptedImapServer
+from support.waiting import wait_for
 
 FIRST = Message(1, b"Subject: already there\r\n\r\nold\r\n")
 
@@ -35,15 +36,6 @@ def sqlite_url(tmp_path: Path) -> str:
     finally:
         db.dispose()
     return url
-
-
-def wait_for(ready: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            return True
-        time.sleep(0.05)
-    return ready()
 
 
 def new_message(uid: int) -> Message:

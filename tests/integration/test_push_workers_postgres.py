@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,17 +18,9 @@ from mailhaul.domain.account import AccountSpec
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security
 from support.mailhaul_home import Home
 from support.scripted_imap import ImapScript, Mailbox, Message, ScriptedImapServer
+from support.waiting import wait_for
 
 ACCOUNTS = 3
-
-
-def wait_for(ready: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            return True
-        time.sleep(0.05)
-    return ready()
 
 
 def worker(home: Path) -> subprocess.Popen[bytes]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from mailhaul.domain.account import AccountSpec
@@ -16,18 +15,10 @@ from mailhaul.domain.options import Protocol, RetrievalOptions, Security
 from support.mailhaul_home import Home
 from support.processes import ServeProcess
 from support.scripted_pop3 import Fault, Pop3Script, ScriptedPop3Server
+from support.waiting import wait_for
 
 MESSAGE = b"Subject: after the restart\r\n\r\nbody\r\n"
 TAKE_OVER_WITHIN = 20.0  # seconds; the lease TTL is 300
-
-
-def wait_for(ready: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            return True
-        time.sleep(0.05)
-    return ready()
 
 
 def test_restarted_serve_polls_the_killed_serves_accounts_at_once(

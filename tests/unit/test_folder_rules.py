@@ -174,3 +174,12 @@ def test_a_map_may_name_folders_by_pattern_and_the_exact_name_wins():
     assert rules.local_for(folder("Lists/python")) == "Python"
     assert rules.local_for(folder("Lists/rust")) == "Lists"
     assert rules.local_for(folder("Sent Items", "\\Sent")) is None  # '*=' : all flat
+
+
+def test_a_date_header_no_calendar_holds_is_no_date():
+    from mailhaul.domain.messages import header_date
+
+    assert str(header_date(b"Date: Mon, 2 Mar 2026 10:00:00 +0100\r\n\r\n")) == "2026-03-02"
+    for bad in (b"Mon, 1 Jan 99999999999 00:00:00 +0000", b"x", b"Mon, 1 Jan 2020 99:00:00 +0000"):
+        assert header_date(b"Subject: s\r\nDate: " + bad + b"\r\n\r\nbody") is None
+    assert header_date(b"Subject: no date\r\n\r\nDate: in the body\r\n") is None

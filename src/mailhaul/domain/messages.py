@@ -96,6 +96,6 @@ def header_date(head: bytes) -> datetime.date | None:
         if line[:5].lower() == b"date:":
             try:
                 return parsedate_to_datetime(line[5:].decode("ascii", "replace").strip()).date()
-            except (TypeError, ValueError, IndexError):
-                return None
+            except (TypeError, ValueError, IndexError, OverflowError):
+                return None  # a date no calendar holds is no date: the message is fetched
     return None
