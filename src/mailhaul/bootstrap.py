@@ -315,6 +315,7 @@ class App:
                     policy=policy,
                     filters=build_scanners(new, self.scan_observer),
                     incidents=build_incident_tracker(new),
+                    limits=new.limits,
                 )
                 # Polls still running on the old deps keep the old sink until they end.
                 weakref.finalize(old_deps, close_sink, old_sink)
@@ -324,6 +325,7 @@ class App:
                 policy=_schedule_policy(poller.policy, new),
                 filters=build_scanners(new, self.scan_observer),
                 incidents=build_incident_tracker(new),
+                limits=new.limits,
             )
         logger.info("settings from the database applied")
 
@@ -372,6 +374,7 @@ class App:
             stall_timeout=self.settings.stall_timeout,
             filters=build_scanners(self.settings, self.scan_observer),
             incidents=build_incident_tracker(self.settings),
+            limits=self.settings.limits,
             policy=SchedulePolicy(
                 max_backoff=float(self.settings.max_backoff),
                 auth_failures_to_pause=self.settings.auth_failures_to_pause,

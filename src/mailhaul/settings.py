@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mailhaul.domain.errors import ConfigError
+from mailhaul.domain.limits import HostLimits
 from mailhaul.domain.validation import MAX_MAX_SIZE, MIN_INTERVAL
 from mailhaul.settings_keys import (
     CONFIG_NAME,
@@ -30,6 +31,7 @@ from mailhaul.settings_keys import (
     InvalidSetting,
     NotifySettings,
     coerce_setting,
+    limits_setting,
     ports_setting,
     proxies_setting,
     stored_domains,
@@ -64,6 +66,7 @@ class Settings:
     push_enabled: bool = True
     push_connects_per_second: float = 5.0
     push_keepalive: int = 300
+    limits: HostLimits = field(default_factory=HostLimits)
     log_format: str = "text"
     log_level: str = "info"
     log_syslog: bool = False
@@ -287,6 +290,9 @@ class SettingsLayers:
             push_enabled=values["push.enabled"],
             push_connects_per_second=values["push.connects_per_second"],
             push_keepalive=values["push.keepalive"],
+            limits=limits_setting(
+                values["limits.daily_bytes_per_host"], values["limits.connections_per_account"]
+            ),
             log_format=values["log.format"],
             log_level=values["log.level"],
             log_syslog=values["log.syslog"],

@@ -14,6 +14,13 @@ from typing import Any, get_type_hints
 from mailhaul.delivery_methods import DELIVERY_METHODS, EDITABLE_METHODS
 from mailhaul.domain.addresses import split_address
 from mailhaul.domain.errors import ConfigError
+from mailhaul.domain.limits import (
+    DEFAULT_CONNECTIONS,
+    DEFAULT_DAILY_BYTES,
+    HostLimits,
+    parse_host_table,
+)
+from mailhaul.domain.validation import FieldError
 
 CONFIG_NAME = "mailhaul.toml"
 DEFAULT_MAILDIR = "{home}/mail/{domain}/{local}"
@@ -206,6 +213,8 @@ EDITABLE_SETTINGS = (
     "poll.auth_failures_to_pause",
     "runs.keep_days",
     "push.enabled",
+    "limits.daily_bytes_per_host",
+    "limits.connections_per_account",
     "sources.allow_private",
     "sources.allowed_ports",
     *(f"filter.{key}" for key in FILTER_KEYS),
@@ -236,6 +245,8 @@ SETTING_SCHEMA: dict[tuple[str, str], tuple[type, Any]] = {
     ("push", "enabled"): (bool, True),
     ("push", "connects_per_second"): (float, 5.0),
     ("push", "keepalive"): (int, 300),
+    ("limits", "daily_bytes_per_host"): (str, DEFAULT_DAILY_BYTES),
+    ("limits", "connections_per_account"): (str, DEFAULT_CONNECTIONS),
     ("log", "format"): (str, "text"),
     ("log", "level"): (str, "info"),
     ("log", "syslog"): (bool, False),
@@ -353,6 +364,22 @@ def ports_setting(text: str) -> frozenset[int]:
             )
         ports.add(int(part))
     return frozenset(ports)
+
+
+def limits_setting(daily_bytes: str, connections: str) -> HostLimits:
+    """The provider limits from their two settings; InvalidSetting naming the bad one."""
+    tables = []
+    for name, text, size in (
+        ("limits.daily_bytes_per_host", daily_bytes, True),
+        ("limits.connections_per_account", connections, False),
+    ):
+        try:
+            tables.append(parse_host_table(text, size=size))
+        except FieldError as exc:
+            raise InvalidSetting(
+                name, f"setting {name} must list HOST=VALUE entries: {exc.message}"
+            ) from None
+    return HostLimits(daily_bytes=tables[0], connections=tables[1])
 
 
 def proxies_setting(text: str) -> tuple[str, ...]:

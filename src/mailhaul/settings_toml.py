@@ -69,6 +69,17 @@ enabled = true                # the default of accounts that do not say (`--push
 connects_per_second = 5.0     # watcher connections opened per second (a restart is spread)
 keepalive = 300               # seconds between DONE/IDLE round trips that find dead connections
 
+[limits]
+# Providers' limits count per account, by source host ("host=value, ..."; "*" for any
+# other host, none without it). An account past its daily download budget waits until
+# enough of the last 24 hours' bytes fall out (state "daily limit", not an error); Gmail
+# suspends IMAP past about 2,500 MB a day (1,250 MB over POP3).
+daily_bytes_per_host = '''
+imap.gmail.com=2500M, imap.googlemail.com=2500M, pop.gmail.com=1250M, pop.googlemail.com=1250M'''
+# Connections mailhaul holds at once for one account: one for polling, the rest may push
+# (IMAP IDLE). Gmail allows 15, Exchange Online 16: the rest is left to the user's apps.
+connections_per_account = "imap.gmail.com=7, imap.googlemail.com=7, outlook.office365.com=8, *=4"
+
 [sources]
 # Source hosts non-admin users may enter: by default no loopback, private or link-local
 # addresses, and only these ports. Admins may use any.

@@ -50,6 +50,8 @@ def test_an_admin_reads_and_changes_the_settings(app: App, admin: Api):
         "poll.auth_failures_to_pause",
         "runs.keep_days",
         "push.enabled",
+        "limits.daily_bytes_per_host",
+        "limits.connections_per_account",
         "sources.allow_private",
         "sources.allowed_ports",
         "filter.rspamd",

@@ -14,6 +14,7 @@ from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.filtering import FilterOptions
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security
 from mailhaul.services.polling import RunSummary
+from mailhaul.services.status import AccountStatus
 from mailhaul.settings import load_settings
 from support.dovecot import Mailbox
 
@@ -82,6 +83,10 @@ class Home:
 
     def poll(self, account: Account) -> RunSummary:
         return self.app.poller.poll(account.id)
+
+    def status(self, account: Account) -> AccountStatus:
+        """The account's state as every view shows it."""
+        return self.app.status.accounts([account.id])[0]
 
     def log(self, account: Account) -> str:
         return self.app.accounts.runs_of(account.id, 1)[0].log

@@ -146,3 +146,36 @@ def test_mailboxes_all_is_every_folder_into_the_one_mailbox():
     assert account.rules is not None and account.rules.all_folders
     assert account.rules.local_for(RemoteFolder("Lists/python", "/")) is None  # flat
     assert account.rules.local_for(RemoteFolder("Sent", "/", frozenset({"\\sent"}))) is None
+
+
+IMAP_ON_DELETE = """[retriever]
+type = SimpleIMAPSSLRetriever
+server = imap.example.org
+username = anna@example.org
+password = s3cret
+{line}
+
+[destination]
+type = Maildir
+path = /var/vmail/mydomain.test/anna/Maildir/
+
+[options]
+delete = true
+"""
+
+
+@pytest.mark.parametrize(
+    ("line", "keep", "noted"),
+    [
+        ("", False, False),  # the positive control: delete = true deletes
+        ("imap_on_delete = (\\Seen)", True, True),  # flagged, left on the server
+        ("imap_on_delete = (\\Deleted \\Seen)", False, True),  # deleted; \Seen not set
+        ("imap_on_delete = (\\Deleted)", False, False),
+    ],
+)
+def test_imap_on_delete_is_carried(line: str, keep: bool, noted: bool):
+    text = IMAP_ON_DELETE.format(line=line)
+    [account] = parse_getmailrc(text, "getmailrc").accounts
+    assert account.keep is keep
+    assert any("imap_on_delete" in note for note in account.notes) is noted
+    assert not any("not supported" in note for note in account.notes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 from mailhaul.services.scheduler import PollLimits, Scheduler
 from support.harness import Harness
@@ -53,3 +54,31 @@ def test_inactive_accounts_are_not_polled(imap: Harness):
     assert not thread.is_alive()
     assert app.accounts.get(active.id).last_result == "ok"
     assert app.accounts.runs_of(inactive.id) == []
+
+
+def _claimed(imap: Harness, cap: int | None, watching: int) -> list[int]:
+    app = imap.app
+    limits = PollLimits(workers=4, connection_cap=lambda host: cap)
+    scheduler = Scheduler(app.db, app.account_store, imap.poller, limits)
+    scheduler.watching = lambda mailbox: watching
+    claims = scheduler._claim({})
+    with app.db.begin() as conn:  # give the leases back: the next call claims afresh
+        for claim in claims:
+            app.account_store.release(conn, claim.account_id, claim.owner)
+    return sorted(claim.account_id for claim in claims)
+
+
+def test_polls_of_one_remote_mailbox_stay_within_its_connection_cap(imap: Harness):
+    # Two accounts on one remote mailbox (host and user name: different folders, say),
+    # one on another: providers count connections per mailbox, not per account.
+    first = imap.add()
+    second = imap.add(folders=("Sent",))
+    other = imap.app.accounts.add(replace(first.spec, username="someone-else"), "s3cret-pw")
+    everyone = sorted([first.id, second.id, other.id])
+    assert _claimed(imap, cap=None, watching=0) == everyone
+    assert _claimed(imap, cap=2, watching=0) == everyone  # two polls fit into two
+    # A push watch holds one of the two: one poll of that mailbox at a time.
+    claimed = _claimed(imap, cap=2, watching=1)
+    assert other.id in claimed and len(claimed) == 2
+    # A cap of one still lets one poll run (never starved by a watch).
+    assert len(_claimed(imap, cap=1, watching=1)) == 2

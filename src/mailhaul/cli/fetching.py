@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import click
@@ -59,11 +60,15 @@ def _summary_line(summary: RunSummary, label: str) -> str:
     if summary.result in POLL_BLOCKED:
         return f"account {label}: {summary.error}"
     if summary.result == PollResult.OK:
-        return (
+        line = (
             f"account {label}: ok, {summary.fetched} fetched ({human_bytes(summary.bytes)}), "
             f"{summary.deleted} deleted, {summary.skipped} skipped, "
             f"{summary.duration:.1f}s"
         )
+        if summary.limited_until is not None:
+            resumes = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(summary.limited_until))
+            line += f"; daily download limit reached, fetching resumes at {resumes}"
+        return line
     return f"account {label}: {summary.result}: {summary.error}"
 
 
@@ -140,6 +145,13 @@ def _fetch_through_service(app: App, account_ids: list[int], json_out: bool) -> 
                 ran = _through_service(app, asked, timeout, _Bars(progress))
         else:
             ran = _through_service(app, asked, timeout)
+    until = {status.id: status.limited_until for status in app.status.accounts(asked)}
+    ran = [
+        replace(summary, limited_until=until.get(summary.account_id))
+        if summary.result == PollResult.OK
+        else summary
+        for summary in ran
+    ]
     by_id = blocked | {summary.account_id: summary for summary in ran}
     return _report([by_id[account_id] for account_id in account_ids], json_out)
 
@@ -240,6 +252,7 @@ def _report(summaries: list[RunSummary], json_out: bool, printed: bool = False) 
                     "skipped": s.skipped,
                     "error": s.error,
                     "duration_seconds": round(s.duration, 3),
+                    "limit_resumes_at": s.limited_until,
                 }
                 for s in summaries
             ]

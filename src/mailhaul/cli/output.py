@@ -149,6 +149,7 @@ def account_dict(account: Account, status: AccountStatus | None = None) -> dict[
         "last_error": account.last_error,
         "next_poll_at": account.next_poll_at,
         "consecutive_failures": account.consecutive_failures,
+        "limit_resumes_at": None if status is None else status.limited_until,
     }
 
 
@@ -233,7 +234,7 @@ def account_details(account: Account, status: AccountStatus) -> Table:
     """One account as a two-column table, its state in the words every view uses."""
     rows = []
     for key, value in account_dict(account, status).items():
-        if key in ("paused_reason", "sign_in_problem"):
+        if key in ("paused_reason", "sign_in_problem", "limit_resumes_at"):
             continue  # in the state's words
         if key == "state":
             value = status.state_text

@@ -113,7 +113,11 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
             app.db,
             app.account_store,
             app.poller,
-            PollLimits(workers or settings.workers, app.settings.per_host_limit),
+            PollLimits(
+                workers or settings.workers,
+                app.settings.per_host_limit,
+                app.settings.limits.connections_for,
+            ),
             SchedulerControls(
                 stop,
                 on_result=on_result,

@@ -51,7 +51,6 @@ _UNSUPPORTED = {
     "ssl_ciphers": "mailhaul uses the system's TLS cipher choice",
     "use_apop": "mailhaul logs in with USER/PASS",
     "imap_search": "mailhaul fetches every message it has not delivered",
-    "imap_on_delete": "messages are deleted with \\Deleted and EXPUNGE",
     "use_kerberos": "Kerberos login is not supported",
     "delete_bigger_than": "oversized messages stay on the server and are named in the log",
 }
@@ -204,6 +203,8 @@ def _account(
     except ValueError as exc:
         raise ValueError(f"[options]: {exc}") from None
     account.keep = not delete
+    if delete and account.protocol is Protocol.IMAP and not account.move_to:
+        _on_delete(retriever.get("imap_on_delete", "").strip(), account, at)
     if delete_after > 0 and not delete:  # getmail: delete N days after first retrieval
         account.delete_after_days = delete_after
     account.max_messages_per_run = per_run or None
@@ -220,6 +221,28 @@ def _account(
         if key in options and options[key].strip() not in ("", "0"):
             account.note(at("options", key), f"`{key}` is not supported: {why}")
     return account
+
+
+def _on_delete(flags: str, account: ImportedAccount, at: _LineOf) -> None:
+    """getmail's ``imap_on_delete``: the flags it sets instead of ``\\Deleted`` alone. Without
+    ``\\Deleted`` the message stays on the server (imported as keep); with it, it is deleted
+    as mailhaul always deletes (the other flags are not set)."""
+    if not flags:
+        return
+    line = at("retriever", "imap_on_delete")
+    if "\\deleted" not in flags.lower():
+        account.keep = True
+        account.note(
+            line,
+            f"imap_on_delete {flags} leaves messages on the server: imported as keep "
+            "(each is delivered once; those flags are not set)",
+        )
+    elif flags.strip("() ").lower() != "\\deleted":
+        account.note(
+            line,
+            f"imap_on_delete {flags}: messages are deleted (\\Deleted and expunge); the other "
+            "flags are not set",
+        )
 
 
 _SPAM_PROGRAMS = ("spamc", "spamassassin", "rspamc")

@@ -86,3 +86,4 @@ class Housekeeping:
         if self.scheduler is not None:
             self.scheduler.poller = self.home.poller
             self.scheduler.per_host_limit = self.home.settings.per_host_limit
+            self.scheduler.connection_cap = self.home.settings.limits.connections_for

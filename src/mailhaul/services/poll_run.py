@@ -22,6 +22,7 @@ from mailhaul.adapters.db.records import MessageRecords
 from mailhaul.adapters.db.runs import RunStore
 from mailhaul.domain.account import Account
 from mailhaul.domain.errors import ConfigError
+from mailhaul.domain.limits import HostLimits
 from mailhaul.domain.options import Credentials, RetrievalOptions, SourceEndpoint
 from mailhaul.domain.planning import RunBudget
 from mailhaul.domain.ports import DeliverySession, LogFn, MailSink, MailSource
@@ -64,6 +65,8 @@ class PollDeps:
     incidents: IncidentTracker | None = None
     """Opens and closes incidents with each run's record (None: not tracked, as in tests)."""
     clock: Callable[[], float] = time.time
+    limits: HostLimits = field(default_factory=HostLimits)
+    """Provider limits by source host (the daily download budget of each account)."""
     """What time it is when deliveries are recorded and kept mail's days are counted
     (``delete_after_days``): tests move it rather than sleep."""
 

@@ -13,6 +13,8 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
+from sqlalchemy import Connection
+
 from mailhaul.adapters.db.records import PendingRecord
 from mailhaul.domain.account import Account
 from mailhaul.domain.deadlines import RunGuard, RunningGuards
@@ -26,6 +28,12 @@ from mailhaul.domain.errors import (
     error_kind,
 )
 from mailhaul.domain.incidents import kind_after_run
+from mailhaul.domain.limits import (
+    DAILY_LIMIT_STATE,
+    DAY,
+    DayUsage,
+    limit_reached_words,
+)
 from mailhaul.domain.options import Security, SignInMethod
 from mailhaul.domain.planning import RunBudget
 from mailhaul.domain.redaction import Redactor
@@ -66,6 +74,22 @@ class RunSummary:
     error: str | None = None
     duration: float = 0.0
     error_kind: ErrorKind | None = None
+    limited_until: float | None = None
+    """The account's daily download limit is reached: it fetches again at this time."""
+
+
+class _Spent(Exception):
+    """The account's daily download budget is spent: the run ends before connecting."""
+
+
+def _day_usage(deps: PollDeps, conn: Connection, account: Account, now: float) -> DayUsage | None:
+    """What the account downloaded in the past day, if its host has a daily budget (``now``:
+    the deps' clock, which tests move rather than wait a day)."""
+    limit = deps.limits.daily_bytes_for(account.spec.host)
+    if limit is None:
+        return None
+    runs = deps.runs.downloads_since(conn, account.id, now - DAY)
+    return DayUsage(account.spec.host, limit, tuple(runs))
 
 
 @dataclass(frozen=True)
@@ -129,6 +153,7 @@ class Poller:
                 account = deps.accounts.get(conn, account_id)
                 token = deps.accounts.password_token(conn, account_id)
                 pending = deps.records.pending(conn, account_id)
+                usage = _day_usage(deps, conn, account, deps.clock())
         except AccountBusy:
             raise  # the lease was not ours: nothing to give back
         except BaseException:
@@ -143,6 +168,9 @@ class Poller:
         counts = RunCounts()
         kind: ErrorKind | None = None
         try:
+            if usage is not None and usage.before(deps.clock()).reached:  # wait for it
+                log(limit_reached_words(usage, usage.before(deps.clock())))
+                raise _Spent
             credentials = deps.sign_in.credentials(account, token)
             server = (account.spec.host, account.spec.port)
             log.hide(Redactor.for_credentials(credentials, server))
@@ -155,11 +183,17 @@ class Poller:
                     run = PollRun(deps, account, source, delivery, log, owner, stop)
                     run.progress, run.counts, run.run_id = progress, counts, run_id
                     options = account.spec.options
-                    run.budget = RunBudget(options.max_messages_per_run, options.max_bytes_per_run)
+                    per_run = options.max_bytes_per_run
+                    run.budget = RunBudget(
+                        options.max_messages_per_run,
+                        per_run if usage is None else usage.run_bytes(per_run, deps.clock()),
+                    )
                     self._run(run, pending)
                 finally:
                     delivery.close()
                     counts.cert_expires = source.certificate_expires()
+            ending = _Ending()
+        except _Spent:
             ending = _Ending()
         except MailhaulError as exc:
             ending = _Ending(log.scrub(str(exc)), exc)
@@ -173,10 +207,10 @@ class Poller:
         except BaseException:  # Ctrl-C in the foreground: record it, then stop
             log(INTERRUPTED)
             ending = _Ending(INTERRUPTED, None, started, time.time())
-            self._finish(deps, run_id, (account, owner, counts, log), ending)
+            self._finish(deps, run_id, (account, owner, counts, log), ending, usage)
             raise
         ending = replace(ending, started=started, finished=time.time())
-        self._finish(deps, run_id, (account, owner, counts, log), ending)
+        resumes_at = self._finish(deps, run_id, (account, owner, counts, log), ending, usage)
         error, finished = ending.error, ending.finished
         return RunSummary(
             account_id=account_id,
@@ -189,6 +223,7 @@ class Poller:
             error=error,
             duration=finished - started,
             error_kind=kind,
+            limited_until=resumes_at,
         )
 
     def _finish(
@@ -197,7 +232,10 @@ class Poller:
         run_id: int,
         run: tuple[Account, str, RunCounts, RunLog],
         ending: _Ending,
-    ) -> None:
+        usage: DayUsage | None,
+    ) -> float | None:
+        """Record the run's end and the account's next poll; returns when the account's
+        spent daily download budget lets it fetch again (None when it is not spent)."""
         account, owner, counts, log = run
         error, failure, finished = ending.error, ending.failure, ending.finished
         if isinstance(failure, AuthenticationFailed):
@@ -225,6 +263,16 @@ class Poller:
             summary += (
                 f"; {counts.spam} spam, {counts.viruses} quarantined, {counts.unscanned} unscanned"
             )
+        state = nxt.state.value
+        # stopped at a per-run limit: the rest comes now, not an interval later
+        next_at = finished if counts.limited and outcome is Outcome.OK else nxt.at
+        resumes_at = None
+        if usage is not None and outcome is Outcome.OK:
+            budget = usage.after(deps.clock(), counts.bytes)
+            if budget.reached and budget.resumes_at is not None:
+                state, next_at, resumes_at = DAILY_LIMIT_STATE, budget.resumes_at, budget.resumes_at
+                if counts.bytes:
+                    log(limit_reached_words(usage, budget))
         log(f"finished: {'error' if error else 'ok'}; {summary}")
         with deps.db.begin() as conn:
             deps.runs.finish(
@@ -244,12 +292,11 @@ class Poller:
                 conn,
                 account.id,
                 owner,
-                state=nxt.state.value,
+                state=state,
                 result=RunResult.ERROR if error else RunResult.OK,
                 error=error,
                 finished_at=finished,
-                # stopped at a per-run limit: the rest comes now, not an interval later
-                next_poll_at=finished if counts.limited and outcome is Outcome.OK else nxt.at,
+                next_poll_at=next_at,
                 consecutive_failures=nxt.failures,
                 paused_reason=nxt.paused_reason,
             )
@@ -258,6 +305,7 @@ class Poller:
                 kind = kind_after_run(outcome, nxt.paused_reason is not None, sign_in)
                 deps.incidents.after_run(conn, account, RunEnd(kind, error or ""), finished)
                 deps.incidents.certificate(conn, account, counts.cert_expires, finished)
+        return resumes_at
 
     @staticmethod
     def _policy_after(policy: SchedulePolicy, account: Account, started: float) -> SchedulePolicy:

@@ -3,7 +3,9 @@
 Due accounts ("fetch now" requests first, then by next-poll time) are claimed through the
 database with a lease, so several processes on several machines can share the work and
 an account is never polled twice at once. Polls run in a bounded thread pool, with at
-most ``per_host_limit`` at a time against one source host. A stop request lets running
+most ``per_host_limit`` at a time against one source host, and within the connection cap of
+one remote mailbox (``limits.connections_per_account``: host and user name; a poll takes one
+connection, push watches of this process may hold others). A stop request lets running
 polls finish the message in hand, record it and log out, for at most ``grace`` seconds; then
 the connections of the polls still running are cut (``RunGuard.cancel``: a blocked read
 wakes at once, the message in hand is not recorded and stays on the server), and they get
@@ -46,6 +48,9 @@ DEAD_HOLDERS_EVERY = 5.0
 `fetch` that was killed): their accounts are claimed at once, not after the lease's TTL.
 The first claim of a (re)started scheduler looks."""
 ResultHook = Callable[[RunSummary], None]
+MailboxKey = tuple[str, str]
+"""A remote mailbox: its source host and user name, lower-case (providers count connections
+per mailbox, whichever of our accounts opens them)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,11 @@ class Claimed:
     host: str
     owner: str
     trigger: str
+    mailbox: MailboxKey = ("", "")
+
+
+Inflight = dict[int, tuple[Claimed, "Future[RunSummary | None]"]]
+"""The polls running: each claim with its future, by account."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,8 @@ class PollLimits:
 
     workers: int
     per_host_limit: int = 4
+    connection_cap: Callable[[str], int | None] = lambda host: None
+    """The connections one remote mailbox on this host may have at once (None: any)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,9 @@ class Scheduler:
         self.poller = poller
         self.workers = limits.workers
         self.per_host_limit = limits.per_host_limit
+        self.connection_cap = limits.connection_cap
+        self.watching: Callable[[MailboxKey], int] = lambda mailbox: 0
+        """Connections this process's push watcher holds to a remote mailbox."""
         self.stop = controls.stop or threading.Event()
         self.on_result = controls.on_result
         self.periodic = controls.periodic
@@ -137,7 +152,7 @@ class Scheduler:
                 logger.exception("result hook failed")
         return summary
 
-    def _claim(self, inflight: dict[int, tuple[str, Future[RunSummary | None]]]) -> list[Claimed]:
+    def _claim(self, inflight: Inflight) -> list[Claimed]:
         """Lease due accounts for the free slots, within the per-host limit.
 
         PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so workers never wait on each other. Each
@@ -147,7 +162,8 @@ class Scheduler:
         free = self.workers - len(inflight)
         if free <= 0:
             return []
-        hosts = Counter(host for host, _ in inflight.values())
+        hosts = Counter(claim.host for claim, _ in inflight.values())
+        mailboxes = Counter(claim.mailbox for claim, _ in inflight.values())
         full = [host for host, count in hosts.items() if count >= self.per_host_limit]
         owner = new_owner()
         claimed: list[Claimed] = []
@@ -164,22 +180,34 @@ class Scheduler:
                 exclude_hosts=full,
                 requested=requested,
             )
-            host_of = self.accounts.hosts_of(conn, ids)
+            mailbox_of = self.accounts.mailboxes_of(conn, ids)
             kept = []
             for account_id in ids:
-                host = host_of[account_id]
-                if hosts[host] >= self.per_host_limit:  # several on one host in this batch
+                mailbox = mailbox_of[account_id]
+                host = mailbox[0]
+                # several on one host, or on one remote mailbox, in this batch or running
+                if hosts[host] >= self.per_host_limit or self._mailbox_full(mailbox, mailboxes):
                     self.accounts.release(conn, account_id, owner)
                     continue
                 hosts[host] += 1
+                mailboxes[mailbox] += 1
                 kept.append(account_id)
             asked = self.accounts.take_triggers(conn, kept)
             for account_id in kept:
                 trigger = asked.get(account_id, Trigger.SCHEDULE)
-                claimed.append(Claimed(account_id, host_of[account_id], owner, trigger))
+                mailbox = mailbox_of[account_id]
+                claimed.append(Claimed(account_id, mailbox[0], owner, trigger, mailbox))
         if requested:
             self._requests_at = time.monotonic() + REQUESTS_EVERY
         return claimed
+
+    def _mailbox_full(self, mailbox: MailboxKey, polls: Counter[MailboxKey]) -> bool:
+        """True when one more poll would take the remote mailbox past its connection cap:
+        polls running plus the push watches of this process (one poll is always allowed)."""
+        cap = self.connection_cap(mailbox[0])
+        if cap is None:
+            return False
+        return polls[mailbox] >= max(1, cap - self.watching(mailbox))
 
     def _dead_holders(self, conn: Connection, now: float) -> list[str]:
         """Dead local lease holders, looked for every DEAD_HOLDERS_EVERY seconds."""
@@ -193,7 +221,7 @@ class Scheduler:
 
     def run(self, grace: float = 60.0) -> None:
         """Poll until ``stop`` is set; then let running polls finish (at most ``grace`` s)."""
-        inflight: dict[int, tuple[str, Future[RunSummary | None]]] = {}
+        inflight: Inflight = {}
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="poll")
         self._beat(register=True)
         next_beat = time.monotonic() + HEARTBEAT_EVERY
@@ -205,7 +233,7 @@ class Scheduler:
                 try:
                     for claim in self._claim(inflight):
                         future = pool.submit(self._poll, claim)
-                        inflight[claim.account_id] = (claim.host, future)
+                        inflight[claim.account_id] = (claim, future)
                 except StorageError as exc:  # e.g. PostgreSQL restarting: try again soon
                     logger.error("cannot claim due accounts: %s", exc)
                 if time.monotonic() >= next_beat:

@@ -137,6 +137,10 @@ def effective_value(settings: Settings, key: str) -> Any:
         return getattr(settings.notify, key.removeprefix("notify."))
     if key == "web.public_url":
         return settings.web_public_url
+    if key == "limits.daily_bytes_per_host":
+        return settings.limits.daily_bytes.text(size=True)
+    if key == "limits.connections_per_account":
+        return settings.limits.connections.text()
     attribute = {
         "poll.interval": "interval",
         "poll.max_size": "max_size",

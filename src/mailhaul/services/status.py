@@ -20,6 +20,7 @@ from mailhaul.adapters.db.status import (
 )
 from mailhaul.adapters.db.workers import ALIVE_WITHIN
 from mailhaul.domain.errors import NotFound
+from mailhaul.domain.limits import DAILY_LIMIT_STATE
 
 # A scheduler process whose heartbeat is older than this is counted as gone.
 WORKER_STALE_AFTER = ALIVE_WITHIN
@@ -114,8 +115,24 @@ class AccountStatus:
         """The state with what qualifies it: ``paused: 5 login failures in a row``,
         ``ok (disabled)``."""
         text = self.state if self.active else f"{self.state} (disabled)"
+        if self.limited_until is not None and self.active:
+            return f"{text}: {self.limit_text}"
         reason = self.problem if self.sign_in_needed or self.paused else None
         return f"{text}: {reason}" if reason else text
+
+    @property
+    def limited_until(self) -> float | None:
+        """While the source host's daily download budget is spent: when fetching resumes
+        (the account's next poll); None otherwise."""
+        return self.next_poll_at if self.state == DAILY_LIMIT_STATE else None
+
+    @property
+    def limit_text(self) -> str:
+        """``reached, resumes at 2026-12-04 13:05 UTC`` (the CLI's words; pages localise)."""
+        at = self.limited_until
+        if at is None:
+            return ""
+        return "reached, resumes at " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
 
     @property
     def problem(self) -> str | None:
@@ -125,7 +142,7 @@ class AccountStatus:
             return self.sign_in_problem
         if self.paused:
             return self.paused_reason
-        if self.state in ("ok", "new", "running"):
+        if self.state in ("ok", "new", "running", DAILY_LIMIT_STATE):
             return None
         return self.last_error
 

@@ -127,6 +127,20 @@ class RunStore:
             )
         )
 
+    def downloads_since(
+        self, conn: Connection, account_id: int, since: float
+    ) -> list[tuple[float, int]]:
+        """(when, bytes) of the account's runs that downloaded after ``since`` (a run in
+        progress or interrupted counts at its start, with the bytes it had reported): what
+        a daily download budget is measured against."""
+        at = func.coalesce(runs.c.finished_at, runs.c.started_at)
+        rows = conn.execute(
+            select(at, runs.c.bytes).where(
+                runs.c.account_id == account_id, at > since, runs.c.bytes > 0
+            )
+        )
+        return [(float(when), int(size)) for when, size in rows]
+
     def prune(self, conn: Connection, older_than: float) -> int:
         """Delete finished runs started before ``older_than``; returns how many.
 

@@ -41,6 +41,7 @@ STATES = (
     "error",
     "login failed",
     "destination missing",
+    "daily limit",
     "paused",
     "sign-in needed",
     "running",

@@ -46,6 +46,14 @@ LABELS = {
         "Push new mail (IMAP IDLE)",
         "for accounts that do not say; watched while serve or worker runs",
     ),
+    "limits.daily_bytes_per_host": (
+        "Daily download limit per account, by source host",
+        'e.g. "imap.gmail.com=2500M, *=10G"; an account past it waits (no "*": no limit)',
+    ),
+    "limits.connections_per_account": (
+        "Connections per account, by source host",
+        'e.g. "imap.gmail.com=7, *=4"; one is kept for polling, the rest may push',
+    ),
     "sources.allow_private": (
         "Non-admins may use private source hosts",
         "loopback, private and link-local addresses",

@@ -197,6 +197,7 @@ class AccountState(StrEnum):
     ERROR = "error"
     LOGIN_FAILED = "login failed"
     DESTINATION_MISSING = "destination missing"
+    DAILY_LIMIT = "daily limit"  # the source host's daily download budget is spent
     RUNNING = "running"
     PAUSED = "paused"
     INACTIVE = "inactive"
@@ -241,6 +242,11 @@ class ServiceState(BaseModel):
     next_poll_at: float | None
     fetch_requested_at: float | None
     consecutive_failures: int
+    limit_resumes_at: float | None = Field(
+        default=None,
+        description="State daily limit: the source host's daily download budget "
+        "(limits.daily_bytes_per_host) is spent until then; the account fetches again by itself.",
+    )
 
 
 class Account(ServiceState):

@@ -28,7 +28,8 @@ _STATE_FIELDS = (
 
 
 def _state(status: AccountStatus) -> dict[str, Any]:
-    return {name: getattr(status, name) for name in _STATE_FIELDS}
+    values = {name: getattr(status, name) for name in _STATE_FIELDS}
+    return {**values, "limit_resumes_at": status.limited_until}
 
 
 def run(record: RunRecord) -> account_schemas.Run:
