@@ -127,6 +127,35 @@ def test_lmtp_files_folders_through_detail(tmp_path: Path, dovecot: DovecotServe
         home.app.db.dispose()
 
 
+def test_lmtp_folder_names_travel_as_one_address_or_not_at_all(
+    tmp_path: Path, dovecot: DovecotServer
+):
+    """Folder names are the source server's: a space travels quoted
+    (``"ann+My Folder"@…``), a name with ``>`` cannot add parameters to RCPT, and a name
+    outside ASCII, which Dovecot's LMTP (no SMTPUTF8) cannot take, lands in the mailbox
+    itself: nothing is refused and left on the server for ever."""
+    home = Home.create(
+        tmp_path / "home",
+        f'[delivery]\nmethod = "lmtp"\nlmtp = "127.0.0.1:{dovecot.ports.lmtp}"\n'
+        'lmtp_folder_detail = "+"\n',
+    )
+    try:
+        source, local = dovecot.new_mailbox(), dovecot.new_mailbox()
+        names = ["My Folder", "a> NOTIFY=NEVER", "Entwürfe", "Plain"]
+        for name in names:
+            source.create_folder(name)
+            source.deliver(f"Subject: in {name}\n\nbody\n".encode(), folder=name)
+        account = home.add(source, Protocol.IMAP, deliver_to=local.user, folders=tuple(names))
+        summary = home.poll(account)
+        assert (summary.result, summary.fetched) == ("ok", 4), home.log(account)
+        assert subjects(local, "Plain") == ["in Plain"]  # the positive control
+        assert subjects(local, "My Folder") == ["in My Folder"]
+        assert subjects(local, "a> NOTIFY=NEVER") == ["in a> NOTIFY=NEVER"]
+        assert subjects(local, "INBOX") == ["in Entwürfe"]
+    finally:
+        home.app.db.dispose()
+
+
 def test_a_delivery_without_folders_refuses_folder_rules_when_they_are_set(
     tmp_path: Path, dovecot: DovecotServer
 ):

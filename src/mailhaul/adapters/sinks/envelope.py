@@ -30,6 +30,30 @@ def is_plain_address(value: str) -> bool:
     return len(value) <= 320 and _ADDRESS.fullmatch(value) is not None
 
 
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+MAX_LOCAL_PART = 64
+
+
+def folder_address(address: str, delimiter: str, folder: str, utf8: bool) -> str | None:
+    """``local+Folder@domain`` for LMTP's ``+detail`` delivery into a folder, written so that
+    it is one address whatever the folder's name (it may come from the source server): a
+    dot-atom where the name allows, else a quoted string (``"ann+My Folder"@example.org``).
+    None where it cannot travel: a control character, a name outside ASCII to a server
+    without SMTPUTF8 (Dovecot 2.3's LMTP has none), or a local part past 64 characters; the
+    message then goes to the mailbox itself."""
+    local, _, domain = address.rpartition("@")
+    part = f"{local}{delimiter}{folder}"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in part) or len(part) > MAX_LOCAL_PART:
+        return None
+    if not part.isascii() and not utf8:
+        return None
+    as_ascii = "".join(ch if ch.isascii() else "a" for ch in part)  # RFC 6531: UTF-8 is atext
+    if _DOT_ATOM.fullmatch(as_ascii):
+        return f"{part}@{domain}"
+    quoted = part.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}"@{domain}'
+
+
 def _fields(header: bytes) -> list[tuple[str, str]]:
     """(lower-case name, unfolded value) of each header field."""
     fields: list[tuple[str, str]] = []

@@ -34,7 +34,7 @@ import contextlib
 import threading
 import time
 
-from mailhaul.adapters.sinks.envelope import HeaderBuffer, is_plain_address
+from mailhaul.adapters.sinks.envelope import HeaderBuffer, folder_address, is_plain_address
 from mailhaul.adapters.sinks.smtp_client import Reply, SmtpClient, parse_address
 from mailhaul.adapters.tls import client_context
 from mailhaul.domain.deadlines import current_guard
@@ -94,7 +94,7 @@ class NetworkDelivery:
         """MAIL, RCPT, DATA; on a refusal end the transaction and give the connection back."""
         client = self._require()
         try:
-            reply = client.mail(sender)
+            reply = client.mail(sender, smtputf8=not self._destination.isascii())
             if reply.code != 250:
                 raise _refusal(client, f"the sender <{sender}>", reply)
             reply = client.rcpt(self._destination)
@@ -312,11 +312,11 @@ class NetworkSession:
         if not is_plain_address(destination):
             raise DestinationMissing(f"{destination!r} is not an address that can be sent to")
         delimiter = self._sink.folder_detail
-        if folder and delimiter:
-            local, _, domain = destination.rpartition("@")
-            destination = f"{local}{delimiter}{folder}@{domain}"
         client = self._acquire()
         try:
+            if folder and delimiter:
+                utf8 = "SMTPUTF8" in client.extensions
+                destination = folder_address(destination, delimiter, folder, utf8) or destination
             return NetworkDelivery(self, client, destination, self._sink.sender)
         except DeliveryError:
             raise  # the delivery has ended its transaction and given the connection back

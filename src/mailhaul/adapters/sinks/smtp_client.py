@@ -323,9 +323,12 @@ class SmtpClient:
 
     # --- one message -------------------------------------------------------------------------
 
-    def mail(self, sender: str) -> Reply:
-        """``MAIL FROM:<sender>`` (``<>`` for ""); BODY=8BITMIME when the server offers it."""
+    def mail(self, sender: str, smtputf8: bool = False) -> Reply:
+        """``MAIL FROM:<sender>`` (``<>`` for ""); BODY=8BITMIME when the server offers it,
+        SMTPUTF8 when asked for (a recipient outside ASCII: RFC 6531)."""
         params = " BODY=8BITMIME" if "8BITMIME" in self.extensions else ""
+        if smtputf8:
+            params += " SMTPUTF8"
         reply = self.command(f"MAIL FROM:<{sender}>{params}")
         self.in_transaction = True
         self._accepted = 0
