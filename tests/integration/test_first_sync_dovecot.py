@@ -86,3 +86,26 @@ def test_since_leaves_older_mail_on_the_server(home: Home, mailbox: Mailbox, pro
     assert "dated before" not in home.log(account)  # each looked at once
     (left,) = mailbox.list_messages()
     assert b"Subject: from 2025" in left.raw
+
+
+@pytest.mark.parametrize("protocol", BOTH)
+def test_new_only_survives_the_server_renumbering_the_folder(
+    home: Home, mailbox: Mailbox, protocol: Protocol
+):
+    """After a UIDVALIDITY reset (IMAP) or with new UIDLs (POP3: Dovecot's carry the
+    UIDVALIDITY), what the first sync left is not taken for new mail: mail dated before the
+    first sync stays on the server; mail delivered since is recognised; new mail comes."""
+    deliver_on(mailbox, "old 1", OLD_DAY)
+    deliver_on(mailbox, "old 2", NEW_DAY)
+    account = home.add(mailbox, protocol, new_only=True, keep=True)
+    assert home.poll(account).fetched == 0
+    mailbox.deliver(b"Subject: new 1\n\nbody\n")
+    assert home.poll(account).fetched == 1
+    mailbox.reset_uidvalidity()
+    mailbox.deliver(b"Subject: new 2\n\nbody\n")
+    summary = home.poll(account)
+    assert summary.fetched == 1, home.log(account)
+    assert "2 message(s) dated before the first sync" in home.log(account)
+    assert subjects(home) == ["new 1", "new 2"]
+    assert home.poll(account).fetched == 0
+    assert len(mailbox.list_messages()) == 4  # kept: nothing left the server

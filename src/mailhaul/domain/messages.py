@@ -54,6 +54,11 @@ class FolderListing:
     stable_uids: bool = True
     state: FolderState | None = None  # IMAP, when the server named its UIDNEXT
 
+    @property
+    def uids(self) -> frozenset[str]:
+        """The UIDs (UIDLs) listed."""
+        return frozenset(ref.uid for ref in self.messages)
+
 
 class RecordState(StrEnum):
     """What mailhaul knows about one source message."""

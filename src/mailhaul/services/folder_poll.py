@@ -21,10 +21,16 @@ The steps, in order (``FolderPoll.poll``):
 
 from __future__ import annotations
 
+import datetime
 import time
 from dataclasses import dataclass, replace
 
-from mailhaul.adapters.db.unfetched import add_baseline, add_duplicates, delivered_gmail_ids
+from mailhaul.adapters.db.unfetched import (
+    add_baseline,
+    add_duplicates,
+    delivered_gmail_ids,
+    first_recorded,
+)
 from mailhaul.domain.errors import UnsupportedByServer
 from mailhaul.domain.messages import FolderListing, KnownMessages, MessageRef
 from mailhaul.domain.options import Protocol
@@ -129,6 +135,7 @@ class FolderPoll:
                 "everything)"
             )
         uidvalidity = listing.uidvalidity or 0
+        first: float | None = None  # new only, renumbered: when the first sync was
         if stored is None:
             with deps.db.begin() as conn:  # one transaction: a crash cannot skip the baseline
                 deps.folders.set_folder_uidvalidity(conn, account_id, self.folder, uidvalidity)
@@ -141,6 +148,9 @@ class FolderPoll:
                         "message(s) already here stay on the server, not fetched"
                     )
         elif stored != uidvalidity:
+            if options.new_only:  # read before the old records go
+                with deps.db.read() as conn:
+                    first = first_recorded(conn, account_id, (self.folder, stored))
             reconcile_uidvalidity(self.scope, listing.messages, stored, uidvalidity)
         known = hint if stored == uidvalidity else self._known(uidvalidity)
         if not listing.stable_uids:
@@ -154,15 +164,31 @@ class FolderPoll:
                 f"{len(new)} new UIDL(s) recognised as already delivered by their fingerprint"
             )
             known = self._known(uidvalidity)
-        return Listed(listing, known, uidvalidity, stored != uidvalidity)
+        listed = Listed(listing, known, uidvalidity, stored != uidvalidity)
+        if options.new_only and first is None and known.baseline - listing.uids:
+            with deps.db.read() as conn:  # left mail gone, or renamed (POP3 UIDLs)
+                first = first_recorded(conn, account_id, (self.folder, uidvalidity))
+        if options.new_only and first is not None:
+            # Renumbered: the first sync's baseline is lost with the old UIDs; what is dated
+            # before that day stays old (delivered mail is recognised by its fingerprint).
+            day = datetime.datetime.fromtimestamp(first, datetime.UTC).date()
+            why = f"dated before the first sync ({day.isoformat()}) stay on the server (new only)"
+            listed = self._leave_before(listed, day, why)
+        return listed
 
     def _since(self, listed: Listed) -> Listed:
         """With ``since``: messages not known yet and dated before it are left alone, and
         recorded so (each is looked at once)."""
-        run = self.run
-        day = run.options.since
+        day = self.run.options.since
         if day is None:
             return listed
+        return self._leave_before(
+            listed, day, f"dated before {day.isoformat()} stay on the server, not fetched (since)"
+        )
+
+    def _leave_before(self, listed: Listed, day: datetime.date, why: str) -> Listed:
+        """Record the messages not known yet and dated before ``day`` as left alone."""
+        run = self.run
         known = listed.known
         unknown = [ref for ref in listed.listing.messages if ref.uid not in known.handled]
         if not unknown:
@@ -174,10 +200,7 @@ class FolderPoll:
         with deps.db.begin() as conn:
             where = (self.folder, listed.uidvalidity)
             add_baseline(conn, run.account.id, where, sorted(before), deps.clock())
-        run.log(
-            f"{self.folder}: {len(before)} message(s) dated before {day.isoformat()} stay on "
-            "the server, not fetched (since)"
-        )
+        run.log(f"{self.folder}: {len(before)} message(s) {why}")
         return replace(listed, known=replace(known, baseline=known.baseline | before))
 
     def _known(self, uidvalidity: int) -> KnownMessages:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, func, insert, select
 
 from mailhaul.adapters.db.tables import messages
 from mailhaul.domain.messages import RecordState
@@ -77,3 +77,19 @@ def _insert(
                 for uid, gm_msgid in items[start : start + _CHUNK]
             ],
         )
+
+
+def first_recorded(conn: Connection, account_id: int, where: tuple[str, int]) -> float | None:
+    """When the first record still kept for a folder (``where``: folder, UIDVALIDITY) was
+    made: for an account that fetches new mail only, about when its first sync was."""
+    folder, uidvalidity = where
+    c = messages.c
+    found = conn.execute(
+        select(func.min(c.recorded_at)).where(
+            c.account_id == account_id,
+            c.folder == folder,
+            c.uidvalidity == uidvalidity,
+            c.state != RecordState.PENDING,
+        )
+    ).scalar()
+    return None if found is None else float(found)
