@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mailhaul.domain.access import Principal, Role
+from mailhaul.domain.account import Trigger
 from mailhaul.domain.limits import DAY, HostTable
 from mailhaul.domain.options import Protocol
 from mailhaul.web.app import create_app
@@ -112,3 +113,16 @@ def test_the_page_and_the_api_say_when_it_resumes(home: Home, mailbox: Mailbox):
     assert shown["state"] == "daily limit"
     assert shown["limit_resumes_at"] == pytest.approx(shown["next_poll_at"])
     assert shown["last_error"] is None
+
+
+def test_push_asks_for_nothing_while_the_budget_is_spent(home: Home, mailbox: Mailbox):
+    for n in range(3):
+        mailbox.deliver(message(n))
+    account = home.add(mailbox, Protocol.IMAP)
+    home.poll(account)
+    assert home.poll(account).limited_until is not None, home.log(account)
+    service = home.app.accounts
+    service.request_fetch(account.id, Trigger.PUSH)  # new mail seen by the watcher
+    assert service.get(account.id).fetch_requested_at is None
+    service.request_fetch(account.id, Trigger.WEB)  # a person's Fetch now still runs
+    assert service.get(account.id).fetch_requested_at is not None

@@ -227,9 +227,14 @@ class AccountService:
 
     def request_fetch(self, account_id: int, by: Trigger) -> None:
         """Put the account at the head of the running service's queue; its run will be
-        recorded as asked for ``by``."""
+        recorded as asked for ``by``. New mail a push watcher saw while the account's daily
+        download budget is spent asks for nothing: the poll at the budget's end takes it (a
+        person's "Fetch now" still runs, and its log says why it downloads nothing)."""
+        now = time.time()
         with self.db.begin() as conn:
-            self.accounts.request_fetch(conn, account_id, time.time(), by)
+            if by == Trigger.PUSH and self.accounts.budget_spent(conn, account_id, now):
+                return
+            self.accounts.request_fetch(conn, account_id, now, by)
         self.on_request()
 
     def request_due(self, owner: str | None = None, domains: frozenset[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from mailhaul.adapters.db.account_rows import READ, account_from_row, spec_value
 from mailhaul.adapters.db.tables import accounts
 from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.errors import NotFound
+from mailhaul.domain.limits import DAILY_LIMIT_STATE
 
 
 class AccountStore:
@@ -315,6 +316,17 @@ class AccountStore:
         """Put the account at the head of the queue ("fetch now"), asked for ``by`` (a
         trigger)."""
         self._must_update(conn, account_id, fetch_requested_at=now, fetch_requested_by=by)
+
+    def budget_spent(self, conn: Connection, account_id: int, now: float) -> bool:
+        """Whether the account waits for its daily download budget (state ``daily limit``
+        with its next poll still ahead)."""
+        c = accounts.c
+        found = conn.execute(
+            select(c.id).where(
+                c.id == account_id, c.state == DAILY_LIMIT_STATE, c.next_poll_at > now
+            )
+        ).first()
+        return found is not None
 
     def request_due(
         self,
