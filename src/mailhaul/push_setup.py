@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 
 from mailhaul.adapters.db.push_watches import PushWatchStore
 from mailhaul.domain.account import Account, Trigger
-from mailhaul.services.push import PushDeps, PushWatcher
+from mailhaul.services.push import PushWatcher
+from mailhaul.services.push_plan import Target
+from mailhaul.services.push_sync import PushDeps
 
 if TYPE_CHECKING:
     from mailhaul.adapters.sources.imap.idle_link import IdleLink
@@ -27,13 +29,14 @@ def build_push_watcher(
     from mailhaul.adapters.sources.imap.idle import open_idle
     from mailhaul.adapters.sources.imap.idle_link import leave_all
 
-    def open_link(account: Account) -> IdleLink | None:
+    def open_link(account: Account, target: Target) -> IdleLink | None:
         with app.db.read() as conn:
             sealed = app.account_store.password_token(conn, account.id)
         credentials = app.sign_in.stored_credentials(account, sealed)
         if credentials is None:
             return None
-        return open_idle(account.endpoint(app.settings.timeout), credentials, logger.debug)
+        endpoint = account.endpoint(app.settings.timeout)
+        return open_idle(endpoint, credentials, logger.debug, target.folder, target.notify)
 
     def request(account_id: int) -> None:
         app.accounts.request_fetch(account_id, Trigger.PUSH)

@@ -129,3 +129,37 @@ def test_the_api_gives_the_push_state_with_the_account(tmp_path: Path, database_
         assert push["text"] == "not supported by the server (polling only)"
         assert push["reason"] == "imap.example.net does not offer IDLE"
     app.db.dispose()
+
+
+def test_an_account_whose_connection_cap_leaves_no_watch_says_so_everywhere(
+    tmp_path: Path, database_url: str
+):
+    caps = {"limits.connections_per_account": "imap.example.net=1, *=4"}
+    app = make_app(tmp_path / "home", database_url, caps)
+    ann = add_person(app, "ann", "ann@a.test", Role.USER)
+    capped = app.accounts.add(SPEC, "pw-123456")
+    other = app.accounts.add(replace(SPEC, host="imap.example.org"), "pw-123456")
+    said = "polling only: the connection cap for imap.example.net (1) leaves no room for a watch"
+    browser = Browser(TestClient(create_app(app), base_url="https://testserver"))
+    assert browser.login("ann@a.test", PASSWORD).status_code == 303
+    assert f'<dd id="push-state">{said}</dd>' in browser.get(f"/accounts/{capped.id}").text
+    page = browser.get(f"/accounts/{other.id}").text  # positive control: a cap of 4
+    assert '<dd id="push-state">not watched yet (it is while serve or worker runs)</dd>' in page
+    browser.client.close()
+    with TestClient(create_app(app)) as client:
+        push = Api(client, ann.key).get(f"/accounts/{capped.id}").json()["push_state"]
+        assert (push["state"], push["text"]) == ("capped", said)
+    app.db.dispose()
+
+
+def test_the_watching_state_names_the_folders_watched(tmp_path: Path, database_url: str):
+    app = make_app(tmp_path / "home", database_url)
+    add_person(app, "ann", "ann@a.test", Role.USER)
+    account = app.accounts.add(SPEC, "pw-123456")
+    watched(app, account, "watching", "INBOX, Lists (NOTIFY)")
+    browser = Browser(TestClient(create_app(app), base_url="https://testserver"))
+    assert browser.login("ann@a.test", PASSWORD).status_code == 303
+    page = browser.get(f"/accounts/{account.id}/live").text
+    assert '<dd id="push-state">watching INBOX, Lists (NOTIFY) since <time' in page
+    browser.client.close()
+    app.db.dispose()

@@ -229,6 +229,24 @@ class ScriptedImapServer:
                     session.sock.shutdown(socket.SHUT_RDWR)
         return len(idlers)
 
+    def idlers_on(self, folder: str) -> int:
+        """How many sessions idle with ``folder`` selected."""
+        box = self.script.folders[folder]
+        with self._lock:
+            return sum(1 for session in self.idlers if session.folder is box)
+
+    def add_to(self, message: Message, folder: str) -> int:
+        """Store ``message`` in ``folder`` and tell only the sessions idling there (``* n
+        EXISTS``, as a real server does); how many were."""
+        box = self.script.folders[folder]
+        box.messages.append(message)
+        with self._lock:
+            idlers = [session for session in self.idlers if session.folder is box]
+        for session in idlers:
+            with contextlib.suppress(OSError):
+                session.send(b"* %d EXISTS\r\n* 1 RECENT\r\n" % len(box.messages))
+        return len(idlers)
+
     def add_message(self, message: Message, folder: str = "INBOX") -> int:
         """Store ``message`` as new mail and tell idling sessions (``* n EXISTS``)."""
         box = self.script.folders[folder]

@@ -91,3 +91,25 @@ def test_push_settings_are_bounded(tmp_path: Path):
         load_settings(tmp_path, {"push.connects_per_second": 0}, environ={})
     off = load_settings(tmp_path, None, environ={"MAILHAUL_PUSH_ENABLED": "false"})
     assert off.push_enabled is False
+
+
+def test_push_folders_must_be_polled_folders_of_an_imap_account():
+    lists = replace(IMAP.options, folders=("INBOX", "Lists"), push_folders=("INBOX", "Lists"))
+    validated_spec(replace(IMAP, options=lists))  # positive control
+    for bad, said in (
+        (replace(lists, push_folders=("Work",)), "not among the folders polled: Work"),
+        (replace(lists, push_folders=("Lists", "Lists")), "named twice"),
+    ):
+        with pytest.raises(FieldError) as refused:
+            validated_spec(replace(IMAP, options=bad))
+        assert refused.value.field == "push_folders" and said in refused.value.message
+    with pytest.raises(FieldError) as refused:
+        validated_spec(replace(POP3, options=replace(IMAP.options, push_folders=("INBOX",))))
+    assert refused.value.field == "push_folders"
+
+
+def test_the_form_reads_push_folders_by_line_or_comma_and_shows_them_back(tmp_path: Path):
+    spec = _form(tmp_path, True, folders="INBOX\nLists\nWork", push_folders="INBOX, Lists\nWork")
+    assert spec.options.push_folders == ("INBOX", "Lists", "Work")
+    assert values_of_spec(spec).folder_rules.push_folders == "INBOX\nLists\nWork"
+    assert _form(tmp_path, True).options.push_folders == ()

@@ -6,6 +6,7 @@ import threading
 import time
 from dataclasses import replace
 
+from mailhaul.domain.account import Trigger
 from mailhaul.services.scheduler import PollLimits, Scheduler
 from support.harness import Harness
 
@@ -82,3 +83,22 @@ def test_polls_of_one_remote_mailbox_stay_within_its_connection_cap(imap: Harnes
     assert other.id in claimed and len(claimed) == 2
     # A cap of one still lets one poll run (never starved by a watch).
     assert len(_claimed(imap, cap=1, watching=1)) == 2
+
+
+def test_a_fetch_now_held_back_by_a_limit_stays_asked_for(imap: Harness):
+    # Three "fetch now" requests for one remote mailbox under a cap of one poll at a time:
+    # one starts, the others wait for their turn and are not forgotten.
+    accounts = [imap.add() for _ in range(3)]
+    service = imap.app.accounts
+    for account in accounts:
+        service.request_fetch(account.id, Trigger.WEB)
+    claimed = _claimed(imap, cap=1, watching=0)
+    assert len(claimed) == 1
+    waiting = [a.id for a in accounts if a.id not in claimed]
+    assert all(service.get(i).fetch_requested_at is not None for i in waiting)
+    assert service.get(claimed[0]).fetch_requested_at is None  # the control: it was taken
+    app = imap.app
+    scheduler = Scheduler(app.db, app.account_store, imap.poller, PollLimits(workers=4))
+    asked = {claim.account_id: claim.trigger for claim in scheduler._claim({})}
+    assert {i: asked[i] for i in waiting} == {i: Trigger.WEB for i in waiting}  # the web's
+    assert asked[claimed[0]] == Trigger.SCHEDULE  # its request was used up by its claim

@@ -1,7 +1,9 @@
 """The options of `account add|edit` about how long mail stays on the server, how much a
 run takes and what the first sync takes: ``--delete-after DAYS`` (with ``--keep``),
 ``--max-messages-per-run N``, ``--max-bytes-per-run SIZE`` (0 removes one: never delete,
-no limit), ``--new-only`` and ``--since YYYY-MM-DD`` ('' removes it)."""
+no limit), ``--new-only`` and ``--since YYYY-MM-DD`` ('' removes it), ``--move-to FOLDER``,
+and for push without NOTIFY ``--push-folder NAME`` (repeatable: the list given replaces the
+one stored) and ``--no-push-folders`` (back to the INBOX alone)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ class RetentionChange:
     new_only: bool | None = None
     since: str | None = None
     move_to: str | None = None
+    push_folder: tuple[str, ...] = ()
+    no_push_folders: bool = False
 
     def applied(self, options: RetrievalOptions) -> RetrievalOptions:
         """``options`` with what was given changed."""
@@ -41,6 +45,12 @@ class RetentionChange:
             changed = replace(changed, since=_day(self.since))
         if self.move_to is not None:
             changed = replace(changed, move_to=self.move_to.strip())
+        if self.no_push_folders and self.push_folder:
+            raise FieldError("push_folders", "--push-folder and --no-push-folders contradict")
+        if self.no_push_folders:
+            changed = replace(changed, push_folders=())
+        elif self.push_folder:
+            changed = replace(changed, push_folders=tuple(n.strip() for n in self.push_folder))
         return changed
 
 
@@ -87,6 +97,20 @@ _OPTIONS = (
         metavar="FOLDER",
         help="IMAP: after delivery move each message to this server folder (made if "
         "missing) instead of deleting it ('' to delete again).",
+    ),
+    click.option(
+        "--push-folder",
+        multiple=True,
+        metavar="NAME",
+        help="IMAP push on a server without NOTIFY: watch this polled folder with IDLE, one "
+        "connection each within the connection cap (repeatable; default: the INBOX only). "
+        "A server with NOTIFY watches every polled folder on one connection: not needed.",
+    ),
+    click.option(
+        "--no-push-folders",
+        is_flag=True,
+        default=False,
+        help="Forget the --push-folder list (push watches the INBOX only).",
     ),
     click.option(
         "--since",

@@ -129,6 +129,7 @@ def run_service(cli: CliState, workers: int | None, web: bool = True) -> None:
         notices = NoticeLoop(lambda: app.notice_sender)
         notices.start()
         push = build_push_watcher(app, stop, scheduler.worker_id, scheduler.wake)
+        scheduler.watching = push.connections_to  # watches count against the mailbox's cap
         metrics.watch_push(push.counters)
         push.start()
         try:

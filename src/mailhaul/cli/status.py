@@ -128,7 +128,7 @@ def status(ctx: click.Context, account_id: int | None, json_out: bool) -> None:
     with errors_to_exit():
         app = state(ctx).app()
         report = StatusService(app.db).report(account_id)
-        push = PushStatus(app.db, app.settings.push_enabled)
+        push = PushStatus(app.db, app.settings.push_enabled, app.settings.limits)
         watches = push.counts()
         one = None if account_id is None else push.of(app.accounts.get(account_id))
     if json_out:
@@ -140,8 +140,8 @@ def status(ctx: click.Context, account_id: int | None, json_out: bool) -> None:
         return
     print(push_line(watches))
     if one is not None:
-        since = f"watching since {when(one.since)}" if one.state == "watching" else ""
-        print(f"push of account {account_id}: {since or one.words()}")
+        shown = one.words(when(one.since)) if one.state == "watching" and one.since else ""
+        print(f"push of account {account_id}: {shown or one.words()}")
     print_report(report, account_id is not None)
 
 

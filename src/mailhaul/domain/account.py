@@ -78,6 +78,7 @@ class AccountSpec:
             "max_messages_per_run": self.options.max_messages_per_run,
             "max_bytes_per_run": self.options.max_bytes_per_run,
             "move_to": self.options.move_to,
+            "push_folders": list(self.options.push_folders),
             "new_only": self.options.new_only,
             "since": self.options.since.isoformat() if self.options.since else None,
             "keep": self.options.keep,

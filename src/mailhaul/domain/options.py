@@ -100,6 +100,10 @@ class RetrievalOptions:
     since: datetime.date | None = None
     """First sync: only messages dated on or after this day (IMAP internal date, POP3
     ``Date:``); older ones are left alone."""
+    push_folders: tuple[str, ...] = ()
+    """IMAP push on a server without NOTIFY: the folders watched with IDLE, one connection
+    each within the connection cap (empty: the INBOX only; with NOTIFY one connection
+    watches every polled folder and this list is not needed)."""
 
     def __post_init__(self) -> None:
         if self.max_size <= 0:

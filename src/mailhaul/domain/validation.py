@@ -251,6 +251,34 @@ def _check_folders(spec: AccountSpec) -> None:
         raise FieldError("move_to", "POP3 has no folders to move mail into: it needs IMAP")
     if spec.protocol is Protocol.POP3 and spec.options.rules.all_folders:
         raise FieldError("all_folders", "POP3 has only the INBOX; every folder needs IMAP")
+    _check_push_folders(spec)
+
+
+MAX_PUSH_FOLDERS = 50
+
+
+def _check_push_folders(spec: AccountSpec) -> None:
+    """Push folders are polled folders (a watch on one that is not polled would ask for
+    polls that fetch nothing), each named once, never the move_to folder."""
+    options = spec.options
+    names = options.push_folders
+    if not names:
+        return
+    if spec.protocol is Protocol.POP3:
+        raise FieldError("push_folders", "POP3 has no IDLE: push folders need IMAP")
+    for name in names:
+        check_text("push_folders", name, 1000)
+    if len(names) > MAX_PUSH_FOLDERS:
+        raise FieldError("push_folders", f"at most {MAX_PUSH_FOLDERS} folders")
+    if len(set(names)) != len(names):
+        raise FieldError("push_folders", "the same folder is named twice")
+    if options.move_to and options.move_to in names:
+        raise FieldError("push_folders", f"{options.move_to!r} is where mail is moved to")
+    if not options.rules.all_folders:
+        polled = {name.upper() if name.upper() == "INBOX" else name for name in options.folders}
+        missing = [n for n in names if (n.upper() if n.upper() == "INBOX" else n) not in polled]
+        if missing:
+            raise FieldError("push_folders", f"not among the folders polled: {', '.join(missing)}")
 
 
 def password_needed(before: AccountSpec, after: AccountSpec) -> FieldError | None:

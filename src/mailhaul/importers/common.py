@@ -91,6 +91,7 @@ class ImportedAccount:
     move_to: str = ""  # IMAP: move delivered mail there (getmail's move_on_delete)
     new_only: bool = False  # first sync: only mail from now on
     since: datetime.date | None = None  # first sync: only mail dated on or after
+    push_folders: tuple[str, ...] = ()  # IMAP push without NOTIFY: IDLE on each
     notes: list[str] = field(default_factory=list)
     skip: str | None = None
 

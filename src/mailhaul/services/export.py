@@ -184,6 +184,7 @@ def _account(item: dict[str, Any], file: str, number: int, key: bytes | None) ->
         move_to=str(item.get("move_to") or ""),
         new_only=bool(item.get("new_only", False)),
         since=datetime.date.fromisoformat(str(item["since"])) if item.get("since") else None,
+        push_folders=tuple(str(name) for name in item.get("push_folders") or ()),
     )
     if oauth2:
         imported.password = None

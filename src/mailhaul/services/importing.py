@@ -197,6 +197,7 @@ def build_spec(imported: ImportedAccount, defaults: ImportDefaults) -> AccountSp
             move_to=imported.move_to,
             new_only=imported.new_only,
             since=imported.since,
+            push_folders=imported.push_folders,
         ),
         deliver_to=deliver_to,
         interval=imported.interval or defaults.interval,

@@ -1,24 +1,20 @@
-"""The push watcher of `serve`/`worker`: IMAP IDLE on the INBOX of every push account,
-all on one thread (a selector), asking for polls; it never fetches or deletes.
+"""The push watcher of `serve`/`worker`: IMAP IDLE (and NOTIFY) on the folders of every
+push account, all on one thread (a selector), asking for polls; it never fetches or deletes.
 
-One event loop holds every watched connection (``IdleLink``: non-blocking, small); opening
-one (TLS, sign-in, EXAMINE, IDLE) blocks, so ``push_connect`` does it on a few threads, at
-most ``push.connects_per_second`` a second (a restart with thousands of accounts is spread).
+An account gets ``push_plan``'s connections (one NOTIFY connection for all its folders, or
+one IDLE per ``push_folders`` entry within its connection cap), each a ``Watch`` keyed
+(account, folder). Opening one blocks (TLS, sign-in, EXAMINE, IDLE), so ``push_connect``
+does it on a few threads, at most ``push.connects_per_second`` a second.
 
-- New mail (``EXISTS`` above the count, ``RECENT``) asks for the account's poll as
-  "Fetch now" does (trigger ``push``); changes within ``COALESCE`` seconds ask once, and a
-  change during a poll leaves a request that gives one more poll after it.
-- Every ``push.keepalive`` seconds (under RFC 2177's 29 minutes) a DONE/IDLE round trip
-  proves the connection alive; one not over within ``poll.timeout`` counts as dead.
+- New mail (``EXISTS`` above the count, ``RECENT``, a NOTIFY ``STATUS``) asks for the
+  account's poll as "Fetch now" does (trigger ``push``), once per ``COALESCE`` seconds.
+- Every ``push.keepalive`` seconds a DONE/IDLE round trip proves the connection alive.
 - A dropped connection (BYE, end of file, a dead keepalive) is opened again after a
-  backoff with jitter; if the folder's UIDNEXT (or UIDVALIDITY) moved meanwhile, a poll is
-  asked for once it is back.
-- A refused login stops the watch until a poll signs in fine (no lockouts from
-  reconnects); an OAuth2 account waits for a poll to refresh its token (the watcher holds
-  no lease and never refreshes); a server without IDLE is polled only.
-- Every ``SYNC_EVERY`` seconds the set of watched accounts follows the database (added,
-  removed, switched off, paused, edited) and each watch is leased in ``push_watches`` (one
-  process per account); changed states are written there within ``REPORT_EVERY`` s.
+  backoff with jitter; if the folder's UIDNEXT moved meanwhile (or it had NOTIFY), a poll
+  is asked for once it is back. Failed opens wait as ``Watch.failed`` says (no lockouts).
+- Every ``SYNC_EVERY`` seconds the watched accounts follow the database and each is leased
+  in ``push_watches`` (``push_sync``: dead processes' rows deleted, at most a share each);
+  changed states are written there within ``REPORT_EVERY`` s.
 - On stop: ``DONE`` and ``LOGOUT`` on every connection (answers awaited ``LEAVE_WAIT`` s).
 """
 
@@ -32,60 +28,34 @@ import selectors
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from mailhaul.adapters.db.database import Database
-from mailhaul.adapters.db.push_watches import PushWatchStore, WatchRow
+from mailhaul.adapters.db.push_watches import WatchRow
 from mailhaul.domain.account import Account
 from mailhaul.domain.errors import (
-    AuthenticationFailed,
     MailhaulError,
     NotFound,
     StorageError,
-    UnsupportedByServer,
 )
-from mailhaul.services.leases import dead_local_owner
-from mailhaul.services.push_connect import Connector, Opened, Opener
-from mailhaul.services.push_watch import UNSUPPORTED_RETRY, Watch, WatchState, backoff
-from mailhaul.settings import Settings
-
-if TYPE_CHECKING:
-    from mailhaul.adapters.sources.imap.idle_link import IdleLink
+from mailhaul.services.push_connect import Connector, Opened
+from mailhaul.services.push_plan import WatchPlan, mailbox_of, plan_watch
+from mailhaul.services.push_sync import PushDeps, changed_rows, claim_share
+from mailhaul.services.push_watch import (
+    HeardTimes,
+    Key,
+    PushCounters,
+    Row,
+    Watch,
+    WatchState,
+    backoff,
+)
 
 logger = logging.getLogger(__name__)
 
 SYNC_EVERY = 5.0
 REPORT_EVERY = 1.0
-LEASE = 30.0
-"""Seconds a watch lease lasts unless renewed (every SYNC_EVERY): another process takes
-over the watches of one that died after this at most (at once when it was on this host)."""
 LEAVE_WAIT = 5.0
-NO_CREDENTIALS_RETRY = 30.0
-
-
-@dataclass(frozen=True)
-class PushDeps:
-    """What the watcher needs: the database, its rows, how to open and politely leave
-    connections (``idle_link.leave_all``), to ask for a poll, and the settings in force."""
-
-    db: Database
-    store: PushWatchStore
-    open_link: Opener
-    leave_all: Callable[[list[IdleLink], float], None]
-    request: Callable[[int], None]
-    settings: Callable[[], Settings]
-
-
-@dataclass
-class PushCounters:
-    """What the watcher did since it started (for /metrics)."""
-
-    events: int = 0
-    reconnects: int = 0
-    requests: int = 0
-    watched: int = 0
 
 
 class PushWatcher:
@@ -103,7 +73,13 @@ class PushWatcher:
         self.worker_id = worker_id
         self.on_request = on_request
         self.counters = PushCounters()
-        self.watches: dict[int, Watch] = {}
+        self.sync_every = SYNC_EVERY
+        self.watches: dict[Key, Watch] = {}
+        self._by_account: dict[int, dict[Key, Watch]] = {}  # the same, by account
+        self._watching: Counter[tuple[str, str]] = Counter()  # watches by remote mailbox
+        self._plans: dict[int, WatchPlan] = {}  # of the accounts held
+        self._has_notify: dict[int, bool] = {}  # what each account's server showed
+        self._reported: dict[int, Row] = {}  # what the database shows
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -111,8 +87,7 @@ class PushWatcher:
         self._connector = Connector(deps.open_link, self.wake)
         self._rng = random.Random()
         self._thread: threading.Thread | None = None
-        self._heard_lock = threading.Lock()
-        self._heard_at: dict[int, float] = {}  # new mail heard, no poll since: when
+        self._heard = HeardTimes()
         self._generations = itertools.count(1)  # each Watch its own: stale opens are told
 
     # life -------------------------------------------------------------------------------
@@ -133,15 +108,13 @@ class PushWatcher:
             self._thread.join(timeout)
 
     def delivered(self, account_id: int, fetched: int, duration: float) -> float | None:
-        """From a poll's end (any thread): seconds since the new mail it answered was
-        heard, when it began after that and fetched something (the latency histogram)."""
-        now = time.time()
-        with self._heard_lock:
-            heard = self._heard_at.get(account_id)
-            if heard is None or now - duration < heard:
-                return None
-            del self._heard_at[account_id]
-        return now - heard if fetched > 0 else None
+        """From a poll's end (any thread): see ``HeardTimes.delivered``."""
+        return self._heard.delivered(account_id, fetched, duration)
+
+    def connections_to(self, mailbox: tuple[str, str]) -> int:
+        """From any thread: the connections this watcher holds (or is opening) to a remote
+        mailbox (host, user name; lower-case), for the scheduler's connection cap."""
+        return self._watching[mailbox]
 
     def run(self) -> None:
         """The loop; on stop every connection is left politely and the rows released."""
@@ -151,7 +124,7 @@ class PushWatcher:
                 now = time.monotonic()
                 if now >= next_sync:
                     self._sync()
-                    next_sync = next_report = time.monotonic() + SYNC_EVERY
+                    next_sync = next_report = time.monotonic() + self.sync_every
                 elif now >= next_report:
                     self._report()
                     next_report = now + REPORT_EVERY
@@ -179,78 +152,103 @@ class PushWatcher:
             if watch is not None and watch.link is not None:
                 self._read(watch)
 
+    def _of(self, account_id: int) -> list[Watch]:
+        return list(self._by_account.get(account_id, {}).values())
+
     # the database -----------------------------------------------------------------------
     def _sync(self) -> None:
         """Follow the database: which accounts to watch (leased here), their rows."""
-        settings = self.deps.settings()
         now = time.time()
         try:
             with self.deps.db.begin() as conn:
-                store = self.deps.store
-                wanted = {a.id: a for a in store.candidates(conn, settings.push_enabled)}
-                dead = [h for h in store.holders(conn, now) if dead_local_owner(h)]
-                held = store.claim(conn, wanted, self.worker_id, now, LEASE, steal_from=dead)
+                wanted, held = claim_share(conn, self.deps, self.worker_id, now)
         except StorageError as exc:
             logger.error("push: cannot read the accounts to watch: %s", exc)
             return
-        for account_id in [i for i in self.watches if i not in held]:
-            self._drop(account_id)
+        for account_id in set(self._by_account) - set(held):
+            self._drop(account_id)  # gone, switched off, taken over, or over the share
+        before: Counter[tuple[str, str]] = Counter()  # a mailbox's cap goes by account id
         for account_id in held:
-            self._follow(wanted[account_id], now)
+            account = wanted[account_id]
+            self._follow(account, now, before[mailbox_of(account)])
+            before[mailbox_of(account)] += len(self._plans[account_id].targets)
         self._report()
 
-    def _follow(self, account: Account, now: float) -> None:
-        watch = self.watches.get(account.id)
-        if watch is None or watch.account.spec != account.spec:
-            if watch is not None:
-                self._drop(account.id, release=False)
-            fresh = Watch(account, WatchState.CONNECTING, now, generation=next(self._generations))
-            self.watches[account.id] = fresh
-            return
-        watch.account = account
-        if watch.state is WatchState.WAITING and watch.login_failed_at is not None:
-            signed_in = account.last_run_at or 0.0
-            if account.last_result == "ok" and signed_in > watch.login_failed_at:
-                watch.login_failed_at = None
-                watch.enter(WatchState.CONNECTING, "", now)
-                watch.next_at = 0.0
+    def _follow(self, account: Account, now: float, taken: int | None = None) -> None:
+        """The account's connections as its plan wants them (an edit starts them over);
+        ``taken``: its mailbox's connections left to other accounts (None: what they hold)."""
+        mine = self._of(account.id)
+        if any(watch.account.spec != account.spec for watch in mine):
+            self._drop(account.id, release=False)
+            mine = []
+        if taken is None:
+            taken = self._watching[mailbox_of(account)] - len(mine)
+        known = self._has_notify.get(account.id)
+        plan = self._plans[account.id] = plan_watch(
+            account, self.deps.settings().limits, known, taken
+        )
+        planned = {(account.id, target.folder): target for target in plan.targets}
+        for watch in mine:
+            if watch.key not in planned:
+                self._close(watch)
+        for key, target in planned.items():
+            found = self.watches.get(key)
+            if found is None:
+                generation = next(self._generations)
+                fresh = Watch(account, WatchState.CONNECTING, now, target, generation=generation)
+                self.watches[key] = self._by_account.setdefault(account.id, {})[key] = fresh
+                self._watching[mailbox_of(account)] += 1
+                continue
+            watch = found
+            watch.account, watch.target = account, target
+            if watch.state is WatchState.WAITING and watch.login_failed_at is not None:
+                signed_in = account.last_run_at or 0.0
+                if account.last_result == "ok" and signed_in > watch.login_failed_at:
+                    watch.login_failed_at = None
+                    watch.enter(WatchState.CONNECTING, "", now)
+                    watch.next_at = 0.0
 
     def _report(self) -> None:
         self.counters.watched = sum(1 for w in self.watches.values() if w.link is not None)
-        changed = [w for w in self.watches.values() if w.reported != w.row]
+        changed = changed_rows(self.watches.values(), self._plans, self._reported)
         if not changed:
             return
-        rows = [
-            WatchRow(w.account.id, self.worker_id, str(w.state), w.since, w.reason, w.events)
-            for w in changed
-        ]
+        rows = [WatchRow(i, self.worker_id, *row) for i, row in changed.items()]
         try:
             with self.deps.db.begin() as conn:
                 self.deps.store.report(conn, self.worker_id, rows)
         except StorageError as exc:
             logger.error("push: cannot write the watch states: %s", exc)
             return
-        for watch in changed:
-            watch.reported = watch.row
+        self._reported.update(changed)
 
     def _drop(self, account_id: int, release: bool = True) -> None:
-        watch = self.watches.pop(account_id)
-        watch.generation = -1  # a connection still being opened for it is closed on arrival
-        if watch.link is not None:
-            self._unregister(watch)
-            with contextlib.suppress(MailhaulError):
-                watch.link.leave()
-            watch.link.close()
-            watch.link = None
+        """Stop watching the account: every connection left politely, its row released."""
+        for watch in self._of(account_id):
+            self._close(watch)
+        self._plans.pop(account_id, None)
+        self._reported.pop(account_id, None)
+        self._has_notify.pop(account_id, None)
         if release:
             with contextlib.suppress(StorageError), self.deps.db.begin() as conn:
                 self.deps.store.release(conn, self.worker_id, [account_id])
+
+    def _close(self, watch: Watch) -> None:
+        """Forget one connection (DONE/LOGOUT if it is open)."""
+        del self.watches[watch.key]
+        self._watching[mailbox_of(watch.account)] -= 1
+        mine = self._by_account[watch.account.id]
+        del mine[watch.key]
+        if not mine:
+            del self._by_account[watch.account.id]
+        watch.generation = -1  # a connection still being opened for it is closed on arrival
+        self._detach(watch, leave=True)
 
     # connecting -------------------------------------------------------------------------
     def _collect(self) -> None:
         """Take the connections the connecting threads opened (or why they could not)."""
         for done in self._connector.results():
-            watch = self.watches.get(done.account_id)
+            watch = self.watches.get(done.key)
             if watch is None or watch.generation != done.generation or self.stop.is_set():
                 if done.link is not None:
                     with contextlib.suppress(MailhaulError):
@@ -264,37 +262,26 @@ class PushWatcher:
         now, wall = time.monotonic(), time.time()
         if done.link is not None:
             link = watch.link = done.link
-            self._selector.register(link, selectors.EVENT_READ, watch.account.id)
-            if watch.mark is not None and (link.mark != watch.mark or None in link.mark):
+            self._selector.register(link, selectors.EVENT_READ, watch.key)
+            moved = link.mark != watch.mark or None in link.mark or link.notify is not None
+            if watch.mark is not None and moved:  # NOTIFY: the other folders are unknown
                 watch.heard_change(now)  # mail may have come while the connection was down
             watch.mark = link.mark
             watch.failures = 0
             watch.enter(WatchState.WATCHING, "", wall)
             watch.next_at = now + self.deps.settings().push_keepalive
             self._read(watch)  # what came with the hand-over
+            if watch.target.notify is not None:  # the plan follows what the server has
+                account, known = watch.account, self._has_notify.get(watch.account.id)
+                self._has_notify[account.id] = link.notify is not None
+                if known is None and link.notify is None and account.id in self._plans:
+                    self._follow(account, wall)  # no NOTIFY: the IDLE list instead
             return
-        error = done.error
-        if error is None:
-            watch.enter(WatchState.WAITING, "a poll must refresh the OAuth2 access token", wall)
-            watch.next_at = now + NO_CREDENTIALS_RETRY
-        elif isinstance(error, UnsupportedByServer):
-            watch.enter(WatchState.UNSUPPORTED, str(error), wall)
-            watch.next_at = now + UNSUPPORTED_RETRY
-        elif isinstance(error, AuthenticationFailed):
-            watch.login_failed_at = wall
-            watch.enter(WatchState.WAITING, f"{error}; watching again after a poll signs in", wall)
-            watch.next_at = float("inf")
-        else:
-            watch.failures += 1
-            watch.enter(WatchState.RECONNECTING, str(error), wall)
-            watch.next_at = now + backoff(watch.failures, self._rng)
+        watch.failed(done.error, now, wall, self._rng)
 
     def _lost(self, watch: Watch, why: str) -> None:
         """The connection ended: open it again after a backoff."""
-        if watch.link is not None:
-            self._unregister(watch)
-            watch.link.close()
-            watch.link = None
+        self._detach(watch, leave=False)
         self.counters.reconnects += 1
         watch.deadline = None
         watch.failures += 1
@@ -306,6 +293,16 @@ class PushWatcher:
         if watch.link is not None:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self._selector.unregister(watch.link)
+
+    def _detach(self, watch: Watch, leave: bool) -> None:
+        """Close the watch's connection (after DONE/LOGOUT when ``leave``), if it has one."""
+        if watch.link is not None:
+            self._unregister(watch)
+            if leave:
+                with contextlib.suppress(MailhaulError):
+                    watch.link.leave()
+            watch.link.close()
+            watch.link = None
 
     # events and timers ------------------------------------------------------------------
     def _read(self, watch: Watch) -> None:
@@ -320,8 +317,7 @@ class PushWatcher:
         self.counters.events += heard.changes
         if heard.new_mail:
             watch.heard_change(time.monotonic())
-            with self._heard_lock:
-                self._heard_at.setdefault(watch.account.id, time.time())
+            self._heard.heard(watch.account.id, time.time())
         if heard.idling:
             watch.deadline = None
             watch.next_at = time.monotonic() + self.deps.settings().push_keepalive
@@ -331,9 +327,10 @@ class PushWatcher:
     def _timers(self, now: float) -> None:
         for watch in list(self.watches.values()):
             if watch.request_at is not None and now >= watch.request_at:
-                watch.request_at = None
+                for sibling in self._of(watch.account.id):  # one request per account
+                    sibling.request_at = None
                 self._request(watch)
-            if watch.account.id not in self.watches:
+            if self.watches.get(watch.key) is not watch:
                 continue
             if watch.link is None:
                 rate = self.deps.settings().push_connects_per_second
@@ -344,7 +341,7 @@ class PushWatcher:
                 ):
                     watch.connecting = True
                     limit = 2 * self.deps.settings().timeout
-                    self._connector.start(watch.account, watch.generation, limit)
+                    self._connector.start(watch.account, watch.target, watch.generation, limit)
             elif watch.deadline is not None and now >= watch.deadline:
                 timeout = self.deps.settings().timeout
                 self._lost(watch, f"no answer to the keepalive within {timeout:g} s")

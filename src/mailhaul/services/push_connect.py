@@ -4,6 +4,7 @@ thousands of accounts is spread), each open bounded by a ``RunGuard`` that a sto
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -13,22 +14,25 @@ from typing import TYPE_CHECKING
 
 from mailhaul.domain.account import Account
 from mailhaul.domain.deadlines import RunGuard, RunningGuards
-from mailhaul.domain.errors import MailhaulError
+from mailhaul.domain.errors import MailhaulError, TransientSourceError
+from mailhaul.services.push_plan import Target
 
 if TYPE_CHECKING:
     from mailhaul.adapters.sources.imap.idle_link import IdleLink
 
+logger = logging.getLogger(__name__)
+
 CONNECTORS = 4
-Opener = Callable[[Account], "IdleLink | None"]
-"""Opens an account's watching connection; None: no usable credentials now (an OAuth2
-token only a poll can refresh)."""
+Opener = Callable[[Account, Target], "IdleLink | None"]
+"""Opens an account's watching connection on a target folder; None: no usable credentials
+now (an OAuth2 token only a poll can refresh)."""
 
 
 @dataclass
 class Opened:
     """What opening an account's connection gave: the link, or why there is none."""
 
-    account_id: int
+    key: tuple[int, str]  # (account id, folder)
     generation: int
     link: IdleLink | None = None
     error: MailhaulError | None = None
@@ -61,15 +65,20 @@ class Connector:
         budget = min(max(rate, 1.0), self._budget + max(now - self._budget_at, 0) * rate)
         return now if budget >= 1.0 else now + (1.0 - budget) / rate
 
-    def start(self, account: Account, generation: int, limit: float) -> None:
-        """Open ``account``'s connection, in at most ``limit`` seconds."""
+    def start(self, account: Account, target: Target, generation: int, limit: float) -> None:
+        """Open ``account``'s connection on ``target``, in at most ``limit`` seconds."""
+        key = (account.id, target.folder)
 
         def job() -> Opened:
             try:
                 with self._opening.track(RunGuard(total=limit)):
-                    return Opened(account.id, generation, link=self._open_link(account))
+                    return Opened(key, generation, link=self._open_link(account, target))
             except MailhaulError as exc:
-                return Opened(account.id, generation, error=exc)
+                return Opened(key, generation, error=exc)
+            except Exception as exc:  # a bug: the watch tries again later, never waits for ever
+                logger.exception("account %s: opening a push connection failed", account.id)
+                failure = TransientSourceError(f"internal error: {type(exc).__name__}: {exc}")
+                return Opened(key, generation, error=failure)
 
         self._pool.submit(job).add_done_callback(self._finished)
 

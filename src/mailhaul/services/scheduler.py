@@ -187,7 +187,7 @@ class Scheduler:
                 host = mailbox[0]
                 # several on one host, or on one remote mailbox, in this batch or running
                 if hosts[host] >= self.per_host_limit or self._mailbox_full(mailbox, mailboxes):
-                    self.accounts.release(conn, account_id, owner)
+                    self.accounts.give_back(conn, account_id, owner, now)  # its request stays
                     continue
                 hosts[host] += 1
                 mailboxes[mailbox] += 1

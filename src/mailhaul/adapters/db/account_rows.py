@@ -23,7 +23,7 @@ READ = [c for c in accounts.c if c.name not in ("fetch_requested_by", "oauth_tok
 # keys of AccountSpec.as_dict() that are no column of their own
 _NOT_COLUMNS = frozenset(
     {"sign_in", "folder_rules", "delete_after_days", "max_messages_per_run", "max_bytes_per_run"}
-    | {"new_only", "since", "move_to"}
+    | {"new_only", "since", "move_to", "push_folders"}
 )
 
 
@@ -53,6 +53,8 @@ def _rules_json(options: RetrievalOptions) -> str | None:
         values["move_to"] = options.move_to
     if options.since is not None:
         values["since"] = options.since.isoformat()
+    if options.push_folders:
+        values["push_folders"] = list(options.push_folders)
     return json.dumps(values) if values else None
 
 
@@ -63,6 +65,7 @@ def _rules_of(stored: str | None) -> dict[str, Any]:
     found.update({k: int(values[k]) for k in _IN_RULES if values.get(k) is not None})
     found["new_only"] = bool(values.get("new_only", False))
     found["move_to"] = str(values.get("move_to") or "")
+    found["push_folders"] = tuple(str(name) for name in values.get("push_folders") or ())
     since = values.get("since")
     found["since"] = datetime.date.fromisoformat(since) if since else None
     return found

@@ -366,6 +366,17 @@ class AccountStore:
             .values(lease_owner=None, lease_expires=None)
         )
 
+    def give_back(self, conn: Connection, account_id: int, owner: str, now: float) -> None:
+        """Drop a lease ``claim_due`` just gave, without polling (a limit said wait): a
+        "fetch now" the claim took is asked for again (who asked is still on the row)."""
+        c = accounts.c
+        asked_again = case((c.fetch_requested_by.is_not(None), now), else_=c.fetch_requested_at)
+        conn.execute(
+            update(accounts)
+            .where(c.id == account_id, c.lease_owner == owner)
+            .values(lease_owner=None, lease_expires=None, fetch_requested_at=asked_again)
+        )
+
     def _must_update(self, conn: Connection, account_id: int, **values: Any) -> None:
         result = conn.execute(update(accounts).where(accounts.c.id == account_id).values(**values))
         if result.rowcount == 0:

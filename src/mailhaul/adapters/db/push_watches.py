@@ -1,5 +1,9 @@
 """The push watchers' rows: which accounts may be watched, who watches each (a lease, so
-one process at a time does), and in what state, for every process to show."""
+one process at a time does), and in what state, for every process to show.
+
+A row whose holder is dead (its lease ran out, or its process stopped beating in the
+``workers`` table) is deleted by the next sync of any watcher (``purge``); each watcher
+takes at most its share (``claim``'s ``limit``), so a worker started later gets some."""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from sqlalchemy import Connection, and_, delete, false, func, insert, or_, selec
 from sqlalchemy.exc import IntegrityError
 
 from mailhaul.adapters.db.account_rows import READ, account_from_row
-from mailhaul.adapters.db.tables import accounts, push_watches
+from mailhaul.adapters.db.tables import accounts, push_watches, workers
+from mailhaul.adapters.db.workers import ALIVE_WITHIN
 from mailhaul.domain.account import Account
 from mailhaul.domain.options import Protocol
 
@@ -62,14 +67,16 @@ class PushWatchStore:
         worker: str,
         now: float,
         ttl: float,
-        steal_from: Collection[str] = (),
+        limit: int | None = None,
     ) -> set[int]:
         """Of ``ids``, those this ``worker`` watches now: its own rows (lease renewed), rows
-        whose lease ran out or whose holder is among ``steal_from`` (dead processes: taken
-        over) and accounts nobody watched (a row added). Rows of accounts no longer in
-        ``ids`` that this worker holds are left for ``release``."""
+        whose lease ran out (taken over) and accounts nobody watched (a row added), at most
+        ``limit`` in all (its own first: those over the limit are renewed too, for the
+        caller to ``release``). Rows of accounts no longer in ``ids`` that this worker holds
+        are left for ``release``; rows of dead holders are ``purge``'s."""
         if not ids:
             return set()
+        room = len(ids) if limit is None else limit
         w = push_watches.c
         rows = conn.execute(
             select(w.account_id, w.worker_id, w.lease_expires).where(w.account_id.in_(list(ids)))
@@ -84,10 +91,9 @@ class PushWatchStore:
                 .values(lease_expires=now + ttl)
             )
             held.update(mine)
-        dead = set(steal_from)
         for account_id, row in found.items():
-            free = row.lease_expires < now or row.worker_id in dead
-            if row.worker_id != worker and free:
+            free = row.lease_expires < now
+            if row.worker_id != worker and free and len(held) < room:
                 taken = conn.execute(
                     update(push_watches)
                     .where(w.account_id == account_id, w.worker_id == row.worker_id)
@@ -103,6 +109,8 @@ class PushWatchStore:
                 if taken.rowcount == 1:
                     held.add(account_id)
         for account_id in (i for i in ids if i not in found):
+            if len(held) >= room:
+                break
             try:
                 with conn.begin_nested():
                     conn.execute(
@@ -119,11 +127,19 @@ class PushWatchStore:
             held.add(account_id)
         return held
 
-    def holders(self, conn: Connection, now: float) -> list[str]:
-        """The processes holding live watch leases."""
+    def live_workers(self, conn: Connection, now: float) -> set[str]:
+        """The `serve`/`worker` processes that beat recently (each runs a watcher)."""
+        query = select(workers.c.id).where(workers.c.heartbeat_at >= now - ALIVE_WITHIN)
+        return {str(worker) for worker in conn.scalars(query)}
+
+    def purge(self, conn: Connection, now: float, alive: Collection[str]) -> int:
+        """Delete the rows of dead holders: lease run out, or not among the ``alive``
+        processes; how many went."""
         w = push_watches.c
-        query = select(w.worker_id).where(w.lease_expires >= now).distinct()
-        return [str(holder) for holder in conn.scalars(query)]
+        query = delete(push_watches).where(
+            or_(w.lease_expires < now, w.worker_id.not_in(list(alive)))
+        )
+        return int(conn.execute(query).rowcount or 0)
 
     def report(self, conn: Connection, worker: str, rows: Iterable[WatchRow]) -> None:
         """Write the state of watches this worker holds (rows it lost are left alone)."""

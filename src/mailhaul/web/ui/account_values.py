@@ -318,6 +318,7 @@ def spec_of(
             new_only=extras.new_only,
             since=extras.since,
             move_to=extras.move_to,
+            push_folders=extras.push_folders,
         ),
         deliver_to=deliver_to,
         interval=interval,

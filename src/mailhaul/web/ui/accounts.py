@@ -141,7 +141,11 @@ def _live_context(
         "refused": access.refused(actor, account_id),
         "progress": progress_of(status, after, started, workers, runs[0] if runs else None),
         "files_folders": app_of(request).sink.files_folders(account.spec.destination),
-        "push": PushStatus(app_of(request).db, app_of(request).settings.push_enabled).of(account),
+        "push": PushStatus(
+            app_of(request).db,
+            app_of(request).settings.push_enabled,
+            app_of(request).settings.limits,
+        ).of(account),
     }
 
 

@@ -32,6 +32,7 @@ FIELDS = (
     "new_only",
     "since",
     "move_to",
+    "push_folders",
 )
 LABELS = {
     "all_folders": "Every folder",
@@ -46,6 +47,7 @@ LABELS = {
     "new_only": "Only new mail",
     "since": "Only mail since",
     "move_to": "Move to",
+    "push_folders": "Push folders",
 }
 MAX_LINES = 100
 
@@ -66,6 +68,7 @@ class FolderFormValues:
     new_only: bool = False
     since: str = ""
     move_to: str = ""
+    push_folders: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Extras:
     new_only: bool = False
     since: datetime.date | None = None
     move_to: str = ""
+    push_folders: tuple[str, ...] = ()
 
 
 def folder_values_of_options(options: RetrievalOptions) -> FolderFormValues:
@@ -90,6 +94,7 @@ def folder_values_of_options(options: RetrievalOptions) -> FolderFormValues:
         new_only=options.new_only,
         since=options.since.isoformat() if options.since else "",
         move_to=options.move_to,
+        push_folders="\n".join(options.push_folders),
         all_folders=rules.all_folders,
         include="\n".join(rules.include),
         exclude="\n".join(rules.exclude),
@@ -114,6 +119,7 @@ def folder_values_of_form(form: FormData) -> FolderFormValues:
         new_only=checked(form, "new_only"),
         since=text(form, "since"),
         move_to=text(form, "move_to"),
+        push_folders=text(form, "push_folders"),
     )
 
 
@@ -152,7 +158,14 @@ def extras_of(values: FolderFormValues, checks: FieldChecks) -> Extras:
         values.new_only,
         since,
         values.move_to.strip(),
+        push_folders_of(values.push_folders, checks),
     )
+
+
+def push_folders_of(value: str, checks: FieldChecks) -> tuple[str, ...]:
+    """The push folders as typed: one a line, or separated by commas."""
+    names = [name.strip() for line in value.splitlines() for name in line.split(",")]
+    return _lines("push_folders", "\n".join(name for name in names if name), checks)
 
 
 def _lines(field: str, value: str, checks: FieldChecks) -> tuple[str, ...]:

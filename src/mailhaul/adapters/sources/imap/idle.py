@@ -7,6 +7,11 @@ loop as an ``IdleLink``.
 This part blocks (bounded by ``poll.timeout`` per read, as a poll's commands are), so the
 watcher runs it on a small pool of connecting threads, never on its event loop. A server
 whose capabilities lack ``IDLE`` is logged out of and reported as ``UnsupportedByServer``.
+
+Given a ``NotifyPlan`` and a server that offers NOTIFY (RFC 5465), the connection also asks
+to hear of new mail in the plan's other folders (``NOTIFY SET``) before it idles; the link's
+``notify`` says whether it does (a server without NOTIFY, or one that refuses the command,
+gives a plain IDLE on ``folder``: the caller then watches the other folders its own way).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import contextlib
 
 from mailhaul.adapters.sources.imap.commands import quote
 from mailhaul.adapters.sources.imap.idle_link import IdleLink
+from mailhaul.adapters.sources.imap.notify import NotifyPlan
 from mailhaul.adapters.sources.imap.parser import Response, Status
 from mailhaul.adapters.sources.imap.session import ImapConnection
 from mailhaul.adapters.sources.imap.signin import SignIn
@@ -27,10 +33,14 @@ from mailhaul.domain.redaction import Redactor
 
 
 def open_idle(
-    endpoint: SourceEndpoint, credentials: Credentials, log: LogFn, folder: str = "INBOX"
+    endpoint: SourceEndpoint,
+    credentials: Credentials,
+    log: LogFn,
+    folder: str = "INBOX",
+    notify: NotifyPlan | None = None,
 ) -> IdleLink:
-    """A connection idling on ``folder``; the errors a poll's sign-in raises, and
-    UnsupportedByServer without IDLE."""
+    """A connection idling on ``folder`` (and told of ``notify``'s folders where the server
+    has NOTIFY); the errors a poll's sign-in raises, and UnsupportedByServer without IDLE."""
     wire = Wire(endpoint)
     redact = Redactor.for_credentials(credentials, (endpoint.host, endpoint.port))
     conn = ImapConnection(wire, log, redact)
@@ -51,6 +61,9 @@ def open_idle(
 
         conn.check(conn.command(b"EXAMINE " + name, on_examine), f"EXAMINE {folder!r}")
         exists = conn.numbers.exists or 0
+        notifying = None
+        if notify is not None and "NOTIFY" in caps and conn.command(notify.command()).kind == "OK":
+            notifying = notify
         (tag,) = conn.send_commands([b"IDLE"])
         reply = conn.wait_continuation(tag)
         if isinstance(reply, Status):
@@ -61,6 +74,7 @@ def open_idle(
         raise
     link = IdleLink(sock, rest, exists, tag, redact)
     link.mark = (mark.get("UIDVALIDITY"), mark.get("UIDNEXT"))
+    link.notify = notifying
     return link
 
 

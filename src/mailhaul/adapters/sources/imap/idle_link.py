@@ -11,6 +11,9 @@ tagged completion is answered with a new ``IDLE`` at once, and its ``+`` continu
 ends the round trip (``Heard.idling``). ``leave()`` ends politely: ``DONE`` (while idling)
 and ``LOGOUT``. A line over ``MAX_LINE`` bytes ends the connection; literals inside
 untagged data are skipped, never held.
+
+With NOTIFY (``notify``: what else it hears of, see ``notify.py``) a ``* STATUS`` line for
+a watched folder is new mail too.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mailhaul.adapters.sources.imap.notify import NotifyPlan, status_folder
 from mailhaul.domain.errors import TransientSourceError
 from mailhaul.domain.redaction import Redactor
 
@@ -71,6 +75,8 @@ class IdleLink:
         self.mark: tuple[int | None, int | None] = (None, None)
         """The folder's (UIDVALIDITY, UIDNEXT) when it was opened: if a later connection
         finds others, mail may have come while nobody watched."""
+        self.notify: NotifyPlan | None = None
+        """Set when the server took NOTIFY SET: STATUS lines of other folders are news."""
         self.phase = Phase.IDLING
         self._tag = tag
         self._logout_tag = ""
@@ -133,6 +139,12 @@ class IdleLink:
                 self.phase = Phase.IDLING
                 heard.idling = True
             return
+        if self.notify is not None:
+            is_status, folder = status_folder(line)
+            if is_status:
+                heard.changes += 1
+                heard.new_mail = heard.new_mail or self.notify.covers(folder)
+                return
         if (numbered := _NUMBERED.match(line)) is not None:
             self._change(int(numbered.group(1)), numbered.group(2).upper(), heard)
             return

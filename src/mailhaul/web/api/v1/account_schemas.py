@@ -35,6 +35,7 @@ Pattern = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 KeepDays = Annotated[int, Field(ge=1, le=3650)]
 RunMessages = Annotated[int, Field(ge=1, le=1_000_000)]
 RunBytes = Annotated[int, Field(ge=1024, le=2**40)]
+PushFolder = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 
 
 class FolderRules(_Input):
@@ -122,6 +123,13 @@ class AccountFields(_Input):
     since: datetime.date | None = Field(
         default=None, description="First sync: only mail dated on or after this day."
     )
+    push_folders: list[PushFolder] = Field(
+        default_factory=list,
+        max_length=50,
+        description="IMAP push on a server without NOTIFY: polled folders watched with IDLE, "
+        "one connection each within the connection cap (empty: the INBOX only). A server "
+        "with NOTIFY watches every polled folder on one connection: not needed there.",
+    )
 
 
 class AccountCreate(AccountFields):
@@ -179,6 +187,9 @@ class AccountPatch(_Input):
     move_to: str | None = Field(default=None, max_length=1000, description="'': delete.")
     new_only: bool | None = None
     since: datetime.date | None = Field(default=None, description="null: all mail.")
+    push_folders: list[PushFolder] | None = Field(
+        default=None, max_length=50, description="Replaces the list; []: the INBOX only."
+    )
     password: SourcePassword | None = Field(default=None, description="Write-only.")
 
 
@@ -283,13 +294,15 @@ class Account(ServiceState):
     move_to: str = ""
     new_only: bool = False
     since: datetime.date | None = None
+    push_folders: list[str] = Field(default_factory=list)
 
 
 class PushState(BaseModel):
     """Whether new mail is pushed now (IMAP IDLE), as the watching process reported it."""
 
     state: str = Field(
-        description="off, idle (no service watches), connecting, watching, reconnecting, "
+        description="off, capped (the connection cap leaves no room for a watch: polled "
+        "only), idle (no service watches), connecting, watching, reconnecting, "
         "unsupported (the server has no IDLE: polled only) or waiting (a poll must sign in)"
     )
     since: float | None = None

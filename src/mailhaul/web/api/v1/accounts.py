@@ -37,7 +37,7 @@ Search = Annotated[
 def account_body(app: App, actor: Principal, record: Account) -> account_schemas.Account:
     """The response body of one account, with its displayed state and push state."""
     body = convert.account(record, app.account_access.account_status(actor, record.id))
-    push = PushStatus(app.db, app.settings.push_enabled).of(record)
+    push = PushStatus(app.db, app.settings.push_enabled, app.settings.limits).of(record)
     body.push_state = account_schemas.PushState(**push.as_dict())
     return body
 

@@ -51,6 +51,7 @@ def spec_from_fields(fields: AccountFields, owner: str, settings: Settings) -> A
             new_only=fields.new_only,
             since=fields.since,
             move_to=fields.move_to,
+            push_folders=tuple(fields.push_folders),
         ),
         deliver_to=fields.deliver_to,
         interval=fields.interval or settings.interval,
@@ -101,6 +102,11 @@ def patched_spec(previous: AccountSpec, patch: AccountPatch) -> AccountSpec:
             new_only=_given(patch.new_only, options.new_only),
             move_to=_given(patch.move_to, options.move_to),
             since=patch.since if "since" in patch.model_fields_set else options.since,
+            push_folders=(
+                tuple(patch.push_folders)
+                if patch.push_folders is not None
+                else options.push_folders
+            ),
         ),
         deliver_to=_given(patch.deliver_to, previous.deliver_to),
         interval=_given(patch.interval, previous.interval),
