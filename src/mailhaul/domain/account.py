@@ -123,6 +123,7 @@ class Account:
     paused_reason: str | None = None
     fetch_requested_at: float | None = None
     sign_in_problem: str | None = None  # OAuth2: why the user has to connect again
+    damaged: str | None = None  # stored options that could not be read: its polls stop
 
     def endpoint(self, timeout: float) -> SourceEndpoint:
         """The connection parameters of this account's source."""

@@ -21,6 +21,7 @@ from mailhaul.domain.deadlines import RunGuard, RunningGuards
 from mailhaul.domain.errors import (
     AccountBusy,
     AuthenticationFailed,
+    ConfigError,
     DestinationMissing,
     ErrorKind,
     MailhaulError,
@@ -168,6 +169,8 @@ class Poller:
         counts = RunCounts()
         kind: ErrorKind | None = None
         try:
+            if account.damaged is not None:  # never poll on options it could not read
+                raise ConfigError(account.damaged)
             if usage is not None and usage.before(deps.clock()).reached:  # wait for it
                 log(limit_reached_words(usage, usage.before(deps.clock())))
                 raise _Spent

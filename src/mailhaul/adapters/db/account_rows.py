@@ -11,6 +11,7 @@ from sqlalchemy import Row
 from mailhaul.adapters.db.tables import accounts
 from mailhaul.domain.access import domain_of
 from mailhaul.domain.account import Account, AccountSpec
+from mailhaul.domain.errors import ConfigError
 from mailhaul.domain.filtering import FilterOptions, SpamAction, VirusAction
 from mailhaul.domain.folders import FolderRules
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security, SignInMethod
@@ -71,8 +72,29 @@ def _rules_of(stored: str | None) -> dict[str, Any]:
     return found
 
 
+def _options_of(row: Row[Any]) -> tuple[RetrievalOptions, str | None]:
+    """The row's retrieval options, and why they are only the defaults (None: they are the
+    row's): a folder list or rules column that cannot be read (changed by hand, cut short)
+    gives the defaults and a reason, which the account's polls stop at."""
+    base = {"keep": row.keep, "fetchall": row.fetchall, "flush": row.flush}
+    try:
+        folders = tuple(str(name) for name in json.loads(row.folders))
+        options = RetrievalOptions(
+            **base, max_size=row.max_size, folders=folders, **_rules_of(row.rules)
+        )
+    except (ValueError, TypeError, KeyError, AttributeError, ConfigError) as exc:
+        damaged = (
+            f"the account's stored folders or folder rules cannot be read "
+            f"({type(exc).__name__}: {str(exc)[:200]}): save the account again (web form or "
+            "`mailhaul account edit`) to set them"
+        )
+        return RetrievalOptions(**base, max_size=row.max_size), damaged
+    return options, None
+
+
 def account_from_row(row: Row[Any]) -> Account:
     """An accounts row (columns as in READ) as an Account."""
+    options, damaged = _options_of(row)
     spec = AccountSpec(
         owner=row.owner,
         protocol=Protocol(row.protocol),
@@ -82,14 +104,7 @@ def account_from_row(row: Row[Any]) -> Account:
         username=row.username,
         verify_cert=row.verify_cert,
         ca_file=row.ca_file,
-        options=RetrievalOptions(
-            keep=row.keep,
-            fetchall=row.fetchall,
-            flush=row.flush,
-            max_size=row.max_size,
-            folders=tuple(json.loads(row.folders)),
-            **_rules_of(row.rules),
-        ),
+        options=options,
         deliver_to=row.deliver_to,
         interval=row.interval,
         active=row.active,
@@ -110,4 +125,5 @@ def account_from_row(row: Row[Any]) -> Account:
         paused_reason=row.paused_reason,
         fetch_requested_at=row.fetch_requested_at,
         sign_in_problem=row.sign_in_problem,
+        damaged=damaged,
     )
