@@ -73,6 +73,34 @@ def delivered(home: Path, local: str) -> list[bytes]:
     return [path.read_bytes() for path in sorted(new.iterdir())] if new.exists() else []
 
 
+def test_the_form_offers_what_only_imap_has_for_imap_only(
+    serve: ServeProcess, page: Page, mailbox: Mailbox, dovecot: DovecotServer
+):
+    sign_in(page, serve, "admin", ADMIN_PASSWORD)
+    page.goto(f"{serve.url}/accounts/new")
+    page.select_option("#f-protocol", "imap")
+    expect(page.locator("#push-field")).to_be_visible()  # the control
+    page.fill("#f-push_folders", "Lists")  # typed, then the protocol changes
+    page.select_option("#f-protocol", "pop3")
+    for part in ("#push-field", "#folders-field", "#folder-rules"):
+        expect(page.locator(part)).to_be_hidden()
+    page.fill("#f-owner", "pop.user@local.test")
+    page.select_option("#f-security", "ssl")
+    page.fill("#f-host", "localhost")
+    page.fill("#f-port", str(dovecot.pop3s_port))
+    page.fill("#f-ca_file", str(dovecot.ca_path))
+    page.fill("#f-username", mailbox.user)
+    page.fill("#f-password", mailbox.password)
+    page.click("#save")
+    expect(page.locator("#fetch-progress")).to_be_visible(timeout=FETCH_TIMEOUT_MS)
+    assert "/accounts/new" not in page.url  # saved: the hidden IMAP-only values were not sent
+    expect(page.locator("#push-state")).to_contain_text("off")
+    page.goto(f"{serve.url}/accounts/new")
+    page.select_option("#f-protocol", "pop3")
+    page.select_option("#f-protocol", "imap")
+    expect(page.locator("#push-field")).to_be_visible()  # and back
+
+
 def test_an_admin_adds_tests_fetches_edits_disables_and_deletes_an_account(
     serve: ServeProcess, page: Page, mailbox: Mailbox, dovecot: DovecotServer
 ):

@@ -1,6 +1,8 @@
 // The account form: the port's placeholder follows protocol and security (an empty port
 // takes that default on the server too), a port that held the old default follows along,
-// and the folder list shows only for IMAP. Without JavaScript the form works the same.
+// and what only IMAP has (folders, folder rules, push) shows only for IMAP: hidden for POP3,
+// and not sent either, so that a value typed there before the switch cannot be refused.
+// Without JavaScript the form works the same (the help texts say what POP3 ignores).
 (function () {
   "use strict";
 
@@ -13,7 +15,7 @@
     var protocol = form.elements.namedItem("protocol");
     var security = form.elements.namedItem("security");
     var port = form.elements.namedItem("port");
-    var folders = document.getElementById("folders-field");
+    var imapOnly = Array.prototype.slice.call(document.querySelectorAll("[data-imap-only]"));
     var portHelp = document.getElementById("h-port");
     if (!protocol || !security || !port) {
       return;
@@ -30,9 +32,13 @@
         portHelp.textContent = "Empty: the default for the protocol and security (" + wanted + ").";
       }
       shown = wanted;
-      if (folders) {
-        folders.hidden = protocol.value !== "imap";
-      }
+      var pop3 = protocol.value !== "imap";
+      imapOnly.forEach(function (part) {
+        part.hidden = pop3;
+        part.querySelectorAll("input, textarea, select").forEach(function (field) {
+          field.disabled = pop3;
+        });
+      });
     }
 
     protocol.addEventListener("change", update);
