@@ -37,6 +37,7 @@ from sqlalchemy.pool import NullPool
 from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.tables import metadata
 from support import mailhaul_home
+from support.databases import upgraded_sqlite
 from support.dovecot import DOVECOT_BINARY, INSTALL_HINT, DovecotError, DovecotServer, Mailbox
 from support.local_servers import pid_alive
 
@@ -335,13 +336,7 @@ def database_url(mailhaul_database: str | None, tmp_path: Path) -> str:
     """A database with the current schema: SQLite in tmp_path, or a fresh PostgreSQL one."""
     if mailhaul_database is not None:
         return mailhaul_database
-    url = f"sqlite:///{tmp_path / 'mailhaul.db'}"
-    db = Database(url)
-    try:
-        db.upgrade()
-    finally:
-        db.dispose()
-    return url
+    return upgraded_sqlite(tmp_path)
 
 
 @pytest.fixture

@@ -39,11 +39,6 @@ def message(n: int) -> bytes:
     return f"Subject: message {n}\n\n".encode() + b"x" * SIZE + b"\n"
 
 
-def move_clock(home: Home, days: float) -> None:
-    poller = home.app.poller
-    poller.deps = replace(poller.deps, clock=lambda: time.time() + days * DAY)
-
-
 @pytest.mark.parametrize("protocol", BOTH)
 def test_an_account_past_its_daily_budget_waits_and_then_gets_the_rest(
     home: Home, mailbox: Mailbox, protocol: Protocol
@@ -72,7 +67,7 @@ def test_an_account_past_its_daily_budget_waits_and_then_gets_the_rest(
     assert "daily download limit for localhost reached" in home.log(account)
     assert len(mailbox.list_messages()) == 1  # the last one waits on the server
 
-    move_clock(home, 1.01)  # the first runs' bytes have left the window
+    home.move_clock(1.01)  # the first runs' bytes have left the window
     fourth = home.poll(account)
     assert (fourth.fetched, fourth.limited_until) == (1, None), home.log(account)
     assert home.status(account).state == "ok"

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.push_watches import PushWatchStore, WatchRow
 from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security
@@ -21,6 +20,7 @@ from mailhaul.push_setup import build_push_watcher
 from mailhaul.services.leases import new_owner
 from mailhaul.services.push import PushWatcher
 from mailhaul.services.push_status import PushStatus
+from support.databases import upgraded_sqlite
 from support.mailhaul_home import Home
 from support.scripted_imap import ImapScript, Mailbox, Message, ScriptedImapServer
 from support.waiting import wait_for
@@ -32,13 +32,7 @@ FOLDERS = ("INBOX", "Lists", "Work")
 def sqlite_url(tmp_path: Path) -> str:
     """SQLite only: the folders and the cap do not depend on the database (the lease on
     PostgreSQL has test_push_workers_postgres.py and test_push_balance.py)."""
-    url = f"sqlite:///{tmp_path / 'mailhaul.db'}"
-    db = Database(url)
-    try:
-        db.upgrade()
-    finally:
-        db.dispose()
-    return url
+    return upgraded_sqlite(tmp_path)
 
 
 @dataclass

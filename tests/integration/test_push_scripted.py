@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.push_watches import PushWatchStore, WatchRow
 from mailhaul.domain.account import Account, AccountSpec, Trigger
 from mailhaul.domain.options import Protocol, Security
+from support.databases import upgraded_sqlite
 from support.mailhaul_home import Home
 from support.processes import ServeProcess
 from support.scripted_imap import ImapScript, Mailbox, Message, ScriptedImapServer
@@ -29,13 +29,7 @@ def sqlite_url(tmp_path: Path) -> str:
     """SQLite only: what these tests show does not depend on the database (the watch
     lease on PostgreSQL has test_push_workers_postgres.py, push against Dovecot runs on
     both), and each waits seconds for the watcher."""
-    url = f"sqlite:///{tmp_path / 'mailhaul.db'}"
-    db = Database(url)
-    try:
-        db.upgrade()
-    finally:
-        db.dispose()
-    return url
+    return upgraded_sqlite(tmp_path)
 
 
 def new_message(uid: int) -> Message:

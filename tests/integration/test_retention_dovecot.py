@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from mailhaul.domain.options import Protocol
-from mailhaul.domain.planning import DAY
 from mailhaul.domain.validation import FieldError
 from support.dovecot import Mailbox
 from support.mailhaul_home import Home
@@ -31,12 +29,6 @@ def message(n: int) -> bytes:
     return f"Subject: message {n}\n\nbody {n}\n".encode()
 
 
-def move_clock(home: Home, days: float) -> None:
-    """The plan's clock, ``days`` ahead of the real one."""
-    poller = home.app.poller
-    poller.deps = replace(poller.deps, clock=lambda: time.time() + days * DAY)
-
-
 @pytest.mark.parametrize("protocol", BOTH)
 def test_kept_mail_is_deleted_on_the_server_after_its_days(
     home: Home, mailbox: Mailbox, protocol: Protocol
@@ -46,13 +38,13 @@ def test_kept_mail_is_deleted_on_the_server_after_its_days(
     account = home.add(mailbox, protocol, keep=True, delete_after_days=30)
     assert home.poll(account).fetched == 3
     assert len(mailbox.list_messages()) == 3  # kept
-    move_clock(home, 29.9)
+    home.move_clock(29.9)
     summary = home.poll(account)
     assert (summary.fetched, summary.deleted) == (0, 0), home.log(account)
     assert len(mailbox.list_messages()) == 3
     mailbox.deliver(message(3))  # arrives on day 29.9: its own 30 days start now
     assert home.poll(account).fetched == 1
-    move_clock(home, 30.0)
+    home.move_clock(30.0)
     summary = home.poll(account)
     assert (summary.fetched, summary.deleted) == (0, 3), home.log(account)
     assert "3 kept for 30 day(s) since their delivery" in home.log(account)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import cast
 
@@ -12,6 +13,7 @@ from mailhaul.adapters.sinks.routing import RoutingSink
 from mailhaul.bootstrap import App, init_home
 from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.filtering import FilterOptions
+from mailhaul.domain.limits import DAY
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security
 from mailhaul.services.polling import RunSummary
 from mailhaul.services.status import AccountStatus
@@ -83,6 +85,12 @@ class Home:
 
     def poll(self, account: Account) -> RunSummary:
         return self.app.poller.poll(account.id)
+
+    def move_clock(self, days: float) -> None:
+        """The polls' clock (kept mail's days, the daily download budget), ``days`` ahead
+        of the real one: tests move it rather than wait."""
+        poller = self.app.poller
+        poller.deps = replace(poller.deps, clock=lambda: time.time() + days * DAY)
 
     def status(self, account: Account) -> AccountStatus:
         """The account's state as every view shows it."""
