@@ -13,7 +13,7 @@ from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.folders import FolderRules
 from mailhaul.domain.limits import HostLimits, parse_host_table
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security
-from mailhaul.services.push_plan import Target, plan_watch, share
+from mailhaul.services.push_plan import Planner, Target, plan_watch, share
 
 SPEC = AccountSpec(
     owner="ann@a.test",
@@ -87,3 +87,14 @@ def test_the_notify_command_and_the_status_lines_it_brings():
 )
 def test_a_workers_share(accounts: int, workers: int, each: int):
     assert share(accounts, workers) == each
+
+
+def test_the_planner_keeps_a_plan_until_its_inputs_change():
+    planner, limits = Planner(), HostLimits()
+    first = planner.plan(account(folders=("INBOX",)), limits, None)
+    assert planner.plan(account(folders=("INBOX",)), limits, None) is first  # kept
+    edited = planner.plan(account(folders=("INBOX", "Lists")), limits, None)
+    assert edited is not first and edited.targets[0].notify is not None  # a new plan
+    assert planner.plan(account(folders=("INBOX", "Lists")), limits, False) is not edited
+    other_limits = HostLimits(connections=parse_host_table("*=1", size=False))
+    assert planner.plan(account(folders=("INBOX",)), other_limits, None).capped

@@ -39,7 +39,7 @@ from mailhaul.domain.errors import (
     StorageError,
 )
 from mailhaul.services.push_connect import Connector, Opened
-from mailhaul.services.push_plan import WatchPlan, mailbox_of, plan_watch
+from mailhaul.services.push_plan import Planner, WatchPlan, mailbox_of
 from mailhaul.services.push_sync import PushDeps, changed_rows, claim_share
 from mailhaul.services.push_watch import (
     HeardTimes,
@@ -78,6 +78,7 @@ class PushWatcher:
         self._by_account: dict[int, dict[Key, Watch]] = {}  # the same, by account
         self._watching: Counter[tuple[str, str]] = Counter()  # watches by remote mailbox
         self._plans: dict[int, WatchPlan] = {}  # of the accounts held
+        self._planner = Planner()
         self._has_notify: dict[int, bool] = {}  # what each account's server showed
         self._reported: dict[int, Row] = {}  # what the database shows
         self._selector = selectors.DefaultSelector()
@@ -129,8 +130,8 @@ class PushWatcher:
                     self._report()
                     next_report = now + REPORT_EVERY
                 self._collect()
-                self._timers(time.monotonic())
-                self._wait(min(next_sync, self._next_timer()) - time.monotonic())
+                soonest = self._timers(time.monotonic())
+                self._wait(min(next_sync, soonest) - time.monotonic())
         except Exception:
             logger.exception("push watcher failed; polling goes on")
         finally:
@@ -184,7 +185,7 @@ class PushWatcher:
         if taken is None:
             taken = self._watching[mailbox_of(account)] - len(mine)
         known = self._has_notify.get(account.id)
-        plan = self._plans[account.id] = plan_watch(
+        plan = self._plans[account.id] = self._planner.plan(
             account, self.deps.settings().limits, known, taken
         )
         planned = {(account.id, target.folder): target for target in plan.targets}
@@ -227,6 +228,7 @@ class PushWatcher:
         for watch in self._of(account_id):
             self._close(watch)
         self._plans.pop(account_id, None)
+        self._planner.forget(account_id)
         self._reported.pop(account_id, None)
         self._has_notify.pop(account_id, None)
         if release:
@@ -324,7 +326,11 @@ class PushWatcher:
         if heard.closed is not None:
             self._lost(watch, heard.closed)
 
-    def _timers(self, now: float) -> None:
+    def _timers(self, now: float) -> float:
+        """Do what is due (ask for polls, open, keepalive, give up on a silent one) and say
+        when the loop has something to do next, at most a second away: one walk over the
+        watches per turn. Connections waiting for the rate limit wait for it, not spin."""
+        soonest, waiting = now + 1.0, now + 1.0
         for watch in list(self.watches.values()):
             if watch.request_at is not None and now >= watch.request_at:
                 for sibling in self._of(watch.account.id):  # one request per account
@@ -352,23 +358,16 @@ class PushWatcher:
                     self._lost(watch, str(exc))
                     continue
                 watch.deadline = now + self.deps.settings().timeout
-
-    def _next_timer(self) -> float:
-        """When the loop has something to do next (at most a second away); connections
-        waiting for the rate limit wait for it, rather than spin the loop."""
-        now = time.monotonic()
-        opening = self._connector.next_start(now, self.deps.settings().push_connects_per_second)
-        times = [now + 1.0]
-        for watch in self.watches.values():
             if watch.request_at is not None:
-                times.append(watch.request_at)
+                soonest = min(soonest, watch.request_at)
             if watch.deadline is not None:
-                times.append(watch.deadline)
+                soonest = min(soonest, watch.deadline)
             elif watch.link is None and not watch.connecting:
-                times.append(max(watch.next_at, opening))
+                waiting = min(waiting, watch.next_at)
             elif watch.link is not None:
-                times.append(watch.next_at)
-        return min(times)
+                soonest = min(soonest, watch.next_at)
+        rate = self.deps.settings().push_connects_per_second
+        return min(soonest, max(waiting, self._connector.next_start(now, rate)))
 
     def _request(self, watch: Watch) -> None:
         try:

@@ -104,6 +104,30 @@ def plan_watch(
     return WatchPlan(tuple(Target(folder) for folder in watched), detail=detail)
 
 
+class Planner:
+    """``plan_watch`` with its last answer per account kept: a sync every few seconds plans
+    thousands of accounts, nearly all as before (same spec, same limits, same neighbours)."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[tuple[object, ...], HostLimits, WatchPlan]] = {}
+
+    def plan(
+        self, account: Account, limits: HostLimits, has_notify: bool | None, taken: int = 0
+    ) -> WatchPlan:
+        """As ``plan_watch``; the same inputs give the kept plan."""
+        key: tuple[object, ...] = (account.spec, has_notify, taken)
+        found = self._last.get(account.id)
+        if found is not None and found[1] is limits and found[0] == key:
+            return found[2]
+        plan = plan_watch(account, limits, has_notify, taken)
+        self._last[account.id] = (key, limits, plan)
+        return plan
+
+    def forget(self, account_id: int) -> None:
+        """Drop an account's kept plan (it is no longer watched here)."""
+        self._last.pop(account_id, None)
+
+
 def share(accounts: int, workers: int) -> int:
     """How many of ``accounts`` one of ``workers`` live processes may watch."""
     each = math.ceil(accounts / max(workers, 1))

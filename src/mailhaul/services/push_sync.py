@@ -15,7 +15,7 @@ from mailhaul.adapters.db.push_watches import PushWatchStore
 from mailhaul.domain.account import Account
 from mailhaul.services.leases import dead_local_owner
 from mailhaul.services.push_connect import Opener
-from mailhaul.services.push_plan import WatchPlan, plan_watch, share
+from mailhaul.services.push_plan import WatchPlan, capped_words, share
 from mailhaul.services.push_watch import Row, Watch, account_row
 from mailhaul.settings import Settings
 
@@ -52,7 +52,7 @@ def claim_share(
     wanted = {
         account.id: account
         for account in store.candidates(conn, settings.push_enabled)
-        if not plan_watch(account, settings.limits, None).capped
+        if not capped_words(account.spec.host, settings.limits.connections_for(account.spec.host))
     }
     beating = store.live_workers(conn, now)
     alive = {other for other in beating if not dead_local_owner(other)} | {worker}

@@ -47,6 +47,9 @@ class WatchRow:
 class PushWatchStore:
     """Rows of ``push_watches``; every method runs inside the caller's transaction."""
 
+    def __init__(self) -> None:
+        self._accounts: dict[int, tuple[tuple[object, ...], Account]] = {}  # candidates'
+
     def candidates(self, conn: Connection, default: bool) -> list[Account]:
         """The accounts to watch: active, not paused, IMAP, push on (or unsaid while the
         setting push.enabled, ``default``, is on)."""
@@ -58,7 +61,14 @@ class PushWatchStore:
             c.protocol == str(Protocol.IMAP),
             wanted,
         )
-        return [account_from_row(row) for row in conn.execute(query.order_by(c.id))]
+        found: dict[int, tuple[tuple[object, ...], Account]] = {}
+        for row in conn.execute(query.order_by(c.id)):
+            values = tuple(row)
+            kept = self._accounts.get(row.id)
+            account = kept[1] if kept is not None and kept[0] == values else account_from_row(row)
+            found[row.id] = (values, account)
+        self._accounts = found  # read every few seconds: rows as before give the same Account
+        return [account for _, account in found.values()]
 
     def claim(
         self,
