@@ -13,6 +13,10 @@ import sys
 import tempfile
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from support.dovecot import DovecotServer
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -94,6 +98,18 @@ def dovecot_version() -> str:
             [DOVECOT, "--version"], capture_output=True, text=True, check=False
         ).stdout.strip()
     return "?"
+
+
+def start_dovecot(server: DovecotServer, work: Path) -> int | None:
+    """Start the test Dovecot in ``work``/dovecot (which the mail user must traverse);
+    its session id, so that its CPU can be read from /proc (None if it cannot be found)."""
+    (work / "dovecot").mkdir(mode=0o711)
+    os.chmod(work / "dovecot", 0o711)  # noqa: S103 - the mail user traverses it
+    server.start()
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        pid_file = work / "dovecot" / "srv" / "run" / "master.pid"
+        return os.getsid(int(pid_file.read_text().split()[0]))
+    return None
 
 
 def base_problems(why_root: str, mail_user: str) -> list[str]:

@@ -32,7 +32,6 @@ a Markdown report and writes it to bench/results/push.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import random
 import secrets
 import sqlite3
@@ -50,6 +49,7 @@ from common import (
     remove_work_dir,
     say,
     session_seconds,
+    start_dovecot,
     write_result,
 )
 from push_parts import (
@@ -96,14 +96,7 @@ class PushBench:
         self.src_digest = snapshot_src(self.src)
 
     def start_dovecot(self) -> None:
-        import os
-
-        (self.work / "dovecot").mkdir(mode=0o711)
-        os.chmod(self.work / "dovecot", 0o711)  # noqa: S103 - the mail user traverses it
-        self.server.start()
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            pid_file = self.work / "dovecot" / "srv" / "run" / "master.pid"
-            self.sid = os.getsid(int(pid_file.read_text().split()[0]))
+        self.sid = start_dovecot(self.server, self.work)
 
     def users(self, prefix: str, n: int) -> list[tuple[str, str]]:
         return self.server.add_users(

@@ -42,6 +42,7 @@ from common import (
     make_work_dir,
     remove_work_dir,
     say,
+    start_dovecot,
     write_result,
 )
 from corpus import Corpus, fill, make_corpus, stage
@@ -183,12 +184,7 @@ class Bench:
 
     # setup ------------------------------------------------------------------------------
     def start(self) -> None:
-        (self.work / "dovecot").mkdir(mode=0o711)
-        os.chmod(self.work / "dovecot", 0o711)  # noqa: S103 - the mail user traverses it
-        self.server.start()
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            pid_file = self.work / "dovecot" / "srv" / "run" / "master.pid"
-            self.sid = os.getsid(int(pid_file.read_text().split()[0]))
+        self.sid = start_dovecot(self.server, self.work)
 
     def measure(self, argv: list[str], **kwargs: Any) -> Measured:
         """One tool run: settle the disk first (write back what the last run left dirty),

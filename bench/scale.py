@@ -74,6 +74,7 @@ from common import (
     remove_work_dir,
     say,
     session_seconds,
+    start_dovecot,
     stat_fields,
     write_result,
 )
@@ -393,12 +394,7 @@ class ScaleBench:
 
     # setup ---------------------------------------------------------------------------------
     def start_dovecot(self) -> None:
-        (self.work / "dovecot").mkdir(mode=0o711)
-        os.chmod(self.work / "dovecot", 0o711)  # noqa: S103 - the mail user traverses it
-        self.server.start()
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            pid_file = self.work / "dovecot" / "srv" / "run" / "master.pid"
-            self.dovecot_sid = os.getsid(int(pid_file.read_text().split()[0]))
+        self.dovecot_sid = start_dovecot(self.server, self.work)
         bundle = SYSTEM_CAS.read_bytes() if SYSTEM_CAS.exists() else b""
         self.cert_bundle.write_bytes(bundle + b"\n" + self.server.ca_path.read_bytes())
         n, kept, share = self.args.accounts, self.args.kept, self.args.kept_share
