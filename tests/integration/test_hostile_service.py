@@ -34,7 +34,7 @@ def add_account(app: App, server: HostileServer) -> Account:
         host="127.0.0.1",
         port=server.port,
         security=Security.NONE,
-        username="user",
+        username=f"user{server.port}",  # one mailbox each: no connection cap shared
         options=RetrievalOptions(),
     )
     return app.accounts.add(spec, "pw")
