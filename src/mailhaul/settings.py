@@ -31,11 +31,9 @@ from mailhaul.settings_keys import (
     InvalidSetting,
     NotifySettings,
     coerce_setting,
-    limits_setting,
-    ports_setting,
-    proxies_setting,
     stored_domains,
 )
+from mailhaul.settings_values import limits_setting, ports_setting, proxies_setting
 
 
 def default_home() -> Path:
