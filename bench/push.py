@@ -292,8 +292,10 @@ class PushBench:
             def drop(user: str = user, k: int = k) -> None:
                 self.server.deliver(user, drop_message(user, 40_000 + k))
 
-            got = race_probe(self.server.ports.imap, login, drop, at)
+            got, at_keepalive = race_probe(self.server.ports.imap, login, drop, at)
             seen = "no EXISTS within 20 s" if got is None else f"EXISTS after {got:.3f} s"
+            if got is None:
+                seen += "; the next DONE brings it" if at_keepalive else "; nor at the next DONE"
             self.report.race.append(f"| {at:g} s | {seen} |")
             say(f"race: drop {at:g} s after IDLE: {seen}")
 

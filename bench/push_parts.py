@@ -344,9 +344,10 @@ def _until(sock: socket.socket, buf: bytearray, tag: bytes) -> None:
 
 def race_probe(
     port: int, login: tuple[str, str], drop: Callable[[], None], at: float
-) -> float | None:
+) -> tuple[float | None, bool]:
     """IDLE until Dovecot hibernates the session, DONE, IDLE again, `drop()` `at` seconds
-    later: seconds until the EXISTS (None: none within 20 s). No mailhaul involved."""
+    later: seconds until the EXISTS (None: none within 20 s) and, when none came, whether
+    the next DONE (what mailhaul's keepalive sends) brings it. No mailhaul involved."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         buf = bytearray()
         _line(sock, buf, 10.0)
@@ -366,5 +367,9 @@ def race_probe(
         dropped = time.monotonic()
         while (line := _line(sock, buf, dropped + 20 - time.monotonic())) is not None:
             if line.rstrip().endswith(b"EXISTS"):
-                return time.monotonic() - dropped
-    return None
+                return time.monotonic() - dropped, False
+        sock.sendall(b"DONE\r\n")  # the keepalive
+        while (line := _line(sock, buf, 10.0)) is not None and not line.startswith(b"d "):
+            if line.rstrip().endswith(b"EXISTS"):
+                return None, True
+    return None, False

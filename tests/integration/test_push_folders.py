@@ -156,4 +156,5 @@ def test_two_accounts_on_one_mailbox_share_its_cap(tmp_path: Path, sqlite_url: s
         assert s.server.idlers_on("Lists") == 1  # both of the first account's folders
         said = "the connection cap for 127.0.0.1 (3) is taken by other accounts' watches"
         assert s.words(second) == f"polling only: {said}"
-        assert s.watcher.connections_to(("127.0.0.1", "user")) == 2  # what the scheduler sees
+        mailbox = ("imap", "127.0.0.1", "user")
+        assert s.watcher.connections_to(mailbox) == 2  # what the scheduler sees

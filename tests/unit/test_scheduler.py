@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 
 from mailhaul.domain.account import Trigger
+from mailhaul.domain.options import Protocol
 from mailhaul.services.scheduler import PollLimits, Scheduler
 from support.harness import Harness
 
@@ -83,6 +84,17 @@ def test_polls_of_one_remote_mailbox_stay_within_its_connection_cap(imap: Harnes
     assert other.id in claimed and len(claimed) == 2
     # A cap of one still lets one poll run (never starved by a watch).
     assert len(_claimed(imap, cap=1, watching=1)) == 2
+
+
+def test_each_protocol_of_a_remote_mailbox_has_a_cap_of_its_own(imap: Harness):
+    # Servers count IMAP and POP3 connections apart (Gmail's 15 are IMAP's): a POP3
+    # account of the same user on the same host is not held back by an IMAP poll.
+    first = imap.add()
+    second = imap.add(folders=("Sent",))  # the control: IMAP too, so it shares the cap
+    pop3 = imap.app.accounts.add(replace(first.spec, protocol=Protocol.POP3), "s3cret-pw")
+    claimed = _claimed(imap, cap=1, watching=0)
+    assert len(claimed) == 2 and pop3.id in claimed
+    assert len({first.id, second.id} & set(claimed)) == 1
 
 
 def test_a_fetch_now_held_back_by_a_limit_stays_asked_for(imap: Harness):

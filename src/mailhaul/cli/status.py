@@ -147,6 +147,12 @@ def status(ctx: click.Context, account_id: int | None, json_out: bool) -> None:
 
 def push_line(watches: dict[str, int]) -> str:
     """``push: 12 watched (1 reconnecting, 3 polling only)``: the watches of every process."""
-    others = {"reconnecting": "reconnecting", "unsupported": "polling only", "waiting": "waiting"}
+    others = {
+        "connecting": "connecting",
+        "reconnecting": "reconnecting",
+        "unsupported": "polling only",
+        "capped": "polling only under a connection cap",
+        "waiting": "waiting for a poll to sign in",
+    }
     more = [f"{watches[key]} {words}" for key, words in others.items() if watches.get(key)]
     return f"push: {watches.get('watching', 0)} watched" + (f" ({', '.join(more)})" if more else "")

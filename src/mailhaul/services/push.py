@@ -12,9 +12,9 @@ does it on a few threads, at most ``push.connects_per_second`` a second.
 - A dropped connection (BYE, end of file, a dead keepalive) is opened again after a
   backoff with jitter; if the folder's UIDNEXT moved meanwhile (or it had NOTIFY), a poll
   is asked for once it is back. Failed opens wait as ``Watch.failed`` says (no lockouts).
-- Every ``SYNC_EVERY`` seconds the watched accounts follow the database and each is leased
-  in ``push_watches`` (``push_sync``: dead processes' rows deleted, at most a share each);
-  changed states are written there within ``REPORT_EVERY`` s.
+- A turn of the loop looks only at the watches whose time came (``push_timers``).
+- Every ``SYNC_EVERY`` s the watched accounts follow the database, each leased in
+  ``push_watches`` (``push_sync``); changed states are written within ``REPORT_EVERY`` s.
 - On stop: ``DONE`` and ``LOGOUT`` on every connection (answers awaited ``LEAVE_WAIT`` s).
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import random
 import selectors
 import socket
@@ -31,21 +32,21 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from mailhaul.adapters.db.push_watches import WatchRow
 from mailhaul.domain.account import Account
 from mailhaul.domain.errors import (
     MailhaulError,
     NotFound,
     StorageError,
 )
+from mailhaul.services.push_book import Mailbox, WatchBook
 from mailhaul.services.push_connect import Connector, Opened
 from mailhaul.services.push_plan import Planner, WatchPlan, mailbox_of
-from mailhaul.services.push_sync import PushDeps, changed_rows, claim_share
+from mailhaul.services.push_sync import FULL_SYNC_EVERY, PushDeps, RowReporter, claim_share
+from mailhaul.services.push_timers import Timers
 from mailhaul.services.push_watch import (
     HeardTimes,
     Key,
     PushCounters,
-    Row,
     Watch,
     WatchState,
     backoff,
@@ -74,13 +75,15 @@ class PushWatcher:
         self.on_request = on_request
         self.counters = PushCounters()
         self.sync_every = SYNC_EVERY
-        self.watches: dict[Key, Watch] = {}
-        self._by_account: dict[int, dict[Key, Watch]] = {}  # the same, by account
-        self._watching: Counter[tuple[str, str]] = Counter()  # watches by remote mailbox
+        self._book = WatchBook()
+        self.watches: dict[Key, Watch] = self._book.watches  # (account id, folder)
         self._plans: dict[int, WatchPlan] = {}  # of the accounts held
+        self._followed: dict[int, tuple[object, ...]] = {}  # what each plan was made of
+        self._next_full = 0.0  # when the sync next reads every account row whole
         self._planner = Planner()
         self._has_notify: dict[int, bool] = {}  # what each account's server showed
-        self._reported: dict[int, Row] = {}  # what the database shows
+        self._rows = RowReporter(deps, worker_id)  # the accounts' rows in push_watches
+        self._agenda = Timers()  # when each watch needs the loop next
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -112,10 +115,9 @@ class PushWatcher:
         """From a poll's end (any thread): see ``HeardTimes.delivered``."""
         return self._heard.delivered(account_id, fetched, duration)
 
-    def connections_to(self, mailbox: tuple[str, str]) -> int:
-        """From any thread: the connections this watcher holds (or is opening) to a remote
-        mailbox (host, user name; lower-case), for the scheduler's connection cap."""
-        return self._watching[mailbox]
+    def connections_to(self, mailbox: Mailbox) -> int:
+        """From any thread: this watcher's connections to a remote mailbox."""
+        return self._book.connections_to(mailbox)
 
     def run(self) -> None:
         """The loop; on stop every connection is left politely and the rows released."""
@@ -154,21 +156,23 @@ class PushWatcher:
                 self._read(watch)
 
     def _of(self, account_id: int) -> list[Watch]:
-        return list(self._by_account.get(account_id, {}).values())
+        return self._book.of(account_id)
 
     # the database -----------------------------------------------------------------------
     def _sync(self) -> None:
         """Follow the database: which accounts to watch (leased here), their rows."""
-        now = time.time()
+        now, full = time.time(), time.monotonic() >= self._next_full
         try:
             with self.deps.db.begin() as conn:
-                wanted, held = claim_share(conn, self.deps, self.worker_id, now)
+                wanted, held = claim_share(conn, self.deps, self.worker_id, now, full)
+            if full:
+                self._next_full = time.monotonic() + FULL_SYNC_EVERY
         except StorageError as exc:
             logger.error("push: cannot read the accounts to watch: %s", exc)
             return
-        for account_id in set(self._by_account) - set(held):
+        for account_id in self._book.accounts() - set(held):
             self._drop(account_id)  # gone, switched off, taken over, or over the share
-        before: Counter[tuple[str, str]] = Counter()  # a mailbox's cap goes by account id
+        before: Counter[Mailbox] = Counter()  # a mailbox's cap goes by account id
         for account_id in held:
             account = wanted[account_id]
             self._follow(account, now, before[mailbox_of(account)])
@@ -179,15 +183,19 @@ class PushWatcher:
         """The account's connections as its plan wants them (an edit starts them over);
         ``taken``: its mailbox's connections left to other accounts (None: what they hold)."""
         mine = self._of(account.id)
-        if any(watch.account.spec != account.spec for watch in mine):
-            self._drop(account.id, release=False)
-            mine = []
         if taken is None:
-            taken = self._watching[mailbox_of(account)] - len(mine)
-        known = self._has_notify.get(account.id)
-        plan = self._plans[account.id] = self._planner.plan(
-            account, self.deps.settings().limits, known, taken
-        )
+            taken = self._book.connections_to(mailbox_of(account)) - len(mine)
+        known, limits = self._has_notify.get(account.id), self.deps.settings().limits
+        if self._followed.get(account.id) == (account, taken, limits, known):
+            return  # as at the last sync (nearly every account, every sync)
+        if any(watch.account.spec != account.spec for watch in mine):
+            self._drop(account.id, release=False)  # what its server showed is forgotten too
+            mine, known = [], None
+        self._followed[account.id] = (account, taken, limits, known)
+        plan = self._planner.plan(account, limits, known, taken)
+        if self._plans.get(account.id) is not plan:
+            self._plans[account.id] = plan
+            self._rows.touch(account.id)
         planned = {(account.id, target.folder): target for target in plan.targets}
         for watch in mine:
             if watch.key not in planned:
@@ -197,8 +205,9 @@ class PushWatcher:
             if found is None:
                 generation = next(self._generations)
                 fresh = Watch(account, WatchState.CONNECTING, now, target, generation=generation)
-                self.watches[key] = self._by_account.setdefault(account.id, {})[key] = fresh
-                self._watching[mailbox_of(account)] += 1
+                self._book.add(fresh)
+                self._rows.touch(account.id)
+                self._agenda.arm(fresh)
                 continue
             watch = found
             watch.account, watch.target = account, target
@@ -208,28 +217,21 @@ class PushWatcher:
                     watch.login_failed_at = None
                     watch.enter(WatchState.CONNECTING, "", now)
                     watch.next_at = 0.0
+                    self._rows.touch(account.id)
+                    self._agenda.arm(watch)
 
     def _report(self) -> None:
         self.counters.watched = sum(1 for w in self.watches.values() if w.link is not None)
-        changed = changed_rows(self.watches.values(), self._plans, self._reported)
-        if not changed:
-            return
-        rows = [WatchRow(i, self.worker_id, *row) for i, row in changed.items()]
-        try:
-            with self.deps.db.begin() as conn:
-                self.deps.store.report(conn, self.worker_id, rows)
-        except StorageError as exc:
-            logger.error("push: cannot write the watch states: %s", exc)
-            return
-        self._reported.update(changed)
+        self._rows.write(self._plans, self._of)
 
     def _drop(self, account_id: int, release: bool = True) -> None:
         """Stop watching the account: every connection left politely, its row released."""
         for watch in self._of(account_id):
             self._close(watch)
         self._plans.pop(account_id, None)
+        self._followed.pop(account_id, None)
         self._planner.forget(account_id)
-        self._reported.pop(account_id, None)
+        self._rows.forget(account_id)
         self._has_notify.pop(account_id, None)
         if release:
             with contextlib.suppress(StorageError), self.deps.db.begin() as conn:
@@ -237,12 +239,8 @@ class PushWatcher:
 
     def _close(self, watch: Watch) -> None:
         """Forget one connection (DONE/LOGOUT if it is open)."""
-        del self.watches[watch.key]
-        self._watching[mailbox_of(watch.account)] -= 1
-        mine = self._by_account[watch.account.id]
-        del mine[watch.key]
-        if not mine:
-            del self._by_account[watch.account.id]
+        self._book.remove(watch)
+        self._rows.touch(watch.account.id)
         watch.generation = -1  # a connection still being opened for it is closed on arrival
         self._detach(watch, leave=True)
 
@@ -252,15 +250,13 @@ class PushWatcher:
         for done in self._connector.results():
             watch = self.watches.get(done.key)
             if watch is None or watch.generation != done.generation or self.stop.is_set():
-                if done.link is not None:
-                    with contextlib.suppress(MailhaulError):
-                        done.link.leave()
-                    done.link.close()
+                done.discard()
                 continue
             watch.connecting = False
             self._opened(watch, done)
 
     def _opened(self, watch: Watch, done: Opened) -> None:
+        self._rows.touch(watch.account.id)
         now, wall = time.monotonic(), time.time()
         if done.link is not None:
             link = watch.link = done.link
@@ -272,7 +268,7 @@ class PushWatcher:
             watch.failures = 0
             watch.enter(WatchState.WATCHING, "", wall)
             watch.next_at = now + self.deps.settings().push_keepalive
-            self._read(watch)  # what came with the hand-over
+            self._read(watch)  # what came with the hand-over (and armed)
             if watch.target.notify is not None:  # the plan follows what the server has
                 account, known = watch.account, self._has_notify.get(watch.account.id)
                 self._has_notify[account.id] = link.notify is not None
@@ -280,6 +276,7 @@ class PushWatcher:
                     self._follow(account, wall)  # no NOTIFY: the IDLE list instead
             return
         watch.failed(done.error, now, wall, self._rng)
+        self._agenda.arm(watch)
 
     def _lost(self, watch: Watch, why: str) -> None:
         """The connection ended: open it again after a backoff."""
@@ -289,6 +286,8 @@ class PushWatcher:
         watch.failures += 1
         watch.enter(WatchState.RECONNECTING, why, time.time())
         watch.next_at = time.monotonic() + backoff(watch.failures, self._rng)
+        self._rows.touch(watch.account.id)
+        self._agenda.arm(watch)
         logger.info("push: account %d: %s; reconnecting", watch.account.id, why)
 
     def _unregister(self, watch: Watch) -> None:
@@ -315,8 +314,10 @@ class PushWatcher:
         except MailhaulError as exc:
             self._lost(watch, str(exc))
             return
-        watch.events += heard.changes
-        self.counters.events += heard.changes
+        if heard.changes:
+            watch.events += heard.changes
+            self.counters.events += heard.changes
+            self._rows.touch(watch.account.id)
         if heard.new_mail:
             watch.heard_change(time.monotonic())
             self._heard.heard(watch.account.id, time.time())
@@ -325,49 +326,52 @@ class PushWatcher:
             watch.next_at = time.monotonic() + self.deps.settings().push_keepalive
         if heard.closed is not None:
             self._lost(watch, heard.closed)
+        else:
+            self._agenda.arm(watch)
 
     def _timers(self, now: float) -> float:
-        """Do what is due (ask for polls, open, keepalive, give up on a silent one) and say
-        when the loop has something to do next, at most a second away: one walk over the
-        watches per turn. Connections waiting for the rate limit wait for it, not spin."""
-        soonest, waiting = now + 1.0, now + 1.0
-        for watch in list(self.watches.values()):
-            if watch.request_at is not None and now >= watch.request_at:
-                for sibling in self._of(watch.account.id):  # one request per account
-                    sibling.request_at = None
-                self._request(watch)
-            if self.watches.get(watch.key) is not watch:
-                continue
-            if watch.link is None:
-                rate = self.deps.settings().push_connects_per_second
-                if (
-                    not watch.connecting
-                    and now >= watch.next_at
-                    and self._connector.may_start(now, rate)
-                ):
-                    watch.connecting = True
-                    limit = 2 * self.deps.settings().timeout
-                    self._connector.start(watch.account, watch.target, watch.generation, limit)
-            elif watch.deadline is not None and now >= watch.deadline:
-                timeout = self.deps.settings().timeout
-                self._lost(watch, f"no answer to the keepalive within {timeout:g} s")
-            elif watch.deadline is None and now >= watch.next_at:
-                try:
-                    watch.link.end_idle()
-                except MailhaulError as exc:
-                    self._lost(watch, str(exc))
-                    continue
-                watch.deadline = now + self.deps.settings().timeout
-            if watch.request_at is not None:
-                soonest = min(soonest, watch.request_at)
-            if watch.deadline is not None:
-                soonest = min(soonest, watch.deadline)
-            elif watch.link is None and not watch.connecting:
-                waiting = min(waiting, watch.next_at)
-            elif watch.link is not None:
-                soonest = min(soonest, watch.next_at)
+        """Do what is due for the watches whose time came (``push_timers``) and open those
+        in line as the connect rate allows; when the loop has something to do next."""
+        for watch in self._agenda.due(now):
+            if self.watches.get(watch.key) is watch:
+                self._on_time(watch, now)
         rate = self.deps.settings().push_connects_per_second
-        return min(soonest, max(waiting, self._connector.next_start(now, rate)))
+        while self._agenda.waiting() and self._connector.may_start(now, rate):
+            turn = self._agenda.next_in_line()
+            if turn is None or self.watches.get(turn.key) is not turn:
+                continue
+            if turn.link is not None or turn.connecting or now < turn.next_at:
+                self._agenda.arm(turn)  # moved on since it queued
+                continue
+            turn.connecting = True
+            limit = 2 * self.deps.settings().timeout
+            self._connector.start(turn.account, turn.target, turn.generation, limit)
+        later = self._connector.next_start(now, rate) if self._agenda.waiting() else math.inf
+        return min(self._agenda.soonest(), later)
+
+    def _on_time(self, watch: Watch, now: float) -> None:
+        """One watch whose time came: its request, its turn to connect, its keepalive."""
+        if watch.request_at is not None and now >= watch.request_at:
+            for sibling in self._of(watch.account.id):  # one request per account
+                sibling.request_at = None
+            self._request(watch)
+            if self.watches.get(watch.key) is not watch:
+                return
+        if watch.link is None:
+            if not watch.connecting and now >= watch.next_at:
+                self._agenda.queue(watch)
+        elif watch.deadline is not None and now >= watch.deadline:
+            timeout = self.deps.settings().timeout
+            self._lost(watch, f"no answer to the keepalive within {timeout:g} s")
+            return
+        elif watch.deadline is None and now >= watch.next_at:
+            try:
+                watch.link.end_idle()
+            except MailhaulError as exc:
+                self._lost(watch, str(exc))
+                return
+            watch.deadline = now + self.deps.settings().timeout
+        self._agenda.arm(watch)
 
     def _request(self, watch: Watch) -> None:
         try:

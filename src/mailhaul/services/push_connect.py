@@ -4,6 +4,7 @@ thousands of accounts is spread), each open bounded by a ``RunGuard`` that a sto
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -36,6 +37,13 @@ class Opened:
     generation: int
     link: IdleLink | None = None
     error: MailhaulError | None = None
+
+    def discard(self) -> None:
+        """Not wanted after all (the watch went, or the watcher stops): leave, close."""
+        if self.link is not None:
+            with contextlib.suppress(MailhaulError):
+                self.link.leave()
+            self.link.close()
 
 
 class Connector:

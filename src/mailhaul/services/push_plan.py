@@ -62,9 +62,11 @@ def first_folder(options: RetrievalOptions) -> str:
     return options.folders[0]
 
 
-def mailbox_of(account: Account) -> tuple[str, str]:
-    """The remote mailbox an account opens: (source host, user name), lower-case."""
-    return (account.spec.host.lower(), account.spec.username.lower())
+def mailbox_of(account: Account) -> tuple[str, str, str]:
+    """The remote mailbox an account opens: (protocol, source host, user name), lower-case
+    (the scheduler's ``MailboxKey``)."""
+    spec = account.spec
+    return (str(spec.protocol).lower(), spec.host.lower(), spec.username.lower())
 
 
 def plan_watch(

@@ -4,6 +4,7 @@ account's state made of its connections' (no I/O here: the watcher's loop drives
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -74,12 +75,26 @@ class Watch:
     login_failed_at: float | None = None
     mark: tuple[int | None, int | None] | None = None  # (UIDVALIDITY, UIDNEXT) at the last
     # connection: another one finding others asks for a poll
+    due: float = math.inf  # when the loop looks at it next (``push_timers``)
+    queued: bool = False  # in the line of connections waiting for the connect rate
 
     def enter(self, state: WatchState, reason: str, now: float) -> None:
         """Change state (``since`` moves only when the state itself changes)."""
         if state is not self.state:
             self.since = now
         self.state, self.reason = state, reason
+
+    def wake_at(self) -> float:
+        """When the loop must next look at this watch: a poll to ask for, a connection
+        to open (unless one is being opened or waits in line), a keepalive to start or
+        one overdue."""
+        if self.link is not None:
+            when = self.deadline if self.deadline is not None else self.next_at
+        elif self.connecting or self.queued:
+            when = math.inf
+        else:
+            when = self.next_at
+        return when if self.request_at is None else min(when, self.request_at)
 
     def heard_change(self, now: float) -> None:
         """New mail: a poll is asked for COALESCE seconds from the first change on."""

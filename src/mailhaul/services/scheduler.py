@@ -48,9 +48,9 @@ DEAD_HOLDERS_EVERY = 5.0
 `fetch` that was killed): their accounts are claimed at once, not after the lease's TTL.
 The first claim of a (re)started scheduler looks."""
 ResultHook = Callable[[RunSummary], None]
-MailboxKey = tuple[str, str]
-"""A remote mailbox: its source host and user name, lower-case (providers count connections
-per mailbox, whichever of our accounts opens them)."""
+MailboxKey = tuple[str, str, str]
+"""A remote mailbox: the protocol, its source host and user name, lower-case (providers
+count connections per mailbox and protocol, whichever of our accounts opens them)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Claimed:
     host: str
     owner: str
     trigger: str
-    mailbox: MailboxKey = ("", "")
+    mailbox: MailboxKey = ("", "", "")
 
 
 Inflight = dict[int, tuple[Claimed, "Future[RunSummary | None]"]]
@@ -204,7 +204,7 @@ class Scheduler:
     def _mailbox_full(self, mailbox: MailboxKey, polls: Counter[MailboxKey]) -> bool:
         """True when one more poll would take the remote mailbox past its connection cap:
         polls running plus the push watches of this process (one poll is always allowed)."""
-        cap = self.connection_cap(mailbox[0])
+        cap = self.connection_cap(mailbox[1])
         if cap is None:
             return False
         return polls[mailbox] >= max(1, cap - self.watching(mailbox))

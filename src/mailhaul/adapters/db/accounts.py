@@ -249,16 +249,19 @@ class AccountStore:
                 claimed.append(account_id)
         return claimed
 
-    def mailboxes_of(self, conn: Connection, ids: Collection[int]) -> dict[int, tuple[str, str]]:
-        """The remote mailbox of each account: (source host, user name), lower-case."""
+    def mailboxes_of(
+        self, conn: Connection, ids: Collection[int]
+    ) -> dict[int, tuple[str, str, str]]:
+        """The remote mailbox of each account: (protocol, source host, user name),
+        lower-case."""
         if not ids:
             return {}
-        rows = conn.execute(
-            select(accounts.c.id, accounts.c.host, accounts.c.username).where(
-                accounts.c.id.in_(ids)
-            )
-        )
-        return {int(row.id): (row.host.lower(), row.username.lower()) for row in rows}
+        c = accounts.c
+        rows = conn.execute(select(c.id, c.protocol, c.host, c.username).where(c.id.in_(ids)))
+        return {
+            int(row.id): (row.protocol.lower(), row.host.lower(), row.username.lower())
+            for row in rows
+        }
 
     def renew(self, conn: Connection, account_id: int, owner: str, now: float, ttl: float) -> bool:
         """Extend a lease we hold; False if it was lost."""

@@ -11,7 +11,19 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, false, func, insert, or_, select, true, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from mailhaul.adapters.db.account_rows import READ, account_from_row
@@ -19,6 +31,13 @@ from mailhaul.adapters.db.tables import accounts, push_watches, workers
 from mailhaul.adapters.db.workers import ALIVE_WITHIN
 from mailhaul.domain.account import Account
 from mailhaul.domain.options import Protocol
+
+MARKS = (accounts.c.updated_at, accounts.c.last_run_at)
+"""Columns that move whenever what the watcher takes from an account row does: an edit of
+the account (its spec, push, active; ``updated_at``) or a poll's end (its result, which
+lets a watch whose login was refused try again; ``last_run_at``). A full read now and then
+(``candidates(full=True)``) catches anything else."""
+Marks = tuple[object, ...]
 
 
 @dataclass(frozen=True)
@@ -48,27 +67,47 @@ class PushWatchStore:
     """Rows of ``push_watches``; every method runs inside the caller's transaction."""
 
     def __init__(self) -> None:
-        self._accounts: dict[int, tuple[tuple[object, ...], Account]] = {}  # candidates'
+        self._accounts: dict[int, tuple[tuple[object, ...], Marks, Account]] = {}  # candidates'
 
-    def candidates(self, conn: Connection, default: bool) -> list[Account]:
+    def candidates(self, conn: Connection, default: bool, full: bool = True) -> list[Account]:
         """The accounts to watch: active, not paused, IMAP, push on (or unsaid while the
-        setting push.enabled, ``default``, is on)."""
+        setting push.enabled, ``default``, is on). Read every few seconds, so rows as before
+        give the same Account; unless ``full``, only the rows whose ``Marks`` moved since
+        the last call are read whole (an edit, a poll's end), the others are taken as kept."""
         c = accounts.c
         wanted = or_(c.push.is_(True), and_(c.push.is_(None), true() if default else false()))
-        query = select(*READ).where(
+        where = (
             c.active.is_(True),
             c.paused_reason.is_(None),
             c.protocol == str(Protocol.IMAP),
             wanted,
         )
-        found: dict[int, tuple[tuple[object, ...], Account]] = {}
-        for row in conn.execute(query.order_by(c.id)):
-            values = tuple(row)
-            kept = self._accounts.get(row.id)
-            account = kept[1] if kept is not None and kept[0] == values else account_from_row(row)
-            found[row.id] = (values, account)
-        self._accounts = found  # read every few seconds: rows as before give the same Account
-        return [account for _, account in found.values()]
+        kept = self._accounts
+        if full or not kept:
+            rows = conn.execute(select(*READ).where(*where).order_by(c.id)).all()
+        else:
+            marks = conn.execute(select(c.id, *MARKS).where(*where).order_by(c.id)).all()
+            moved = {r.id for r in marks if r.id not in kept or kept[r.id][1] != tuple(r[1:])}
+            unmoved = {row.id: kept[row.id] for row in marks if row.id not in moved}
+            self._accounts = unmoved  # in id order, as the query gave them
+            if moved:
+                rows = conn.execute(select(*READ).where(c.id.in_(moved), *where)).all()
+                self._accounts = dict(sorted((unmoved | self._read(rows, kept)).items()))
+            return [account for _, _, account in self._accounts.values()]
+        self._accounts = self._read(rows, kept)
+        return [account for _, _, account in self._accounts.values()]
+
+    @staticmethod
+    def _read(
+        rows: Iterable[Row[Any]], kept: dict[int, tuple[tuple[object, ...], Marks, Account]]
+    ) -> dict[int, tuple[tuple[object, ...], Marks, Account]]:
+        found: dict[int, tuple[tuple[object, ...], Marks, Account]] = {}
+        for row in rows:
+            values, before = tuple(row), kept.get(row.id)
+            account = before[2] if before is not None and before[0] == values else None
+            marks = tuple(getattr(row, column.name) for column in MARKS)
+            found[row.id] = (values, marks, account or account_from_row(row))
+        return found
 
     def claim(
         self,
@@ -83,22 +122,23 @@ class PushWatchStore:
         whose lease ran out (taken over) and accounts nobody watched (a row added), at most
         ``limit`` in all (its own first: those over the limit are renewed too, for the
         caller to ``release``). Rows of accounts no longer in ``ids`` that this worker holds
-        are left for ``release``; rows of dead holders are ``purge``'s."""
+        are deleted; rows of dead holders are ``purge``'s."""
         if not ids:
             return set()
         room = len(ids) if limit is None else limit
         w = push_watches.c
-        rows = conn.execute(
-            select(w.account_id, w.worker_id, w.lease_expires).where(w.account_id.in_(list(ids)))
-        ).all()
-        found = {int(row.account_id): row for row in rows}
+        wanted = set(ids)
+        rows = conn.execute(select(w.account_id, w.worker_id, w.lease_expires)).all()
+        found = {int(row.account_id): row for row in rows if int(row.account_id) in wanted}
         held: set[int] = set()
         mine = [i for i, row in found.items() if row.worker_id == worker]
+        gone = [
+            int(r.account_id) for r in rows if r.worker_id == worker and r.account_id not in found
+        ]
+        self.release(conn, worker, gone)  # so that one UPDATE renews exactly the rows held
         if mine:
             conn.execute(
-                update(push_watches)
-                .where(w.account_id.in_(mine), w.worker_id == worker)
-                .values(lease_expires=now + ttl)
+                update(push_watches).where(w.worker_id == worker).values(lease_expires=now + ttl)
             )
             held.update(mine)
         for account_id, row in found.items():
