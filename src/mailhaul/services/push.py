@@ -126,8 +126,9 @@ class PushWatcher:
             while not self.stop.is_set():
                 now = time.monotonic()
                 if now >= next_sync:
-                    self._sync()
-                    next_sync = next_report = time.monotonic() + self.sync_every
+                    self._sync()  # (which reports too)
+                    next_sync = time.monotonic() + self.sync_every
+                    next_report = time.monotonic() + REPORT_EVERY
                 elif now >= next_report:
                     self._report()
                     next_report = now + REPORT_EVERY
@@ -155,9 +156,6 @@ class PushWatcher:
             if watch is not None and watch.link is not None:
                 self._read(watch)
 
-    def _of(self, account_id: int) -> list[Watch]:
-        return self._book.of(account_id)
-
     # the database -----------------------------------------------------------------------
     def _sync(self) -> None:
         """Follow the database: which accounts to watch (leased here), their rows."""
@@ -182,7 +180,7 @@ class PushWatcher:
     def _follow(self, account: Account, now: float, taken: int | None = None) -> None:
         """The account's connections as its plan wants them (an edit starts them over);
         ``taken``: its mailbox's connections left to other accounts (None: what they hold)."""
-        mine = self._of(account.id)
+        mine = self._book.of(account.id)
         if taken is None:
             taken = self._book.connections_to(mailbox_of(account)) - len(mine)
         known, limits = self._has_notify.get(account.id), self.deps.settings().limits
@@ -222,11 +220,11 @@ class PushWatcher:
 
     def _report(self) -> None:
         self.counters.watched = sum(1 for w in self.watches.values() if w.link is not None)
-        self._rows.write(self._plans, self._of)
+        self._rows.write(self._plans, self._book.of)
 
     def _drop(self, account_id: int, release: bool = True) -> None:
         """Stop watching the account: every connection left politely, its row released."""
-        for watch in self._of(account_id):
+        for watch in self._book.of(account_id):
             self._close(watch)
         self._plans.pop(account_id, None)
         self._followed.pop(account_id, None)
@@ -352,7 +350,7 @@ class PushWatcher:
     def _on_time(self, watch: Watch, now: float) -> None:
         """One watch whose time came: its request, its turn to connect, its keepalive."""
         if watch.request_at is not None and now >= watch.request_at:
-            for sibling in self._of(watch.account.id):  # one request per account
+            for sibling in self._book.of(watch.account.id):  # one request per account
                 sibling.request_at = None
             self._request(watch)
             if self.watches.get(watch.key) is not watch:
