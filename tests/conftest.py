@@ -38,7 +38,8 @@ from mailhaul.adapters.db.database import Database
 from mailhaul.adapters.db.tables import metadata
 from support import mailhaul_home
 from support.databases import upgraded_sqlite
-from support.dovecot import DOVECOT_BINARY, INSTALL_HINT, DovecotError, DovecotServer, Mailbox
+from support.dovecot import DovecotServer, Mailbox
+from support.dovecot_fixture import running_dovecot
 from support.local_servers import pid_alive
 
 pytest_plugins = ["support.scanner_fixtures"]
@@ -358,21 +359,8 @@ def empty_database_url(
 @pytest.fixture(scope="session")
 def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer]:
     """A private Dovecot for the session; its config, certificates and log are in `root`."""
-    if not DOVECOT_BINARY.exists():
-        pytest.fail(f"{DOVECOT_BINARY} is missing: {INSTALL_HINT}", pytrace=False)
-    try:
-        server = DovecotServer(tmp_path_factory.mktemp("dovecot"))
-    except DovecotError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        server.start()
-    except DovecotError as exc:
-        server.close()
-        pytest.fail(f"cannot start the test Dovecot: {exc}", pytrace=False)
-    try:
+    with running_dovecot(tmp_path_factory.mktemp("dovecot")) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from mailhaul.domain.oauth import Endpoints
 from mailhaul.domain.options import Protocol, Security, SignInMethod
 from mailhaul.services.oauth_providers import ProviderRequest
 from support.api import make_app
-from support.dovecot import DOVECOT_BINARY, INSTALL_HINT, DovecotError, DovecotServer
+from support.dovecot import DovecotServer
+from support.dovecot_fixture import running_dovecot
 from support.oauth_server import OAuthTestServer
 
 
@@ -33,18 +34,9 @@ def idp() -> Iterator[OAuthTestServer]:
 def dovecot_oauth(
     tmp_path_factory: pytest.TempPathFactory, idp: OAuthTestServer
 ) -> Iterator[DovecotServer]:
-    if not DOVECOT_BINARY.exists():
-        pytest.fail(f"{DOVECOT_BINARY} is missing: {INSTALL_HINT}", pytrace=False)
-    server = DovecotServer(
-        tmp_path_factory.mktemp("dovecot-oauth"), introspection_url=f"{idp.base}/introspect"
-    )
-    try:
-        server.start()
-    except DovecotError as exc:
-        server.close()
-        pytest.fail(f"cannot start the test Dovecot: {exc}", pytrace=False)
-    yield server
-    server.close()
+    root = tmp_path_factory.mktemp("dovecot-oauth")
+    with running_dovecot(root, introspection_url=f"{idp.base}/introspect") as server:
+        yield server
 
 
 @pytest.fixture

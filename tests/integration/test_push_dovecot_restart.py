@@ -19,7 +19,8 @@ import pytest
 from mailhaul.adapters.db.push_watches import PushWatchStore
 from mailhaul.domain.account import Account
 from mailhaul.domain.options import Protocol, Security
-from support.dovecot import DOVECOT_BINARY, INSTALL_HINT, DovecotError, DovecotServer, Mailbox
+from support.dovecot import DovecotServer, Mailbox
+from support.dovecot_fixture import running_dovecot
 from support.mailhaul_home import Home
 from support.processes import ServeProcess
 from support.waiting import wait_for
@@ -39,16 +40,8 @@ _END = re.compile(r"imap\([^)]+\)<\d+><([^>]+)>: (?:Info: )?(Disconnected: [^(]*
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[DovecotServer]:
     """A Dovecot of this test's own (the shared one must not be restarted)."""
-    if not DOVECOT_BINARY.exists():
-        pytest.fail(f"{DOVECOT_BINARY} is missing: {INSTALL_HINT}", pytrace=False)
-    dovecot = DovecotServer(tmp_path / "dovecot")
-    try:
-        dovecot.start()
-    except DovecotError as exc:
-        dovecot.close()
-        pytest.fail(f"cannot start the test Dovecot: {exc}", pytrace=False)
-    yield dovecot
-    dovecot.close()
+    with running_dovecot(tmp_path / "dovecot") as dovecot:
+        yield dovecot
 
 
 @dataclass

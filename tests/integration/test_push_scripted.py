@@ -157,6 +157,28 @@ def test_a_flood_of_changes_asks_for_one_poll(tmp_path: Path, sqlite_url: str):
         assert wait_for(lambda: s.events() >= 10_000)  # each change counted, one poll asked
 
 
+def test_new_mail_during_a_poll_asks_for_one_more_poll_after_it(tmp_path: Path, sqlite_url: str):
+    script = ImapScript(folders=inbox(FIRST), listing_pace=1.5)  # each poll lists for 1.5 s
+    with scene(tmp_path, sqlite_url, script) as s:
+        s.wait_first_poll()
+        assert wait_for(lambda: s.state() == "watching")
+
+        def running() -> bool:
+            runs = s.home.app.accounts.runs_of(s.account.id)
+            return bool(runs) and runs[0].trigger == "push" and runs[0].finished_at is None
+
+        s.server.add_message(new_message(2))
+        assert wait_for(running), s.triggers()
+        s.server.add_message(new_message(3))  # while that poll runs
+        assert wait_for(lambda: len(s.delivered()) == 3, 20), s.triggers()
+        assert wait_for(lambda: not running())
+        time.sleep(1.0)  # a third push poll would have started by now
+        runs = s.home.app.accounts.runs_of(s.account.id)
+        assert [run.trigger for run in runs] == ["push", "push", "schedule"]
+        first_push_end = runs[1].finished_at
+        assert first_push_end is not None and runs[0].started_at >= first_push_end
+
+
 def test_sigterm_ends_idle_with_done_and_logout(tmp_path: Path, sqlite_url: str):
     with scene(tmp_path, sqlite_url, ImapScript(folders=inbox(FIRST))) as s:
         s.wait_first_poll()

@@ -172,9 +172,9 @@ class PushWatcher:
             self._drop(account_id)  # gone, switched off, taken over, or over the share
         before: Counter[Mailbox] = Counter()  # a mailbox's cap goes by account id
         for account_id in held:
-            account = wanted[account_id]
-            self._follow(account, now, before[mailbox_of(account)])
-            before[mailbox_of(account)] += len(self._plans[account_id].targets)
+            account, mailbox = wanted[account_id], mailbox_of(wanted[account_id])
+            self._follow(account, now, before[mailbox])
+            before[mailbox] += len(self._plans[account_id].targets)
         self._report()
 
     def _follow(self, account: Account, now: float, taken: int | None = None) -> None:
