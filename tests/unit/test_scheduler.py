@@ -86,6 +86,23 @@ def test_polls_of_one_remote_mailbox_stay_within_its_connection_cap(imap: Harnes
     assert len(_claimed(imap, cap=1, watching=1)) == 2
 
 
+def test_the_per_host_limit_counts_each_source_host_apart(imap: Harness):
+    # poll.per_host_limit 1: one poll per source host at a time, whatever the protocol.
+    first = imap.add()
+    second = imap.add(folders=("Sent",))  # the same host: waits for its turn
+    elsewhere = imap.app.accounts.add(replace(first.spec, host="localhost"), "s3cret-pw")
+    pop3 = imap.app.accounts.add(replace(first.spec, protocol=Protocol.POP3), "s3cret-pw")
+    app = imap.app
+    scheduler = Scheduler(
+        app.db, app.account_store, imap.poller, PollLimits(workers=4, per_host_limit=1)
+    )
+    claims = scheduler._claim({})
+    hosts = sorted(claim.host for claim in claims)
+    assert hosts == sorted([first.spec.host, "localhost"])
+    assert elsewhere.id in {claim.account_id for claim in claims}
+    assert len({first.id, second.id, pop3.id} & {c.account_id for c in claims}) == 1
+
+
 def test_each_protocol_of_a_remote_mailbox_has_a_cap_of_its_own(imap: Harness):
     # Servers count IMAP and POP3 connections apart (Gmail's 15 are IMAP's): a POP3
     # account of the same user on the same host is not held back by an IMAP poll.

@@ -184,7 +184,7 @@ class Scheduler:
             kept = []
             for account_id in ids:
                 mailbox = mailbox_of[account_id]
-                host = mailbox[0]
+                _, host, _ = mailbox
                 # several on one host, or on one remote mailbox, in this batch or running
                 if hosts[host] >= self.per_host_limit or self._mailbox_full(mailbox, mailboxes):
                     self.accounts.give_back(conn, account_id, owner, now)  # its request stays
@@ -196,7 +196,7 @@ class Scheduler:
             for account_id in kept:
                 trigger = asked.get(account_id, Trigger.SCHEDULE)
                 mailbox = mailbox_of[account_id]
-                claimed.append(Claimed(account_id, mailbox[0], owner, trigger, mailbox))
+                claimed.append(Claimed(account_id, mailbox[1], owner, trigger, mailbox))
         if requested:
             self._requests_at = time.monotonic() + REQUESTS_EVERY
         return claimed
