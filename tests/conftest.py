@@ -48,9 +48,7 @@ pytest_plugins = ["support.scanner_fixtures"]
 DATABASE_FIXTURES = frozenset({"harness", "imap", "pop3", "database_url", "empty_database_url"})
 # Modules whose tests make homes with `Home.create` (its default database is set per test).
 DATABASE_MODULES = frozenset({"test_retrieval_semantics"})
-# Tests there of the source alone (TLS, login), whose storage is trivial: SQLite only. Running
-# the wrong-password one twice more would also trip Dovecot's auth penalty for 127.0.0.1,
-# which delays the next logins of the session past their timeout.
+# Tests there of the source alone (TLS, login), whose storage is trivial: SQLite only.
 SOURCE_ONLY_TESTS = frozenset(
     {
         "test_wrong_password_is_a_login_failure_without_the_password",

@@ -413,7 +413,7 @@ def test_runs_log_and_refusals_of_a_polled_account(panel: Panel, mailbox: Mailbo
     assert (account["state"], account["last_result"]) == ("ok", "ok")
 
 
-@pytest.mark.databases("sqlite")  # Dovecot then slows logins from 127.0.0.1 down: once, last
+@pytest.mark.databases("sqlite")  # the source alone: the database plays no part
 def test_connection_test_with_a_wrong_password_shows_the_servers_words(
     panel: Panel, mailbox: Mailbox
 ):

@@ -25,6 +25,10 @@ from support.mailhaul_home import Home
 from support.processes import ServeProcess
 from support.waiting import wait_for
 
+# The watcher and its Dovecot are under test here; the database only stores the account and
+# its runs (other push tests run on both): SQLite, so this 40 s module runs once.
+pytestmark = pytest.mark.databases("sqlite")
+
 STOP_GRACE = 10  # serve's poll.stop_grace here: SIGTERM must end it well within this
 
 # Dovecot 2.3 (as read in its log, 2.3.19): imap-login logs each sign-in with its session id;

@@ -671,6 +671,13 @@ service imap {{
 service pop3 {{
   process_limit = 1024
 }}
+# no auth penalty: Dovecot would delay every later login from 127.0.0.1 by up to 15 s after a
+# few wrong passwords, and the tests that try one share this server with the rest
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
 """
         self.config_path.write_text(conf)
         os.chmod(self.config_path, 0o600)
