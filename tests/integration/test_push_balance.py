@@ -1,18 +1,21 @@
 """Several workers on PostgreSQL share the push watches: the row of a holder that is dead
 (no longer beating in the workers table) is deleted by the next sync of any watcher, and a
 worker started later ends up with about half of the accounts (the first one leaves the
-excess politely, the second takes it). Two watchers are driven directly in this process,
-each registered as a worker, with a short sync."""
+excess politely, the second takes it, and the first closes an account's connection before
+it lets go of its row, so no account has two watchers even for a moment). Two watchers are
+driven directly in this process, each registered as a worker, with a short sync."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
+from collections.abc import Collection
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 
 from mailhaul.adapters.db.push_watches import PushWatchStore
 from mailhaul.adapters.db.tables import push_watches
@@ -28,6 +31,21 @@ from support.waiting import wait_for
 
 ACCOUNTS = 4
 GHOST = "gone-host:4242:0badc0de"  # a worker whose process is gone: no workers row
+
+
+class ReleaseLog(PushWatchStore):
+    """A watcher's rows, noting each account whose row it let go of and whether the
+    watcher still had a connection open for it then."""
+
+    def __init__(self, watcher: PushWatcher) -> None:
+        super().__init__()
+        self.watcher = watcher
+        self.released: list[tuple[int, bool]] = []
+
+    def release(self, conn: Connection, worker: str, ids: Collection[int] | None = None) -> None:
+        open_for = {key[0] for key, watch in self.watcher.watches.items() if watch.link}
+        self.released += [(i, i in open_for) for i in ids or ()]
+        super().release(conn, worker, ids)
 
 
 @pytest.mark.databases("postgresql")
@@ -46,6 +64,7 @@ def test_dead_rows_go_and_a_second_worker_gets_half(tmp_path: Path, database_url
         with app.db.begin() as conn:
             workers.register(conn, worker, time.time())
         watcher = build_push_watcher(app, stop, worker, lambda: None)
+        watcher.deps = replace(watcher.deps, store=ReleaseLog(watcher))
         watcher.sync_every = 0.5
         watcher.start()
         watchers.append(watcher)
@@ -86,6 +105,11 @@ def test_dead_rows_go_and_a_second_worker_gets_half(tmp_path: Path, database_url
             assert wait_for(lambda: holders() == {first: half, second: half}, 20), holders()
             assert wait_for(lambda: len(server.idlers) == ACCOUNTS, 20)  # each watched once
             assert "LOGOUT" in server.command_names()  # the first left its excess politely
+            log = watchers[0].deps.store
+            assert isinstance(log, ReleaseLog)
+            let_go = [account_id for account_id, _ in log.released]
+            assert len(set(let_go)) == half, log.released  # the excess, each
+            assert not any(still_open for _, still_open in log.released), log.released
         finally:
             stop.set()
             for watcher in watchers:

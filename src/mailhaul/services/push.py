@@ -33,11 +33,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from mailhaul.domain.account import Account
-from mailhaul.domain.errors import (
-    MailhaulError,
-    NotFound,
-    StorageError,
-)
+from mailhaul.domain.errors import MailhaulError, NotFound, StorageError
 from mailhaul.services.push_book import Mailbox, WatchBook
 from mailhaul.services.push_connect import Connector, Opened
 from mailhaul.services.push_plan import Planner, WatchPlan, mailbox_of
@@ -162,14 +158,16 @@ class PushWatcher:
         now, full = time.time(), time.monotonic() >= self._next_full
         try:
             with self.deps.db.begin() as conn:
-                wanted, held = claim_share(conn, self.deps, self.worker_id, now, full)
+                wanted, held, over = claim_share(conn, self.deps, self.worker_id, now, full)
             if full:
                 self._next_full = time.monotonic() + FULL_SYNC_EVERY
         except StorageError as exc:
             logger.error("push: cannot read the accounts to watch: %s", exc)
             return
-        for account_id in self._book.accounts() - set(held):
+        dropped = self._book.accounts() - set(held)
+        for account_id in dropped:
             self._drop(account_id)  # gone, switched off, taken over, or over the share
+        self._release([i for i in over if i not in dropped])  # never watched here: rows only
         before: Counter[Mailbox] = Counter()  # a mailbox's cap goes by account id
         for account_id in held:
             account, mailbox = wanted[account_id], mailbox_of(wanted[account_id])
@@ -231,9 +229,13 @@ class PushWatcher:
         self._planner.forget(account_id)
         self._rows.forget(account_id)
         self._has_notify.pop(account_id, None)
-        if release:
+        if release:  # after its connections closed: never two watchers at once
+            self._release([account_id])
+
+    def _release(self, account_ids: list[int]) -> None:
+        if account_ids:
             with contextlib.suppress(StorageError), self.deps.db.begin() as conn:
-                self.deps.store.release(conn, self.worker_id, [account_id])
+                self.deps.store.release(conn, self.worker_id, account_ids)
 
     def _close(self, watch: Watch) -> None:
         """Forget one connection (DONE/LOGOUT if it is open)."""

@@ -50,12 +50,14 @@ class PushDeps:
 
 def claim_share(
     conn: Connection, deps: PushDeps, worker: str, now: float, full: bool = True
-) -> tuple[dict[int, Account], list[int]]:
-    """The accounts to watch (those whose connection cap leaves room for a watch) and,
-    of them, the ones ``worker`` holds now: at most its share among the live processes
-    (the rows over it are released here, for the others to take at their next sync).
-    Rows of dead processes are deleted first. Unless ``full``, only the account rows that
-    moved are read whole (``PushWatchStore.candidates``)."""
+) -> tuple[dict[int, Account], list[int], list[int]]:
+    """The accounts to watch (those whose connection cap leaves room for a watch), the
+    ones ``worker`` holds now (at most its share among the live processes) and the ones
+    it holds over that share: the caller closes their connections, then releases their
+    rows for the others to take at their next sync (in that order, so that no account
+    has two watchers even for a moment). Rows of dead processes are deleted first.
+    Unless ``full``, only the account rows that moved are read whole
+    (``PushWatchStore.candidates``)."""
     settings, store = deps.settings(), deps.store
     wanted = {
         account.id: account
@@ -67,8 +69,7 @@ def claim_share(
     store.purge(conn, now, alive)  # also the rows of processes gone from this host
     most = share(len(wanted), len(alive))
     held = sorted(store.claim(conn, wanted, worker, now, LEASE, limit=most))
-    store.release(conn, worker, held[most:])
-    return wanted, held[:most]
+    return wanted, held[:most], held[most:]
 
 
 def changed_rows(
