@@ -11,13 +11,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Collection
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, insert
 
-from mailhaul.adapters.db.push_watches import PushWatchStore
+from mailhaul import push_setup
+from mailhaul.adapters.db.push_watches import PushWatchStore, WatchRow
 from mailhaul.adapters.db.tables import push_watches
 from mailhaul.adapters.db.workers import WorkerStore
 from mailhaul.domain.account import AccountSpec
@@ -37,19 +37,23 @@ class ReleaseLog(PushWatchStore):
     """A watcher's rows, noting each account whose row it let go of and whether the
     watcher still had a connection open for it then."""
 
-    def __init__(self, watcher: PushWatcher) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.watcher = watcher
+        self.watcher: PushWatcher | None = None  # set once it is built
         self.released: list[tuple[int, bool]] = []
 
     def release(self, conn: Connection, worker: str, ids: Collection[int] | None = None) -> None:
+        assert self.watcher is not None
         open_for = {key[0] for key, watch in self.watcher.watches.items() if watch.link}
         self.released += [(i, i in open_for) for i in ids or ()]
         super().release(conn, worker, ids)
 
 
 @pytest.mark.databases("postgresql")
-def test_dead_rows_go_and_a_second_worker_gets_half(tmp_path: Path, database_url: str):
+def test_dead_rows_go_and_a_second_worker_gets_half(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(push_setup, "PushWatchStore", ReleaseLog)
     toml = (
         f'[database]\nurl = "{database_url}"\n[poll]\ninterval = 3600\ntimeout = 2\n'
         '[limits]\nconnections_per_account = "*=10"\n'  # the accounts share one mailbox
@@ -64,7 +68,8 @@ def test_dead_rows_go_and_a_second_worker_gets_half(tmp_path: Path, database_url
         with app.db.begin() as conn:
             workers.register(conn, worker, time.time())
         watcher = build_push_watcher(app, stop, worker, lambda: None)
-        watcher.deps = replace(watcher.deps, store=ReleaseLog(watcher))
+        assert isinstance(watcher.deps.store, ReleaseLog)
+        watcher.deps.store.watcher = watcher
         watcher.sync_every = 0.5
         watcher.start()
         watchers.append(watcher)
@@ -114,4 +119,72 @@ def test_dead_rows_go_and_a_second_worker_gets_half(tmp_path: Path, database_url
             stop.set()
             for watcher in watchers:
                 watcher.join(10)
+    app.db.dispose()
+
+
+@pytest.mark.databases("postgresql")
+def test_two_workers_watching_one_mailbox_share_its_cap(tmp_path: Path, database_url: str):
+    # Two accounts on one remote mailbox, each asking for an IDLE on INBOX and Lists (the
+    # server has no NOTIFY), held by two workers: the cap of 3 leaves 2 connections for
+    # watches in all, and the lower id has them, whichever process holds it.
+    toml = (
+        f'[database]\nurl = "{database_url}"\n[poll]\ninterval = 3600\ntimeout = 2\n'
+        '[limits]\nconnections_per_account = "*=3"\n'
+    )
+    home = Home.create(tmp_path / "home", toml=toml)
+    app, store, workers = home.app, PushWatchStore(), WorkerStore()
+    folders = ("INBOX", "Lists")
+    script = ImapScript(folders={name: Mailbox(7, []) for name in folders})
+    stop = threading.Event()
+    watchers: list[PushWatcher] = []
+
+    def rows() -> dict[int, WatchRow]:
+        with app.db.begin() as conn:
+            for watcher in watchers:  # both alive throughout
+                workers.heartbeat(conn, watcher.worker_id, time.time(), 0)
+            return store.rows(conn)
+
+    with ScriptedImapServer(script) as server:
+        spec = AccountSpec(
+            owner="o@local.test",
+            protocol=Protocol.IMAP,
+            host="127.0.0.1",
+            port=server.port,
+            security=Security.NONE,
+            username="user",
+            options=RetrievalOptions(folders=folders, push_folders=folders, keep=True),
+            interval=3600,
+        )
+        first, second = (app.accounts.add(spec, "secret").id for _ in range(2))
+        names = [new_owner(), new_owner()]
+        with app.db.begin() as conn:  # both beat before either takes a share: one each
+            for name in names:
+                workers.register(conn, name, time.time())
+        try:
+            for name in names:
+                watcher = build_push_watcher(app, stop, name, lambda: None)
+                watcher.sync_every = 0.5
+                watcher.start()
+                watchers.append(watcher)
+
+            def shared() -> bool:
+                found = rows()
+                held = {found[i].worker_id for i in (first, second) if i in found}
+                return len(held) == 2 and found[first].state == "watching"
+
+            assert wait_for(shared, 20), rows()
+            assert wait_for(lambda: rows()[second].state == "capped", 20), rows()
+            assert wait_for(lambda: len(server.idlers) == 2, 20), len(server.idlers)
+            assert rows()[first].connections == 2  # the positive control: both folders
+            most, end = 0, time.monotonic() + 2.0  # four syncs of each: it stays so
+            while time.monotonic() < end:
+                most = max(most, len(server.idlers))
+                time.sleep(0.05)
+            assert most == 2
+            assert server.idlers_on("Lists") == 1
+        finally:
+            stop.set()
+            for watcher in watchers:
+                watcher.join(10)
+    assert server.errors == []
     app.db.dispose()

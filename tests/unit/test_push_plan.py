@@ -13,7 +13,7 @@ from mailhaul.domain.account import Account, AccountSpec
 from mailhaul.domain.folders import FolderRules
 from mailhaul.domain.limits import HostLimits, parse_host_table
 from mailhaul.domain.options import Protocol, RetrievalOptions, Security
-from mailhaul.services.push_plan import Planner, Target, plan_watch, share
+from mailhaul.services.push_plan import Planner, Target, plan_watch, share, taken_elsewhere
 
 SPEC = AccountSpec(
     owner="ann@a.test",
@@ -98,3 +98,22 @@ def test_the_planner_keeps_a_plan_until_its_inputs_change():
     assert planner.plan(account(folders=("INBOX", "Lists")), limits, False) is not edited
     other_limits = HostLimits(connections=parse_host_table("*=1", size=False))
     assert planner.plan(account(folders=("INBOX",)), other_limits, None).capped
+
+
+def test_what_other_processes_plan_for_lower_ids_of_the_same_mailbox_is_taken():
+    def on(account_id: int, username: str = "ann", protocol: Protocol = Protocol.IMAP) -> Account:
+        return Account(id=account_id, spec=replace(SPEC, username=username, protocol=protocol))
+
+    mine = [on(2), on(5), on(6, username="bob")]
+    theirs = [on(1), on(3), on(4, username="bob"), on(7), on(8, protocol=Protocol.POP3)]
+    everyone = {a.id: a for a in [*mine, *theirs]}
+    elsewhere = {1: 2, 3: 1, 4: 1, 7: 3, 8: 1, 99: 5}  # 99: an account no longer watched
+    # ann's 2 comes after 1 (2 connections); ann's 5 after 1 and 3; bob's 6 after bob's 4;
+    # a higher id (7) waits for them, POP3 (8) is another mailbox
+    assert taken_elsewhere(mine, elsewhere, everyone) == {2: 2, 5: 3, 6: 1}
+    # the plan follows: under a cap of 4, ann's 5 has one connection left, for the poll
+    listed = replace(
+        everyone[5], spec=replace(SPEC, options=RetrievalOptions(push_folders=("INBOX", "Lists")))
+    )
+    assert plan_watch(listed, capped("*=4"), False, taken=3).targets == ()
+    assert plan_watch(listed, capped("*=4"), False, taken=2).targets == (Target("INBOX"),)

@@ -6,6 +6,8 @@ import threading
 import time
 from dataclasses import replace
 
+from mailhaul.adapters.db.push_watches import PushWatchStore, WatchRow
+from mailhaul.adapters.db.workers import WorkerStore
 from mailhaul.domain.account import Trigger
 from mailhaul.domain.options import Protocol
 from mailhaul.services.scheduler import PollLimits, Scheduler
@@ -84,6 +86,37 @@ def test_polls_of_one_remote_mailbox_stay_within_its_connection_cap(imap: Harnes
     assert other.id in claimed and len(claimed) == 2
     # A cap of one still lets one poll run (never starved by a watch).
     assert len(_claimed(imap, cap=1, watching=1)) == 2
+
+
+def test_other_processes_polls_and_watches_count_against_the_cap(imap: Harness):
+    # A cap of 2 on the mailbox; another worker (beating) polls `polled` and watches
+    # `watched` on one connection: that is the cap, so none of our polls of the mailbox
+    # starts; the account on another mailbox (the control) does.
+    polled, watched, ours = imap.add(), imap.add(folders=("Sent",)), imap.add(folders=("A",))
+    control = imap.app.accounts.add(replace(polled.spec, username="someone-else"), "s3cret-pw")
+    app, now, other = imap.app, time.time(), "elsewhere:4242:0badc0de"
+    with app.db.begin() as conn:
+        WorkerStore().register(conn, other, now)
+        assert app.account_store.claim(conn, polled.id, other, now, 60)  # its poll
+        store = PushWatchStore()
+        assert store.claim(conn, [watched.id], other, now, 60) == {watched.id}
+        store.report(conn, other, [WatchRow(watched.id, other, "watching", now, connections=1)])
+    limits = PollLimits(workers=4, connection_cap=lambda host: 2)
+    scheduler = Scheduler(app.db, app.account_store, imap.poller, limits)
+    scheduler._beat(register=True)  # it sees the other worker beating
+
+    def claimed() -> set[int]:
+        claims = scheduler._claim({})
+        with app.db.begin() as conn:
+            for claim in claims:
+                app.account_store.release(conn, claim.account_id, claim.owner)
+        return {claim.account_id for claim in claims}
+
+    assert claimed() == {control.id}
+    with app.db.begin() as conn:  # its poll ended: the watch leaves room for one of ours
+        app.account_store.release(conn, polled.id, other)
+    found = claimed()
+    assert control.id in found and len(found & {polled.id, watched.id, ours.id}) == 1
 
 
 def test_the_per_host_limit_counts_each_source_host_apart(imap: Harness):

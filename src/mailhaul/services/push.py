@@ -8,14 +8,14 @@ does it on a few threads, at most ``push.connects_per_second`` a second.
 
 - New mail (``EXISTS`` above the count, ``RECENT``, a NOTIFY ``STATUS``) asks for the
   account's poll as "Fetch now" does (trigger ``push``), once per ``COALESCE`` seconds.
-- Every ``push.keepalive`` seconds a DONE/IDLE round trip proves the connection alive.
-- A dropped connection (BYE, end of file, a dead keepalive) is opened again after a
-  backoff with jitter; if the folder's UIDNEXT moved meanwhile (or it had NOTIFY), a poll
-  is asked for once it is back. Failed opens wait as ``Watch.failed`` says (no lockouts).
-- A turn of the loop looks only at the watches whose time came (``push_timers``).
+- Every ``push.keepalive`` seconds a DONE/IDLE round trip proves the connection alive. A
+  dropped one (BYE, end of file, a dead keepalive) is opened again after a backoff with
+  jitter, and a poll asked for if its folder's UIDNEXT moved meanwhile (or it had NOTIFY).
+  Failed opens wait as ``Watch.failed`` says (no lockouts). A turn of the loop looks only
+  at the watches whose time came (``push_timers``).
 - Every ``SYNC_EVERY`` s the watched accounts follow the database, each leased in
   ``push_watches`` (``push_sync``); changed states are written within ``REPORT_EVERY`` s.
-- On stop: ``DONE`` and ``LOGOUT`` on every connection (answers awaited ``LEAVE_WAIT`` s).
+On stop: ``DONE`` and ``LOGOUT`` on every connection (answers awaited ``LEAVE_WAIT`` s).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from mailhaul.domain.account import Account
 from mailhaul.domain.errors import MailhaulError, NotFound, StorageError
 from mailhaul.services.push_book import Mailbox, WatchBook
 from mailhaul.services.push_connect import Connector, Opened
-from mailhaul.services.push_plan import Planner, WatchPlan, mailbox_of
+from mailhaul.services.push_plan import Planner, WatchPlan, mailbox_of, taken_elsewhere
 from mailhaul.services.push_sync import FULL_SYNC_EVERY, PushDeps, RowReporter, claim_share
 from mailhaul.services.push_timers import Timers
 from mailhaul.services.push_watch import (
@@ -78,6 +78,7 @@ class PushWatcher:
         self._next_full = 0.0  # when the sync next reads every account row whole
         self._planner = Planner()
         self._has_notify: dict[int, bool] = {}  # what each account's server showed
+        self._elsewhere: dict[int, int] = {}  # connections other processes plan (taken)
         self._rows = RowReporter(deps, worker_id)  # the accounts' rows in push_watches
         self._agenda = Timers()  # when each watch needs the loop next
         self._selector = selectors.DefaultSelector()
@@ -158,21 +159,23 @@ class PushWatcher:
         now, full = time.time(), time.monotonic() >= self._next_full
         try:
             with self.deps.db.begin() as conn:
-                wanted, held, over = claim_share(conn, self.deps, self.worker_id, now, full)
+                got = claim_share(conn, self.deps, self.worker_id, now, full)
             if full:
                 self._next_full = time.monotonic() + FULL_SYNC_EVERY
         except StorageError as exc:
             logger.error("push: cannot read the accounts to watch: %s", exc)
             return
-        dropped = self._book.accounts() - set(held)
+        dropped = self._book.accounts() - set(got.held)
         for account_id in dropped:
             self._drop(account_id)  # gone, switched off, taken over, or over the share
-        self._release([i for i in over if i not in dropped])  # never watched here: rows only
+        self._rows.release([i for i in got.over if i not in dropped])  # never watched here
+        held = [got.wanted[i] for i in got.held]
+        self._elsewhere = taken_elsewhere(held, got.elsewhere, got.wanted)
         before: Counter[Mailbox] = Counter()  # a mailbox's cap goes by account id
-        for account_id in held:
-            account, mailbox = wanted[account_id], mailbox_of(wanted[account_id])
-            self._follow(account, now, before[mailbox])
-            before[mailbox] += len(self._plans[account_id].targets)
+        for account in held:
+            mailbox = mailbox_of(account)
+            self._follow(account, now, before[mailbox] + self._elsewhere.get(account.id, 0))
+            before[mailbox] += len(self._plans[account.id].targets)
         self._report()
 
     def _follow(self, account: Account, now: float, taken: int | None = None) -> None:
@@ -181,6 +184,7 @@ class PushWatcher:
         mine = self._book.of(account.id)
         if taken is None:
             taken = self._book.connections_to(mailbox_of(account)) - len(mine)
+            taken += self._elsewhere.get(account.id, 0)  # other processes' of lower id
         known, limits = self._has_notify.get(account.id), self.deps.settings().limits
         if self._followed.get(account.id) == (account, taken, limits, known):
             return  # as at the last sync (nearly every account, every sync)
@@ -230,12 +234,7 @@ class PushWatcher:
         self._rows.forget(account_id)
         self._has_notify.pop(account_id, None)
         if release:  # after its connections closed: never two watchers at once
-            self._release([account_id])
-
-    def _release(self, account_ids: list[int]) -> None:
-        if account_ids:
-            with contextlib.suppress(StorageError), self.deps.db.begin() as conn:
-                self.deps.store.release(conn, self.worker_id, account_ids)
+            self._rows.release([account_id])
 
     def _close(self, watch: Watch) -> None:
         """Forget one connection (DONE/LOGOUT if it is open)."""

@@ -9,13 +9,16 @@
   (``watch_connections``); the folders beyond the cap are polled only.
 - A cap of one connection leaves none for a watch: the account is polled only.
 
-The cap is the remote mailbox's (host and user name): two accounts on one mailbox share it,
-so what this process already watches of the mailbox for other accounts (``taken``) counts.
+The cap is the remote mailbox's (protocol, host and user name): two accounts on one mailbox
+share it, so the connections planned for its other accounts of lower id (``taken``) count,
+in this process and in others (``taken_elsewhere``): the lowest id plans first, so every
+process arrives at the same split.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from mailhaul.adapters.sources.imap.notify import NotifyPlan
@@ -73,8 +76,8 @@ def plan_watch(
     account: Account, limits: HostLimits, has_notify: bool | None, taken: int = 0
 ) -> WatchPlan:
     """The connections to hold for ``account`` (``has_notify``: what its server showed,
-    None while unknown; ``taken``: connections this process holds to the same mailbox for
-    other accounts)."""
+    None while unknown; ``taken``: connections planned to the same mailbox for other
+    accounts)."""
     host = account.spec.host
     cap = limits.connections_for(host)
     capped = capped_words(host, cap)
@@ -104,6 +107,25 @@ def plan_watch(
     if room < len(listed):
         detail += f" ({room} of {len(listed)} listed; the connection cap for {host} is {cap})"
     return WatchPlan(tuple(Target(folder) for folder in watched), detail=detail)
+
+
+def taken_elsewhere(
+    held: Iterable[Account], elsewhere: Mapping[int, int], accounts: Mapping[int, Account]
+) -> dict[int, int]:
+    """For each of the ``held`` accounts that shares its remote mailbox with accounts other
+    processes watch, the connections they plan (``elsewhere``, by account id) for those of
+    lower id."""
+    by_mailbox: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
+    for account_id, connections in elsewhere.items():
+        account = accounts.get(account_id)
+        if account is not None:
+            by_mailbox.setdefault(mailbox_of(account), []).append((account_id, connections))
+    taken: dict[int, int] = {}
+    for account in held:
+        others = by_mailbox.get(mailbox_of(account))
+        if others:
+            taken[account.id] = sum(n for other, n in others if other < account.id)
+    return taken
 
 
 class Planner:

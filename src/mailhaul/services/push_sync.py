@@ -4,6 +4,7 @@ deleted; every second, the account states that changed since they were written."
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -48,16 +49,25 @@ class PushDeps:
     settings: Callable[[], Settings]
 
 
+@dataclass(frozen=True)
+class Share:
+    """What a sync found: the accounts to watch (``wanted``), those this worker holds now
+    (``held``, at most its share among the live processes), those it holds over that share
+    (``over``: the caller closes their connections, then releases their rows for the
+    others to take, in that order, so that no account has two watchers even for a moment),
+    and the connections other processes plan for the rest (``elsewhere``, by account)."""
+
+    wanted: dict[int, Account]
+    held: list[int]
+    over: list[int]
+    elsewhere: dict[int, int]
+
+
 def claim_share(
     conn: Connection, deps: PushDeps, worker: str, now: float, full: bool = True
-) -> tuple[dict[int, Account], list[int], list[int]]:
-    """The accounts to watch (those whose connection cap leaves room for a watch), the
-    ones ``worker`` holds now (at most its share among the live processes) and the ones
-    it holds over that share: the caller closes their connections, then releases their
-    rows for the others to take at their next sync (in that order, so that no account
-    has two watchers even for a moment). Rows of dead processes are deleted first.
-    Unless ``full``, only the account rows that moved are read whole
-    (``PushWatchStore.candidates``)."""
+) -> Share:
+    """This worker's ``Share``. Rows of dead processes are deleted first. Unless ``full``,
+    only the account rows that moved are read whole (``PushWatchStore.candidates``)."""
     settings, store = deps.settings(), deps.store
     wanted = {
         account.id: account
@@ -69,7 +79,8 @@ def claim_share(
     store.purge(conn, now, alive)  # also the rows of processes gone from this host
     most = share(len(wanted), len(alive))
     held = sorted(store.claim(conn, wanted, worker, now, LEASE, limit=most))
-    return wanted, held[:most], held[most:]
+    elsewhere = store.planned_elsewhere(conn, worker, now) if len(alive) > 1 else {}
+    return Share(wanted, held[:most], held[most:], elsewhere)
 
 
 def changed_rows(
@@ -83,7 +94,7 @@ def changed_rows(
     for account_id, plan in plans.items():
         mine = by_account.get(account_id, [])
         if not mine:  # the mailbox's cap is taken by the watches of its other accounts
-            row: Row = ("capped", 0.0, plan.capped, 0)
+            row: Row = ("capped", 0.0, plan.capped, 0, 0)
         else:
             notifying = any(w.link is not None and w.link.notify is not None for w in mine)
             row = account_row(mine, plan.notify_detail if notifying else plan.detail)
@@ -111,6 +122,12 @@ class RowReporter:
         """The account is no longer watched here (its row is released)."""
         self._reported.pop(account_id, None)
         self._touched.discard(account_id)
+
+    def release(self, account_ids: list[int]) -> None:
+        """Let other processes take these accounts (call once their connections closed)."""
+        if account_ids:
+            with contextlib.suppress(StorageError), self._deps.db.begin() as conn:
+                self._deps.store.release(conn, self._worker_id, account_ids)
 
     def write(self, plans: dict[int, WatchPlan], of: Callable[[int], list[Watch]]) -> None:
         """Write the rows of the touched accounts that differ (``of``: an account's

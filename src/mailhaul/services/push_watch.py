@@ -127,20 +127,21 @@ class Watch:
         return (self.account.id, self.target.folder)
 
 
-Row = tuple[str, float, str, int]
-"""An account's (state, since, reason, events) as the database shows it."""
+Row = tuple[str, float, str, int, int]
+"""An account's (state, since, reason, events, connections) as the database shows it."""
 
 
 def account_row(watches: list[Watch], detail: str) -> Row:
     """The state of an account made of its connections' (the first one's, unless another
-    is watching): watching says what (``detail``), the others why; events are summed."""
-    events = sum(watch.events for watch in watches)
+    is watching): watching says what (``detail``), the others why; events are summed;
+    connections are its watches (open, opening or to reopen)."""
+    events, connections = sum(watch.events for watch in watches), len(watches)
     first = watches[0]
     watching = [watch for watch in watches if watch.state is WatchState.WATCHING]
     if watching:
         since = min(watch.since for watch in watching)
-        return (str(WatchState.WATCHING), since, detail, events)
-    return (str(first.state), first.since, first.reason, events)
+        return (str(WatchState.WATCHING), since, detail, events, connections)
+    return (str(first.state), first.since, first.reason, events, connections)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from sqlalchemy import Connection
 
 from mailhaul.adapters.db.accounts import AccountStore
 from mailhaul.adapters.db.database import Database
+from mailhaul.adapters.db.mailbox_load import MailboxLoad, held_elsewhere
 from mailhaul.adapters.db.workers import HEARTBEAT_EVERY, WorkerStore
 from mailhaul.domain.account import Trigger
 from mailhaul.domain.errors import AccountBusy, MailhaulError, StorageError
@@ -117,6 +118,7 @@ class Scheduler:
         self._wake = threading.Event()
         self._requests_at = 0.0  # monotonic time of the next look for "fetch now" requests
         self._dead_at = 0.0  # monotonic time of the next look for dead local lease holders
+        self._alone = True  # no other scheduler beat at the last heartbeat
 
     def wake(self) -> None:
         """From any thread of this process: a "fetch now" request was just made (a push
@@ -181,12 +183,14 @@ class Scheduler:
                 requested=requested,
             )
             mailbox_of = self.accounts.mailboxes_of(conn, ids)
+            load = self._elsewhere(conn, set(mailbox_of.values()), [*inflight, *ids], now)
             kept = []
             for account_id in ids:
                 mailbox = mailbox_of[account_id]
                 _, host, _ = mailbox
                 # several on one host, or on one remote mailbox, in this batch or running
-                if hosts[host] >= self.per_host_limit or self._mailbox_full(mailbox, mailboxes):
+                capped = self._mailbox_full(mailbox, mailboxes, load)
+                if hosts[host] >= self.per_host_limit or capped:
                     self.accounts.give_back(conn, account_id, owner, now)  # its request stays
                     continue
                 hosts[host] += 1
@@ -201,13 +205,27 @@ class Scheduler:
             self._requests_at = time.monotonic() + REQUESTS_EVERY
         return claimed
 
-    def _mailbox_full(self, mailbox: MailboxKey, polls: Counter[MailboxKey]) -> bool:
+    def _mailbox_full(
+        self, mailbox: MailboxKey, polls: Counter[MailboxKey], load: MailboxLoad
+    ) -> bool:
         """True when one more poll would take the remote mailbox past its connection cap:
-        polls running plus the push watches of this process (one poll is always allowed)."""
+        polls running plus push watches, of this process and of others (``load``); one
+        poll at a time is always allowed (the watches always leave it a connection)."""
         cap = self.connection_cap(mailbox[1])
         if cap is None:
             return False
-        return polls[mailbox] >= max(1, cap - self.watching(mailbox))
+        watches = self.watching(mailbox) + load.watches[mailbox]
+        return polls[mailbox] + load.polls[mailbox] >= max(1, cap - watches)
+
+    def _elsewhere(
+        self, conn: Connection, mailboxes: set[MailboxKey], mine: list[int], now: float
+    ) -> MailboxLoad:
+        """Other processes' connections to the capped ones of ``mailboxes`` (none looked
+        for while this is the only scheduler beating: the query reads every account)."""
+        capped = {m for m in mailboxes if self.connection_cap(m[1]) is not None}
+        if self._alone or not capped:
+            return MailboxLoad()
+        return held_elsewhere(conn, capped, self.worker_id, mine, now)
 
     def _dead_holders(self, conn: Connection, now: float) -> list[str]:
         """Dead local lease holders, looked for every DEAD_HOLDERS_EVERY seconds."""
@@ -276,6 +294,7 @@ class Scheduler:
                     self.worker_store.unregister(conn, self.worker_id)
                 else:
                     self.worker_store.heartbeat(conn, self.worker_id, now, running)
+                self._alone = self.worker_store.alive(conn, now) <= 1
         except StorageError as exc:
             logger.error("heartbeat failed: %s", exc)
         if self.periodic is not None and not unregister:

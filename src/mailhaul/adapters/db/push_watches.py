@@ -50,6 +50,7 @@ class WatchRow:
     since: float
     reason: str = ""
     events: int = 0
+    connections: int = 0  # what the holder plans for the account (open or not)
     lease_expires: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -154,6 +155,7 @@ class PushWatchStore:
                         since=now,
                         reason="",
                         events=0,
+                        connections=0,
                     )
                 )
                 if taken.rowcount == 1:
@@ -177,6 +179,14 @@ class PushWatchStore:
             held.add(account_id)
         return held
 
+    def planned_elsewhere(self, conn: Connection, worker: str, now: float) -> dict[int, int]:
+        """The connections other live holders plan for their accounts (those with any)."""
+        w = push_watches.c
+        query = select(w.account_id, w.connections).where(
+            w.worker_id != worker, w.lease_expires >= now, w.connections > 0
+        )
+        return {int(account_id): int(count) for account_id, count in conn.execute(query)}
+
     def live_workers(self, conn: Connection, now: float) -> set[str]:
         """The `serve`/`worker` processes that beat recently (each runs a watcher)."""
         query = select(workers.c.id).where(workers.c.heartbeat_at >= now - ALIVE_WITHIN)
@@ -198,7 +208,13 @@ class PushWatchStore:
             conn.execute(
                 update(push_watches)
                 .where(w.account_id == row.account_id, w.worker_id == worker)
-                .values(state=row.state, since=row.since, reason=row.reason, events=row.events)
+                .values(
+                    state=row.state,
+                    since=row.since,
+                    reason=row.reason,
+                    events=row.events,
+                    connections=row.connections,
+                )
             )
 
     def release(self, conn: Connection, worker: str, ids: Collection[int] | None = None) -> None:
@@ -226,6 +242,7 @@ class PushWatchStore:
                 since=float(row.since),
                 reason=row.reason,
                 events=int(row.events),
+                connections=int(row.connections),
                 lease_expires=float(row.lease_expires),
             )
             for row in conn.execute(query)

@@ -267,6 +267,9 @@ push_watches = Table(
     Column("since", Float, nullable=False),  # when it entered the state
     Column("reason", Text, nullable=False, server_default=""),  # why (reconnecting, waiting)
     Column("events", Integer, nullable=False, server_default="0"),  # changes seen while held
+    # connections the holder plans for the account (open, opening or to reopen): other
+    # processes count them against the remote mailbox's cap
+    Column("connections", Integer, nullable=False, server_default="0"),
 )
 
 # People who manage accounts through the web UI, the API and (as admin) the CLI.
