@@ -12,11 +12,16 @@ Given a ``NotifyPlan`` and a server that offers NOTIFY (RFC 5465), the connectio
 to hear of new mail in the plan's other folders (``NOTIFY SET``) before it idles; the link's
 ``notify`` says whether it does (a server without NOTIFY, or one that refuses the command,
 gives a plain IDLE on ``folder``: the caller then watches the other folders its own way).
+
+The socket gets TCP keepalive (``keep_alive``): a peer gone without a word (a host down, a
+NAT mapping dropped) ends the link within about two minutes, long before the next DONE
+round trip (``push.keepalive``) would find it, and the probes keep NAT mappings open.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 
 from mailhaul.adapters.sources.imap.commands import quote
 from mailhaul.adapters.sources.imap.idle_link import IdleLink
@@ -30,6 +35,21 @@ from mailhaul.domain.imap_utf7 import encode_mailbox
 from mailhaul.domain.options import Credentials, SourceEndpoint
 from mailhaul.domain.ports import LogFn
 from mailhaul.domain.redaction import Redactor
+
+KEEPALIVE = (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 15), ("TCP_KEEPCNT", 4))
+"""The kernel's probes on a quiet watch connection: the first after 60 s of silence, then
+every 15 s; four unanswered end it (about two minutes)."""
+
+
+def keep_alive(sock: socket.socket) -> None:
+    """TCP keepalive with ``KEEPALIVE``'s timing where the platform lets us set it (a
+    socket that cannot take it fails at its first read instead)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in KEEPALIVE:
+            option = getattr(socket, name, None)
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def open_idle(
@@ -69,6 +89,7 @@ def open_idle(
         if isinstance(reply, Status):
             raise TransientSourceError(f"the server refused IDLE: {redact(reply.text)}")
         sock, rest = wire.detach()
+        keep_alive(sock)
     except MailhaulError:
         wire.abort()
         raise
