@@ -2,8 +2,9 @@
 (no longer beating in the workers table) is deleted by the next sync of any watcher, and a
 worker started later ends up with about half of the accounts (the first one leaves the
 excess politely, the second takes it, and the first closes an account's connection before
-it lets go of its row, so no account has two watchers even for a moment). Two watchers are
-driven directly in this process, each registered as a worker, with a short sync."""
+it lets go of its row, so no account has two watchers even for a moment); accounts of one
+remote mailbox held by two workers share its connection cap. Two watchers are driven
+directly in this process, each registered as a worker, with a short sync."""
 
 from __future__ import annotations
 
